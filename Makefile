@@ -1,0 +1,36 @@
+# Every target creates .venv and installs what it needs, so each works as the first
+# command on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## start the local stack, play the worked example once, keep serving
+	$(BIN)/python -m devstack run
+
+demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 only if every step happened
+	$(BIN)/python -m devstack demo
+
+test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructure
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared functions devstack
+	$(BIN)/cfn-lint infra/template.yaml
+
+bench: $(STAMP)  ## print the performance figures (not tests)
+	$(BIN)/python bench/cold_import.py
+	$(BIN)/python bench/send_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

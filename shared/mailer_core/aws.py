@@ -1,0 +1,25 @@
+"""boto3 clients, created on first use and reused for the life of the container.
+
+botocore follows AWS_ENDPOINT_URL, which is how the local stack points every client at
+moto. Only the adapter module of each service asks for its client here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
+
+
+@lru_cache(maxsize=None)
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch endpoints)."""
+    client.cache_clear()

@@ -1,0 +1,100 @@
+"""Runtime settings, read from the environment the first time they are needed.
+
+Nothing here runs at import time, so importing a handler needs no environment variable but
+the region. The names of tables, queues and the key come from infra/template.yaml, which
+passes them to every function; the local stack sets the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Settings:
+    accounts_table: str = "mailer-accounts"
+    mailboxes_table: str = "mailer-mailboxes"
+    messages_table: str = "mailer-messages"
+    rate_limits_table: str = "mailer-rate-limits"
+    send_queue_url: str = ""
+    bulk_queue_url: str = ""
+    kms_key_id: str = ""
+    bucket: str = ""
+    schedule_group: str = "default"
+    scheduler_role_arn: str = ""
+    timers_function_arn: str = ""
+    kommo_client_id: str = ""
+    kommo_client_secret: str = ""
+    kommo_redirect_uri: str = ""
+    # Where the Kommo API lives; "{subdomain}" is replaced by the account's subdomain.
+    kommo_base_url: str = "https://{subdomain}.kommo.com"
+    # Plain (unencrypted) SMTP is only for the local stack and tests.
+    allow_plaintext_smtp: bool = False
+    # Extra CA bundle trusted for SMTP TLS (tests use a throwaway CA).
+    smtp_ca_file: str = ""
+    smtp_timeout_seconds: float = 30.0
+    # Senders wait in-process for a rate token at most this long; longer waits go back to
+    # the queue with a delay.
+    max_rate_wait_seconds: float = 2.0
+    max_send_attempts: int = 5
+    extra_cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def token_audience(self) -> str:
+        """The `aud` of the widget's token: scheme and host of the redirect URI."""
+        parts = urlsplit(self.kommo_redirect_uri)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment(env: dict[str, str] | None = None) -> Settings:
+    e = dict(os.environ if env is None else env)
+    defaults = Settings()
+
+    def get(name: str, default: str) -> str:
+        return e.get(name, default) or default
+
+    return Settings(
+        accounts_table=get("MAILER_ACCOUNTS_TABLE", defaults.accounts_table),
+        mailboxes_table=get("MAILER_MAILBOXES_TABLE", defaults.mailboxes_table),
+        messages_table=get("MAILER_MESSAGES_TABLE", defaults.messages_table),
+        rate_limits_table=get("MAILER_RATE_LIMITS_TABLE", defaults.rate_limits_table),
+        send_queue_url=get("MAILER_SEND_QUEUE_URL", ""),
+        bulk_queue_url=get("MAILER_BULK_QUEUE_URL", ""),
+        kms_key_id=get("MAILER_KMS_KEY_ID", ""),
+        bucket=get("MAILER_BUCKET", ""),
+        schedule_group=get("MAILER_SCHEDULE_GROUP", defaults.schedule_group),
+        scheduler_role_arn=get("MAILER_SCHEDULER_ROLE_ARN", ""),
+        timers_function_arn=get("MAILER_TIMERS_FUNCTION_ARN", ""),
+        kommo_client_id=get("KOMMO_CLIENT_ID", ""),
+        kommo_client_secret=get("KOMMO_CLIENT_SECRET", ""),
+        kommo_redirect_uri=get("KOMMO_REDIRECT_URI", ""),
+        kommo_base_url=get("MAILER_KOMMO_BASE_URL", defaults.kommo_base_url),
+        allow_plaintext_smtp=_flag(e.get("MAILER_ALLOW_PLAINTEXT_SMTP")),
+        smtp_ca_file=get("MAILER_SMTP_CA_FILE", ""),
+        smtp_timeout_seconds=float(get("MAILER_SMTP_TIMEOUT_SECONDS", "30")),
+        max_rate_wait_seconds=float(get("MAILER_MAX_RATE_WAIT_SECONDS", "2")),
+        max_send_attempts=int(get("MAILER_MAX_SEND_ATTEMPTS", "5")),
+        extra_cors_origins=tuple(
+            o.strip() for o in get("MAILER_EXTRA_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return from_environment()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()
