@@ -45,7 +45,7 @@ _CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(fh, Loader=_CfnLoader)
 
 
 @dataclass
@@ -154,17 +154,27 @@ def create_stack(
         elif kind == "AWS::SQS::Queue":
             sqs = session.client("sqs")
             attributes = {
-                k: (json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v))
+                k: (
+                    json.dumps(v)
+                    if isinstance(v, dict)
+                    else str(v).lower()
+                    if isinstance(v, bool)
+                    else str(v)
+                )
                 for k, v in props.items()
                 if k in {"VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds"}
             }
             url = sqs.create_queue(QueueName=physical, Attributes=attributes)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
             stack.refs[logical] = url
             stack.attrs[(logical, "Arn")] = arn
             stack.attrs[(logical, "QueueName")] = physical
         elif kind == "AWS::KMS::Key":
-            meta = session.client("kms").create_key(Description=props.get("Description", logical))["KeyMetadata"]
+            meta = session.client("kms").create_key(Description=props.get("Description", logical))[
+                "KeyMetadata"
+            ]
             stack.refs[logical] = meta["KeyId"]
             stack.attrs[(logical, "Arn")] = meta["Arn"]
         elif kind == "AWS::S3::Bucket":

@@ -6,7 +6,7 @@ moto. Only the adapter module of each service asks for its client here.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -15,7 +15,7 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
 

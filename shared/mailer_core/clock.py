@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ulid import ULID
 
@@ -15,7 +15,7 @@ class Clock:
     """Wall-clock time, a sleep, and id generation; tests pass a `FakeClock`."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def timestamp(self) -> float:
         return self.now().timestamp()
@@ -32,7 +32,7 @@ class Clock:
 class FakeClock(Clock):
     """A clock that only moves when told to: `sleep` advances it instantly."""
 
-    current: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc))
+    current: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
     on_sleep: Callable[[float], None] | None = None
 
     def now(self) -> datetime:

@@ -1,0 +1,103 @@
+"""The widget's HTTPS API: translates API Gateway (HTTP API) events into core calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core import http, mailboxes, messages, openapi
+from mailer_core.logs import logger
+
+app = APIGatewayHttpResolver()
+app.use(middlewares=[http.api_middleware])
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/openapi.json")
+def openapi_document() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=openapi.document_text())
+
+
+@app.route("/v1/.+", method=["OPTIONS"])
+def preflight() -> Response[str]:
+    return Response(status_code=204, body="")  # answered by the middleware
+
+
+@app.get("/v1/me")
+def who_am_i() -> dict[str, Any]:
+    caller = http.caller_of(app)
+    return {
+        "account_id": caller.account_id,
+        "subdomain": caller.subdomain,
+        "user_id": caller.user_id,
+        "is_admin": caller.is_admin,
+    }
+
+
+@app.get("/v1/mailboxes")
+def list_mailboxes() -> dict[str, Any]:
+    return {"items": mailboxes.list_for(http.caller_of(app))}
+
+
+@app.post("/v1/mailboxes")
+def create_mailbox() -> Response[str]:
+    return http.json_response(201, mailboxes.create(http.caller_of(app), http.json_body(app)))
+
+
+@app.get("/v1/mailboxes/<mailbox_id>")
+def get_mailbox(mailbox_id: str) -> dict[str, Any]:
+    return mailboxes.get(http.caller_of(app), mailbox_id)
+
+
+@app.patch("/v1/mailboxes/<mailbox_id>")
+def update_mailbox(mailbox_id: str) -> dict[str, Any]:
+    return mailboxes.update(http.caller_of(app), mailbox_id, http.json_body(app))
+
+
+@app.delete("/v1/mailboxes/<mailbox_id>")
+def delete_mailbox(mailbox_id: str) -> Response[str]:
+    mailboxes.delete(http.caller_of(app), mailbox_id)
+    return Response(status_code=204, body="")
+
+
+@app.get("/v1/messages")
+def list_messages() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return messages.list_for(
+        http.caller_of(app),
+        status=query.get("status"),
+        limit=http.limit_param(query),
+        cursor=query.get("cursor"),
+    )
+
+
+@app.post("/v1/messages")
+def compose_message() -> Response[str]:
+    message = messages.compose(http.caller_of(app), http.json_body(app))
+    return http.json_response(202, message)
+
+
+@app.get("/v1/messages/<message_id>")
+def get_message(message_id: str) -> dict[str, Any]:
+    return messages.get(http.caller_of(app), message_id)
+
+
+@app.post("/v1/messages/<message_id>/cancel")
+def cancel_message(message_id: str) -> dict[str, Any]:
+    return messages.cancel(http.caller_of(app), message_id)
+
+
+@app.post("/v1/messages/<message_id>/retry")
+def retry_message(message_id: str) -> Response[str]:
+    return http.json_response(202, messages.resend(http.caller_of(app), message_id))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,26 @@
+"""SQS consumer of the send queues: each record names a message to send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.logs import logger
+from mailer_core.queues import SendJob
+from mailer_core.sending import SendWorker
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with SendWorker() as worker:
+
+        def handle(record: SQSRecord) -> str:
+            return worker.process(SendJob.from_body(record.body))
+
+        return dict(
+            process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+        )

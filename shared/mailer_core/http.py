@@ -1,0 +1,125 @@
+"""HTTP rules of the widget's API: who is calling, CORS for Kommo origins, JSON errors.
+
+The API function registers its routes on a Powertools resolver and installs `api_middleware`;
+everything about authentication, CORS and error bodies lives here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+from mailer_core.auth import Caller, verify_widget_token
+from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.errors import MailerError, MalformedRequest
+from mailer_core.logs import logger
+from mailer_core.settings import get_settings
+
+# Kommo (and amoCRM) account pages: https://<subdomain>.kommo.com and the amoCRM domains.
+KOMMO_ORIGIN = re.compile(r"^https://[a-z0-9](?:[a-z0-9-]{0,62})\.(?:kommo\.com|amocrm\.ru|amocrm\.com)$")
+ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
+ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+PROTECTED_PREFIX = "/v1/"
+
+
+def origin_allowed(origin: str | None) -> bool:
+    if not origin:
+        return False
+    return bool(KOMMO_ORIGIN.match(origin)) or origin in get_settings().extra_cors_origins
+
+
+def cors_headers(origin: str | None, *, preflight: bool = False) -> dict[str, str]:
+    if not origin_allowed(origin):
+        return {}
+    headers = {"Access-Control-Allow-Origin": str(origin), "Vary": "Origin"}
+    if preflight:
+        headers.update(
+            {
+                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return headers
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        headers=headers or {},
+    )
+
+
+def error_response(exc: MailerError, origin: str | None = None) -> Response[str]:
+    return json_response(exc.status, exc.to_body(), cors_headers(origin))
+
+
+def authenticate(headers: dict[str, str], *, clock: Clock = SYSTEM_CLOCK) -> Caller:
+    settings = get_settings()
+    token = headers.get("x-auth-token") or headers.get("X-Auth-Token")
+    return verify_widget_token(
+        token, secret=settings.kommo_client_secret, audience=settings.token_audience, now=clock.timestamp()
+    )
+
+
+def json_body(app: APIGatewayHttpResolver) -> Any:
+    event = app.current_event
+    raw = event.body or ""
+    if event.is_base64_encoded and raw:
+        raw = base64.b64decode(raw).decode("utf-8", errors="replace")
+    if not raw.strip():
+        raise MalformedRequest("the request needs a JSON body", field="body")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+def caller_of(app: APIGatewayHttpResolver) -> Caller:
+    caller = app.context.get("caller")
+    if not isinstance(caller, Caller):  # a /v1 route always runs behind the middleware
+        raise RuntimeError("route has no authenticated caller")
+    return caller
+
+
+def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Answer preflights, authenticate /v1 calls, add CORS headers, turn errors into JSON."""
+    event = app.current_event
+    origin = event.headers.get("origin")
+    path = event.path
+    if event.http_method == "OPTIONS":
+        allowed = origin_allowed(origin)
+        return Response(
+            status_code=204 if allowed else 403, body="", headers=cors_headers(origin, preflight=True)
+        )
+    try:
+        if path.startswith(PROTECTED_PREFIX):
+            caller = authenticate(event.headers)
+            app.append_context(caller=caller)
+            logger.append_keys(account_id=caller.account_id, user_id=caller.user_id)
+        response = next_middleware(app)
+    except MailerError as exc:
+        if exc.status >= 500:
+            logger.exception("request failed", extra={"path": path})
+        else:
+            logger.info("request refused", extra={"path": path, "status": exc.status, "reason": exc.message})
+        return error_response(exc, origin)
+    for key, value in cors_headers(origin).items():
+        response.headers[key] = value
+    return response
+
+
+def limit_param(query: dict[str, str], *, default: int = 50, maximum: int = 200) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise MalformedRequest(f"limit must be a whole number from 1 to {maximum}", field="limit")
+    return int(raw)

@@ -1,0 +1,83 @@
+"""Message statuses, their allowed transitions and the history every change leaves.
+
+Every transition is one conditional UpdateItem: the condition names the statuses it may
+leave, so two workers (or a worker and a user's cancel) can never both win.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
+from mailer_core.models import HistoryEntry, MessageModel
+
+DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
+    "draft",
+    "scheduled",
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "canceled",
+)
+STATUSES = (DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED)
+FINAL = (SENT, FAILED, CANCELED)
+
+
+def status_key(account_id: int, status: str) -> str:
+    return f"{account_id}#{status}"
+
+
+def entry(at: datetime, event: str, detail: str | None = None) -> HistoryEntry:
+    return HistoryEntry(at=at, event=event, detail=detail)
+
+
+def set_status(message: MessageModel, status: str) -> list[Action]:
+    return [
+        MessageModel.status.set(status),
+        MessageModel.status_key.set(status_key(int(message.account_id), status)),
+    ]
+
+
+def in_status(*statuses: str) -> Condition:
+    return MessageModel.status.is_in(*statuses)
+
+
+def transition(
+    message: MessageModel,
+    *,
+    to: str,
+    when: datetime,
+    event: str,
+    detail: str | None = None,
+    allowed_from: tuple[str, ...],
+    extra: list[Action] | None = None,
+    condition: Condition | None = None,
+) -> bool:
+    """Move the message to `to` if it is in one of `allowed_from`; False if it was not."""
+    guard = in_status(*allowed_from)
+    if condition is not None:
+        guard = guard & condition
+    actions: list[Action] = [
+        *set_status(message, to),
+        MessageModel.updated_at.set(when),
+        MessageModel.history.set(MessageModel.history.append([entry(when, event, detail)])),
+        *(extra or []),
+    ]
+    try:
+        message.update(actions=actions, condition=guard)
+    except UpdateError as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _is_condition_failure(exc: UpdateError) -> bool:
+    cause: Any = exc.cause
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
+    return code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)

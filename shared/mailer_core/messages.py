@@ -1,0 +1,323 @@
+"""Compose, read, list, cancel and resend messages: the rules behind /v1/messages.
+
+A composed message is stored first (conditional put), then queued. If queuing fails the
+message is marked failed with the reason, so nothing is left half-written: a stored message
+is either on its way or says why it is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailer_core import bodies, mailboxes, queues, schedules, validation
+from mailer_core import message_state as state
+from mailer_core.auth import Caller
+from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.errors import (
+    Conflict,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamError,
+)
+from mailer_core.logs import logger
+from mailer_core.mime import make_message_id
+from mailer_core.models import AccountModel, MessageModel
+
+FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_RECIPIENTS = 50
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+ENTITY_TYPES = ("leads", "contacts", "companies")
+
+
+def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": message.message_id,
+        "status": message.status,
+        "user_id": int(message.user_id),
+        "mailbox_id": message.mailbox_id,
+        "lane": message.lane,
+        "to": list(message.to),
+        "cc": list(message.cc or []),
+        "bcc": list(message.bcc or []),
+        "entity": (
+            {"type": message.entity_type, "id": int(message.entity_id)}
+            if message.entity_type and message.entity_id is not None
+            else None
+        ),
+        "subject": message.subject,
+        "message_id_header": message.header_message_id,
+        "send_at": message.send_at.isoformat() if message.send_at else None,
+        "attempts": int(message.attempts or 0),
+        "last_error": message.last_error,
+        "created_at": message.created_at.isoformat(),
+        "updated_at": message.updated_at.isoformat(),
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "history": [
+            {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
+        ],
+    }
+    if with_body:
+        view["html"] = message.html if message.html is not None else None
+    return view
+
+
+def _load(caller: Caller, message_id: str) -> MessageModel:
+    try:
+        message = MessageModel.get(caller.account_id, message_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("no such message", field="message_id") from None
+    if not caller.is_admin and int(message.user_id) != caller.user_id:
+        raise NotFound("no such message", field="message_id")
+    return message
+
+
+def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
+    value = payload.get("entity")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput('must be an object like {"type": "leads", "id": 123}', field="entity")
+    validation.reject_unknown({f"entity.{k}": v for k, v in value.items()}, {"entity.type", "entity.id"})
+    kind = value.get("type")
+    if kind not in ENTITY_TYPES:
+        raise InvalidInput(f"must be one of {', '.join(ENTITY_TYPES)}", field="entity.type")
+    entity_id = value.get("id")
+    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or entity_id < 1:
+        raise InvalidInput("must be a positive integer", field="entity.id")
+    return kind, entity_id
+
+
+def _entity_recipients(account_id: int, kind: str, entity_id: int, which: str) -> list[str]:
+    from mailer_core import kommo  # imported here: only compose-by-entity needs the Kommo client
+
+    try:
+        account = AccountModel.get(account_id)
+    except DoesNotExist:
+        raise Conflict("the account is not connected to Kommo", field="entity") from None
+    contacts = kommo.client_for_account(account).entity_contacts(kind, entity_id)  # type: ignore[arg-type]
+    if which == "main":
+        contacts = [c for c in contacts if c.is_main] or contacts[:1]
+    addresses: list[str] = []
+    for contact in contacts:
+        for address in contact.emails:
+            if address.lower() not in {a.lower() for a in addresses}:
+                addresses.append(address)
+            if which == "main":
+                break
+    return addresses
+
+
+def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    data = validation.require_object(payload)
+    validation.reject_unknown(data, FIELDS)
+    subject = validation.text(data, "subject", max_length=998)
+    html = validation.text(data, "html", max_length=MAX_BODY_BYTES * 2)
+    if len(html.encode("utf-8")) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("the email body is larger than 8 MB", field="html", limit_bytes=MAX_BODY_BYTES)
+    lane = validation.text(data, "lane", default="priority")
+    if lane not in queues.LANES:
+        raise InvalidInput(f"must be one of {', '.join(queues.LANES)}", field="lane")
+    to = validation.email_list(data, "to", max_items=MAX_RECIPIENTS)
+    cc = validation.email_list(data, "cc", max_items=MAX_RECIPIENTS)
+    bcc = validation.email_list(data, "bcc", max_items=MAX_RECIPIENTS)
+    entity = _entity(data)
+    which = validation.text(data, "contacts", default="main")
+    if which not in ("main", "all"):
+        raise InvalidInput("must be main or all", field="contacts")
+    now = clock.now()
+    send_at = validation.timestamp(data, "send_at")
+    if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidInput("is more than a year ahead", field="send_at")
+    if send_at is not None and send_at <= now:
+        send_at = None  # a time in the past means now
+
+    mailbox_id = validation.text(data, "mailbox_id")
+    if mailbox_id:
+        mailbox = mailboxes.find(caller.account_id, mailbox_id)
+        if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
+            raise InvalidInput("no such mailbox", field="mailbox_id")
+    else:
+        mailbox = mailboxes.default_for_user(caller.account_id, caller.user_id)
+        if mailbox is None:
+            raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
+
+    if not to and entity is not None:
+        to = _entity_recipients(caller.account_id, entity[0], entity[1], which)
+        if not to:
+            raise InvalidInput(
+                f"{entity[0]} {entity[1]} has no contact with an email address", field="entity"
+            )
+    if not to:
+        raise InvalidInput(
+            "give recipients in 'to' or an entity whose contacts receive the email", field="to"
+        )
+    if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
+        raise InvalidInput(f"an email goes to at most {MAX_RECIPIENTS} addresses", field="to")
+
+    message_id = clock.new_id()
+    status = state.SCHEDULED if send_at else state.QUEUED
+    inline = len(html.encode("utf-8")) <= bodies.INLINE_LIMIT
+    message = MessageModel(
+        caller.account_id,
+        message_id,
+        status=status,
+        status_key=state.status_key(caller.account_id, status),
+        user_id=caller.user_id,
+        mailbox_id=mailbox.mailbox_id,
+        lane=lane,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        entity_type=entity[0] if entity else None,
+        entity_id=entity[1] if entity else None,
+        subject=subject,
+        html=html if inline else None,
+        html_s3_key=None if inline else bodies.put_html(caller.account_id, message_id, html),
+        header_message_id=make_message_id(message_id, mailbox.sender_email),
+        send_at=send_at,
+        created_at=now,
+        updated_at=now,
+        history=[state.entry(now, status, f"send at {send_at.isoformat()}" if send_at else None)],
+    )
+    message.save(condition=MessageModel.message_id.does_not_exist())
+    _dispatch(message, clock=clock)
+    logger.info(
+        "message composed",
+        extra={
+            "account_id": caller.account_id,
+            "message_id": message_id,
+            "mailbox_id": mailbox.mailbox_id,
+            "status": message.status,
+        },
+    )
+    return public_view(message)
+
+
+def _dispatch(message: MessageModel, *, clock: Clock) -> None:
+    """Queue the message now, after an SQS delay, or through a one-time schedule."""
+    job = queues.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
+    try:
+        delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
+        if delay <= queues.MAX_DELAY_SECONDS:
+            queues.enqueue_send(job, delay_seconds=int(max(0, delay)))
+        else:
+            name = schedules.schedule_name("send", int(message.account_id), message.message_id)
+            schedules.create_one_time(name, message.send_at, {"kind": "send", **json.loads(job.to_body())})  # type: ignore[arg-type]
+            message.update(actions=[MessageModel.schedule_name.set(name)])
+    except Exception as exc:
+        now = clock.now()
+        reason = f"could not queue the message: {type(exc).__name__}"
+        state.transition(
+            message,
+            to=state.FAILED,
+            when=now,
+            event="failed",
+            detail=reason,
+            allowed_from=(state.QUEUED, state.SCHEDULED),
+            extra=[MessageModel.last_error.set(reason)],
+        )
+        logger.exception("queueing failed", extra={"message_id": message.message_id})
+        raise UpstreamError(
+            "the message was saved as failed: the queue is unavailable; send it again later",
+            message_id=message.message_id,
+        ) from exc
+
+
+def get(caller: Caller, message_id: str) -> dict[str, Any]:
+    message = _load(caller, message_id)
+    view = public_view(message)
+    return view
+
+
+def list_for(
+    caller: Caller, *, status: str | None, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    if status is not None and status not in state.STATUSES:
+        raise InvalidInput(f"must be one of {', '.join(state.STATUSES)}", field="status")
+    last_key = _decode_cursor(cursor) if cursor else None
+    owner = None if caller.is_admin else (MessageModel.user_id == caller.user_id)
+    if status:
+        results = MessageModel.by_status.query(
+            state.status_key(caller.account_id, status),
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=last_key,
+            filter_condition=owner,
+        )
+    else:
+        results = MessageModel.query(
+            caller.account_id,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=last_key,
+            filter_condition=owner,
+        )
+    items = [public_view(m) for m in results]
+    next_key = results.last_evaluated_key
+    return {"items": items, "next_cursor": _encode_cursor(next_key) if next_key else None}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError as exc:
+        raise MalformedRequest("cursor is not one this API gave out", field="cursor") from exc
+    if not isinstance(value, dict):
+        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
+    return value
+
+
+def cancel(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    message = _load(caller, message_id)
+    ok = state.transition(
+        message,
+        to=state.CANCELED,
+        when=clock.now(),
+        event="canceled",
+        detail=f"by user {caller.user_id}",
+        allowed_from=(state.QUEUED, state.SCHEDULED),
+    )
+    if not ok:
+        current = _load(caller, message_id)
+        raise Conflict(
+            f"a {current.status} message cannot be canceled", field="status", status=current.status
+        )
+    if message.schedule_name:
+        schedules.delete(message.schedule_name)
+    return public_view(_load(caller, message_id))
+
+
+def resend(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    """Send a failed message again: back to queued with a fresh attempt count."""
+    message = _load(caller, message_id)
+    ok = state.transition(
+        message,
+        to=state.QUEUED,
+        when=clock.now(),
+        event="queued",
+        detail=f"sent again by user {caller.user_id}",
+        allowed_from=(state.FAILED,),
+        extra=[MessageModel.attempts.set(0), MessageModel.last_error.remove(), MessageModel.send_at.remove()],
+    )
+    if not ok:
+        current = _load(caller, message_id)
+        raise Conflict(
+            f"only a failed message can be sent again; this one is {current.status}",
+            field="status",
+            status=current.status,
+        )
+    message.send_at = None
+    _dispatch(message, clock=clock)
+    return public_view(_load(caller, message_id))

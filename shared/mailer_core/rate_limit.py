@@ -1,0 +1,104 @@
+"""Per-mailbox send rate and daily cap, shared by every concurrent worker through DynamoDB.
+
+The bucket is a GCRA token bucket (the "virtual scheduling" form of a token bucket): one
+item per mailbox holds the theoretical arrival time `tat` of the next send. Taking a token
+is one conditional UpdateItem, never a read followed by a write:
+
+- bucket idle (`tat <= now`): set `tat = now + T` where T = 1 / rate;
+- with a burst B > 1, a bucket running ahead by at most (B - 1) * T also grants:
+  `tat = tat + T`.
+
+The daily cap lives in the same item as a counter attribute named for the UTC day (`d_20261124`),
+incremented by the same UpdateItem and guarded by the same condition, and yesterday's counter
+is removed on the way. When the condition fails, DynamoDB hands back the old item, which
+says how long to wait: until `tat` for the rate, until midnight UTC for the daily cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from mailer_core import aws
+from mailer_core.settings import get_settings
+
+Reason = Literal["rate", "daily_cap"]
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after: float = 0.0
+    reason: Reason | None = None
+
+
+def _day_attr(day: datetime) -> str:
+    return f"d_{day:%Y%m%d}"
+
+
+def take(
+    bucket_key: str, *, rate_per_second: float, daily_cap: int, now: float, burst: int = 1
+) -> RateDecision:
+    """Try to take one send token from the bucket at time `now` (epoch seconds)."""
+    interval = 1.0 / rate_per_second
+    tolerance = max(0, burst - 1) * interval
+    today = datetime.fromtimestamp(now, tz=UTC)
+    day, yesterday = _day_attr(today), _day_attr(today - timedelta(days=1))
+    midnight = (today + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    table = get_settings().rate_limits_table
+    client = aws.client("dynamodb")
+    names = {"#tat": "tat", "#day": day, "#old": yesterday, "#exp": "expires_at"}
+    common = {
+        ":one": {"N": "1"},
+        ":cap": {"N": str(int(daily_cap))},
+        ":exp": {"N": str(int(midnight + 86400 * 2))},
+    }
+    cap_ok = "(attribute_not_exists(#day) OR #day < :cap)"
+
+    def attempt(update: str, condition: str, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one conditional update; None when granted, else the old item."""
+        try:
+            client.update_item(
+                TableName=table,
+                Key={"bucket_key": {"S": bucket_key}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={k: v for k, v in names.items() if k in update or k in condition},
+                ExpressionAttributeValues={**common, **values},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return dict(exc.response.get("Item") or {})
+        return None
+
+    old = attempt(
+        "SET #tat = :next, #exp = :exp ADD #day :one REMOVE #old",
+        f"(attribute_not_exists(#tat) OR #tat <= :now) AND {cap_ok}",
+        {":now": {"N": repr(now)}, ":next": {"N": repr(now + interval)}},
+    )
+    if old is None:
+        return RateDecision(True)
+    used_today = int(old.get(day, {}).get("N", "0"))
+    if used_today >= daily_cap:
+        return RateDecision(False, retry_after=max(1.0, midnight - now), reason="daily_cap")
+    tat = float(old.get("tat", {}).get("N", repr(now)))
+    if tolerance > 0 and tat <= now + tolerance:
+        old = attempt(
+            "SET #tat = #tat + :interval, #exp = :exp ADD #day :one REMOVE #old",
+            f"#tat > :now AND #tat <= :limit AND {cap_ok}",
+            {
+                ":now": {"N": repr(now)},
+                ":limit": {"N": repr(now + tolerance)},
+                ":interval": {"N": repr(interval)},
+            },
+        )
+        if old is None:
+            return RateDecision(True)
+        tat = float(old.get("tat", {}).get("N", repr(now)))
+    return RateDecision(False, retry_after=max(0.001, tat - tolerance - now), reason="rate")

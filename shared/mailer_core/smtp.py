@@ -1,0 +1,305 @@
+"""The SMTP transport: the only module of Mailer that talks SMTP.
+
+`open_session` opens one authenticated connection; `SmtpPool` keeps one per mailbox for a
+whole batch and replaces a connection the server dropped while it sat idle. Every
+failure comes out as one `SmtpFailure` whose `kind` tells the caller what to do:
+retry later (temporary, connection) or stop and report (permanent, auth, tls).
+The mailbox password goes to the server and nowhere else: not into an exception, not
+into a log line (smtplib's debug output, which would print it, stays off).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+Security = Literal["ssl", "starttls", "none"]
+FailureKind = Literal["temporary", "permanent", "auth", "tls", "connection"]
+# Where a send failed: before the message's bytes went out ("connect", "envelope") or
+# while they were going out or being answered ("data"), when the server may have them.
+Stage = Literal["connect", "envelope", "data"]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: Security
+    login: str
+    password: str = field(repr=False)
+    timeout: float = 30.0
+    ca_file: str = ""  # an extra CA bundle to trust (tests use trustme), besides the system's
+
+
+class SmtpFailure(Exception):
+    """A send or a connection failed; `kind` says whether trying again can help."""
+
+    def __init__(
+        self, kind: FailureKind, reply: str, code: int | None = None, *, stage: Stage = "connect"
+    ) -> None:
+        super().__init__(kind, reply, code)  # the order __init__ takes (so it pickles)
+        self.kind: FailureKind = kind
+        self.code = code
+        self.reply = reply
+        self.stage: Stage = stage
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("temporary", "connection")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reply}" if self.code is not None else self.reply
+
+
+@dataclass(frozen=True)
+class SendResult:
+    reply: str  # the server's answer to the end of DATA, e.g. "250 2.0.0 Ok: queued as 4C1F"
+    refused: dict[str, str] = field(default_factory=dict)  # address -> "code words"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+def _by_code(code: int, reply: bytes | str, stage: Stage) -> SmtpFailure:
+    kind: FailureKind = "temporary" if 400 <= code < 500 else "permanent"
+    return SmtpFailure(kind, _text(reply), code, stage=stage)
+
+
+def classify(error: BaseException, stage: Stage = "connect") -> SmtpFailure:
+    """The `SmtpFailure` for an exception raised by smtplib, ssl or the socket layer."""
+    if isinstance(error, SmtpFailure):
+        return error
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return SmtpFailure("auth", _text(error.smtp_error), error.smtp_code, stage=stage)
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = max(error.recipients.values(), key=lambda answer: answer[0])
+        return _by_code(code, reply, stage)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return _by_code(error.smtp_code, error.smtp_error, stage)
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return SmtpFailure("connection", str(error) or "server disconnected", stage=stage)
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return SmtpFailure("connection", f"TLS connection closed: {error}", stage=stage)
+    if isinstance(error, ssl.SSLError):  # includes certificate verification failures
+        return SmtpFailure("tls", str(error), stage=stage)
+    if isinstance(error, OSError):  # refused, reset, timed out, DNS failure
+        return SmtpFailure("connection", str(error) or type(error).__name__, stage=stage)
+    return SmtpFailure("permanent", str(error) or type(error).__name__, stage=stage)
+
+
+def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """A verifying context: the system's CAs, plus `settings.ca_file` when set."""
+    try:
+        context = ssl.create_default_context()
+        if settings.ca_file:
+            context.load_verify_locations(cafile=settings.ca_file)
+    except (OSError, ValueError) as error:
+        raise SmtpFailure("tls", f"cannot load CA file {settings.ca_file!r}: {error}") from None
+    return context
+
+
+class SmtpSession:
+    """One open, authenticated SMTP connection. After a failed send, close it."""
+
+    def __init__(self, client: smtplib.SMTP) -> None:
+        self._client = client
+
+    def send(self, message: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> SendResult:
+        """Hand `message` over for `to_addrs`; raises SmtpFailure unless someone accepted it.
+
+        Recipients refused while others were accepted come back in `refused`. Only the
+        envelope decides who gets the message: a Bcc header, if any, is not sent.
+        """
+        if not to_addrs:
+            raise SmtpFailure("permanent", "no recipients", stage="envelope")
+        if message["Bcc"] is not None:  # the envelope carries Bcc; a header would reveal it
+            message = copy.copy(message)
+            del message["Bcc"]
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        client = self._client
+        try:
+            options = self._mail_options(from_addr, to_addrs, data)
+            code, reply = client.mail(from_addr, options)
+            if code != 250:
+                raise _by_code(code, reply, "envelope")
+            refused: dict[str, tuple[int, bytes]] = {}
+            for address in to_addrs:
+                code, reply = client.rcpt(address)
+                if code == 421:
+                    raise _by_code(code, reply, "envelope")
+                if code not in (250, 251):
+                    refused[address] = (code, reply)
+            if len(refused) == len(to_addrs):
+                raise classify(smtplib.SMTPRecipientsRefused(refused), "envelope")
+        except (smtplib.SMTPException, OSError) as error:
+            raise classify(error, "envelope") from None
+        try:
+            code, reply = client.data(data)
+        except (smtplib.SMTPException, OSError) as error:
+            raise classify(error, "data") from None
+        if code != 250:
+            raise _by_code(code, reply, "data")
+        return SendResult(
+            reply=f"{code} {_text(reply)}",
+            refused={address: f"{refusal[0]} {_text(refusal[1])}" for address, refusal in refused.items()},
+        )
+
+    def _mail_options(self, from_addr: str, to_addrs: Sequence[str], data: bytes) -> list[str]:
+        options: list[str] = []
+        if self._client.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if not all(address.isascii() for address in (from_addr, *to_addrs)):
+            if not self._client.has_extn("smtputf8"):
+                raise SmtpFailure(
+                    "permanent", "the server does not accept non-ASCII addresses", stage="envelope"
+                )
+            options.append("SMTPUTF8")
+        return options
+
+    def is_alive(self) -> bool:
+        """Whether the server still answers (a NOOP); False for a dropped connection."""
+        try:
+            code, _ = self._client.noop()
+        except (smtplib.SMTPException, OSError):
+            return False
+        return code == 250
+
+    def close(self) -> None:
+        """QUIT politely; a connection that is already gone is just closed."""
+        try:
+            self._client.quit()
+        except (smtplib.SMTPException, OSError):
+            self._client.close()
+
+
+def open_session(settings: SmtpSettings) -> SmtpSession:
+    """Connect, say EHLO, secure the connection as settings say, and log in."""
+    context = _tls_context(settings) if settings.security != "none" else None
+    client: smtplib.SMTP | None = None
+    try:
+        if settings.security == "ssl":
+            client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+        else:
+            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        client.ehlo()
+        if settings.security == "starttls":
+            if not client.has_extn("starttls"):
+                raise SmtpFailure("tls", f"{settings.host} does not offer STARTTLS")
+            client.starttls(context=context)
+            client.ehlo()
+        if settings.login:
+            if not client.has_extn("auth"):
+                raise SmtpFailure("auth", f"{settings.host} does not offer AUTH on this connection")
+            _login(client, settings.login, settings.password)
+    except BaseException as error:
+        if client is not None:
+            client.close()
+        if isinstance(error, (smtplib.SMTPException, OSError, SmtpFailure)):
+            failure = classify(error)
+            logger.info("SMTP connection to %s:%s failed: %s", settings.host, settings.port, failure)
+            raise failure from None
+        raise
+    return SmtpSession(client)
+
+
+def _login(client: smtplib.SMTP, login: str, password: str) -> None:
+    if (login + password).isascii():
+        client.login(login, password)
+        return
+    # smtplib encodes credentials as ASCII; AUTH PLAIN (RFC 4616) carries UTF-8.
+    if "plain" not in client.esmtp_features.get("auth", "").lower().split():
+        raise SmtpFailure("auth", "a non-ASCII login or password needs AUTH PLAIN, which the server lacks")
+    token = base64.b64encode(f"\0{login}\0{password}".encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+class SmtpPool:
+    """One session per mailbox (`key`) for a whole batch; `close` (or `with`) ends them all."""
+
+    def __init__(self, connect: Callable[[SmtpSettings], SmtpSession] = open_session) -> None:
+        self._connect = connect
+        self._sessions: dict[str, tuple[SmtpSettings, SmtpSession]] = {}
+
+    def send(
+        self,
+        key: str,
+        settings: SmtpSettings,
+        message: EmailMessage,
+        from_addr: str,
+        to_addrs: Sequence[str],
+    ) -> SendResult:
+        """Send over the mailbox's session, opening or replacing it as needed.
+
+        A cached session that turns out dead before the message went out (NOOP fails, or
+        the server hangs up during the envelope) is replaced once and the send repeated.
+        A failure while the message itself was going out is raised as it is: the server
+        may hold the message, and the caller decides whether to send again. After any
+        failure the mailbox's session is closed and forgotten.
+        """
+        cached = self._sessions.get(key)
+        session: SmtpSession | None = None
+        if cached is not None:
+            cached_settings, session = cached
+            if cached_settings != settings or not session.is_alive():
+                logger.info("SMTP session for %s is gone or outdated; reconnecting", key)
+                self._drop(key)
+                session = None
+        reused = session is not None
+        if session is None:
+            session = self._open(key, settings)
+        try:
+            return session.send(message, from_addr, to_addrs)
+        except SmtpFailure as failure:
+            self._drop(key)
+            if not (reused and failure.kind == "connection" and failure.stage != "data"):
+                raise
+        except BaseException:
+            self._drop(key)
+            raise
+        logger.info("SMTP session for %s dropped before the message went out; reconnecting", key)
+        session = self._open(key, settings)
+        try:
+            return session.send(message, from_addr, to_addrs)
+        except BaseException:
+            self._drop(key)
+            raise
+
+    def _open(self, key: str, settings: SmtpSettings) -> SmtpSession:
+        session = self._connect(settings)
+        self._sessions[key] = (settings, session)
+        return session
+
+    def _drop(self, key: str) -> None:
+        cached = self._sessions.pop(key, None)
+        if cached is not None:
+            _close_quietly(cached[1])
+
+    def close(self) -> None:
+        """QUIT every session, ignoring errors."""
+        for key in list(self._sessions):
+            self._drop(key)
+
+    def __enter__(self) -> SmtpPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _close_quietly(session: SmtpSession) -> None:
+    try:
+        session.close()
+    except Exception:
+        logger.debug("ignoring an error while closing an SMTP session", exc_info=True)

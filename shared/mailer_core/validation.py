@@ -1,0 +1,145 @@
+"""Field checks shared by the API's inputs; each failure names the field and the problem."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from mailer_core.errors import InvalidInput
+
+# Pragmatic address check: one @, a dotted domain, no spaces or angle brackets. The SMTP
+# server has the last word; this catches what a manager mistypes.
+_EMAIL = re.compile(
+    r"^[^@\s<>(),;:\"\[\]]+@(?:[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{0,61}[A-Za-z0-9\u0080-\uffff])?\.)+[A-Za-z\u0080-\uffff]{2,}$"
+)
+_HOST = re.compile(
+    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def reject_unknown(payload: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(payload) - set(allowed))
+    if unknown:
+        raise InvalidInput(
+            f"unknown field; allowed fields are {', '.join(sorted(allowed))}", field=unknown[0]
+        )
+
+
+def require_object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidInput("the body must be a JSON object", field="body")
+    return payload
+
+
+def text(
+    payload: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    default: str = "",
+    max_length: int = 1000,
+    allow_empty: bool = True,
+) -> str:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput("is required", field=name)
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput("must be a string", field=name)
+    if not allow_empty and not value.strip():
+        raise InvalidInput("must not be empty", field=name)
+    if len(value) > max_length:
+        raise InvalidInput(f"is longer than {max_length} characters", field=name)
+    return value
+
+
+def integer(
+    payload: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    default: int | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput("is required", field=name)
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("must be an integer", field=name)
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"must be at least {minimum}", field=name)
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"must be at most {maximum}", field=name)
+    return value
+
+
+def number(payload: Mapping[str, Any], name: str, *, default: float, minimum: float, maximum: float) -> float:
+    value = payload.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("must be a number", field=name)
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"must be between {minimum:g} and {maximum:g}", field=name)
+    return float(value)
+
+
+def boolean(payload: Mapping[str, Any], name: str, *, default: bool = False) -> bool:
+    value = payload.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInput("must be true or false", field=name)
+    return value
+
+
+def email_address(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("must be an email address string", field=field)
+    address = value.strip()
+    if len(address) > 254 or not _EMAIL.match(address):
+        raise InvalidInput(f"{address!r} is not a valid email address", field=field)
+    return address
+
+
+def email_list(payload: Mapping[str, Any], name: str, *, max_items: int = 50) -> list[str]:
+    value = payload.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list of email addresses", field=name)
+    if len(value) > max_items:
+        raise InvalidInput(f"has more than {max_items} addresses", field=name)
+    return [email_address(item, f"{name}[{i}]") for i, item in enumerate(value)]
+
+
+def hostname(payload: Mapping[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
+    value = text(payload, name, required=required, default=default, max_length=253)
+    if value and not _HOST.match(value):
+        raise InvalidInput(f"{value!r} is not a host name", field=name)
+    return value
+
+
+def timestamp(payload: Mapping[str, Any], name: str) -> datetime | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            "must be an ISO 8601 date-time with a time zone, e.g. 2026-11-24T15:00:00+03:00", field=name
+        )
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("is not an ISO 8601 date-time", field=name) from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput("needs a time zone (e.g. Z or +03:00)", field=name)
+    return parsed.astimezone(UTC)

@@ -1,0 +1,51 @@
+"""Shared fixtures: an in-process moto account with the template's resources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from mailer_core import aws
+from mailer_core.settings import reset_settings
+from moto import mock_aws
+
+from devstack.resources import StackResources, create_stack, function_environment
+
+TEST_SECRET = "test-client-secret-0123456789abcdef"
+TEST_REDIRECT_URI = "https://mailer.test.example/oauth/callback"
+TEST_AUDIENCE = "https://mailer.test.example"
+
+# No test may reach real AWS: fake credentials and a region for every client.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    POWERTOOLS_METRICS_NAMESPACE="MailerTests",
+    POWERTOOLS_SERVICE_NAME="mailer",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackResources]:
+    """GIVEN the template's tables, queues, key, bucket and schedule group in moto."""
+    with mock_aws():
+        stack = create_stack(
+            boto3.session.Session(),
+            parameters={"KommoClientSecret": TEST_SECRET, "KommoRedirectUri": TEST_REDIRECT_URI},
+        )
+        for key, value in function_environment(stack).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
+        reset_settings()
+        aws.reset_clients()
+        try:
+            yield stack
+        finally:
+            reset_settings()
+            aws.reset_clients()

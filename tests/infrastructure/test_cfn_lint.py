@@ -1,0 +1,37 @@
+"""cfn-lint finds nothing in infra/template.yaml, and needs no network to say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.infrastructure.netguard import run_guarded
+from tests.infrastructure.sam_offline import TEMPLATE_PATH
+
+CFN_LINT = """
+import sys
+from cfnlint.runner import main
+sys.argv = ["cfn-lint", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def test_cfn_lint_is_clean_offline(tmp_path: Path) -> None:
+    run = run_guarded(CFN_LINT, str(TEMPLATE_PATH), workdir=tmp_path)
+
+    assert (run.returncode, run.stdout + run.stderr) == (0, "")
+    assert run.network_attempts == []
+
+
+def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
+    """The lint run above could fail: the same call flags a visibility timeout SQS does not allow."""
+    broken = tmp_path / "template.yaml"
+    broken.write_text(
+        TEMPLATE_PATH.read_text(encoding="utf-8").replace("VisibilityTimeout: 360", "VisibilityTimeout: 99999"),
+        encoding="utf-8",
+    )
+
+    run = run_guarded(CFN_LINT, str(broken), workdir=tmp_path)
+
+    assert run.returncode != 0
+    assert "E3034" in run.stdout
+    assert run.network_attempts == []

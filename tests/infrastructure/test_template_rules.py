@@ -1,0 +1,169 @@
+"""infra/template.yaml, translated offline by the SAM translator, keeps the stack's rules.
+
+The rules live in template_rules.py; the second half of this file breaks the template on
+purpose to show each rule notices.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.infrastructure import template_rules as rules
+from tests.infrastructure.sam_offline import (
+    Template,
+    function_roles,
+    load_source,
+    resources,
+    translate,
+)
+
+
+@pytest.fixture(scope="module")
+def source() -> Template:
+    return load_source()
+
+
+@pytest.fixture(scope="module")
+def translated(source: Template) -> Template:
+    return translate(source)
+
+
+def test_the_template_translates_offline_into_one_lambda_per_function(source: Template, translated: Template) -> None:
+    sam_functions = resources(source, "AWS::Serverless::Function")
+
+    assert sam_functions, "the template declares no function"
+    assert set(resources(translated, "AWS::Lambda::Function")) == set(sam_functions)
+    assert not resources(translated, "AWS::Serverless::Function")
+
+
+def test_every_sqs_event_is_a_mapping_reporting_partial_failures_with_bounded_concurrency(
+    source: Template, translated: Template
+) -> None:
+    assert rules._sqs_events(source), "no SQS event: the send worker lost its queue"
+    assert rules.sqs_mapping_problems(source, translated) == []
+
+
+def test_every_consumed_queue_has_a_dead_letter_queue_and_six_times_the_timeout(translated: Template) -> None:
+    assert rules.queue_problems(translated) == []
+
+
+def test_tables_are_on_demand_encrypted_and_recoverable_or_expiring(translated: Template) -> None:
+    assert resources(translated, "AWS::DynamoDB::Table")
+    assert rules.table_problems(translated) == []
+
+
+def test_functions_run_python_3_13_with_the_core_layer(source: Template, translated: Template) -> None:
+    assert rules.function_problems(source, translated) == []
+
+
+def test_no_statement_allows_every_action_on_every_resource(translated: Template) -> None:
+    assert rules.wildcard_problems(translated) == []
+
+
+def test_roles_carry_only_the_managed_policies_sam_attaches(translated: Template) -> None:
+    assert rules.managed_policy_problems(translated) == []
+
+
+def test_function_roles_name_the_resources_they_use(translated: Template) -> None:
+    assert rules.unscoped_statement_problems(translated) == []
+
+
+def test_each_function_holds_only_its_own_privileges(source: Template, translated: Template) -> None:
+    assert rules.privilege_problems(source, translated) == []
+
+
+def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
+    """Positive controls: without them a broken analysis would pass every rule above."""
+    roles = function_roles(translated)
+
+    assert rules.can(translated, roles["SendFunction"], rules.TABLE_WRITES, rules.names("MessagesTable"))
+    assert rules.can(translated, roles["ApiFunction"], "scheduler:CreateSchedule", rules.names("ScheduleGroup"))
+    assert rules.can(translated, roles["ApiFunction"], "kms:Encrypt", rules.names("SecretsKey"))
+    assert not rules.can(translated, roles["TrackFunction"], rules.TABLE_WRITES, rules.names("MessagesTable"))
+    assert not rules.can(translated, roles["WebhookFunction"], "dynamodb:PutItem", rules.names("MessagesTable"))
+
+
+# ---------------------------------------------------------------- each rule notices a break
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(logical: str, key: str, value: Any) -> Mutation:
+    return lambda tpl: tpl["Resources"][logical]["Properties"].__setitem__(key, value)
+
+
+def _drop(logical: str, key: str) -> Mutation:
+    return lambda tpl: tpl["Resources"][logical]["Properties"].pop(key)
+
+
+def _add_policy(logical: str, policy: Any) -> Mutation:
+    return lambda tpl: tpl["Resources"][logical]["Properties"]["Policies"].append(policy)
+
+
+def _send_event(event: str, key: str, value: Any) -> Mutation:
+    def mutate(tpl: dict[str, Any]) -> None:
+        tpl["Resources"]["SendFunction"]["Properties"]["Events"][event]["Properties"][key] = value
+
+    return mutate
+
+
+def _add_resource(logical: str, resource: dict[str, Any]) -> Mutation:
+    return lambda tpl: tpl["Resources"].__setitem__(logical, resource)
+
+
+def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
+    return lambda tpl: tpl["Resources"][fn]["Properties"].setdefault("Events", {}).__setitem__(event, spec)
+
+
+_EVERYTHING = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+_SCHEDULE = {
+    "Statement": [
+        {"Effect": "Allow", "Action": "scheduler:CreateSchedule", "Resource": {"Fn::Sub": "arn:x:${ScheduleGroup}/*"}}
+    ]
+}
+_OPEN_KEY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}],
+}
+
+BREAKS: list[tuple[str, Mutation, str]] = [
+    ("visibility below 6x timeout", _set("SendQueue", "VisibilityTimeout", 300), "visibility timeout 300"),
+    ("no redrive", _drop("BulkSendQueue", "RedrivePolicy"), "BulkSendQueue: no RedrivePolicy"),
+    ("short-lived DLQ", _set("SendDeadLetterQueue", "MessageRetentionPeriod", 60), "shorter"),
+    ("concurrency 1", _send_event("Bulk", "ScalingConfig", {"MaximumConcurrency": 1}), "not within 2..1000"),
+    ("no partial failures", _send_event("Priority", "FunctionResponseTypes", []), "ReportBatchItemFailures"),
+    ("orphan queue", _add_resource("LostQueue", {"Type": "AWS::SQS::Queue", "Properties": {}}), "LostQueue"),
+    ("table without TTL or PITR", _drop("RateLimitsTable", "TimeToLiveSpecification"), "RateLimitsTable: neither"),
+    ("table without SSE", _drop("MessagesTable", "SSESpecification"), "MessagesTable: SSESpecification"),
+    ("provisioned table", _set("AccountsTable", "BillingMode", "PROVISIONED"), "AccountsTable: BillingMode"),
+    ("old runtime", _set("TrackFunction", "Runtime", "python3.12"), "TrackFunction: runtime 'python3.12'"),
+    ("track writes messages", _add_policy("TrackFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MessagesTable"}}}), "TrackFunction may write the messages table"),  # noqa: E501
+    ("webhook schedules", _add_policy("WebhookFunction", _SCHEDULE), "WebhookFunction may create schedules"),
+    ("track decrypts", _add_policy("TrackFunction", {"KMSDecryptPolicy": {"KeyId": {"Ref": "SecretsKey"}}}), "TrackFunction may use the secrets key"),  # noqa: E501
+    ("admin statement", _add_policy("WebhookFunction", _EVERYTHING), "allows ['*'] on *"),
+    ("admin managed policy", _add_policy("WebhookFunction", "AdministratorAccess"), "AdministratorAccess"),
+    ("open key policy", _set("SecretsKey", "KeyPolicy", _OPEN_KEY_POLICY), "SecretsKey: statement"),
+    ("public timers", _add_event("TimersFunction", "Web", {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "MailerHttpApi"}, "Method": "GET", "Path": "/x"}}), "invoke the timers function"),  # noqa: E501
+    ("api invokes timers", _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}), "ApiFunctionRole may invoke the timers function"),  # noqa: E501
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [pytest.param(m, e, id=i) for i, m, e in BREAKS])
+def test_each_rule_notices_when_the_template_breaks_it(source: Template, mutate: Mutation, expected: str) -> None:
+    broken = copy.deepcopy(source)
+    mutate(broken)
+
+    problems = rules.all_problems(broken, translate(broken))
+
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_layer_is_checked_against_the_shared_folder(source: Template) -> None:
+    broken = copy.deepcopy(source)
+    broken["Resources"]["CoreLayer"]["Properties"]["ContentUri"] = "../devstack"
+
+    assert "no layer is built from shared/" in rules.function_problems(broken, translate(broken))

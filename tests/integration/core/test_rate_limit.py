@@ -1,0 +1,71 @@
+"""The per-mailbox token bucket, against moto's DynamoDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from mailer_core import rate_limit
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC).timestamp()
+
+pytestmark = pytest.mark.usefixtures("aws_stack")
+
+
+def test_one_per_second_grants_then_waits_until_the_next_slot() -> None:
+    first = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW)
+    second = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 0.25)
+    third = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 1.0)
+
+    assert first.allowed
+    assert not second.allowed and second.reason == "rate"
+    assert second.retry_after == pytest.approx(0.75)
+    assert third.allowed
+
+
+def test_buckets_are_per_mailbox() -> None:
+    assert rate_limit.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    assert rate_limit.take("mb-b", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    assert not rate_limit.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
+
+
+def test_burst_allows_that_many_at_once_then_paces() -> None:
+    granted = [
+        rate_limit.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW, burst=3).allowed for _ in range(4)
+    ]
+    assert granted == [True, True, True, False]
+    later = rate_limit.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW + 0.5, burst=3)
+    assert later.allowed
+
+
+def test_sustained_rate_never_exceeds_the_limit_over_a_minute() -> None:
+    # GIVEN a sender that asks every 100 ms for 60 s at 2 emails per second
+    granted = 0
+    for step in range(600):
+        if rate_limit.take("mb-3", rate_per_second=2, daily_cap=10_000, now=NOW + step * 0.1).allowed:
+            granted += 1
+    # THEN it got 2 per second (plus the first token), never more
+    assert granted == 120
+
+
+def test_daily_cap_stops_until_midnight_utc_and_resets_next_day() -> None:
+    for i in range(3):
+        assert rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + i).allowed
+    capped = rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + 10)
+    assert not capped.allowed and capped.reason == "daily_cap"
+    assert capped.retry_after == pytest.approx(12 * 3600 - 10)
+
+    tomorrow = NOW + 12 * 3600 + 1
+    assert rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=tomorrow).allowed
+
+
+def test_old_day_counters_are_removed(aws_stack) -> None:
+    rate_limit.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW)
+    rate_limit.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW + 86400)
+    item = boto3.client("dynamodb").get_item(
+        TableName=aws_stack.refs["RateLimitsTable"], Key={"bucket_key": {"S": "mb-5"}}
+    )["Item"]
+    day_counters = sorted(k for k in item if k.startswith("d_"))
+    assert day_counters == ["d_20261125"]
+    assert "expires_at" in item
