@@ -334,7 +334,7 @@ class Gateway:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="devstack-gateway", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="devstack-gateway", daemon=True
         )
         self._thread.start()
 

@@ -60,6 +60,14 @@ NOTE_TYPES = {
     "sms_out",
     "attachment",
 }
+_ID_BASES = {
+    "leads": 24000000,
+    "contacts": 25000000,
+    "companies": 26000000,
+    "tasks": 27000000,
+    "notes": 28000000,
+    "tags": 41000,
+}
 _ENUM_TYPES = {"select", "radiobutton", "category", "multiselect"}
 _SINGLE_VALUE_TYPES = {"select", "radiobutton", "category"}
 _NUMBER_TYPES = {"numeric", "price", "monetary"}
@@ -222,9 +230,15 @@ class KommoStandIn:
                     self._tags[etype][tag["id"]] = dict(tag)
         self._tasks: list[dict[str, Any]] = []
         self._notes: dict[str, list[dict[str, Any]]] = {etype: [] for etype in ENTITY_TYPES}
-        every_id = [i for ents in self._entities.values() for i in ents]
-        every_id += [t for tags in self._tags.values() for t in tags]
-        self._last_id = max([*every_id, 1000])
+        # New ids continue each kind's own sequence, as Kommo's ids do.
+        self._last_ids = {
+            etype: max(self._entities[etype], default=_ID_BASES[etype]) for etype in ENTITY_TYPES
+        }
+        self._last_ids.update(
+            tasks=_ID_BASES["tasks"],
+            notes=_ID_BASES["notes"],
+            tags=max([t for tags in self._tags.values() for t in tags], default=_ID_BASES["tags"]),
+        )
         self._changes: list[Change] = []
         self._requests: list[RequestRecord] = []
         self._tokens: dict[str, int] = {}
@@ -615,9 +629,9 @@ class KommoStandIn:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _new_id(self) -> int:
-        self._last_id += 1
-        return self._last_id
+    def _new_id(self, kind: str) -> int:
+        self._last_ids[kind] += 1
+        return self._last_ids[kind]
 
     def _now(self) -> int:
         return int(self.clock.timestamp())
@@ -682,7 +696,7 @@ class KommoStandIn:
         answers = []
         for index, item in enumerate(items):
             request_id = str(item.get("request_id", index))
-            entity_id = self._new_id()
+            entity_id = self._new_id(etype)
             entity: dict[str, Any] = {
                 "id": entity_id,
                 "name": "",
@@ -919,7 +933,7 @@ class KommoStandIn:
             for tag in directory.values():
                 if tag["name"].lower() == name.lower():
                     return dict(tag)
-            tag = {"id": self._new_id(), "name": name, "color": ref.get("color")}
+            tag = {"id": self._new_id("tags"), "name": name, "color": ref.get("color")}
             directory[tag["id"]] = tag
             return dict(tag)
         raise bad(path, "A tag needs an id or a name")
@@ -951,7 +965,7 @@ class KommoStandIn:
             if responsible not in self._users:
                 raise bad(f"{index}.responsible_user_id", "The user was not found", "NotFound")
             task = {
-                "id": self._new_id(),
+                "id": self._new_id("tasks"),
                 "created_by": req.user_id,
                 "updated_by": req.user_id,
                 "created_at": self._now(),
@@ -1003,7 +1017,7 @@ class KommoStandIn:
                 if not isinstance(params.get(key), str) or not params[key]:
                     raise bad(f"{index}.params.{key}", "This value should not be blank.", "NotBlank")
             note = {
-                "id": self._new_id(),
+                "id": self._new_id("notes"),
                 "entity_id": entity_id,
                 "created_by": item.get("created_by", req.user_id),
                 "updated_by": req.user_id,

@@ -149,13 +149,18 @@ class SqsPoller:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for running invocations, and up to `timeout` s for a receive in progress.
+
+        A long poll cannot be interrupted; one still waiting when `timeout` ends finishes in
+        the background (within about two seconds) and gives back anything it received.
+        """
+        self._executor.shutdown(wait=True)
         if self._thread is not None:
             self._thread.join(timeout)
-        self._executor.shutdown(wait=True)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = 0.1) -> None:
         self.signal_stop()
-        self.join()
+        self.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -175,7 +180,13 @@ class SqsPoller:
                 continue
             with self._lock:
                 self._in_flight += 1
-            self._executor.submit(self._process, messages)
+            try:
+                self._executor.submit(self._process, messages)
+            except RuntimeError:  # stopped between the check above and here
+                with self._lock:
+                    self._in_flight -= 1
+                self._slots.release()
+                self._release(messages)
 
     def _receive(self) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -253,11 +264,12 @@ class Pollers:
         for poller in self.pollers:
             poller.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = 0.1) -> None:
+        """Stop polling; see `SqsPoller.join` for what `timeout` bounds."""
         for poller in self.pollers:
             poller.signal_stop()
         for poller in self.pollers:
-            poller.join()
+            poller.join(timeout)
 
     def _queue_counts(self) -> int:
         total = 0

@@ -10,6 +10,7 @@ data to scripts and tests. `wait_for` blocks on a condition variable, never on a
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import html
@@ -158,8 +159,9 @@ class _Controller(Controller):
     """aiosmtpd's controller, able to listen on port 0: it learns the port the OS chose."""
 
     def _trigger_server(self) -> None:
-        if self.port == 0 and self.server is not None:
-            self.port = self.server.sockets[0].getsockname()[1]
+        server = self.server
+        if self.port == 0 and isinstance(server, asyncio.Server):
+            self.port = server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
 
@@ -247,9 +249,8 @@ class SmtpSink:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
-        login = (
-            session.login_data.decode("utf-8", "replace") if isinstance(session.login_data, bytes) else None
-        )
+        auth = session.auth_data
+        login = auth.login.decode("utf-8", "replace") if isinstance(auth, LoginPassword) else None
         with self._arrived:
             self._received += 1
             message = parse_message(
@@ -298,8 +299,10 @@ class _Handler:
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
-table{border-collapse:collapse;width:100%}td,th{padding:.35rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-pre{white-space:pre-wrap;background:#f6f6f6;padding:.8rem}iframe{width:100%;height:32rem;border:1px solid #ccc}
+table{border-collapse:collapse;width:100%}
+td,th{padding:.35rem .6rem;border-bottom:1px solid #ddd;text-align:left}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.8rem}
+iframe{width:100%;height:32rem;border:1px solid #ccc}
 .muted{color:#777}
 """
 

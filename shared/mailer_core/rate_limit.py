@@ -74,7 +74,8 @@ def take(
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            return dict(exc.response.get("Item") or {})
+            old_item: Any = exc.response.get("Item") or {}
+            return dict(old_item)
         return None
 
     old = attempt(

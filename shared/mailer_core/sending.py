@@ -188,9 +188,9 @@ class SendWorker:
         return OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
-            to=tuple(message.to),
-            cc=tuple(message.cc or ()),
-            bcc=tuple(message.bcc or ()),
+            to=_strings(message.to),
+            cc=_strings(message.cc),
+            bcc=_strings(message.bcc),
             subject=message.subject,
             html=html or "",
             message_id=message.header_message_id,
@@ -247,3 +247,8 @@ class SendWorker:
         )
         self._fail(message, reason, from_=(state.SENDING,))
         return "interrupted"
+
+
+def _strings(values: object) -> tuple[str, ...]:
+    """A stored list attribute as a tuple of addresses."""
+    return tuple(str(v) for v in (values or ()))  # type: ignore[attr-defined]

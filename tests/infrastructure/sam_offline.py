@@ -57,7 +57,9 @@ def translate(source: Template) -> Template:
         translator = Translator(None, Parser())
         try:
             return dict(
-                translator.translate(sam_template=tpl, parameter_values={}, get_managed_policy_map=_refuse_iam)
+                translator.translate(
+                    sam_template=tpl, parameter_values={}, get_managed_policy_map=_refuse_iam
+                )
             )
         except InvalidDocumentException as exc:
             causes = "; ".join(cause.message for cause in exc.causes)
@@ -141,7 +143,10 @@ def is_wildcard(resource: Any) -> bool:
 
 def function_roles(translated: Template) -> dict[str, str]:
     """Function logical id -> the logical id of its execution role."""
-    return {fn: single_ref(props(res)["Role"]) for fn, res in resources(translated, "AWS::Lambda::Function").items()}
+    return {
+        fn: single_ref(props(res)["Role"])
+        for fn, res in resources(translated, "AWS::Lambda::Function").items()
+    }
 
 
 def statements(document: Any) -> list[dict[str, Any]]:
@@ -151,7 +156,9 @@ def statements(document: Any) -> list[dict[str, Any]]:
 def role_statements(translated: Template, role: str) -> list[dict[str, Any]]:
     """Identity statements of a role: inline policies, and stack policies attached to it."""
     role_props = props(translated["Resources"][role])
-    found = [s for policy in as_list(role_props.get("Policies")) for s in statements(policy.get("PolicyDocument"))]
+    found = [
+        s for policy in as_list(role_props.get("Policies")) for s in statements(policy.get("PolicyDocument"))
+    ]
     attached = referenced_ids(role_props.get("ManagedPolicyArns"))
     for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         for logical, res in resources(translated, kind).items():
@@ -169,7 +176,9 @@ def action_matches(action: str, statement: dict[str, Any]) -> bool:
     return hit(statement.get("Action"))
 
 
-def allows(stmts: list[dict[str, Any]], action: str, target: Callable[[Any], bool]) -> Iterator[dict[str, Any]]:
+def allows(
+    stmts: list[dict[str, Any]], action: str, target: Callable[[Any], bool]
+) -> Iterator[dict[str, Any]]:
     """The Allow statements granting `action` on a resource `target` accepts (or on any)."""
     for statement in stmts:
         if statement.get("Effect") != "Allow" or not action_matches(action, statement):

@@ -135,7 +135,9 @@ def queue_problems(translated: Template) -> list[str]:
         for fn in consumers[queue]:
             timeout = props(functions[fn]).get("Timeout", DEFAULT_TIMEOUT)
             if visibility < 6 * timeout:
-                problems.append(f"{queue}: visibility timeout {visibility} s < 6 x {fn}'s timeout {timeout} s")
+                problems.append(
+                    f"{queue}: visibility timeout {visibility} s < 6 x {fn}'s timeout {timeout} s"
+                )
     return problems
 
 
@@ -150,7 +152,9 @@ def table_problems(translated: Template) -> list[str]:
         pitr = (p.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled") is True
         ttl = p.get("TimeToLiveSpecification") or {}
         if not pitr and not (ttl.get("Enabled") is True and ttl.get("AttributeName")):
-            problems.append(f"{table}: neither point-in-time recovery nor a TTL (only short-lived facts may skip PITR)")
+            problems.append(
+                f"{table}: neither point-in-time recovery nor a TTL (only short-lived facts may skip PITR)"
+            )
     return problems
 
 
@@ -200,11 +204,14 @@ def function_problems(source: Template, translated: Template) -> list[str]:
 
 
 def _is_account_root(principal: Any) -> bool:
-    aws = principal.get("AWS") if isinstance(principal, dict) else None
-    return any(
-        referenced_ids(p) == set() and bool(_ACCOUNT_ROOT.match(sub_text(p)))
+    """Only this account's root (which delegates to IAM), nobody else in the same statement."""
+    if not isinstance(principal, dict) or set(principal) != {"AWS"}:
+        return False
+    aws = as_list(principal["AWS"])
+    return bool(aws) and all(
+        (referenced_ids(p) == set() and bool(_ACCOUNT_ROOT.match(sub_text(p))))
         or (isinstance(p, dict) and p.get("Ref") == "AWS::AccountId")
-        for p in as_list(aws)
+        for p in aws
     )
 
 
@@ -239,12 +246,16 @@ def wildcard_problems(translated: Template) -> list[str]:
                 continue
             actions = [str(a) for a in as_list(statement.get("Action"))]
             every_action = "NotAction" in statement or any(a == "*" or a.endswith(":*") for a in actions)
-            every_resource = "NotResource" in statement or any(is_wildcard(r) for r in as_list(statement.get("Resource")))
+            every_resource = "NotResource" in statement or any(
+                is_wildcard(r) for r in as_list(statement.get("Resource"))
+            )
             if not (every_action and every_resource):
                 continue
             if kind == "AWS::KMS::Key" and _is_account_root(statement.get("Principal")):
                 continue
-            problems.append(f"{logical}: statement {statement.get('Sid', '')!r} allows {actions or 'NotAction'} on *")
+            problems.append(
+                f"{logical}: statement {statement.get('Sid', '')!r} allows {actions or 'NotAction'} on *"
+            )
     return problems
 
 
@@ -295,7 +306,10 @@ def privilege_problems(source: Template, translated: Template) -> list[str]:
         if fn in NO_SECRETS and can(translated, role, ("kms:Decrypt", "kms:Encrypt"), names("SecretsKey")):
             problems.append(f"{fn} may use the secrets key")
         for statement in allows(role_statements(translated, role), "iam:PassRole", lambda _: True):
-            scoped = [single_ref(r) if referenced_ids(r) else sub_text(r) for r in as_list(statement.get("Resource"))]
+            scoped = [
+                single_ref(r) if referenced_ids(r) else sub_text(r)
+                for r in as_list(statement.get("Resource"))
+            ]
             condition = statement.get("Condition") or {}
             service = {**condition.get("StringEquals", {}), **condition.get("StringLike", {})}
             if fn not in SCHEDULE_CREATORS or scoped != ["SchedulerRole"]:
@@ -324,7 +338,9 @@ def _timers_problems(source: Template, translated: Template) -> list[str]:
         actions = [str(a).lower() for a in as_list(statement.get("Action"))]
         targets = as_list(statement.get("Resource"))
         if actions != ["lambda:invokefunction"] or not all(timers(r) and not is_wildcard(r) for r in targets):
-            problems.append(f"SchedulerRole may do {actions} on {targets}, not only invoke the timers function")
+            problems.append(
+                f"SchedulerRole may do {actions} on {targets}, not only invoke the timers function"
+            )
     if not can(translated, "SchedulerRole", "lambda:InvokeFunction", timers):
         problems.append("SchedulerRole cannot invoke the timers function")
     return problems

@@ -26,7 +26,9 @@ def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
     """The lint run above could fail: the same call flags a visibility timeout SQS does not allow."""
     broken = tmp_path / "template.yaml"
     broken.write_text(
-        TEMPLATE_PATH.read_text(encoding="utf-8").replace("VisibilityTimeout: 360", "VisibilityTimeout: 99999"),
+        TEMPLATE_PATH.read_text(encoding="utf-8").replace(
+            "VisibilityTimeout: 360", "VisibilityTimeout: 99999"
+        ),
         encoding="utf-8",
     )
 

@@ -32,7 +32,9 @@ def translated(source: Template) -> Template:
     return translate(source)
 
 
-def test_the_template_translates_offline_into_one_lambda_per_function(source: Template, translated: Template) -> None:
+def test_the_template_translates_offline_into_one_lambda_per_function(
+    source: Template, translated: Template
+) -> None:
     sam_functions = resources(source, "AWS::Serverless::Function")
 
     assert sam_functions, "the template declares no function"
@@ -81,10 +83,14 @@ def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) ->
     roles = function_roles(translated)
 
     assert rules.can(translated, roles["SendFunction"], rules.TABLE_WRITES, rules.names("MessagesTable"))
-    assert rules.can(translated, roles["ApiFunction"], "scheduler:CreateSchedule", rules.names("ScheduleGroup"))
+    assert rules.can(
+        translated, roles["ApiFunction"], "scheduler:CreateSchedule", rules.names("ScheduleGroup")
+    )
     assert rules.can(translated, roles["ApiFunction"], "kms:Encrypt", rules.names("SecretsKey"))
     assert not rules.can(translated, roles["TrackFunction"], rules.TABLE_WRITES, rules.names("MessagesTable"))
-    assert not rules.can(translated, roles["WebhookFunction"], "dynamodb:PutItem", rules.names("MessagesTable"))
+    assert not rules.can(
+        translated, roles["WebhookFunction"], "dynamodb:PutItem", rules.names("MessagesTable")
+    )
 
 
 # ---------------------------------------------------------------- each rule notices a break
@@ -122,7 +128,11 @@ def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
 _EVERYTHING = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 _SCHEDULE = {
     "Statement": [
-        {"Effect": "Allow", "Action": "scheduler:CreateSchedule", "Resource": {"Fn::Sub": "arn:x:${ScheduleGroup}/*"}}
+        {
+            "Effect": "Allow",
+            "Action": "scheduler:CreateSchedule",
+            "Resource": {"Fn::Sub": "arn:x:${ScheduleGroup}/*"},
+        }
     ]
 }
 _OPEN_KEY_POLICY = {
@@ -137,23 +147,52 @@ BREAKS: list[tuple[str, Mutation, str]] = [
     ("concurrency 1", _send_event("Bulk", "ScalingConfig", {"MaximumConcurrency": 1}), "not within 2..1000"),
     ("no partial failures", _send_event("Priority", "FunctionResponseTypes", []), "ReportBatchItemFailures"),
     ("orphan queue", _add_resource("LostQueue", {"Type": "AWS::SQS::Queue", "Properties": {}}), "LostQueue"),
-    ("table without TTL or PITR", _drop("RateLimitsTable", "TimeToLiveSpecification"), "RateLimitsTable: neither"),
+    (
+        "table without TTL or PITR",
+        _drop("RateLimitsTable", "TimeToLiveSpecification"),
+        "RateLimitsTable: neither",
+    ),
     ("table without SSE", _drop("MessagesTable", "SSESpecification"), "MessagesTable: SSESpecification"),
     ("provisioned table", _set("AccountsTable", "BillingMode", "PROVISIONED"), "AccountsTable: BillingMode"),
     ("old runtime", _set("TrackFunction", "Runtime", "python3.12"), "TrackFunction: runtime 'python3.12'"),
-    ("track writes messages", _add_policy("TrackFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MessagesTable"}}}), "TrackFunction may write the messages table"),  # noqa: E501
+    (
+        "track writes messages",
+        _add_policy("TrackFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MessagesTable"}}}),
+        "TrackFunction may write the messages table",
+    ),
     ("webhook schedules", _add_policy("WebhookFunction", _SCHEDULE), "WebhookFunction may create schedules"),
-    ("track decrypts", _add_policy("TrackFunction", {"KMSDecryptPolicy": {"KeyId": {"Ref": "SecretsKey"}}}), "TrackFunction may use the secrets key"),  # noqa: E501
+    (
+        "track decrypts",
+        _add_policy("TrackFunction", {"KMSDecryptPolicy": {"KeyId": {"Ref": "SecretsKey"}}}),
+        "TrackFunction may use the secrets key",
+    ),
     ("admin statement", _add_policy("WebhookFunction", _EVERYTHING), "allows ['*'] on *"),
     ("admin managed policy", _add_policy("WebhookFunction", "AdministratorAccess"), "AdministratorAccess"),
     ("open key policy", _set("SecretsKey", "KeyPolicy", _OPEN_KEY_POLICY), "SecretsKey: statement"),
-    ("public timers", _add_event("TimersFunction", "Web", {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "MailerHttpApi"}, "Method": "GET", "Path": "/x"}}), "invoke the timers function"),  # noqa: E501
-    ("api invokes timers", _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}), "ApiFunctionRole may invoke the timers function"),  # noqa: E501
+    (
+        "public timers",
+        _add_event(
+            "TimersFunction",
+            "Web",
+            {
+                "Type": "HttpApi",
+                "Properties": {"ApiId": {"Ref": "MailerHttpApi"}, "Method": "GET", "Path": "/x"},
+            },
+        ),
+        "invoke the timers function",
+    ),
+    (
+        "api invokes timers",
+        _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}),
+        "ApiFunctionRole may invoke the timers function",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("mutate", "expected"), [pytest.param(m, e, id=i) for i, m, e in BREAKS])
-def test_each_rule_notices_when_the_template_breaks_it(source: Template, mutate: Mutation, expected: str) -> None:
+def test_each_rule_notices_when_the_template_breaks_it(
+    source: Template, mutate: Mutation, expected: str
+) -> None:
     broken = copy.deepcopy(source)
     mutate(broken)
 

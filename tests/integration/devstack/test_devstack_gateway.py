@@ -30,7 +30,9 @@ Resources:
       Events:
         Exact: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /v1/messages/special}}
         One: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: "/v1/messages/{message_id}"}}
-        Cancel: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: POST, Path: "/v1/messages/{message_id}/cancel"}}
+        Cancel:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: POST, Path: "/v1/messages/{message_id}/cancel"}
         Upload: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: PUT, Path: /v1/upload}}
         GetAll: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: "/v1/{proxy+}"}}
         AnyAll: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: ANY, Path: "/v1/{proxy+}"}}
@@ -137,7 +139,8 @@ def _routes(*keys: str) -> list[HttpRoute]:
         ("GET", "/pets/dog/1", "GET /pets/dog/1", {}),
         ("GET", "/pets/dog/2", "GET /pets/dog/{id}", {"id": "2"}),
         ("GET", "/pets/cat/1", "GET /pets/{proxy+}", {"proxy": "cat/1"}),
-        ("POST", "/pets/dog/1", "ANY /{proxy+}", {"proxy": "pets/dog/1"}),
+        ("POST", "/pets/dog/1", "ANY /pets/dog/{id}", {"id": "1"}),
+        ("POST", "/pets/cat/1", "ANY /{proxy+}", {"proxy": "pets/cat/1"}),
         ("GET", "/pets", "ANY /{proxy+}", {"proxy": "pets"}),
         ("GET", "/pets/dog", "GET /pets/{proxy+}", {"proxy": "dog"}),
         ("DELETE", "/pets/dog/7", "DELETE /pets/dog/{id}", {"id": "7"}),
@@ -268,7 +271,9 @@ def test_event_leaves_out_what_the_request_does_not_have(gateway: Gateway) -> No
         ("application/problem+json", False),
     ],
 )
-def test_non_text_bodies_arrive_base64_encoded(gateway: Gateway, content_type: str | None, encoded: bool) -> None:
+def test_non_text_bodies_arrive_base64_encoded(
+    gateway: Gateway, content_type: str | None, encoded: bool
+) -> None:
     payload = b"a=1&b=\xc3\xa9"
     headers = [("Content-Type", content_type)] if content_type else []
     event = echoed(gateway, "PUT", "/v1/upload", headers=headers, body=payload)

@@ -1,0 +1,57 @@
+"""Every sample event in events/ (used with `sam local invoke`) runs against its handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.api_client import LambdaContext, load_handler
+
+EVENTS = Path(__file__).resolve().parents[3] / "events"
+
+# event file -> (function, what the response must show)
+EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "api-health": ("api", {"statusCode": 200, "json": {"status": "ok"}}),
+    "api-openapi": ("api", {"statusCode": 200, "json_has": "openapi"}),
+    "api-preflight": (
+        "api",
+        {"statusCode": 204, "header": ("Access-Control-Allow-Origin", "https://mailerdemo.kommo.com")},
+    ),
+    "api-unauthorized": ("api", {"statusCode": 401, "json_has": "error"}),
+    "track-health": ("track", {"statusCode": 200, "json": {"status": "ok", "function": "track"}}),
+    "webhook-health": ("webhook", {"statusCode": 200, "json": {"status": "ok", "function": "webhook"}}),
+    "send-sqs": ("send", {"result": {"batchItemFailures": []}}),
+    "timers-send": ("timers", {"result": {"result": "ignored"}}),
+}
+
+
+def test_every_event_file_is_covered() -> None:
+    assert sorted(p.stem for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.usefixtures("aws_stack")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_event(name: str) -> None:
+    function, expected = EXPECTED[name]
+    event = json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+
+    result = load_handler(function).lambda_handler(event, LambdaContext())
+
+    if "result" in expected:
+        assert result == expected["result"]
+        return
+    assert result["statusCode"] == expected["statusCode"]
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    if "json" in expected:
+        assert json.loads(body) == expected["json"]
+    if "json_has" in expected:
+        assert expected["json_has"] in json.loads(body)
+    if "header" in expected:
+        key, value = expected["header"]
+        assert result["headers"][key] == value
