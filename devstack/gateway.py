@@ -8,6 +8,8 @@ result into the HTTP response API Gateway would give. Behaviours copied from the
 - the path is URL-decoded before routing (`rawPath` is decoded too); `rawQueryString` is not;
 - header names are lower-cased, repeated headers and query keys are joined with commas;
 - Cookie headers go to `cookies`, not `headers`;
+- `requestContext.domainName` is the Host header, here with its port, so absolute URLs a
+  handler builds from it point back at this server;
 - a body whose content type is not textual arrives base64-encoded (`isBase64Encoded`);
 - a result without `statusCode` becomes a 200 `application/json` response;
 - no route: 404 `{"message":"Not Found"}`; a failing handler: 500
@@ -201,7 +203,9 @@ class HttpResponse:
 
 
 def _json_response(status: int, payload: dict[str, Any]) -> HttpResponse:
-    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(payload, separators=(",", ":")).encode())
+    return HttpResponse(
+        status, [("Content-Type", "application/json")], json.dumps(payload, separators=(",", ":")).encode()
+    )
 
 
 NOT_FOUND = _json_response(404, {"message": "Not Found"})

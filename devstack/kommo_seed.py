@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - the sample data is Russian and English on purpose
 """The sample Kommo account the stand-in serves: users, a sales pipeline, fields, leads, contacts.
 
 Every entity is written in the shape Kommo's API v4 answers a GET with, minus `_links` (the

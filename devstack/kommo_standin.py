@@ -13,6 +13,8 @@ Choices where the documentation is silent, taken from the official PHP SDK's beh
 - The 429 body carries `retry_after` (seconds until the one-second window frees up); no
   `Retry-After` header is sent, as none is documented.
 - A lead always embeds `tags` and `companies`; `with=contacts` adds `contacts[{id, is_main}]`.
+- A PATCH of a missing id answers 404 problem+json (by id) or a 400 validation error (batch).
+- A write is all or nothing: one bad element of a batch leaves every entity unchanged.
 - A filter, ordering or write field the stand-in does not implement answers 400 with a detail
   that says so, rather than being silently ignored.
 
@@ -253,7 +255,9 @@ class KommoStandIn:
         handler = type("_BoundHandler", (_Handler,), {"standin": self})
         self._server = ThreadingHTTPServer((self._host, self._port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kommo-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="kommo-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -293,7 +297,7 @@ class KommoStandIn:
 
     def fail_next(
         self, status: int, *, count: int = 1, body: Any = None, headers: dict[str, str] | None = None
-    ):
+    ) -> None:
         """Answer the next `count` authenticated API requests with `status` (e.g. 500 or 504)."""
         if body is None:
             body = Problem(status, "Injected failure", f"the stand-in was told to answer {status}").body

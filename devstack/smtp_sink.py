@@ -15,6 +15,7 @@ import email
 import email.policy
 import html
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,14 @@ def parse_message(
     )
 
 
+def _hide_aiosmtpd_deprecation(record: logging.LogRecord) -> bool:
+    """aiosmtpd 1.4 warns about its own legacy attribute on every login; not ours to fix."""
+    return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_hide_aiosmtpd_deprecation)
+
+
 def _accept_any_login(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
@@ -199,7 +208,9 @@ class SmtpSink:
         handler = type("_BoundPage", (_Page,), {"sink": self})
         self._web = ThreadingHTTPServer((self.host, self._web_port), handler)
         self._web.daemon_threads = True
-        self._web_thread = threading.Thread(target=self._web.serve_forever, name="smtp-sink-web", daemon=True)
+        self._web_thread = threading.Thread(
+            target=self._web.serve_forever, args=(0.05,), name="smtp-sink-web", daemon=True
+        )
         self._web_thread.start()
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import boto3
@@ -29,6 +30,19 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(sock: socket.socket, address: object) -> None:
+    """Tests talk to servers on this machine only; anything else is a bug in the test."""
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and not (str(host).startswith("127.") or host in ("::1", "localhost")):
+        raise ConnectionRefusedError(f"tests may not connect to {host}: only 127.0.0.1 is allowed")
+    _real_connect(sock, address)  # type: ignore[arg-type]
+
+
+socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 
 
 @pytest.fixture

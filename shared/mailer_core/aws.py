@@ -21,5 +21,9 @@ def client(service: str) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests switch endpoints)."""
+    """Forget cached clients, PynamoDB's included (the local stack and tests switch endpoints)."""
     client.cache_clear()
+    from mailer_core.models import ALL_MODELS  # imported here: models import the settings
+
+    for model in ALL_MODELS:
+        model._connection = None

@@ -6,7 +6,7 @@ import base64
 import http.client
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,11 @@ def gateway(project: MiniStack) -> Iterator[Gateway]:
 
 
 def request(
-    gw: Gateway, method: str, target: str, headers: list[tuple[str, str]] = (), body: bytes = b""  # type: ignore[assignment]
+    gw: Gateway,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
     try:

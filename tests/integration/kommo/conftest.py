@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +15,7 @@ from mailer_core.kommo import KommoClient
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed
 from devstack.kommo_standin import KommoStandIn
-
-TOKEN = "test-admin-token"
-MANAGER_TOKEN = "test-manager-token"
-
-
-@dataclass
-class Answer:
-    status: int
-    content_type: str
-    body: Any
-
-
-Api = Callable[..., Answer]
+from tests.integration.kommo.kommo_helpers import MANAGER_TOKEN, TOKEN, Answer, Api
 
 
 @pytest.fixture

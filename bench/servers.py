@@ -1,0 +1,144 @@
+"""The benchmark's servers, each run in its own process so the CPU they burn is not ours.
+
+    python bench/servers.py moto
+    python bench/servers.py smtp --delay-ms 100 --login L --password P
+
+Each binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it accepts connections,
+and exits when its stdin closes (so it cannot outlive the benchmark, even one that was killed).
+SIGINT is ignored: on Ctrl-C the benchmark itself stops its servers.
+
+The SMTP server requires AUTH (one fixed login and password, allowed without TLS), answers
+every command at once except the end of DATA, which it answers after the delay: the time a
+real provider takes to accept a message. On stdin it takes the commands `stats` (answers
+`STATS <messages> <distinct Message-IDs> <bytes> <connections>`) and `reset`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import sys
+import threading
+import warnings
+from typing import Any
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def _announce(port: int) -> None:
+    sys.stdout.write(f"PORT {port}\n")
+    sys.stdout.flush()
+
+
+def serve_moto() -> None:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _announce(server.get_host_and_port()[1])
+    sys.stdin.read()  # until the benchmark closes our stdin (or dies)
+    server.stop()
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages = 0
+            self.bytes = 0
+            self.connections = 0
+            self.ids: set[bytes] = set()
+
+    def line(self) -> str:
+        with self.lock:
+            return f"STATS {self.messages} {len(self.ids)} {self.bytes} {self.connections}"
+
+
+def serve_smtp(delay_ms: float, login: str, password: str) -> None:
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+    stats = _Stats()
+    delay = delay_ms / 1000.0
+    credentials = (login.encode(), password.encode())
+
+    class SlowHandler:
+        async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+            await asyncio.sleep(delay)
+            content = bytes(envelope.original_content or envelope.content or b"")
+            found = _MESSAGE_ID.search(content.split(b"\r\n\r\n", 1)[0])
+            with stats.lock:
+                stats.messages += 1
+                stats.bytes += len(content)
+                if found:
+                    stats.ids.add(found.group(1))
+            return "250 2.0.0 Ok: queued"
+
+    def authenticator(server: SMTP, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == credentials
+        return AuthResult(success=ok, handled=False)
+
+    class CountingSMTP(SMTP):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            with stats.lock:
+                stats.connections += 1
+            super().connection_made(transport)
+
+    def factory() -> SMTP:
+        return CountingSMTP(
+            SlowHandler(),
+            hostname="bench-smtp.local",  # no getfqdn() lookup per connection
+            authenticator=authenticator,
+            auth_required=True,
+            auth_require_tls=False,
+        )
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(factory, host="127.0.0.1", port=0))
+    done = asyncio.Event()
+
+    def control() -> None:
+        for command in sys.stdin:
+            command = command.strip()
+            if command == "stats":
+                sys.stdout.write(stats.line() + "\n")
+                sys.stdout.flush()
+            elif command == "reset":
+                stats.reset()
+                sys.stdout.write("OK\n")
+                sys.stdout.flush()
+        loop.call_soon_threadsafe(done.set)
+
+    _announce(server.sockets[0].getsockname()[1])
+    threading.Thread(target=control, daemon=True).start()
+    loop.run_until_complete(done.wait())
+    server.close()  # the process exits next; open connections die with it
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # aiosmtpd warns that AUTH without TLS is unsafe: on 127.0.0.1, for a benchmark, it is meant.
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="server", required=True)
+    sub.add_parser("moto")
+    smtp = sub.add_parser("smtp")
+    smtp.add_argument("--delay-ms", type=float, default=100.0)
+    smtp.add_argument("--login", required=True)
+    smtp.add_argument("--password", required=True)
+    args = parser.parse_args()
+    if args.server == "moto":
+        serve_moto()
+    else:
+        serve_smtp(args.delay_ms, args.login, args.password)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""`python -m devstack run | demo`: the local system from the README's first command.
+
+run   start everything, play the worked example once, print the URLs and a token, serve
+      until Ctrl-C;
+demo  start everything, play the example, stop; exit 0 only if every step happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+
+from devstack.example import LocalSystem, play_example
+
+
+def _banner(system: LocalSystem) -> str:
+    token = system.widget_token()
+    api = system.stack.api_url
+    return "\n".join(
+        [
+            "",
+            "Mailer is running locally (127.0.0.1 only). Press Ctrl-C to stop.",
+            f"  API              {api}   (OpenAPI: {api}/openapi.json)",
+            f"  emails received  {system.sink.web_url}",
+            f"  Kommo stand-in   {system.kommo.base_url}/_standin/state",
+            f"  AWS (moto)       {system.stack.aws_endpoint}",
+            "",
+            "A widget token for the demo manager (valid 12 hours):",
+            f"  export TOKEN={token}",
+            f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages',
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["run", "demo"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    print("Starting the local stack …", flush=True)
+    with LocalSystem() as system:
+        steps = play_example(system)
+        passed = bool(steps) and all(step.ok for step in steps) and len(steps) == 4
+        print(
+            f"\nExample {'complete' if passed else 'FAILED'}: {sum(s.ok for s in steps)} of 4 steps happened."
+        )
+        if args.command == "demo":
+            return 0 if passed else 1
+        print(_banner(system), flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        print("Stopping …")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
