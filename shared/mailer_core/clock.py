@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ulid import ULID
-
 
 @dataclass
 class Clock:
@@ -25,6 +23,8 @@ class Clock:
             time.sleep(seconds)
 
     def new_id(self) -> str:
+        from ulid import ULID  # imported on first use: keeps handler imports light
+
         return str(ULID.from_timestamp(self.timestamp()))
 
 

@@ -7,7 +7,7 @@ is refused because AWS blocks it for Lambda.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
@@ -17,7 +17,9 @@ from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer_core.models import MailboxModel
 from mailer_core.settings import get_settings
-from mailer_core.smtp import SmtpSettings
+
+if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
+    from mailer_core.smtp import SmtpSettings
 
 FIELDS = {
     "sender_name",
@@ -187,6 +189,8 @@ def find(account_id: int, mailbox_id: str) -> MailboxModel | None:
 
 def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
     """Connection settings with the decrypted password, for the send worker only."""
+    from mailer_core.smtp import SmtpSettings
+
     settings = get_settings()
     password = secrets.decrypt(
         mailbox.password_ciphertext, _password_context(int(mailbox.account_id), mailbox.mailbox_id)

@@ -17,8 +17,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-import html2text
-
 # SMTP's policy (CRLF line ends, RFC 2047 headers) with bodies kept 7-bit clean.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
@@ -91,6 +89,8 @@ def html_to_text(html: str) -> str:
     Images are replaced by their alt text (so a tracking pixel leaves nothing behind),
     and paragraphs are not re-wrapped: mail clients wrap text themselves.
     """
+    import html2text  # imported here: only the send worker converts HTML
+
     converter = html2text.HTML2Text()
     converter.body_width = 0
     converter.unicode_snob = True  # keep Cyrillic and accents as they are
