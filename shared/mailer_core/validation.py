@@ -12,8 +12,10 @@ from mailer_core.errors import InvalidInput
 
 # Pragmatic address check: one @, a dotted domain, no spaces or angle brackets. The SMTP
 # server has the last word; this catches what a manager mistypes.
-_EMAIL_PATTERN = r"^[^@\s<>(),;:\"\[\]]+@(?:[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{0,61}[A-Za-z0-9\u0080-\uffff])?\.)+[A-Za-z\u0080-\uffff]{2,}$"
-_HOST_PATTERN = r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+_LABEL = r"[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{0,61}[A-Za-z0-9\u0080-\uffff])?"
+_EMAIL_PATTERN = r"^[^@\s<>(),;:\"\[\]]+@(?:" + _LABEL + r"\.)+[A-Za-z\u0080-\uffff]{2,}$"
+_ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_PATTERN = r"^(?=.{1,253}$)" + _ASCII_LABEL + r"(?:\." + _ASCII_LABEL + r")*$"
 
 
 @cache
