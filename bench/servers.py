@@ -126,6 +126,7 @@ def main() -> None:
     # aiosmtpd warns that AUTH without TLS is unsafe: on 127.0.0.1, for a benchmark, it is meant.
     warnings.filterwarnings("ignore")
     logging.getLogger("mail.log").setLevel(logging.ERROR)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # connections still open at exit
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="server", required=True)
     sub.add_parser("moto")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist
@@ -51,17 +52,41 @@ RETRY_BASE_SECONDS = 30
 SCHEDULE_SLACK_SECONDS = 1.0
 
 
+_MAILBOX_CACHE_SECONDS = 60.0
+# Mailboxes with their decrypted SMTP settings, shared by the batches a warm container
+# handles: a changed mailbox is seen within a minute.
+_mailbox_cache: dict[tuple[int, str], tuple[float, tuple[MailboxModel, SmtpSettings] | None]] = {}
+
+
 @dataclass
 class SendWorker:
-    """Processes send jobs; one instance per batch so the SMTP pool spans the batch."""
+    """Processes send jobs. The SMTP pool may outlive the worker (the handler keeps one per
+    container); `close` waits for the records still being written and closes a pool it made.
+    """
 
     clock: Clock = field(default_factory=lambda: SYSTEM_CLOCK)
     pool: SmtpPool = field(default_factory=SmtpPool)
+    # False when the pool belongs to the caller (the handler keeps one per container).
+    close_pool: bool = True
     take_token: Callable[..., rate_limit.RateDecision] = rate_limit.take
-    _mailboxes: dict[str, tuple[MailboxModel, SmtpSettings] | None] = field(default_factory=dict)
+    _writer: ThreadPoolExecutor | None = None
+    _pending: list[Future[None]] = field(default_factory=list)
 
     def close(self) -> None:
-        self.pool.close()
+        try:
+            self.flush()
+        finally:
+            if self.close_pool:
+                self.pool.close()
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+
+    def flush(self) -> None:
+        """Wait until every result recorded in the background is stored."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def __enter__(self) -> SendWorker:
         return self
@@ -71,57 +96,20 @@ class SendWorker:
 
     def process(self, job: queues.SendJob) -> Outcome:
         logger.append_keys(account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id)
-        try:
-            message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
-        except DoesNotExist:
-            logger.warning("send job for a message that does not exist")
-            return "not_found"
-        outcome = self._process(job, message)
+        outcome = self._process(job)
         logger.info("send job done", extra={"outcome": outcome})
         return outcome
 
-    def _process(self, job: queues.SendJob, message: MessageModel) -> Outcome:
-        now = self.clock.now()
-        if message.status in state.FINAL or message.status == state.DRAFT:
-            return "skipped"
-        if message.status == state.SENDING:
-            if message.claim_expires_at and message.claim_expires_at > now:
-                return "skipped"  # another worker holds the claim
-            return self._resolve_interrupted(message)
-        if message.status == state.SCHEDULED and message.send_at:
-            early = (message.send_at - now).total_seconds()
-            if early > SCHEDULE_SLACK_SECONDS:
-                queues.enqueue_send(job, delay_seconds=math.ceil(early))
-                return "deferred"
-
-        loaded = self._mailbox(job.account_id, message.mailbox_id)
+    def _process(self, job: queues.SendJob) -> Outcome:
+        loaded = self._mailbox(job.account_id, job.mailbox_id)
         if loaded is None:
-            self._fail(
-                message, "the mailbox of this message no longer exists", from_=(state.QUEUED, state.SCHEDULED)
-            )
-            return "failed"
+            return self._without_mailbox(job)
         mailbox, smtp_settings = loaded
-
         if not self._wait_for_token(job, mailbox):
             return "deferred"
-
-        attempts_seen = int(message.attempts or 0)
-        claimed = state.transition(
-            message,
-            to=state.SENDING,
-            when=self.clock.now(),
-            event="sending",
-            detail=f"attempt {attempts_seen + 1}",
-            allowed_from=(state.QUEUED, state.SCHEDULED),
-            condition=(MessageModel.attempts == attempts_seen) | MessageModel.attempts.does_not_exist(),
-            extra=[
-                MessageModel.attempts.set(attempts_seen + 1),
-                MessageModel.claim_expires_at.set(self.clock.now() + CLAIM_LEASE),
-            ],
-        )
-        if not claimed:
-            return "skipped"
-
+        message = self._claim(job)
+        if isinstance(message, str):
+            return message
         try:
             email = self._render(message, mailbox)
             mime = build_message(email)
@@ -139,28 +127,98 @@ class SendWorker:
         detail = result.reply or "accepted"
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
+        self._in_background(self._record_sent, message, detail, self.clock.now())
+        return "sent"
+
+    def _record_sent(self, message: MessageModel, detail: str, when: datetime) -> None:
         state.transition(
             message,
             to=state.SENT,
-            when=self.clock.now(),
+            when=when,
             event="sent",
             detail=detail,
             allowed_from=(state.SENDING,),
             extra=[
-                MessageModel.sent_at.set(self.clock.now()),
+                MessageModel.sent_at.set(when),
                 MessageModel.claim_expires_at.remove(),
                 MessageModel.last_error.remove(),
             ],
         )
-        return "sent"
+
+    def _in_background(self, work: Callable[..., None], *args: object) -> None:
+        """Record a result while the next email is being sent; `flush` waits for it.
+
+        Only writes after SMTP go here: a write lost with the container leaves the message
+        `sending`, which the claim lease resolves (guarantee 4 above), never a duplicate.
+        """
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-record")
+        self._pending.append(self._writer.submit(work, *args))
 
     # -- steps -------------------------------------------------------------------------
 
+    def _claim(self, job: queues.SendJob) -> MessageModel | Outcome:
+        """Take the message for sending: one conditional UpdateItem that returns it.
+
+        Only a queued message, or a scheduled one whose time has come, can be claimed. When
+        the claim fails the message is read to tell why (the slow path).
+        """
+        now = self.clock.now()
+        message = MessageModel(job.account_id, job.message_id)
+        due = MessageModel.send_at.does_not_exist() | (
+            MessageModel.send_at <= now + timedelta(seconds=SCHEDULE_SLACK_SECONDS)
+        )
+        claimed = state.transition(
+            message,
+            to=state.SENDING,
+            when=now,
+            event="sending",
+            allowed_from=(state.QUEUED, state.SCHEDULED),
+            condition=due,
+            extra=[MessageModel.attempts.add(1), MessageModel.claim_expires_at.set(now + CLAIM_LEASE)],
+        )
+        if claimed:
+            return message
+        try:
+            current = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+        except DoesNotExist:
+            logger.warning("send job for a message that does not exist")
+            return "not_found"
+        if current.status == state.SENDING:
+            if current.claim_expires_at and current.claim_expires_at > now:
+                return "skipped"  # another worker holds the claim
+            return self._resolve_interrupted(current)
+        if current.status == state.SCHEDULED and current.send_at:
+            early = (current.send_at - now).total_seconds()
+            queues.enqueue_send(job, delay_seconds=math.ceil(early))
+            return "deferred"
+        return "skipped"  # sent, failed, canceled or a draft: nothing to do
+
+    def _without_mailbox(self, job: queues.SendJob) -> Outcome:
+        try:
+            message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+        except DoesNotExist:
+            return "not_found"
+        failed = state.transition(
+            message,
+            to=state.FAILED,
+            when=self.clock.now(),
+            event="failed",
+            detail="the mailbox of this message no longer exists",
+            allowed_from=(state.QUEUED, state.SCHEDULED),
+            extra=[MessageModel.last_error.set("the mailbox of this message no longer exists")],
+        )
+        return "failed" if failed else "skipped"
+
     def _mailbox(self, account_id: int, mailbox_id: str) -> tuple[MailboxModel, SmtpSettings] | None:
-        if mailbox_id not in self._mailboxes:
+        key = (account_id, mailbox_id)
+        now = self.clock.timestamp()
+        cached = _mailbox_cache.get(key)
+        if cached is None or not 0 <= now - cached[0] < _MAILBOX_CACHE_SECONDS:
             mailbox = mailboxes.find(account_id, mailbox_id)
-            self._mailboxes[mailbox_id] = (mailbox, mailboxes.smtp_settings(mailbox)) if mailbox else None
-        return self._mailboxes[mailbox_id]
+            cached = (now, (mailbox, mailboxes.smtp_settings(mailbox)) if mailbox else None)
+            _mailbox_cache[key] = cached
+        return cached[1]
 
     def _wait_for_token(self, job: queues.SendJob, mailbox: MailboxModel) -> bool:
         """Take a rate token, waiting in-process for short waits; else re-queue with a delay."""

@@ -15,10 +15,13 @@ import copy
 import logging
 import smtplib
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal
+
+from mailer_core import mime
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +111,29 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
+def _data_from_spool(client: smtplib.SMTP, spool: mime.Spool) -> tuple[int, bytes]:
+    """DATA as smtplib's `data` does it (dot-stuffing, the final dot), sent in 64 KB pieces."""
+    client.putcmd("data")
+    code, reply = client.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    batch: list[bytes] = []
+    batched = 0
+    last = b"\r\n"
+    for line in spool.lines():
+        if line.startswith(b"."):
+            line = b"." + line
+        batch.append(line)
+        batched += len(line)
+        last = line
+        if batched >= 64 * 1024:
+            client.send(b"".join(batch))
+            batch, batched = [], 0
+    batch.append((b"" if last.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    client.send(b"".join(batch))
+    return client.getreply()
+
+
 class SmtpSession:
     """One open, authenticated SMTP connection. After a failed send, close it."""
 
@@ -125,10 +151,11 @@ class SmtpSession:
         if message["Bcc"] is not None:  # the envelope carries Bcc; a header would reveal it
             message = copy.copy(message)
             del message["Bcc"]
-        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        spool = mime.spooled(message)  # written beforehand: streamed line by line, never whole in memory
+        data = b"" if spool is not None else message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         client = self._client
         try:
-            options = self._mail_options(from_addr, to_addrs, data)
+            options = self._mail_options(from_addr, to_addrs, spool.size if spool is not None else len(data))
             code, reply = client.mail(from_addr, options)
             if code != 250:
                 raise _by_code(code, reply, "envelope")
@@ -144,7 +171,7 @@ class SmtpSession:
         except (smtplib.SMTPException, OSError) as error:
             raise classify(error, "envelope") from None
         try:
-            code, reply = client.data(data)
+            code, reply = _data_from_spool(client, spool) if spool is not None else client.data(data)
         except (smtplib.SMTPException, OSError) as error:
             raise classify(error, "data") from None
         if code != 250:
@@ -154,10 +181,10 @@ class SmtpSession:
             refused={address: f"{refusal[0]} {_text(refusal[1])}" for address, refusal in refused.items()},
         )
 
-    def _mail_options(self, from_addr: str, to_addrs: Sequence[str], data: bytes) -> list[str]:
+    def _mail_options(self, from_addr: str, to_addrs: Sequence[str], size: int) -> list[str]:
         options: list[str] = []
         if self._client.has_extn("size"):
-            options.append(f"SIZE={len(data)}")
+            options.append(f"SIZE={size}")
         if not all(address.isascii() for address in (from_addr, *to_addrs)):
             if not self._client.has_extn("smtputf8"):
                 raise SmtpFailure(
@@ -226,11 +253,43 @@ def _login(client: smtplib.SMTP, login: str, password: str) -> None:
 
 
 class SmtpPool:
-    """One session per mailbox (`key`) for a whole batch; `close` (or `with`) ends them all."""
+    """One session per mailbox (`key`), kept across batches; `close` (or `with`) ends them all.
 
-    def __init__(self, connect: Callable[[SmtpSettings], SmtpSession] = open_session) -> None:
+    A session used within `fresh_seconds` is trusted without a NOOP (one round trip less per
+    email: the envelope step still catches a dead connection and reconnects once); one idle
+    longer than `idle_seconds` is replaced without asking, as providers hang up on idle
+    clients after a few minutes.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[SmtpSettings], SmtpSession] = open_session,
+        *,
+        fresh_seconds: float = 30.0,
+        idle_seconds: float = 240.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._connect = connect
         self._sessions: dict[str, tuple[SmtpSettings, SmtpSession]] = {}
+        self._last_used: dict[str, float] = {}
+        self._fresh_seconds = fresh_seconds
+        self._idle_seconds = idle_seconds
+        self._monotonic = monotonic
+
+    def _usable(self, key: str, settings: SmtpSettings) -> SmtpSession | None:
+        cached = self._sessions.get(key)
+        if cached is None:
+            return None
+        cached_settings, session = cached
+        idle = self._monotonic() - self._last_used.get(key, float("-inf"))
+        if cached_settings != settings or idle > self._idle_seconds:
+            self._drop(key)
+            return None
+        if idle <= self._fresh_seconds or session.is_alive():
+            return session
+        logger.info("SMTP session for %s is gone; reconnecting", key)
+        self._drop(key)
+        return None
 
     def send(
         self,
@@ -248,19 +307,12 @@ class SmtpPool:
         may hold the message, and the caller decides whether to send again. After any
         failure the mailbox's session is closed and forgotten.
         """
-        cached = self._sessions.get(key)
-        session: SmtpSession | None = None
-        if cached is not None:
-            cached_settings, session = cached
-            if cached_settings != settings or not session.is_alive():
-                logger.info("SMTP session for %s is gone or outdated; reconnecting", key)
-                self._drop(key)
-                session = None
+        session = self._usable(key, settings)
         reused = session is not None
         if session is None:
             session = self._open(key, settings)
         try:
-            return session.send(message, from_addr, to_addrs)
+            return self._send(key, session, message, from_addr, to_addrs)
         except SmtpFailure as failure:
             self._drop(key)
             if not (reused and failure.kind == "connection" and failure.stage != "data"):
@@ -271,18 +323,27 @@ class SmtpPool:
         logger.info("SMTP session for %s dropped before the message went out; reconnecting", key)
         session = self._open(key, settings)
         try:
-            return session.send(message, from_addr, to_addrs)
+            return self._send(key, session, message, from_addr, to_addrs)
         except BaseException:
             self._drop(key)
             raise
 
+    def _send(
+        self, key: str, session: SmtpSession, message: EmailMessage, from_addr: str, to_addrs: Sequence[str]
+    ) -> SendResult:
+        result = session.send(message, from_addr, to_addrs)
+        self._last_used[key] = self._monotonic()
+        return result
+
     def _open(self, key: str, settings: SmtpSettings) -> SmtpSession:
         session = self._connect(settings)
         self._sessions[key] = (settings, session)
+        self._last_used[key] = self._monotonic()
         return session
 
     def _drop(self, key: str) -> None:
         cached = self._sessions.pop(key, None)
+        self._last_used.pop(key, None)
         if cached is not None:
             _close_quietly(cached[1])
 
