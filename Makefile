@@ -20,6 +20,7 @@ demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 o
 	$(BIN)/python -m devstack demo
 
 test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructure
+	sh scripts/ensure-dovecot.sh  # the IMAP tests need Debian's Dovecot; installed when missing
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -31,6 +32,8 @@ lint: $(STAMP)
 bench: $(STAMP)  ## print the performance figures (not tests)
 	$(BIN)/python bench/cold_import.py
 	$(BIN)/python bench/send_throughput.py
+	$(BIN)/python bench/render.py
+	$(BIN)/python bench/attachment_memory.py --skip-in-memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

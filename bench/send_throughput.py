@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,7 +192,7 @@ class Meter:
         def counted_make_api_call(client: Any, operation_name: str, api_params: Any) -> Any:
             main = threading.current_thread() is threading.main_thread()
             key = (
-                meter.who if main else f"{meter.who}-bg",
+                getattr(meter._local, "who", None) or (meter.who if main else f"{meter.who}-bg"),
                 client.meta.service_model.service_name,
                 operation_name,
             )
@@ -379,39 +380,61 @@ def run_pipeline(
     run = PipelineRun()
     context = LambdaContext()
     deadline = time.monotonic() + 60 + n * 5
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    while run.records < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {run.records} of {n} records succeeded before the deadline")
-        meter.who = "poller"
-        got = sqs.receive_message(
-            QueueUrl=send_queue["url"],
-            MaxNumberOfMessages=min(batch_size, 10),
-            AttributeNames=["All"],
-            WaitTimeSeconds=1,
-        ).get("Messages", [])
-        if not got:
-            continue
-        event = {"Records": [_record(m, send_queue["arn"]) for m in got]}
-        meter.who = "core"
-        cpu = time.process_time()
-        try:
-            result = handler.lambda_handler(event, context) or {}
-        finally:
-            run.cpu_core += time.process_time() - cpu
-            meter.who = "poller"
-        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
-        if failed:
-            raise RuntimeError(f"the send function failed {len(failed)} records of a batch")
+    # Lambda's SQS pollers are not the function: they fetch the next batch and delete the
+    # finished one while the function works. One background thread plays that part here.
+    poller = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="poller", initializer=_as_poller, initargs=(meter,)
+    )
+
+    def receive() -> list[dict[str, Any]]:
+        return list(
+            sqs.receive_message(
+                QueueUrl=send_queue["url"],
+                MaxNumberOfMessages=min(batch_size, 10),
+                AttributeNames=["All"],
+                WaitTimeSeconds=1,
+            ).get("Messages", [])
+        )
+
+    def delete(got: list[dict[str, Any]]) -> None:
         sqs.delete_message_batch(
             QueueUrl=send_queue["url"],
             Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(got)],
         )
-        run.batches += 1
-        run.records += len(got)
+
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    next_batch = poller.submit(receive)
+    try:
+        while run.records < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {run.records} of {n} records succeeded before the deadline")
+            got = next_batch.result()
+            next_batch = poller.submit(receive)
+            if not got:
+                continue
+            event = {"Records": [_record(m, send_queue["arn"]) for m in got]}
+            meter.who = "core"
+            cpu = time.process_time()
+            try:
+                result = handler.lambda_handler(event, context) or {}
+            finally:
+                run.cpu_core += time.process_time() - cpu
+                meter.who = "setup"
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
+            if failed:
+                raise RuntimeError(f"the send function failed {len(failed)} records of a batch")
+            poller.submit(delete, got)
+            run.batches += 1
+            run.records += len(got)
+    finally:
+        poller.shutdown(wait=True, cancel_futures=True)
     run.wall, run.cpu_loop = time.perf_counter() - wall0, time.process_time() - cpu0
     meter.who = "setup"
     return run
+
+
+def _as_poller(meter: Meter) -> None:
+    meter._local.who = "poller"
 
 
 def _record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from devstack.example import LocalSystem, play_example
+from devstack.example import EXPECTED_STEPS, LocalSystem, play_example
 
 
 def _banner(system: LocalSystem) -> str:
@@ -27,7 +27,13 @@ def _banner(system: LocalSystem) -> str:
             f"  API              {api}   (OpenAPI: {api}/openapi.json)",
             f"  emails received  {system.sink.web_url}",
             f"  Kommo stand-in   {system.kommo.base_url}/_standin/state",
+            f"  Kommo install    {api}/hooks/kommo/install   (the integration's redirect URI)",
             f"  AWS (moto)       {system.stack.aws_endpoint}",
+            (
+                f"  IMAP (Dovecot)   {system.imap.host}:{system.imap.port}   (Sent folder and bounces)"
+                if system.imap is not None
+                else f"  IMAP             none: {system.imap_missing}"
+            ),
             "",
             "A widget token for the demo manager (valid 12 hours):",
             f"  export TOKEN={token}",
@@ -48,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting the local stack …", flush=True)
     with LocalSystem() as system:
         steps = play_example(system)
-        passed = bool(steps) and all(step.ok for step in steps) and len(steps) == 4
+        passed = bool(steps) and all(step.ok for step in steps) and len(steps) == EXPECTED_STEPS
         print(
-            f"\nExample {'complete' if passed else 'FAILED'}: {sum(s.ok for s in steps)} of 4 steps happened."
+            f"\nExample {'complete' if passed else 'FAILED'}: "
+            f"{sum(s.ok for s in steps)} of {EXPECTED_STEPS} steps happened."
         )
         if args.command == "demo":
             return 0 if passed else 1

@@ -14,22 +14,39 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from mailer_core import secrets
 from mailer_core.auth import mint_widget_token
 from mailer_core.models import AccountModel
 
 from devstack import kommo_seed
+from devstack.imap_server import DovecotServer, unavailable_reason
 from devstack.kommo_standin import KommoStandIn
 from devstack.smtp_sink import SmtpSink
 from devstack.stack import LocalStack
 
+DEV_CLIENT_ID = "mailer-local-client-id"
 DEV_CLIENT_SECRET = "local-development-client-secret-not-for-production"
 DEV_REDIRECT_URI = "https://mailer.localhost/oauth/kommo"
 DEV_AUDIENCE = "https://mailer.localhost"
 SINK_LOGIN = "manager@mailerdemo.example"
+SINK_PASSWORD = "local-password"
+EXPECTED_STEPS = 5  # what play_example does when everything happens
+# The worked example's template: the lead's and contact's data, and Russian modifiers.
+OFFER_TEMPLATE = {
+    "name": "Offer",
+    "subject": "{{ contact.first_name }}, коммерческое предложение по сделке «{{ lead.name }}»",
+    "html": (
+        "<h1>{{ contact.name|inflect('datv') }}: здравствуйте!</h1>"
+        "<p>Направляем наше предложение на {{ lead.price|amount('RUB') }}"
+        " ({{ lead.price|in_words(currency='RUB') }}).</p>"
+        "<p>Оно действует до {{ lead.cf['Offer valid until']|date('long') }}.</p>"
+        '<p><a href="https://example.com/offer.pdf">Открыть предложение</a></p>'
+    ),
+    "locale": "ru",
+    "timezone": "Europe/Moscow",
+}
 
 
 @dataclass
@@ -39,12 +56,21 @@ class LocalSystem:
     stack: LocalStack = field(init=False)
     sink: SmtpSink = field(init=False)
     kommo: KommoStandIn = field(init=False)
+    # The demo mailbox's IMAP server (Sent folder, bounces); None, with the reason, without Dovecot.
+    imap: DovecotServer | None = field(init=False, default=None)
+    imap_missing: str | None = field(init=False, default=None)
 
     def start(self) -> LocalSystem:
         self.sink = SmtpSink().start()
+        self._start_imap()
         self.kommo = KommoStandIn().start()
+        self.kommo.register_integration(DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI)
         self.stack = LocalStack(
-            parameters={"KommoClientSecret": DEV_CLIENT_SECRET, "KommoRedirectUri": DEV_REDIRECT_URI},
+            parameters={
+                "KommoClientId": DEV_CLIENT_ID,
+                "KommoClientSecret": DEV_CLIENT_SECRET,
+                "KommoRedirectUri": DEV_REDIRECT_URI,
+            },
             extra_env={
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",
                 "MAILER_KOMMO_BASE_URL": self.kommo.base_url,
@@ -58,6 +84,21 @@ class LocalSystem:
         for part in ("stack", "kommo", "sink"):
             if hasattr(self, part):
                 getattr(self, part).stop()
+        if self.imap is not None:
+            self.imap.stop(wait=False)
+            self.imap = None
+
+    def _start_imap(self) -> None:
+        """Dovecot for the demo mailbox, when this machine has it: the mailbox is green then."""
+        self.imap_missing = unavailable_reason()
+        if self.imap_missing is not None:
+            return
+        try:
+            self.imap = DovecotServer(special_use_sent="Sent").start()
+        except (OSError, RuntimeError) as error:
+            self.imap_missing = f"Dovecot did not start: {error}"
+            return
+        self.imap.add_user(SINK_LOGIN, SINK_PASSWORD)
 
     def __enter__(self) -> LocalSystem:
         return self.start()
@@ -66,18 +107,21 @@ class LocalSystem:
         self.stop()
 
     def _install_demo_account(self) -> None:
-        """What the Kommo install will do (a later issue): store the account and its token."""
-        account_id = kommo_seed.ACCOUNT_ID
-        ciphertext = secrets.encrypt(
-            kommo_seed.DEMO_ACCESS_TOKEN, {"account_id": str(account_id), "purpose": "kommo_access_token"}
-        )
-        AccountModel(
-            account_id,
-            subdomain=kommo_seed.SUBDOMAIN,
-            kommo_token_ciphertext=ciphertext,
-            installed_at=datetime.now(UTC),
-        ).save()
-        self.kommo.add_token(account_id, kommo_seed.DEMO_ACCESS_TOKEN)
+        """Install the widget as Kommo does: a code in the redirect, exchanged in the background.
+
+        The stand-in issues the authorization code an administrator's "Install" would; Kommo's
+        redirect is played against the local gateway; the kommo_auth function (fed by its
+        poller) exchanges the code at the stand-in's token endpoint and stores the account.
+        """
+        code = self.kommo.issue_code(DEV_CLIENT_ID)
+        query = urlencode({"code": code, "referer": f"{kommo_seed.SUBDOMAIN}.kommo.com", "from_widget": "1"})
+        with urllib.request.urlopen(f"{self.stack.api_url}/hooks/kommo/install?{query}", timeout=10) as page:
+            if page.status != 200:
+                raise RuntimeError(f"the install redirect answered {page.status}")
+        self.stack.drain(timeout=30)
+        account = AccountModel.get(kommo_seed.ACCOUNT_ID, consistent_read=True)
+        if account.status != "active" or not account.kommo_refresh_token_ciphertext:
+            raise RuntimeError(f"the demo account was not connected: {account.status_detail}")
 
     def widget_token(self, *, user_id: int = kommo_seed.MANAGER_USER_ID, ttl: int = 12 * 3600) -> str:
         return mint_widget_token(
@@ -126,7 +170,7 @@ def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> lis
         say(f"  {'✓' if ok else '✗'} {title}: {detail}")
         return ok
 
-    say("Worked example: one email from compose to inbox")
+    say("Worked example: a saved template, rendered with the lead's data, from compose to inbox")
     status, mailbox = call(
         "POST",
         f"{api}/v1/mailboxes",
@@ -137,31 +181,47 @@ def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> lis
             "smtp_host": "127.0.0.1",
             "smtp_port": system.sink.smtp_port,
             "smtp_security": "none",
-            "smtp_password": "local-password",
+            "smtp_password": SINK_PASSWORD,
             "is_default": True,
+            "sender_phone": "+7 495 111-22-33",
+            "signature": "<p>--<br>{{ manager.name }}<br>{{ manager.phone }}</p>",
+            **(
+                {"imap_host": system.imap.host, "imap_port": system.imap.port, "imap_security": "none"}
+                if system.imap is not None
+                else {}
+            ),
         },
     )
+    light = mailbox.get("status") if status == 201 else None
     if not record(
         "1. create a mailbox",
+        status == 201 and light == ("green" if system.imap is not None else "gray"),
+        f"HTTP {status}, mailbox {mailbox.get('id') if status == 201 else mailbox}, {light}"
+        + (f": {mailbox['last_check']['summary']}" if status == 201 else ""),
+    ):
+        return steps
+    if system.imap is None:
+        say(
+            "    (gray, not green: the demo mailbox has no IMAP server because "
+            f"{system.imap_missing}. It sends, but cannot file into Sent or read bounces.)"
+        )
+
+    status, template = call("POST", f"{api}/v1/templates", token, OFFER_TEMPLATE)
+    if not record(
+        "2. save the template «Offer»",
         status == 201,
-        f"HTTP {status}, mailbox {mailbox.get('id') if status == 201 else mailbox}",
+        f"HTTP {status}, template {template.get('id') if status == 201 else template}",
     ):
         return steps
 
-    lead = system.kommo.lead(kommo_seed.LEAD_OFFER) or {"name": "lead"}
     status, message = call(
         "POST",
         f"{api}/v1/messages",
         token,
-        {
-            "entity": {"type": "leads", "id": kommo_seed.LEAD_OFFER},
-            "subject": f"Коммерческое предложение: {lead['name']}",
-            "html": "<h1>Здравствуйте!</h1><p>Направляем наше предложение.</p>"
-            '<p><a href="https://example.com/offer.pdf">Открыть предложение</a></p>',
-        },
+        {"entity": {"type": "leads", "id": kommo_seed.LEAD_OFFER}, "template_id": template["id"]},
     )
     if not record(
-        "2. compose an email to the lead's main contact",
+        "3. compose it to the lead's main contact",
         status == 202,
         f"HTTP {status}, to {message.get('to') if status == 202 else message}",
     ):
@@ -170,23 +230,27 @@ def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> lis
     try:
         arrived = system.sink.wait_for(lambda m: m.message_id == message["message_id_header"], timeout=30)
         record(
-            "3. the SMTP server received it", True, f"{arrived.subject!r} to {', '.join(arrived.rcpt_tos)}"
+            "4. the SMTP server received it, rendered with the lead's data",
+            "{{" not in arrived.subject,
+            f"{arrived.subject!r} to {', '.join(arrived.rcpt_tos)}",
         )
     except TimeoutError:
-        record("3. the SMTP server received it", False, "nothing arrived within 30 s")
+        record("4. the SMTP server received it", False, "nothing arrived within 30 s")
         return steps
 
     system.stack.drain(timeout=30)
     deadline = time.monotonic() + 30
     while True:
         status, current = call("GET", f"{api}/v1/messages/{message['id']}", token)
-        if current.get("status") == "sent" or time.monotonic() > deadline:
+        seen = [h["event"] for h in current.get("history", [])]
+        filing_done = system.imap is None or "filed" in seen or "not_filed" in seen
+        if (current.get("status") == "sent" and filing_done) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    events = " → ".join(h["event"] for h in current.get("history", []))
+    events = " → ".join(seen)
     record(
-        "4. the message is sent",
-        current.get("status") == "sent",
+        "5. the message is sent" + (" and filed into Sent" if system.imap is not None else ""),
+        current.get("status") == "sent" and (system.imap is None or "filed" in seen),
         f"status {current.get('status')} ({events})",
     )
     return steps

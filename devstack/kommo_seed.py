@@ -14,8 +14,6 @@ from typing import Any
 
 ACCOUNT_ID = 31000001
 SUBDOMAIN = "mailerdemo"
-# The local stack gives this token to the stand-in and stores it (encrypted) on the account.
-DEMO_ACCESS_TOKEN = "mailerdemo-local-access-token"
 
 ADMIN_USER_ID = 8100001
 MANAGER_USER_ID = 8100002

@@ -1,4 +1,4 @@
-"""Fire EventBridge Scheduler's one-time schedules, which moto stores but never fires.
+"""Fire EventBridge Scheduler's schedules, which moto stores but never fires.
 
 Each tick lists the schedules of the template's schedule groups, reads each one and fires
 those whose `at(...)` time (in their `ScheduleExpressionTimezone`) has come: a Lambda target
@@ -6,6 +6,11 @@ is called in this process with the schedule's `Input` as its event, an SQS targe
 `Input` as a message body. A fired schedule is deleted when its `ActionAfterCompletion` is
 DELETE and otherwise remembered so it never fires twice. A target that fails is tried again
 on later ticks, `max_attempts` times in all, then dropped with an error in the log.
+
+It also runs the functions' recurring `ScheduleV2` events of the template (`rate(...)` only,
+see devstack.template.recurring_schedules): each one first after one period from the start,
+then every period by the loop's clock; missed runs are not made up, and a failed run is
+logged and not retried (the template sets no retries either).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 
 from devstack.functions import FunctionRegistry
+from devstack.template import RecurringSchedule
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class SchedulerLoop:
         clock: Clock = SYSTEM_CLOCK,
         interval: float = 1.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        recurring: list[RecurringSchedule] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.sqs = sqs
@@ -73,6 +80,9 @@ class SchedulerLoop:
         self._attempts: dict[tuple[str, ...], int] = {}
         self._ignored: set[tuple[str, ...]] = set()
         self._queue_urls: dict[str, str] = {}
+        self._recurring: list[tuple[RecurringSchedule, list[datetime]]] = [
+            (schedule, []) for schedule in recurring or []
+        ]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,7 +113,29 @@ class SchedulerLoop:
             for due in sorted(self._due(), key=lambda d: d.at):
                 self._fire(due)
                 tried.append(f"{due.group}/{due.name}")
+            tried += self._run_recurring()
             return tried
+
+    def _run_recurring(self) -> list[str]:
+        """Run each recurring event whose time has come; the first run is one period after start."""
+        now = self.clock.now()
+        ran = []
+        for schedule, next_run in self._recurring:
+            period = timedelta(seconds=schedule.period_seconds)
+            if not next_run:
+                next_run.append(now + period)
+                continue
+            if now < next_run[0]:
+                continue
+            while next_run[0] <= now:
+                next_run[0] += period
+            name = f"{schedule.function_id}.{schedule.event_name}"
+            try:
+                self.functions.get(schedule.function_id).invoke(dict(schedule.input))
+            except Exception:
+                log.exception("recurring schedule %s failed", name)
+            ran.append(name)
+        return ran
 
     def _list(self, group: str) -> list[dict[str, Any]]:
         summaries: list[dict[str, Any]] = []

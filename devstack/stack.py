@@ -36,7 +36,13 @@ from devstack.resources import (
     load_template,
 )
 from devstack.scheduler_loop import SchedulerLoop
-from devstack.template import function_definitions, http_routes, schedule_groups, sqs_event_sources
+from devstack.template import (
+    function_definitions,
+    http_routes,
+    recurring_schedules,
+    schedule_groups,
+    sqs_event_sources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +126,7 @@ class LocalStack:
             schedule_groups(self.template, self.resources),
             clock=self.clock,
             interval=self.scheduler_interval,
+            recurring=recurring_schedules(self.template),
         )
         self.gateway.start()
         self.pollers.start()

@@ -8,11 +8,16 @@ second list kept by hand.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devstack.resources import ACCOUNT_ID, REGION, TEMPLATE_PATH, StackResources
+
+log = logging.getLogger(__name__)
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 DEFAULT_TIMEOUT = 3  # Lambda's default, when neither the function nor Globals set one
@@ -162,6 +167,44 @@ def sqs_event_sources(template: dict[str, Any], stack: StackResources) -> list[S
             )
         )
     return sources
+
+
+@dataclass(frozen=True)
+class RecurringSchedule:
+    """One `Type: ScheduleV2` event with a `rate(...)` expression: a function run periodically."""
+
+    function_id: str
+    event_name: str
+    period_seconds: float
+    input: dict[str, Any] = field(default_factory=dict)
+
+
+_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+
+
+def parse_rate(expression: str) -> float | None:
+    """Seconds between runs of a `rate(5 minutes)` expression; None for cron() and at()."""
+    match = re.fullmatch(r"rate\((\d+)\s+(minutes?|hours?|days?)\)", expression.strip())
+    if not match or int(match.group(1)) < 1:
+        return None
+    return int(match.group(1)) * _RATE_UNITS[match.group(2)]
+
+
+def recurring_schedules(template: dict[str, Any]) -> list[RecurringSchedule]:
+    """Every ScheduleV2 (and Schedule) event of the template's functions that runs at a rate."""
+    found = []
+    for kind in ("ScheduleV2", "Schedule"):
+        for logical, event_name, props in _events(template, kind):
+            expression = str(props.get("ScheduleExpression") or props.get("Schedule") or "")
+            period = parse_rate(expression)
+            if period is None:
+                log.warning("%s.%s: %r is not run locally (only rate())", logical, event_name, expression)
+                continue
+            if props.get("State", "ENABLED") != "ENABLED" or props.get("Enabled") is False:
+                continue
+            raw = props.get("Input")
+            found.append(RecurringSchedule(logical, event_name, period, json.loads(raw) if raw else {}))
+    return found
 
 
 def schedule_groups(template: dict[str, Any], stack: StackResources) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import http, mailboxes, messages, openapi
+from mailer_core import http, mailboxes, messages, openapi, presets, suppressions, templates, uploads
 from mailer_core.logs import logger
 
 app = APIGatewayHttpResolver()
@@ -66,6 +67,30 @@ def delete_mailbox(mailbox_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
+@app.get("/v1/mailboxes/presets")
+def mailbox_presets() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return presets.suggest((query.get("email") or "").strip())
+
+
+@app.post("/v1/mailboxes/<mailbox_id>/check")
+def check_mailbox(mailbox_id: str) -> dict[str, Any]:
+    return mailboxes.check(http.caller_of(app), mailbox_id)
+
+
+@app.get("/v1/suppressions")
+def list_suppressions() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    caller = http.caller_of(app)
+    return suppressions.list_for(caller, limit=http.limit_param(query), cursor=query.get("cursor"))
+
+
+@app.delete("/v1/suppressions/<address>")
+def lift_suppression(address: str) -> Response[str]:
+    suppressions.lift(http.caller_of(app), unquote(address))  # "anna%40example.com" or decoded
+    return Response(status_code=204, body="")
+
+
 @app.get("/v1/messages")
 def list_messages() -> dict[str, Any]:
     query = app.current_event.query_string_parameters or {}
@@ -96,6 +121,44 @@ def cancel_message(message_id: str) -> dict[str, Any]:
 @app.post("/v1/messages/<message_id>/retry")
 def retry_message(message_id: str) -> Response[str]:
     return http.json_response(202, messages.resend(http.caller_of(app), message_id))
+
+
+@app.post("/v1/messages/preview")
+def preview_message() -> dict[str, Any]:
+    from mailer_core import personalization  # imported here: Jinja2 and babel are not needed at a cold start
+
+    return personalization.preview(http.caller_of(app), http.json_body(app))
+
+
+@app.get("/v1/templates")
+def list_templates() -> dict[str, Any]:
+    return {"items": templates.list_for(http.caller_of(app))}
+
+
+@app.post("/v1/templates")
+def create_template() -> Response[str]:
+    return http.json_response(201, templates.create(http.caller_of(app), http.json_body(app)))
+
+
+@app.get("/v1/templates/<template_id>")
+def get_template(template_id: str) -> dict[str, Any]:
+    return templates.get(http.caller_of(app), template_id)
+
+
+@app.patch("/v1/templates/<template_id>")
+def update_template(template_id: str) -> dict[str, Any]:
+    return templates.update(http.caller_of(app), template_id, http.json_body(app))
+
+
+@app.delete("/v1/templates/<template_id>")
+def delete_template(template_id: str) -> Response[str]:
+    templates.delete(http.caller_of(app), template_id)
+    return Response(status_code=204, body="")
+
+
+@app.post("/v1/uploads")
+def create_upload() -> Response[str]:
+    return http.json_response(201, uploads.create(http.caller_of(app), http.json_body(app)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

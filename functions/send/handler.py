@@ -7,7 +7,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from mailer_core.logs import logger
 from mailer_core.queues import SendJob
 from mailer_core.sending import SendWorker
@@ -21,6 +20,7 @@ smtp_pool = SmtpPool()
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with SendWorker(pool=smtp_pool, close_pool=False) as worker:
+        worker.prefetch(str(record.get("body", "")) for record in event.get("Records", []))
 
         def handle(record: SQSRecord) -> str:
             return worker.process(SendJob.from_body(record.body))

@@ -6,6 +6,7 @@ moto. Only the adapter module of each service asks for its client here.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -17,7 +18,11 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeou
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    config = _CONFIG
+    if service == "s3" and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+        # Presigned upload URLs name the bucket's region (the global endpoint redirects new buckets).
+        config = config.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

@@ -1,8 +1,11 @@
-"""Mailboxes: the SMTP accounts emails leave through.
+"""Mailboxes: the SMTP accounts emails leave through, and their IMAP side (Sent, bounces).
 
 Rules: a user manages their own mailboxes, an administrator everyone's in the account; the
 password is encrypted with KMS before it is stored and is never returned or logged; port 25
-is refused because AWS blocks it for Lambda.
+is refused because AWS blocks it for Lambda. A mailbox of a known provider needs only its
+address and password (mailer_core.presets fills the servers). Saving a mailbox, or changing
+how it connects, checks it at once (mailer_core.mailbox_check): the mailbox is stored even
+when the check fails, and the answer carries its status (green, gray, red) and the reasons.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import secrets, validation
+from mailer_core import presets, secrets, validation
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
 from mailer_core.settings import get_settings
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
+    from mailer_core.imap import ImapSettings
     from mailer_core.smtp import SmtpSettings
 
 FIELDS = {
@@ -33,14 +38,30 @@ FIELDS = {
     "daily_cap",
     "is_default",
     "user_id",
+    "imap_host",
+    "imap_port",
+    "imap_security",
+    "imap_login",
+    "imap_password",
+    "append_to_sent",
+    "envelope_token",
+    "signature",
+    "sender_phone",
 }
+MAX_SIGNATURE_CHARS = 64 * 1024
+# Changing one of these checks the mailbox again (and forgets what IMAP polling knew).
+CONNECTION_FIELDS = frozenset(
+    {"sender_email", "smtp_host", "smtp_port", "smtp_security", "smtp_login", "smtp_password"}
+)
+IMAP_FIELDS = frozenset({"imap_host", "imap_port", "imap_security", "imap_login", "imap_password"})
+IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 SECURITY_CHOICES = ("ssl", "starttls")
 DEFAULT_RATE_PER_SECOND = 1.0
 DEFAULT_DAILY_CAP = 2000
 
 
-def _password_context(account_id: int, mailbox_id: str) -> dict[str, str]:
-    return {"account_id": str(account_id), "mailbox_id": mailbox_id, "purpose": "smtp_password"}
+def _password_context(account_id: int, mailbox_id: str, purpose: str = "smtp_password") -> dict[str, str]:
+    return {"account_id": str(account_id), "mailbox_id": mailbox_id, "purpose": purpose}
 
 
 def public_view(mailbox: MailboxModel) -> dict[str, Any]:
@@ -60,6 +81,23 @@ def public_view(mailbox: MailboxModel) -> dict[str, Any]:
         "is_default": bool(mailbox.is_default),
         "created_at": mailbox.created_at.isoformat(),
         "updated_at": mailbox.updated_at.isoformat(),
+        "imap_host": mailbox.imap_host,
+        "imap_port": int(mailbox.imap_port) if mailbox.imap_port is not None else None,
+        "imap_security": mailbox.imap_security,
+        "imap_login": mailbox.imap_login,
+        "has_imap_password": bool(mailbox.imap_password_ciphertext),
+        "append_to_sent": mailbox.append_to_sent is not False,
+        "envelope_token": bool(mailbox.envelope_token),
+        "signature": mailbox.signature or "",
+        "sender_phone": mailbox.sender_phone or "",
+        "status": mailbox.status or "unchecked",
+        "last_check_at": mailbox.last_check_at.isoformat() if mailbox.last_check_at else None,
+        "last_check": mailbox.last_check.as_dict() if mailbox.last_check is not None else None,
+        "sent_folder": mailbox.sent_folder,
+        "last_append_error": mailbox.last_append_error,
+        "last_append_error_at": (
+            mailbox.last_append_error_at.isoformat() if mailbox.last_append_error_at else None
+        ),
     }
 
 
@@ -110,6 +148,56 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
         if user_id != caller.user_id and not caller.is_admin:
             raise Forbidden("only an administrator manages another user's mailboxes", field="user_id")
         out["user_id"] = user_id
+    for flag in ("append_to_sent", "envelope_token"):
+        if flag in payload:
+            out[flag] = validation.boolean(payload, flag)
+    if "signature" in payload:
+        from mailer_core.templates import validate_source  # imported here: it needs Jinja2
+
+        signature = validation.text(payload, "signature", max_length=MAX_SIGNATURE_CHARS)
+        out["signature"] = validate_source(signature, field="signature", html=True) or None
+    if "sender_phone" in payload:
+        phone = validation.text(payload, "sender_phone", max_length=50).strip()
+        if any(ord(ch) < 32 for ch in phone):
+            raise InvalidInput("must be one line", field="sender_phone")
+        out["sender_phone"] = phone or None
+    out.update(_validated_imap(payload, current=current))
+    return out
+
+
+def _validated_imap(payload: dict[str, Any], *, current: MailboxModel | None) -> dict[str, Any]:
+    """IMAP fields, all optional. An empty or null imap_host turns IMAP off (SMTP only);
+    None values are removed from the stored mailbox."""
+    given = IMAP_FIELDS & set(payload)
+    if not given:
+        return {}
+    if "imap_host" in payload:
+        host = validation.hostname(payload, "imap_host")
+        if not host:
+            return dict.fromkeys(IMAP_FIELDS)
+    elif not (current and current.imap_host):
+        raise InvalidInput("set imap_host to use IMAP", field=sorted(given)[0])
+    out: dict[str, Any] = {"imap_host": host} if "imap_host" in payload else {}
+    old_security = (current.imap_security if current else None) or "ssl"
+    security = old_security
+    if "imap_security" in payload:
+        security = validation.text(payload, "imap_security", required=True)
+        allowed = SECURITY_CHOICES + (("none",) if get_settings().allow_plaintext_smtp else ())
+        if security not in allowed:
+            raise InvalidInput(f"must be one of {', '.join(allowed)}", field="imap_security")
+    if "imap_security" in payload or not (current and current.imap_security):
+        out["imap_security"] = security
+    if "imap_port" in payload:
+        out["imap_port"] = validation.integer(payload, "imap_port", required=True, minimum=1, maximum=65535)
+    else:
+        old_port = current.imap_port if current else None
+        if old_port is None or int(old_port) == IMAP_DEFAULT_PORTS[old_security]:
+            out["imap_port"] = IMAP_DEFAULT_PORTS[security]
+    if "imap_login" in payload:
+        out["imap_login"] = validation.text(payload, "imap_login", max_length=320) or None
+    if "imap_password" in payload:
+        # null or "" forgets a separate IMAP password: the SMTP password serves IMAP again.
+        out["imap_password"] = validation.text(payload, "imap_password", max_length=1000) or None
     return out
 
 
@@ -124,24 +212,52 @@ def _load(caller: Caller, mailbox_id: str) -> MailboxModel:
 
 
 def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
-    fields = _validated(validation.require_object(payload), current=None, caller=caller)
+    data = validation.require_object(payload)
+    if isinstance(data.get("sender_email"), str):
+        data = presets.fill(data, data["sender_email"])
+    fields = _validated(data, current=None, caller=caller)
     mailbox_id = clock.new_id()
     now = clock.now()
     password = fields.pop("smtp_password")
+    imap_password = fields.pop("imap_password", None)
     mailbox = MailboxModel(
         caller.account_id,
         mailbox_id,
         user_id=fields.pop("user_id", caller.user_id),
         password_ciphertext=secrets.encrypt(password, _password_context(caller.account_id, mailbox_id)),
+        imap_password_ciphertext=(
+            secrets.encrypt(imap_password, _password_context(caller.account_id, mailbox_id, "imap_password"))
+            if imap_password
+            else None
+        ),
         created_at=now,
         updated_at=now,
-        **fields,
+        **{name: value for name, value in fields.items() if value is not None},
     )
     try:
         mailbox.save(condition=MailboxModel.mailbox_id.does_not_exist())
     except PutError as exc:  # an id collision would be a bug; never overwrite
         raise Conflict("a mailbox with this id exists") from exc
-    return public_view(mailbox)
+    return _checked_view(mailbox, clock)
+
+
+def _checked_view(mailbox: MailboxModel, clock: Clock) -> dict[str, Any]:
+    """Check the stored mailbox now and show it with the result (stored unless it changed)."""
+    from mailer_core import mailbox_check  # imported here: only saving and checking need SMTP/IMAP
+
+    try:
+        result = mailbox_check.check_mailbox(mailbox, clock=clock)
+    except Exception:  # the mailbox is saved; a failed check leaves it unchecked, never half-written
+        logger.exception("the mailbox check failed", extra={"mailbox_id": mailbox.mailbox_id})
+        return public_view(mailbox)
+    view = public_view(mailbox)
+    view.update(status=result.status, last_check=result.view(), last_check_at=result.checked_at.isoformat())
+    return view
+
+
+def check(caller: Caller, mailbox_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    """POST /v1/mailboxes/{id}/check: test the saved settings without sending anything."""
+    return _checked_view(_load(caller, mailbox_id), clock)
 
 
 def list_for(caller: Caller) -> list[dict[str, Any]]:
@@ -155,14 +271,37 @@ def get(caller: Caller, mailbox_id: str) -> dict[str, Any]:
 
 def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     mailbox = _load(caller, mailbox_id)
-    fields = _validated(validation.require_object(payload), current=mailbox, caller=caller)
+    data = validation.require_object(payload)
+    fields = _validated(data, current=mailbox, caller=caller)
     password = fields.pop("smtp_password", None)
-    actions = [getattr(MailboxModel, name).set(value) for name, value in fields.items()]
+    imap_password_given = "imap_password" in fields
+    imap_password = fields.pop("imap_password", None)
+    actions = [
+        getattr(MailboxModel, name).set(value) if value is not None else getattr(MailboxModel, name).remove()
+        for name, value in fields.items()
+    ]
     if password is not None:
         ciphertext = secrets.encrypt(password, _password_context(caller.account_id, mailbox_id))
         actions.append(MailboxModel.password_ciphertext.set(ciphertext))
+    if imap_password_given:
+        context = _password_context(caller.account_id, mailbox_id, "imap_password")
+        actions.append(
+            MailboxModel.imap_password_ciphertext.set(secrets.encrypt(imap_password, context))
+            if imap_password
+            else MailboxModel.imap_password_ciphertext.remove()
+        )
+    if {"imap_host", "imap_port", "imap_login"} & set(data):
+        # Another IMAP server or account: what polling and filing knew of the old one is void.
+        actions += [
+            MailboxModel.sent_folder.remove(),
+            MailboxModel.imap_uidvalidity.remove(),
+            MailboxModel.imap_last_uid.remove(),
+            MailboxModel.imap_polled_at.remove(),
+        ]
     actions.append(MailboxModel.updated_at.set(clock.now()))
     mailbox.update(actions=actions, condition=MailboxModel.mailbox_id.exists())
+    if (CONNECTION_FIELDS | IMAP_FIELDS) & set(data):
+        return _checked_view(mailbox, clock)
     return public_view(mailbox)
 
 
@@ -200,6 +339,35 @@ def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
         port=int(mailbox.smtp_port),
         security=mailbox.smtp_security,  # type: ignore[arg-type]
         login=mailbox.smtp_login,
+        password=password,
+        timeout=settings.smtp_timeout_seconds,
+        ca_file=settings.smtp_ca_file,
+    )
+
+
+def imap_settings(mailbox: MailboxModel) -> ImapSettings | None:
+    """IMAP connection settings with the decrypted password; None when IMAP is not set."""
+    if not mailbox.imap_host:
+        return None
+    from mailer_core.imap import ImapSettings
+
+    settings = get_settings()
+    account_id = int(mailbox.account_id)
+    if mailbox.imap_password_ciphertext:
+        password = secrets.decrypt(
+            mailbox.imap_password_ciphertext,
+            _password_context(account_id, mailbox.mailbox_id, "imap_password"),
+        )
+    else:
+        password = secrets.decrypt(
+            mailbox.password_ciphertext, _password_context(account_id, mailbox.mailbox_id)
+        )
+    security = mailbox.imap_security or "ssl"
+    return ImapSettings(
+        host=mailbox.imap_host,
+        port=int(mailbox.imap_port or IMAP_DEFAULT_PORTS[security]),
+        security=security,  # type: ignore[arg-type]
+        login=mailbox.imap_login or mailbox.smtp_login,
         password=password,
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_ca_file,

@@ -8,13 +8,14 @@ is either on its way or says why it is not.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import bodies, mailboxes, queues, schedules, validation
+from mailer_core import attachments, limits, mailboxes, queues, schedules, storage, validation
 from mailer_core import message_state as state
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
@@ -31,7 +32,9 @@ from mailer_core.mime import make_message_id
 from mailer_core.models import AccountModel, MessageModel
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
-MAX_BODY_BYTES = 8 * 1024 * 1024
+FIELDS |= {"attachments", "attachment_links"}
+FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates)
+MAX_BODY_BYTES = limits.BODY_BYTES
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 ENTITY_TYPES = ("leads", "contacts", "companies")
@@ -53,6 +56,7 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
             else None
         ),
         "subject": message.subject,
+        "template_id": message.template_id,
         "message_id_header": message.header_message_id,
         "send_at": message.send_at.isoformat() if message.send_at else None,
         "attempts": int(message.attempts or 0),
@@ -60,8 +64,13 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         "created_at": message.created_at.isoformat(),
         "updated_at": message.updated_at.isoformat(),
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "attachments": [attachments.AttachedFile.from_attribute(a).view() for a in message.attachments or []],
+        "attachment_links": list(message.attachment_links or []),
         "history": [
             {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
+        ],
+        "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
+            {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
         ],
     }
     if with_body:
@@ -77,6 +86,22 @@ def _load(caller: Caller, message_id: str) -> MessageModel:
     if not caller.is_admin and int(message.user_id) != caller.user_id:
         raise NotFound("no such message", field="message_id")
     return message
+
+
+def templates_locale(payload: dict[str, Any]) -> str | None:
+    if payload.get("locale") in (None, ""):
+        return None
+    from mailer_core.templates import validate_locale
+
+    return validate_locale(payload.get("locale"))
+
+
+def templates_timezone(payload: dict[str, Any]) -> str | None:
+    if payload.get("timezone") in (None, ""):
+        return None
+    from mailer_core.templates import validate_timezone
+
+    return validate_timezone(payload.get("timezone"))
 
 
 def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
@@ -149,7 +174,18 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         if mailbox is None:
             raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
 
-    if not to and entity is not None:
+    use = None
+    if data.get("template_id") is not None:
+        from mailer_core import templates  # imported here: only a compose from a template needs it
+
+        use = templates.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
+        subject, html, to, cc, bcc = use.subject, use.html, use.to, use.cc, use.bcc
+    else:  # a raw subject and body may hold variables too: they must compile
+        from mailer_core.templates import validate_source
+
+        validate_source(subject, field="subject", html=False)
+        validate_source(html, field="html", html=True)
+    if not to and entity is not None and (use is None or use.to_client != "none"):
         to = _entity_recipients(caller.account_id, entity[0], entity[1], which)
         if not to:
             raise InvalidInput(
@@ -161,10 +197,17 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         )
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         raise InvalidInput(f"an email goes to at most {MAX_RECIPIENTS} addresses", field="to")
+    links = attachments.validate_links(data.get("attachment_links"))
+    files = attachments.validate_attachments(
+        caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
+    )
+    if use is not None:  # the template's files unless the compose gives its own
+        files = files if "attachments" in data else use.files
+        links = links if "attachment_links" in data else use.links
 
     message_id = clock.new_id()
     status = state.SCHEDULED if send_at else state.QUEUED
-    inline = len(html.encode("utf-8")) <= bodies.INLINE_LIMIT
+    inline = len(html.encode("utf-8")) <= storage.INLINE_LIMIT
     message = MessageModel(
         caller.account_id,
         message_id,
@@ -180,13 +223,20 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         entity_id=entity[1] if entity else None,
         subject=subject,
         html=html if inline else None,
-        html_s3_key=None if inline else bodies.put_html(caller.account_id, message_id, html),
+        html_s3_key=None if inline else storage.put_html(caller.account_id, message_id, html),
         header_message_id=make_message_id(message_id, mailbox.sender_email),
         send_at=send_at,
         created_at=now,
         updated_at=now,
         history=[state.entry(now, status, f"send at {send_at.isoformat()}" if send_at else None)],
+        attachments=[f.to_attribute() for f in files],
+        attachment_links=links,
+        template_id=use.template_id if use else None,
+        locale=use.locale if use else templates_locale(data),
+        timezone=use.timezone if use else templates_timezone(data),
+        disable_signature=use.disable_signature if use else None,
     )
+    attachments.claim(caller.account_id, files, keep="message", now=now)  # before the save: never half-kept
     message.save(condition=MessageModel.message_id.does_not_exist())
     _dispatch(message, clock=clock)
     logger.info(
@@ -204,6 +254,8 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
 def _dispatch(message: MessageModel, *, clock: Clock) -> None:
     """Queue the message now, after an SQS delay, or through a one-time schedule."""
     job = queues.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
+    if message.entity_type and message.entity_id is not None:  # the worker reads a batch's CRM data at once
+        job = dataclasses.replace(job, entity=f"{message.entity_type}:{int(message.entity_id)}")
     try:
         delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
         if delay <= queues.MAX_DELAY_SECONDS:
@@ -321,3 +373,6 @@ def resend(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> d
     message.send_at = None
     _dispatch(message, clock=clock)
     return public_view(_load(caller, message_id))
+
+
+entity_of = _entity  # the `entity` field's rule, shared with the preview

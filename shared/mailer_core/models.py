@@ -14,7 +14,9 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -45,6 +47,45 @@ class AccountModel(Model):
     # KMS ciphertext (base64) of the Kommo API access token.
     kommo_token_ciphertext = UnicodeAttribute(null=True)
     installed_at = UTCDateTimeAttribute(null=True)
+    # The Kommo connection (mailer_core.kommo_oauth, kommo_limits): the account's host domain
+    # (kommo.com, amocrm.ru …), the rotating refresh token (KMS ciphertext), when the access
+    # token expires (epoch s), `token_version` (+1 on every store: writes are guarded by it),
+    # the refresh lease, and why/until when Kommo blocked it (status "blocked"/"disconnected").
+    kommo_domain = UnicodeAttribute(null=True)
+    kommo_refresh_token_ciphertext = UnicodeAttribute(null=True)
+    token_expires_at = NumberAttribute(null=True)
+    token_version = NumberAttribute(null=True)
+    refresh_lease_owner = UnicodeAttribute(null=True)
+    refresh_lease_until = NumberAttribute(null=True)
+    connected_at = UTCDateTimeAttribute(null=True)
+    blocked_until = NumberAttribute(null=True)
+    status_changed_at = UTCDateTimeAttribute(null=True)
+    status_detail = UnicodeAttribute(null=True)
+
+
+class KommoInstallModel(Model):
+    """One install redirect from Kommo, keyed by the SHA-256 of its authorization code.
+
+    The code itself travels only in the SQS message (encrypted at rest); this item makes a
+    repeated redirect a no-op and carries the exchange's progress: pending → exchanging →
+    exchanged (tokens kept here, KMS-encrypted, until the account is stored) → done, or failed.
+    """
+
+    class Meta:
+        table_name = _TableName("kommo_installs_table")
+
+    code_hash = UnicodeAttribute(hash_key=True)
+    subdomain = UnicodeAttribute()
+    domain = UnicodeAttribute()
+    state = UnicodeAttribute()
+    created_at = NumberAttribute()
+    claim_until = NumberAttribute(null=True)
+    access_token_ciphertext = UnicodeAttribute(null=True)
+    refresh_token_ciphertext = UnicodeAttribute(null=True)
+    token_expires_at = NumberAttribute(null=True)
+    account_id = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute()
 
 
 class MailboxModel(Model):
@@ -68,12 +109,58 @@ class MailboxModel(Model):
     is_default = BooleanAttribute(default=False)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # The manager's signature (HTML, may hold variables) and phone, for templates (rendering).
+    signature = UnicodeAttribute(null=True)
+    sender_phone = UnicodeAttribute(null=True)
+    # IMAP (mailer_core.imap): Sent folder and bounces. No host: SMTP only. The SMTP password
+    # serves IMAP too unless an IMAP password of its own is stored (KMS ciphertext).
+    imap_host = UnicodeAttribute(null=True)
+    imap_port = NumberAttribute(null=True)
+    imap_security = UnicodeAttribute(null=True)
+    imap_login = UnicodeAttribute(null=True)
+    imap_password_ciphertext = UnicodeAttribute(null=True)
+    append_to_sent = BooleanAttribute(default=True)  # False where the provider files SMTP mail itself
+    envelope_token = BooleanAttribute(default=False)  # MAIL FROM local+mlr-<message id>@domain
+    # The traffic light (mailer_core.mailbox_check): green, gray, red or unchecked.
+    status = UnicodeAttribute(default="unchecked")
+    last_check_at = UTCDateTimeAttribute(null=True)
+    last_check = MapAttribute[str, Any](null=True)
+    sent_folder = UnicodeAttribute(null=True)  # readable name, remembered after it was found
+    last_append_error = UnicodeAttribute(null=True)
+    last_append_error_at = UTCDateTimeAttribute(null=True)
+    # Bounce polling's place in the inbox (mailer_core.bounce_poller).
+    imap_uidvalidity = NumberAttribute(null=True)
+    imap_last_uid = NumberAttribute(null=True)
+    imap_polled_at = UTCDateTimeAttribute(null=True)
 
 
 class HistoryEntry(MapAttribute[str, Any]):
     at = UTCDateTimeAttribute()
     event = UnicodeAttribute()
     detail = UnicodeAttribute(null=True)
+
+
+class BounceEntry(MapAttribute[str, Any]):
+    """One recipient's delivery report: permanent (5.x.x, suppressed) or temporary (4.x.x)."""
+
+    at = UTCDateTimeAttribute()
+    address = UnicodeAttribute()
+    permanent = BooleanAttribute()
+    status = UnicodeAttribute(null=True)  # the enhanced status code, e.g. "5.1.1"
+    diagnostic = UnicodeAttribute(null=True)  # the remote server's words
+    reported_by = UnicodeAttribute(null=True)  # the reporting MTA
+
+
+class AttachmentAttribute(MapAttribute[str, Any]):
+    """An uploaded file a message or a template attaches: the S3 object exactly as checked."""
+
+    upload_id = UnicodeAttribute()
+    s3_key = UnicodeAttribute()
+    filename = UnicodeAttribute()  # the display name (Cyrillic allowed), already made safe
+    content_type = UnicodeAttribute()
+    size = NumberAttribute()  # S3's size when attached
+    etag = UnicodeAttribute(null=True)
+    version_id = UnicodeAttribute(null=True)
 
 
 class ByStatusIndex(GlobalSecondaryIndex["MessageModel"]):
@@ -119,6 +206,95 @@ class MessageModel(Model):
     updated_at = UTCDateTimeAttribute()
     sent_at = UTCDateTimeAttribute(null=True)
     history = ListAttribute(of=HistoryEntry, default=list)
+    # Delivery reports read back from the mailbox (mailer_core.bounces); `bounce_keys` makes
+    # recording each report once a conditional write.
+    bounces = ListAttribute(of=BounceEntry, null=True)
+    bounce_keys = UnicodeSetAttribute(null=True)
+    # Uploaded files (mailer_core.attachments; the bytes stay in S3) and links downloaded
+    # at send time.
+    attachments = ListAttribute(of=AttachmentAttribute, default=list)
+    attachment_links = ListAttribute(of=UnicodeAttribute, default=list)
+    # Templates (mailer_core.templates, personalization): subject and html above are template
+    # sources rendered at send time with fresh CRM data; the template they came from, if any.
+    template_id = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
+    timezone = UnicodeAttribute(null=True)
+    disable_signature = BooleanAttribute(null=True)
 
 
-ALL_MODELS: tuple[type[Model], ...] = (AccountModel, MailboxModel, MessageModel)
+class TemplateModel(Model):
+    """A saved email (mailer_core.templates): recipients, subject and body with variables."""
+
+    class Meta:
+        table_name = _TableName("templates_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    template_id = UnicodeAttribute(range_key=True)  # a ULID
+    name = UnicodeAttribute()
+    user_id = NumberAttribute()  # the owner
+    is_public = BooleanAttribute(default=False)
+    disable_signature = BooleanAttribute(default=False)
+    to_client = UnicodeAttribute(default="main")  # main, all or none: the entity's contacts
+    to = ListAttribute(of=UnicodeAttribute, default=list)  # addresses, may hold variables
+    cc = ListAttribute(of=UnicodeAttribute, default=list)
+    bcc = ListAttribute(of=UnicodeAttribute, default=list)
+    subject = UnicodeAttribute(default="")
+    # The HTML inline, or the S3 key of a large one (mailer_core.storage).
+    html = UnicodeAttribute(null=True)
+    html_s3_key = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
+    timezone = UnicodeAttribute(null=True)
+    attachments = ListAttribute(of=AttachmentAttribute, default=list)
+    attachment_links = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class SuppressionModel(Model):
+    """An address the account never writes to again until an administrator lifts it."""
+
+    class Meta:
+        table_name = _TableName("suppressions_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    address = UnicodeAttribute(range_key=True)  # lower case
+    reason = UnicodeAttribute()  # "bounced"
+    status = UnicodeAttribute(null=True)  # e.g. "5.1.1"
+    diagnostic = UnicodeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)  # the message whose bounce put it here
+    mailbox_id = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+
+
+class UploadModel(Model):
+    """A file uploaded (or about to be) to S3 through a presigned POST (mailer_core.uploads).
+
+    `retention` follows the object's S3 tag: pending (expires with `expires_at`), message
+    (kept as long as a scheduled message may wait) or template (no expiry).
+    """
+
+    class Meta:
+        table_name = _TableName("uploads_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    upload_id = UnicodeAttribute(range_key=True)
+    user_id = NumberAttribute()
+    purpose = UnicodeAttribute()  # attachment or inline_image
+    filename = UnicodeAttribute()
+    content_type = UnicodeAttribute()
+    declared_size = NumberAttribute()
+    s3_key = UnicodeAttribute()
+    retention = UnicodeAttribute(default="pending")
+    created_at = UTCDateTimeAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    AccountModel,
+    KommoInstallModel,
+    MailboxModel,
+    MessageModel,
+    SuppressionModel,
+    TemplateModel,
+    UploadModel,
+)

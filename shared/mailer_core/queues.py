@@ -1,4 +1,4 @@
-"""SQS: the only module that sends to the send queues.
+"""SQS: the only module that sends to the send queues (and to the Kommo install queue).
 
 A job names a message; the message itself lives in DynamoDB. Single emails use the priority
 queue, mass mailings the bulk queue, so a single email never waits behind a mailing.
@@ -25,9 +25,14 @@ class SendJob:
     message_id: str
     mailbox_id: str
     lane: Lane = "priority"
+    # "leads:123" when the message is about a CRM entity: the worker reads a batch's at once.
+    entity: str | None = None
 
     def to_body(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        body = asdict(self)
+        if body["entity"] is None:
+            del body["entity"]
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_body(cls, body: str) -> SendJob:
@@ -48,6 +53,7 @@ class SendJob:
                 message_id=str(data["message_id"]),
                 mailbox_id=str(data["mailbox_id"]),
                 lane=lane,
+                entity=str(data["entity"]) if data.get("entity") else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a send job: {exc}") from exc
@@ -64,3 +70,8 @@ def enqueue_send(job: SendJob, delay_seconds: int = 0) -> None:
     aws.client("sqs").send_message(
         QueueUrl=queue_url(job.lane), MessageBody=job.to_body(), DelaySeconds=delay
     )
+
+
+def enqueue_kommo_auth(body: str) -> None:
+    """Queue the exchange of a Kommo install's authorization code (see `kommo_oauth.InstallJob`)."""
+    aws.client("sqs").send_message(QueueUrl=get_settings().kommo_auth_queue_url, MessageBody=body)

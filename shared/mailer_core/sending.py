@@ -21,19 +21,34 @@ The guarantee, exactly:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from email.message import EmailMessage
+from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import bodies, mailboxes, queues, rate_limit
+from mailer_core import (
+    attachments,
+    bodies,
+    bounces,
+    fetch,
+    hooks,
+    mailbox_check,
+    mailboxes,
+    queues,
+    rate_limit,
+    sent_folder,
+    suppressions,
+)
 from mailer_core import message_state as state
+from mailer_core.attachments import AttachmentFailure
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.logs import logger
-from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients
+from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients, spool
 from mailer_core.models import MailboxModel, MessageModel
 from mailer_core.settings import get_settings
 from mailer_core.smtp import SmtpFailure, SmtpPool, SmtpSettings
@@ -69,6 +84,13 @@ class SendWorker:
     # False when the pool belongs to the caller (the handler keeps one per container).
     close_pool: bool = True
     take_token: Callable[..., rate_limit.RateDecision] = rate_limit.take
+    # Downloads attachments by link (the SSRF guard); tests inject one that may reach 127.0.0.1.
+    fetcher: fetch.Fetcher = field(default_factory=fetch.Fetcher)
+    # Files each sent email into its mailbox's Sent folder over IMAP (sessions kept for the batch).
+    filer: sent_folder.SentFiler = field(default_factory=sent_folder.SentFiler)
+    # Kommo data read for rendering, per account (personalization), and the rendered links.
+    kommo: dict[int, Any] = field(default_factory=dict)
+    rendered_links: dict[str, list[str]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _pending: list[Future[None]] = field(default_factory=list)
 
@@ -78,6 +100,7 @@ class SendWorker:
         finally:
             if self.close_pool:
                 self.pool.close()
+            self.filer.close()
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
@@ -105,29 +128,61 @@ class SendWorker:
         if loaded is None:
             return self._without_mailbox(job)
         mailbox, smtp_settings = loaded
+        if mailbox_check.refused_login_reason(mailbox):
+            _mailbox_cache.pop((job.account_id, job.mailbox_id), None)  # it may have been fixed since
+            loaded = self._mailbox(job.account_id, job.mailbox_id)
+            if loaded is None:
+                return self._without_mailbox(job)
+            mailbox, smtp_settings = loaded
         if not self._wait_for_token(job, mailbox):
             return "deferred"
         message = self._claim(job)
         if isinstance(message, str):
             return message
+        refused = mailbox_check.refused_login_reason(mailbox)
+        if refused:  # trying the same password again only counts failed logins against the account
+            self._fail(
+                message, f"auth: {refused}; check the mailbox, then send again", from_=(state.SENDING,)
+            )
+            return "failed"
         try:
             email = self._render(message, mailbox)
-            mime = build_message(email)
-        except Exception:
-            self._release(message)
-            raise
+            mime = self._build(message, email)
+        except AttachmentFailure as failure:
+            return self._after_failure(job, message, failure)
+        except Exception as exc:
+            from mailer_core.personalization import permanent_failure
+
+            reason = permanent_failure(exc)  # a template error or a deleted lead: retrying cannot help
+            if reason is None:
+                self._release(message)
+                raise
+            self._fail(message, reason, from_=(state.SENDING,))
+            return "failed"
 
         try:
-            result = self.pool.send(
-                mailbox.mailbox_id, smtp_settings, mime, mailbox.sender_email, envelope_recipients(email)
-            )
+            recipients = self._unsuppressed(message, envelope_recipients(email))
+        except Exception:  # still before SMTP: give the claim back, SQS retries the job
+            self._release(message)
+            raise
+        if not recipients:
+            return "failed"
+        sender = mailbox.sender_email
+        if mailbox.envelope_token:  # bounces come back to an address that names the message
+            sender = bounces.envelope_sender(mailbox.sender_email, message.message_id)
+        try:
+            result = self.pool.send(mailbox.mailbox_id, smtp_settings, mime, sender, recipients)
         except SmtpFailure as failure:
+            if failure.kind == "auth" and (failure.code is None or failure.code >= 500):
+                mailbox_check.mark_smtp_refused_login(mailbox, failure, clock=self.clock)
             return self._after_failure(job, message, failure)
 
         detail = result.reply or "accepted"
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
         self._in_background(self._record_sent, message, detail, self.clock.now())
+        if sent_folder.wants_copy(mailbox):  # after the "sent" record: the same writer, in order
+            self._in_background(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
         return "sent"
 
     def _record_sent(self, message: MessageModel, detail: str, when: datetime) -> None:
@@ -144,6 +199,11 @@ class SendWorker:
                 MessageModel.last_error.remove(),
             ],
         )
+
+    def _file_sent(
+        self, mailbox: MailboxModel, message: MessageModel, data: bytes | None, when: datetime
+    ) -> None:
+        self.filer.file(mailbox, message, data, when)  # never raises: a failure goes into the history
 
     def _in_background(self, work: Callable[..., None], *args: object) -> None:
         """Record a result while the next email is being sent; `flush` waits for it.
@@ -188,7 +248,8 @@ class SendWorker:
             if current.claim_expires_at and current.claim_expires_at > now:
                 return "skipped"  # another worker holds the claim
             return self._resolve_interrupted(current)
-        if current.status == state.SCHEDULED and current.send_at:
+        if current.status in (state.SCHEDULED, state.QUEUED) and current.send_at and current.send_at > now:
+            # Early: an SQS delay, or a schedule that fired seconds before send_at (60 s precision).
             early = (current.send_at - now).total_seconds()
             queues.enqueue_send(job, delay_seconds=math.ceil(early))
             return "deferred"
@@ -208,6 +269,8 @@ class SendWorker:
             allowed_from=(state.QUEUED, state.SCHEDULED),
             extra=[MessageModel.last_error.set("the mailbox of this message no longer exists")],
         )
+        if failed:
+            hooks.on_message_failed(message, "the mailbox of this message no longer exists")
         return "failed" if failed else "skipped"
 
     def _mailbox(self, account_id: int, mailbox_id: str) -> tuple[MailboxModel, SmtpSettings] | None:
@@ -242,20 +305,62 @@ class SendWorker:
         return False
 
     def _render(self, message: MessageModel, mailbox: MailboxModel) -> OutgoingEmail:
+        """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
+        from mailer_core import personalization  # imported here: Jinja2 and babel load on the first send
+
         html = message.html if message.html is not None else bodies.get_html(message.html_s3_key or "")
+        now = self.clock.now()
+        rendered = personalization.for_message(
+            message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
+        )
+        self.rendered_links[message.message_id] = list(rendered.attachment_links)
         return OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
             to=_strings(message.to),
             cc=_strings(message.cc),
             bcc=_strings(message.bcc),
-            subject=message.subject,
-            html=html or "",
+            subject=rendered.subject,
+            html=rendered.html,
             message_id=message.header_message_id,
-            date=self.clock.now(),
+            date=now,
+            inline_images=rendered.images,
         )
 
-    def _after_failure(self, job: queues.SendJob, message: MessageModel, failure: SmtpFailure) -> Outcome:
+    def prefetch(self, bodies: Iterable[str]) -> None:
+        """Read the CRM data of a batch's messages (SQS bodies) from Kommo at once: a few requests."""
+        from mailer_core import personalization
+
+        jobs = []
+        for body in bodies:
+            try:
+                jobs.append(queues.SendJob.from_body(body))
+            except Exception:  # a bad record fails on its own in `process`
+                continue
+        personalization.prefetch(self.kommo, jobs, clock=self.clock)
+
+    def _build(self, message: MessageModel, email: OutgoingEmail) -> EmailMessage:
+        """The MIME message. With attachments it is written to a spool now (files read from S3,
+        links downloaded), so their failures come before SMTP and SMTP streams it."""
+        files = [attachments.AttachedFile.from_attribute(a) for a in message.attachments or []]
+        links = self._attachment_links(message)
+        if not files and not links and not email.attachments:
+            return build_message(email)
+        with ExitStack() as scratch:  # downloaded files are removed once written into the spool
+            loaded = attachments.load(files, links, fetcher=self.fetcher, scratch=scratch)
+            mime = build_message(replace(email, attachments=email.attachments + loaded))
+            spool(mime)
+        return mime
+
+    def _attachment_links(self, message: MessageModel) -> list[str]:
+        """The message's links to attach. A link with a variable must be filled in by the
+        renderer (with the same CRM data as the body) before it gets here."""
+        rendered = self.rendered_links.pop(message.message_id, None)  # filled in by _render
+        return rendered if rendered is not None else [str(link) for link in message.attachment_links or []]
+
+    def _after_failure(
+        self, job: queues.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure
+    ) -> Outcome:
         attempts = int(message.attempts or 0)
         words = str(failure)
         if failure.retryable and attempts < get_settings().max_send_attempts:
@@ -275,7 +380,7 @@ class SendWorker:
         return "failed"
 
     def _fail(self, message: MessageModel, reason: str, *, from_: tuple[str, ...]) -> None:
-        state.transition(
+        failed = state.transition(
             message,
             to=state.FAILED,
             when=self.clock.now(),
@@ -285,6 +390,25 @@ class SendWorker:
             extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
         )
         logger.warning("message failed", extra={"reason": reason})
+        if failed:
+            hooks.on_message_failed(message, reason)
+
+    def _unsuppressed(self, message: MessageModel, recipients: list[str]) -> list[str]:
+        """The recipients not on the account's suppression list; the others are noted as skipped.
+        With nobody left the message fails with that reason, and nothing is sent."""
+        suppressed = suppressions.suppressed(int(message.account_id), recipients)
+        if not suppressed:
+            return recipients
+        skipped = [r for r in recipients if suppressions.normalize(r) in suppressed]
+        kept = [r for r in recipients if suppressions.normalize(r) not in suppressed]
+        words = ", ".join(f"{r} ({suppressed[suppressions.normalize(r)].reason})" for r in skipped)
+        if not kept:
+            self._fail(message, f"every recipient is suppressed: {words}", from_=(state.SENDING,))
+            return []
+        now = self.clock.now()
+        note = state.entry(now, "skipped", f"suppressed: {words}")
+        message.update(actions=[MessageModel.history.set(MessageModel.history.append([note]))])
+        return kept
 
     def _release(self, message: MessageModel) -> None:
         """Give the claim back after a failure before SMTP: the job will be retried by SQS."""

@@ -19,8 +19,13 @@ class Settings:
     mailboxes_table: str = "mailer-mailboxes"
     messages_table: str = "mailer-messages"
     rate_limits_table: str = "mailer-rate-limits"
+    uploads_table: str = "mailer-uploads"
+    suppressions_table: str = "mailer-suppressions"
+    kommo_installs_table: str = "mailer-kommo-installs"
+    templates_table: str = "mailer-templates"
     send_queue_url: str = ""
     bulk_queue_url: str = ""
+    kommo_auth_queue_url: str = ""
     kms_key_id: str = ""
     bucket: str = ""
     schedule_group: str = "default"
@@ -29,13 +34,24 @@ class Settings:
     kommo_client_id: str = ""
     kommo_client_secret: str = ""
     kommo_redirect_uri: str = ""
-    # Where the Kommo API lives; "{subdomain}" is replaced by the account's subdomain.
-    kommo_base_url: str = "https://{subdomain}.kommo.com"
+    # Where the Kommo API lives; "{subdomain}" and "{domain}" (kommo.com, amocrm.ru …) are the account's.
+    kommo_base_url: str = "https://{subdomain}.{domain}"
+    # Kommo allows 7 API requests per second per account; every Lambda shares one bucket.
+    kommo_requests_per_second: float = 7.0
+    # A caller waits in-process for a Kommo rate token at most this long (else KommoBusy).
+    kommo_max_rate_wait_seconds: float = 10.0
+    # Access tokens are refreshed when they expire within this margin.
+    kommo_refresh_margin_seconds: float = 3600.0
+    # After a 403 (IP blocked), no call goes to that account for this long.
+    kommo_block_cooloff_seconds: float = 900.0
     # Plain (unencrypted) SMTP is only for the local stack and tests.
     allow_plaintext_smtp: bool = False
     # Extra CA bundle trusted for SMTP TLS (tests use a throwaway CA).
     smtp_ca_file: str = ""
     smtp_timeout_seconds: float = 30.0
+    # Each of SMTP and IMAP gets this long per network step when a mailbox is checked in an
+    # API call (API Gateway answers within 29 s; the two checks run side by side).
+    mailbox_check_timeout_seconds: float = 8.0
     # Senders wait in-process for a rate token at most this long; longer waits go back to
     # the queue with a delay.
     max_rate_wait_seconds: float = 2.0
@@ -68,8 +84,13 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         mailboxes_table=get("MAILER_MAILBOXES_TABLE", defaults.mailboxes_table),
         messages_table=get("MAILER_MESSAGES_TABLE", defaults.messages_table),
         rate_limits_table=get("MAILER_RATE_LIMITS_TABLE", defaults.rate_limits_table),
+        uploads_table=get("MAILER_UPLOADS_TABLE", defaults.uploads_table),
+        suppressions_table=get("MAILER_SUPPRESSIONS_TABLE", defaults.suppressions_table),
+        kommo_installs_table=get("MAILER_KOMMO_INSTALLS_TABLE", defaults.kommo_installs_table),
+        templates_table=get("MAILER_TEMPLATES_TABLE", defaults.templates_table),
         send_queue_url=get("MAILER_SEND_QUEUE_URL", ""),
         bulk_queue_url=get("MAILER_BULK_QUEUE_URL", ""),
+        kommo_auth_queue_url=get("MAILER_KOMMO_AUTH_QUEUE_URL", ""),
         kms_key_id=get("MAILER_KMS_KEY_ID", ""),
         bucket=get("MAILER_BUCKET", ""),
         schedule_group=get("MAILER_SCHEDULE_GROUP", defaults.schedule_group),
@@ -79,9 +100,14 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         kommo_client_secret=get("KOMMO_CLIENT_SECRET", ""),
         kommo_redirect_uri=get("KOMMO_REDIRECT_URI", ""),
         kommo_base_url=get("MAILER_KOMMO_BASE_URL", defaults.kommo_base_url),
+        kommo_requests_per_second=float(get("MAILER_KOMMO_REQUESTS_PER_SECOND", "7")),
+        kommo_max_rate_wait_seconds=float(get("MAILER_KOMMO_MAX_RATE_WAIT_SECONDS", "10")),
+        kommo_refresh_margin_seconds=float(get("MAILER_KOMMO_REFRESH_MARGIN_SECONDS", "3600")),
+        kommo_block_cooloff_seconds=float(get("MAILER_KOMMO_BLOCK_COOLOFF_SECONDS", "900")),
         allow_plaintext_smtp=_flag(e.get("MAILER_ALLOW_PLAINTEXT_SMTP")),
         smtp_ca_file=get("MAILER_SMTP_CA_FILE", ""),
         smtp_timeout_seconds=float(get("MAILER_SMTP_TIMEOUT_SECONDS", "30")),
+        mailbox_check_timeout_seconds=float(get("MAILER_MAILBOX_CHECK_TIMEOUT_SECONDS", "8")),
         max_rate_wait_seconds=float(get("MAILER_MAX_RATE_WAIT_SECONDS", "2")),
         max_send_attempts=int(get("MAILER_MAX_SEND_ATTEMPTS", "5")),
         extra_cors_origins=tuple(

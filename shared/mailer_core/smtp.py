@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import re
 import smtplib
 import ssl
 import time
@@ -111,26 +112,27 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
 def _data_from_spool(client: smtplib.SMTP, spool: mime.Spool) -> tuple[int, bytes]:
-    """DATA as smtplib's `data` does it (dot-stuffing, the final dot), sent in 64 KB pieces."""
+    """DATA as smtplib's `data` does it (dot-stuffing, the final dot), sent in 1 MB pieces."""
     client.putcmd("data")
     code, reply = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    batch: list[bytes] = []
-    batched = 0
-    last = b"\r\n"
-    for line in spool.lines():
-        if line.startswith(b"."):
-            line = b"." + line
-        batch.append(line)
-        batched += len(line)
-        last = line
-        if batched >= 64 * 1024:
-            client.send(b"".join(batch))
-            batch, batched = [], 0
-    batch.append((b"" if last.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-    client.send(b"".join(batch))
+    pending, last = b"", b"\r\n"
+    for chunk in spool.chunks(1024 * 1024):
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1  # whole lines only: each piece starts at the start of a line
+        if cut:
+            client.send(_LEADING_DOT.sub(b"..", data[:cut]))
+            last = data[max(0, cut - 2) : cut]
+        pending = data[cut:]
+    if pending:
+        client.send(_LEADING_DOT.sub(b"..", pending))
+        last = pending[-2:]
+    client.send((b"" if last.endswith(b"\r\n") else b"\r\n") + b".\r\n")
     return client.getreply()
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from mailer_core.clock import Clock
+from mailer_core.models import MessageModel
 
 from devstack import kommo_seed
-from devstack.example import LocalSystem, call, play_example
+from devstack.example import EXPECTED_STEPS, LocalSystem, call, play_example
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -30,13 +33,18 @@ def test_the_example_happens_step_by_step(system: LocalSystem) -> None:
 
     steps = play_example(system, say=lines.append)
 
-    assert [s.ok for s in steps] == [True, True, True, True], lines
-    received = [m for m in system.sink.messages if "Коммерческое предложение" in m.subject]
+    assert [s.ok for s in steps] == [True] * EXPECTED_STEPS, lines
+    received = [m for m in system.sink.messages if "коммерческое предложение" in m.subject]
     assert len(received) == 1
     email = received[0]
+    # the saved template "Offer", rendered at send time with the lead's and contact's data
+    lead = "Поставка оборудования для ООО «Ромашка»"
+    assert email.subject == f"Иван, коммерческое предложение по сделке «{lead}»"
     assert list(email.rcpt_tos) == ["ivan.petrov@example.com"]
     assert "Мария Менеджер" in email.from_
-    assert email.text and "Здравствуйте" in email.text  # the text alternative
+    assert email.text and "Ивану Петрову: здравствуйте!" in email.text  # the text alternative
+    assert "сто пятьдесят тысяч рублей 00 копеек" in email.text
+    assert "+7 495 111-22-33" in email.text  # the manager's signature
     # the recipients came from the Kommo stand-in: the lead was read with its contacts
     paths = [r.path for r in system.kommo.requests]
     assert any(p.startswith(f"/api/v4/leads/{kommo_seed.LEAD_OFFER}") for p in paths)
@@ -51,6 +59,15 @@ def test_the_api_answers_through_the_local_gateway(system: LocalSystem) -> None:
     assert status == 200 and all(m["status"] == "sent" for m in listed["items"])
 
 
+def test_the_demo_account_was_installed_through_kommos_oauth(system: LocalSystem) -> None:
+    # the install redirect went through the gateway; the kommo_auth poller exchanged the code once
+    assert [(c.grant_type, c.status) for c in system.kommo.token_calls][:1] == [("authorization_code", 200)]
+    url = f"{system.stack.api_url}/hooks/kommo/install?code=def502001234&referer=evil.example"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 400 and "text/html" in refused.value.headers["Content-Type"]
+
+
 def test_a_scheduled_email_is_released_by_the_scheduler_loop(system: LocalSystem) -> None:
     api, token = system.stack.api_url, system.widget_token()
     send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -62,7 +79,11 @@ def test_a_scheduled_email_is_released_by_the_scheduler_loop(system: LocalSystem
     )
     assert status == 202 and message["status"] == "scheduled"
 
-    system.stack.scheduler.clock = _Shifted(days=1, seconds=60)  # the scheduler's clock reaches send_at
+    # A day passes: the scheduler's clock reaches send_at, and so does the message's own time
+    # (the send worker claims a scheduled message only once its send_at has come).
+    stored = MessageModel.get(kommo_seed.ACCOUNT_ID, message["id"])
+    stored.update(actions=[MessageModel.send_at.set(datetime.now(UTC) - timedelta(seconds=1))])
+    system.stack.scheduler.clock = _Shifted(days=1, seconds=60)
     system.stack.scheduler.tick()
     system.sink.wait_for(lambda m: m.subject == "Tomorrow", timeout=30)
     system.stack.drain(timeout=30)
@@ -92,4 +113,5 @@ def test_make_demo_exits_zero_when_every_step_happened() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Example complete: 4 of 4 steps happened." in result.stdout
+    assert f"Example complete: {EXPECTED_STEPS} of {EXPECTED_STEPS} steps happened." in result.stdout
+    assert "коммерческое предложение по сделке «Поставка" in result.stdout  # the rendered subject

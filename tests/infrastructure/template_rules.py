@@ -290,7 +290,7 @@ def can(translated: Template, role: str, actions: tuple[str, ...] | str, target:
 
 
 # Who may do what. This is the walking skeleton's matrix: widen it on purpose, never by accident.
-MESSAGE_WRITERS = {"ApiFunction", "SendFunction", "TimersFunction"}
+MESSAGE_WRITERS = {"ApiFunction", "SendFunction", "TimersFunction", "BounceFunction"}  # bounces: records
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
 NO_SECRETS = {"TrackFunction", "TimersFunction"}  # public pixel/click routes and timers never decrypt
 

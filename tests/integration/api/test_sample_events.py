@@ -24,8 +24,11 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "api-unauthorized": ("api", {"statusCode": 401, "json_has": "error"}),
     "track-health": ("track", {"statusCode": 200, "json": {"status": "ok", "function": "track"}}),
     "webhook-health": ("webhook", {"statusCode": 200, "json": {"status": "ok", "function": "webhook"}}),
+    "webhook-kommo-install-declined": ("webhook", {"statusCode": 200}),
     "send-sqs": ("send", {"result": {"batchItemFailures": []}}),
     "timers-send": ("timers", {"result": {"result": "ignored"}}),
+    # EventBridge Scheduler's rate(5 minutes) event carries no input.
+    "bounces-schedule": ("bounces", {"result": {"mailboxes": 0, "reports": 0, "polls": []}}),
 }
 
 

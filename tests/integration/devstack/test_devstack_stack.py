@@ -70,6 +70,7 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
             # one poller per SQS event, with the template's concurrency
             assert stack.pollers is not None
             assert sorted((p.name, p.concurrency) for p in stack.pollers.pollers) == [
+                ("KommoAuthFunction.Installs", 2),
                 ("SendFunction.Bulk", 2),
                 ("SendFunction.Priority", 5),
             ]

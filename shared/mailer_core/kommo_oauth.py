@@ -1,0 +1,646 @@
+"""Kommo's OAuth 2.0: the install redirect, the code exchange, and tokens refreshed before expiry.
+
+Install. When an administrator installs the widget, Kommo calls our redirect URI
+(`{ApiUrl}/hooks/kommo/install`) with `code`, `referer` (the account's host) and
+`from_widget`, gives us 3 s to answer, and never calls again. `receive_install` answers at
+once: it checks the referer is a Kommo or amoCRM account host, writes a pending install keyed
+by the SHA-256 of the code (a conditional put, so a repeated redirect queues nothing twice),
+queues the exchange on the KommoAuth queue (the code travels only there, encrypted at rest) and
+returns a small HTML page. `complete_install` (the kommo_auth function) claims the install,
+exchanges the code (`grant_type=authorization_code`), keeps the tokens on the install item,
+KMS-encrypted, reads `GET /api/v4/account` to learn the account id, stores the account, and
+marks the install done. A failure after the exchange resumes from the kept tokens (the code is
+single-use); a refused or expired code marks the install failed, loudly.
+
+Tokens. The access token lives 24 h; the refresh token rotates on every refresh (the old one
+is refused from then on), so losing a new refresh token loses the account. `AccountTokens`
+refreshes when the access token expires within `kommo_refresh_margin_seconds`, under a lease:
+
+1. read the account (consistent); not due → use the stored access token;
+2. take the lease: one conditional update, `token_version = v` and no live lease;
+3. the winner refreshes with the refresh token of version v (attempts stop before the lease
+   runs out), then stores both new tokens with `token_version = v + 1`, conditionally on
+   `token_version = v` (optimistic concurrency), releasing the lease in the same write;
+4. a loser never calls Kommo: it waits (through the injected clock) and re-reads until the
+   version moved, then uses the new access token. It never holds, sends or writes a refresh
+   token it did not just read.
+
+A refresh Kommo refuses (400/401 invalid_grant) marks the account `disconnected` (only if
+nobody stored newer tokens meanwhile), logs an error with the account id, and raises
+`KommoDisconnected`; the widget must be installed again. A refresh that fails otherwise (5xx,
+network) releases the lease and keeps using the current token while it is still valid.
+
+Every token is KMS-encrypted with an encryption context naming its account (or install) and
+its purpose; tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.update import Action
+
+from mailer_core import kommo, queues, secrets
+from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.errors import Conflict, MalformedRequest, UpstreamError
+from mailer_core.kommo_limits import ACTIVE, DISCONNECTED, is_condition_failure
+from mailer_core.logs import logger
+from mailer_core.models import AccountModel, KommoInstallModel
+from mailer_core.settings import get_settings
+
+INSTALL_PATH = "/hooks/kommo/install"
+CODE_LIFETIME_SECONDS = 20 * 60  # Kommo's authorization codes expire after 20 minutes
+INSTALL_RECORD_DAYS = 2  # install items expire (TTL) after this
+EXCHANGE_CLAIM_SECONDS = 120.0  # one consumer at a time works on an install
+LEASE_SECONDS = 60.0  # the refresh lease; longer than a refresh's attempts
+LEASE_POLL_SECONDS = 0.25  # a caller that lost the lease re-reads this often
+MAX_LEASE_WAIT_SECONDS = 20.0  # … and gives up after this (using a still-valid token if it has one)
+STATE_LIFETIME_SECONDS = 3600
+PENDING, EXCHANGING, EXCHANGED, DONE, FAILED = "pending", "exchanging", "exchanged", "done", "failed"
+
+_REFERER = re.compile(
+    r"(?:https?://)?(?P<subdomain>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\."
+    r"(?P<domain>kommo\.com|amocrm\.ru|amocrm\.com)/?",
+    re.IGNORECASE,
+)
+_CODE = re.compile(r"[A-Za-z0-9._~+/=-]{8,4096}")
+Outcome = Literal["connected", "failed", "duplicate", "unknown"]
+
+
+def token_context(account_id: int, purpose: Literal["access", "refresh"]) -> dict[str, str]:
+    """The KMS encryption context of an account's token."""
+    return {"account_id": str(int(account_id)), "purpose": f"kommo_{purpose}_token"}
+
+
+def _install_context(code_hash: str, purpose: Literal["access", "refresh"]) -> dict[str, str]:
+    return {"kommo_install": code_hash, "purpose": f"kommo_{purpose}_token"}
+
+
+def parse_referer(referer: str | None) -> tuple[str, str] | None:
+    """(subdomain, domain) of a Kommo or amoCRM account host, e.g. `acme.kommo.com`; None otherwise."""
+    match = _REFERER.fullmatch((referer or "").strip())
+    if not match:
+        return None
+    return match["subdomain"].lower(), match["domain"].lower()
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+# -- install state (for an install started from our own page) ----------------------------------
+
+
+def _state_signature(issued: int) -> str:
+    key = get_settings().kommo_client_secret.encode("utf-8")
+    return hmac.new(key, f"mailer-install-state:{issued}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def install_state(now: float) -> str:
+    """A `state` for an install link we make ourselves: signed with the client secret, valid 1 h."""
+    issued = int(now)
+    return f"{issued}.{_state_signature(issued)}"
+
+
+def verify_state(state: str, now: float) -> bool:
+    issued_text, _, signature = state.partition(".")
+    if not issued_text.isdigit():
+        return False
+    issued = int(issued_text)
+    fresh = 0 <= now - issued <= STATE_LIFETIME_SECONDS
+    return fresh and hmac.compare_digest(signature, _state_signature(issued))
+
+
+# -- the redirect ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallPage:
+    """What the redirect answers: a small HTML page for the administrator's browser."""
+
+    status: int
+    title: str
+    message: str
+
+    @property
+    def html(self) -> str:
+        title, message = html.escape(self.title), html.escape(self.message)
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{title}</title>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+            '<body style="font-family: system-ui, sans-serif; margin: 3em auto; max-width: 32em">'
+            f"<h1>{title}</h1><p>{message}</p></body></html>"
+        )
+
+
+@dataclass(frozen=True)
+class InstallJob:
+    """The exchange to do; the SQS message body. The code is a secret: never logged, never in repr."""
+
+    code_hash: str
+    subdomain: str
+    domain: str
+    code: str = field(repr=False)
+
+    def to_body(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_body(cls, body: str) -> InstallJob:
+        try:
+            data = json.loads(body)
+            job = cls(
+                code_hash=str(data["code_hash"]),
+                subdomain=str(data["subdomain"]),
+                domain=str(data["domain"]),
+                code=str(data["code"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedRequest(f"not a Kommo install job: {type(exc).__name__}") from exc
+        if code_hash(job.code) != job.code_hash:
+            raise MalformedRequest("not a Kommo install job: the code does not match its hash")
+        return job
+
+
+def receive_install(params: Mapping[str, str], *, clock: Clock = SYSTEM_CLOCK) -> InstallPage:
+    """Answer Kommo's install redirect (within its 3 s): record the install and queue the exchange once."""
+    not_connected = "Mailer was not connected"
+    error = (params.get("error") or "").strip()
+    if error:
+        logger.info("Kommo install redirect with an error", extra={"kommo_error": error[:64]})
+        if error == "access_denied":
+            return InstallPage(
+                200,
+                not_connected,
+                "Access to your Kommo account was declined, so Mailer was not connected. "
+                "You can install it again at any time.",
+            )
+        return InstallPage(400, not_connected, f"Kommo reported an error: {error[:64]}.")
+    code = (params.get("code") or "").strip()
+    if not _CODE.fullmatch(code):
+        return InstallPage(400, not_connected, "The link lacks a valid authorization code.")
+    host = parse_referer(params.get("referer"))
+    if host is None:
+        return InstallPage(400, not_connected, "The link does not come from a Kommo account.")
+    subdomain, domain = host
+    now = clock.timestamp()
+    state = params.get("state")
+    if state and not params.get("from_widget") and not verify_state(state, now):
+        return InstallPage(400, not_connected, "This connection link has expired or was not made by Mailer.")
+
+    digest = code_hash(code)
+    connecting = InstallPage(
+        200,
+        "Mailer is being connected…",
+        f"Mailer is being connected to {subdomain}.{domain}. You can close this window and return to Kommo.",
+    )
+    install = KommoInstallModel(
+        digest,
+        subdomain=subdomain,
+        domain=domain,
+        state=PENDING,
+        created_at=int(now),
+        expires_at=datetime.fromtimestamp(now, UTC) + timedelta(days=INSTALL_RECORD_DAYS),
+    )
+    try:
+        install.save(condition=KommoInstallModel.code_hash.does_not_exist())
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+        logger.info("repeated Kommo install redirect: already queued", extra={"subdomain": subdomain})
+        return connecting
+    try:
+        queues.enqueue_kommo_auth(InstallJob(digest, subdomain, domain, code).to_body())
+    except Exception:
+        # Without a queued job the install would never happen: forget it, so a retry can queue it.
+        install.delete()
+        raise
+    logger.info("Kommo install queued", extra={"subdomain": subdomain, "domain": domain})
+    return connecting
+
+
+# -- the exchange ------------------------------------------------------------------------------
+
+
+class InstallInProgress(UpstreamError):
+    """Another consumer works on this install right now; SQS delivers the job again later."""
+
+
+def _oauth_payload(grant_type: str, **values: str) -> dict[str, str]:
+    settings = get_settings()
+    if not (settings.kommo_client_id and settings.kommo_client_secret and settings.kommo_redirect_uri):
+        raise Conflict("the Kommo integration is not configured (client id, secret, redirect URI)")
+    return {
+        "client_id": settings.kommo_client_id,
+        "client_secret": settings.kommo_client_secret,
+        "grant_type": grant_type,
+        "redirect_uri": settings.kommo_redirect_uri,
+        **values,
+    }
+
+
+def _claim_install(install: KommoInstallModel, now: float) -> bool:
+    free = KommoInstallModel.claim_until.does_not_exist() | (KommoInstallModel.claim_until < now)
+    actions: list[Action] = [KommoInstallModel.claim_until.set(now + EXCHANGE_CLAIM_SECONDS)]
+    if install.state == EXCHANGED:
+        condition = (KommoInstallModel.state == EXCHANGED) & free
+    else:
+        condition = KommoInstallModel.state.is_in(PENDING, EXCHANGING) & free
+        actions.append(KommoInstallModel.state.set(EXCHANGING))
+    try:
+        install.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _release_install(install: KommoInstallModel) -> None:
+    actions: list[Action] = [KommoInstallModel.claim_until.remove()]
+    if install.state == EXCHANGING:
+        actions.append(KommoInstallModel.state.set(PENDING))
+    install.update(actions=actions)
+
+
+def _finish_install(
+    install: KommoInstallModel, state: str, *, error: str | None = None, account_id: int | None = None
+) -> None:
+    actions: list[Action] = [
+        KommoInstallModel.state.set(state),
+        KommoInstallModel.claim_until.remove(),
+        KommoInstallModel.access_token_ciphertext.remove(),
+        KommoInstallModel.refresh_token_ciphertext.remove(),
+    ]
+    if error is not None:
+        actions.append(KommoInstallModel.error.set(error))
+    if account_id is not None:
+        actions.append(KommoInstallModel.account_id.set(account_id))
+    install.update(actions=actions)
+
+
+def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
+    """Exchange an install's code and store the account (the kommo_auth function's work)."""
+    try:
+        install = KommoInstallModel.get(job.code_hash, consistent_read=True)
+    except DoesNotExist:
+        logger.warning("Kommo install job for an unknown install", extra={"subdomain": job.subdomain})
+        return "unknown"
+    if install.state in (DONE, FAILED):
+        return "duplicate"
+    now = clock.timestamp()
+    if not _claim_install(install, now):
+        raise InstallInProgress("another worker is exchanging this Kommo install")
+    log = {"subdomain": install.subdomain, "domain": install.domain}
+    if install.state != EXCHANGED:
+        if now - float(install.created_at) > CODE_LIFETIME_SECONDS:
+            _finish_install(install, FAILED, error="the authorization code expired before it was exchanged")
+            logger.error("Kommo install failed: the code expired before the exchange", extra=log)
+            return "failed"
+        try:
+            grant = kommo.request_token(
+                install.subdomain,
+                _oauth_payload("authorization_code", code=job.code),
+                domain=install.domain,
+                clock=clock,
+                deadline=now + EXCHANGE_CLAIM_SECONDS - 10,
+            )
+        except kommo.KommoInvalidGrant as exc:
+            _finish_install(install, FAILED, error=exc.message)
+            logger.error(
+                "Kommo refused the install's authorization code", extra={**log, "kommo_hint": exc.hint}
+            )
+            return "failed"
+        except Exception:
+            _release_install(install)
+            raise
+        access, refresh, expires_at = grant.access_token, grant.refresh_token, grant.expires_at(now)
+        install.update(
+            actions=[
+                KommoInstallModel.state.set(EXCHANGED),
+                KommoInstallModel.access_token_ciphertext.set(
+                    secrets.encrypt(access, _install_context(job.code_hash, "access"))
+                ),
+                KommoInstallModel.refresh_token_ciphertext.set(
+                    secrets.encrypt(refresh, _install_context(job.code_hash, "refresh"))
+                ),
+                KommoInstallModel.token_expires_at.set(expires_at),
+            ]
+        )
+    else:
+        access = secrets.decrypt(
+            str(install.access_token_ciphertext), _install_context(job.code_hash, "access")
+        )
+        refresh = secrets.decrypt(
+            str(install.refresh_token_ciphertext), _install_context(job.code_hash, "refresh")
+        )
+        expires_at = int(install.token_expires_at or 0)
+    try:
+        client = kommo.KommoClient(install.subdomain, access, domain=install.domain, clock=clock)
+        info = client.account()
+        account_id = int(info["id"])
+        subdomain = str(info.get("subdomain") or install.subdomain).lower()
+    except Exception:
+        _release_install(install)  # the tokens stay on the install: the next delivery resumes here
+        raise
+    if subdomain != install.subdomain:
+        logger.warning(
+            "the install's referer and the account disagree", extra={**log, "account_subdomain": subdomain}
+        )
+    store_account_tokens(
+        account_id,
+        subdomain=subdomain,
+        domain=install.domain,
+        access=access,
+        refresh=refresh,
+        expires_at=expires_at,
+        now=now,
+    )
+    _finish_install(install, DONE, account_id=account_id)
+    logger.info("Kommo account connected", extra={**log, "account_id": account_id})
+    return "connected"
+
+
+def store_account_tokens(
+    account_id: int,
+    *,
+    subdomain: str,
+    domain: str,
+    access: str,
+    refresh: str,
+    expires_at: int,
+    now: float,
+) -> None:
+    """Store a freshly installed account's tokens; a reinstall keeps everything else the account has.
+
+    One UpdateItem (an upsert): new tokens, `token_version + 1` (so a refresh still running
+    with the previous grant cannot store over them), status active, any lease or block gone;
+    `installed_at` keeps the first install's time.
+    """
+    when = datetime.fromtimestamp(now, UTC)
+    AccountModel(account_id).update(
+        actions=[
+            AccountModel.subdomain.set(subdomain),
+            AccountModel.kommo_domain.set(domain),
+            AccountModel.status.set(ACTIVE),
+            AccountModel.kommo_token_ciphertext.set(
+                secrets.encrypt(access, token_context(account_id, "access"))
+            ),
+            AccountModel.kommo_refresh_token_ciphertext.set(
+                secrets.encrypt(refresh, token_context(account_id, "refresh"))
+            ),
+            AccountModel.token_expires_at.set(int(expires_at)),
+            AccountModel.token_version.add(1),
+            AccountModel.installed_at.set(AccountModel.installed_at | when),
+            AccountModel.connected_at.set(when),
+            AccountModel.status_changed_at.set(when),
+            AccountModel.refresh_lease_owner.remove(),
+            AccountModel.refresh_lease_until.remove(),
+            AccountModel.blocked_until.remove(),
+            AccountModel.status_detail.remove(),
+        ]
+    )
+
+
+# -- tokens of an installed account --------------------------------------------------------------
+
+
+class AccountTokens:
+    """The `kommo.TokenProvider` of an installed account (see the module docstring)."""
+
+    def __init__(
+        self,
+        account: AccountModel,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        gate: kommo.RequestGate | None = None,
+        margin: float | None = None,
+    ) -> None:
+        self.account_id = int(account.account_id)
+        self.clock = clock
+        self.gate = gate
+        self.margin = margin if margin is not None else get_settings().kommo_refresh_margin_seconds
+        self.owner = uuid.uuid4().hex
+        self.refreshes = 0  # refreshes this provider made (tests and logs)
+        self._snapshot: AccountModel | None = account
+        self._token: str | None = None
+        self._version = 0
+        self._expires_at: float | None = None
+        # A token kept although due (another worker's lease lives, or a refresh just failed)
+        # is used without asking again until then.
+        self._keep_until = 0.0
+
+    def current(self) -> str:
+        if self._token is not None and (
+            not self._due(self._expires_at) or self.clock.timestamp() < self._keep_until
+        ):
+            return self._token
+        return self._obtain(force_version=None)
+
+    def renew(self, rejected: str) -> str | None:
+        """Kommo refused `rejected` (401): refresh it (unless someone already did) and return the new one."""
+        if rejected != self._token:
+            return self._token
+        token = self._obtain(force_version=self._version)
+        return token if token != rejected else None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _due(self, expires_at: float | None) -> bool:
+        return expires_at is not None and float(expires_at) - self.clock.timestamp() <= self.margin
+
+    def _read(self) -> AccountModel:
+        try:
+            return AccountModel.get(self.account_id, consistent_read=True)
+        except DoesNotExist:
+            raise kommo.KommoDisconnected(
+                f"the Kommo account {self.account_id} is not installed", kommo_status=None
+            ) from None
+
+    def _use(self, account: AccountModel) -> str:
+        if not account.kommo_token_ciphertext:
+            raise kommo.KommoDisconnected(
+                f"the Kommo account {self.account_id} is not connected", kommo_status=None
+            )
+        self._token = secrets.decrypt(
+            account.kommo_token_ciphertext, token_context(self.account_id, "access")
+        )
+        self._version = int(account.token_version or 0)
+        self._expires_at = float(account.token_expires_at) if account.token_expires_at is not None else None
+        return self._token
+
+    def _obtain(self, *, force_version: int | None) -> str:
+        started = self.clock.timestamp()
+        account = self._snapshot if self._snapshot is not None and force_version is None else self._read()
+        self._snapshot = None
+        while True:
+            if account.status == DISCONNECTED:
+                raise kommo.KommoDisconnected(
+                    f"the Kommo account {self.account_id} is disconnected: install the widget again",
+                    kommo_status=None,
+                    detail=account.status_detail,
+                )
+            version = int(account.token_version or 0)
+            forced = force_version is not None and version == force_version
+            if not forced and not self._due(account.token_expires_at):
+                return self._use(account)
+            now = self.clock.timestamp()
+            expires_at = float(account.token_expires_at) if account.token_expires_at is not None else None
+            if not account.kommo_refresh_token_ciphertext:
+                # A token without a refresh token (a long-lived one): use it while it lasts.
+                if forced or (expires_at is not None and expires_at <= now):
+                    raise kommo.KommoDisconnected(
+                        f"the Kommo token of account {self.account_id} expired and cannot be refreshed",
+                        kommo_status=401,
+                    )
+                return self._use(account)
+            lease_until = account.refresh_lease_until
+            if lease_until is None or float(lease_until) <= now:
+                if self._take_lease(version, now):
+                    return self._refresh(account, version, now + LEASE_SECONDS)
+            elif now - started >= MAX_LEASE_WAIT_SECONDS:
+                if expires_at is not None and expires_at > now + 60:
+                    self._keep_until = min(float(lease_until), expires_at - 60)
+                    return self._use(account)
+                raise kommo.KommoBusy(
+                    f"another worker is refreshing the Kommo token of account {self.account_id}",
+                    retry_after=float(lease_until) - now,
+                )
+            else:
+                self.clock.sleep(LEASE_POLL_SECONDS)
+            account = self._read()
+            if force_version is not None and int(account.token_version or 0) != force_version:
+                force_version = None  # someone refreshed meanwhile: their token is the new one
+
+    def _take_lease(self, version: int, now: float) -> bool:
+        free = AccountModel.refresh_lease_until.does_not_exist() | (AccountModel.refresh_lease_until <= now)
+        try:
+            AccountModel(self.account_id).update(
+                actions=[
+                    AccountModel.refresh_lease_owner.set(self.owner),
+                    AccountModel.refresh_lease_until.set(now + LEASE_SECONDS),
+                ],
+                condition=(AccountModel.token_version == version) & free,
+            )
+        except UpdateError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _release_lease(self) -> None:
+        try:
+            AccountModel(self.account_id).update(
+                actions=[
+                    AccountModel.refresh_lease_owner.remove(),
+                    AccountModel.refresh_lease_until.remove(),
+                ],
+                condition=AccountModel.refresh_lease_owner == self.owner,
+            )
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    def _refresh(self, account: AccountModel, version: int, lease_until: float) -> str:
+        """Holding the lease on `version`: refresh, store the new tokens guarded by the version."""
+        log = {"account_id": self.account_id, "token_version": version}
+        refresh_token = secrets.decrypt(
+            str(account.kommo_refresh_token_ciphertext), token_context(self.account_id, "refresh")
+        )
+        try:
+            grant = kommo.request_token(
+                account.subdomain,
+                _oauth_payload("refresh_token", refresh_token=refresh_token),
+                domain=account.kommo_domain or "kommo.com",
+                clock=self.clock,
+                gate=self.gate,
+                deadline=lease_until - 5,
+            )
+        except kommo.KommoInvalidGrant as exc:
+            return self._refused(version, exc)
+        except Exception as exc:
+            self._release_lease()
+            expires_at = account.token_expires_at
+            if expires_at is not None and float(expires_at) > self.clock.timestamp() + 60:
+                logger.warning(
+                    "Kommo token refresh failed; the current token is used until it expires",
+                    extra={**log, "error": str(exc)},
+                )
+                self._keep_until = min(self.clock.timestamp() + 60, float(expires_at) - 60)
+                return self._use(account)
+            raise
+        now = self.clock.timestamp()
+        try:
+            AccountModel(self.account_id).update(
+                actions=[
+                    AccountModel.kommo_token_ciphertext.set(
+                        secrets.encrypt(grant.access_token, token_context(self.account_id, "access"))
+                    ),
+                    AccountModel.kommo_refresh_token_ciphertext.set(
+                        secrets.encrypt(grant.refresh_token, token_context(self.account_id, "refresh"))
+                    ),
+                    AccountModel.token_expires_at.set(grant.expires_at(now)),
+                    AccountModel.token_version.set(version + 1),
+                    AccountModel.refresh_lease_owner.remove(),
+                    AccountModel.refresh_lease_until.remove(),
+                ],
+                condition=AccountModel.token_version == version,
+            )
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+            # Newer tokens were stored meanwhile (a reinstall): they win over ours.
+            logger.warning("Kommo tokens changed during a refresh; using the stored ones", extra=log)
+            return self._obtain(force_version=None)
+        self.refreshes += 1
+        self._token, self._version, self._expires_at = grant.access_token, version + 1, grant.expires_at(now)
+        logger.info("Kommo access token refreshed", extra={**log, "token_version": version + 1})
+        return grant.access_token
+
+    def _refused(self, version: int, error: kommo.KommoInvalidGrant) -> str:
+        """Kommo refused the refresh token of `version`: disconnect the account unless tokens moved on."""
+        account = self._read()
+        if int(account.token_version or 0) != version:
+            return self._obtain(force_version=None)
+        now = self.clock.timestamp()
+        reason = error.hint or error.detail or error.title or error.kommo_status
+        detail = f"Kommo refused the refresh token: {reason}"
+        try:
+            AccountModel(self.account_id).update(
+                actions=[
+                    AccountModel.status.set(DISCONNECTED),
+                    AccountModel.status_changed_at.set(datetime.fromtimestamp(now, UTC)),
+                    AccountModel.status_detail.set(detail),
+                    AccountModel.refresh_lease_owner.remove(),
+                    AccountModel.refresh_lease_until.remove(),
+                ],
+                condition=AccountModel.token_version == version,
+            )
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return self._obtain(force_version=None)
+        logger.error(
+            "Kommo refused the refresh token: the account is disconnected until the widget is reinstalled",
+            extra={
+                "account_id": self.account_id,
+                "kommo_status": error.kommo_status,
+                "kommo_hint": error.hint,
+            },
+        )
+        raise kommo.KommoDisconnected(
+            f"the Kommo account {self.account_id} is disconnected: {detail}",
+            kommo_status=error.kommo_status,
+            detail=detail,
+        )

@@ -1,0 +1,446 @@
+"""Templates: saved emails with variables, the rules behind /v1/templates.
+
+A template holds a name; recipients: the client (`to_client`: the entity's main contact,
+all its contacts, or none) plus any addresses in `to`, `cc` and `bcc`, each of which may be a
+variable (`{{ lead.responsible.email }}`, `{{ lead.cf["Billing email"] }}`); a subject and an
+HTML body with variables (see rendering.py and variables.py); uploaded attachments and
+attachments by link; a locale and time zone for dates, money and words; an owner, a public
+flag and "disable signature".
+
+Ids are ULIDs, as for mailboxes and messages: the widget lists templates and users pick
+them by name (in compose, in the digital pipeline's action, in a "send email" trigger);
+unlike trigger links (`{triggerlink:8}`) nobody types a template's id into text.
+
+Who may do what:
+- a user sees and uses their own templates and the public ones, and edits or deletes only
+  their own; another user's private template answers 404, a public one 403 on a change;
+- a widget administrator sees, edits and deletes every template of the account and is the
+  only one who can change a template's owner (`user_id`).
+
+Sources are checked when saved: a template that would not compile (a syntax error, a
+refused filter such as `|safe`) answers 422 naming the field and the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+
+from mailer_core import storage, validation
+from mailer_core.auth import Caller
+from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from mailer_core.models import MailboxModel, TemplateModel
+
+if TYPE_CHECKING:
+    from mailer_core.attachments import AttachedFile
+
+FIELDS = {
+    "name",
+    "to_client",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "html",
+    "attachments",
+    "attachment_links",
+    "user_id",
+    "is_public",
+    "disable_signature",
+    "locale",
+    "timezone",
+}
+TO_CLIENT = ("main", "all", "none")
+MAX_NAME_CHARS = 200
+MAX_SUBJECT_CHARS = 998
+MAX_HTML_BYTES = 8 * 1024 * 1024
+MAX_ADDRESSES = 50
+MAX_ADDRESS_CHARS = 500
+
+
+def has_variables(text: str) -> bool:
+    """Whether `text` holds Jinja2 syntax or a legacy placeholder (then it is rendered)."""
+    if "{{" in text or "{%" in text or "{#" in text:
+        return True
+    from mailer_core import legacy_placeholders
+
+    return legacy_placeholders.has_legacy_placeholders(text)
+
+
+def validate_source(source: str, *, field: str, html: bool) -> str:
+    """`source` if it compiles as a template; else 422 naming `field` and the problem."""
+    if "{" not in source:
+        return source
+    from mailer_core import rendering  # imported here: Jinja2 is not needed at a cold start
+
+    try:
+        rendering.check(source, html=html)
+    except rendering.RenderError as exc:
+        raise InvalidInput(exc.reason, field=field) from None
+    return source
+
+
+def validate_locale(value: Any, field: str = "locale") -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 20:
+        raise InvalidInput('must be a locale such as "ru", "en" or "en_US"', field=field)
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(value.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        raise InvalidInput(f"{value!r} is not a locale babel knows", field=field) from None
+    return value
+
+
+def validate_timezone(value: Any, field: str = "timezone") -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput('must be a time zone such as "Europe/Moscow" or "UTC"', field=field)
+    from babel.dates import get_timezone
+
+    try:
+        get_timezone(value)
+    except LookupError:
+        raise InvalidInput(f"{value!r} is not a time zone", field=field) from None
+    return value
+
+
+def address_list(payload: dict[str, Any], name: str) -> list[str]:
+    """Addresses, each an email address or text with variables filled in at compose time."""
+    value = payload.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list of email addresses or variables", field=name)
+    if len(value) > MAX_ADDRESSES:
+        raise InvalidInput(f"has more than {MAX_ADDRESSES} addresses", field=name)
+    out: list[str] = []
+    for index, item in enumerate(value):
+        where = f"{name}[{index}]"
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidInput("must be an email address or a variable", field=where)
+        item = item.strip()
+        if len(item) > MAX_ADDRESS_CHARS:
+            raise InvalidInput(f"is longer than {MAX_ADDRESS_CHARS} characters", field=where)
+        if has_variables(item):
+            out.append(validate_source(item, field=where, html=False))
+        else:
+            out.append(validation.email_address(item, where))
+    return out
+
+
+def _can_see(caller: Caller, template: TemplateModel) -> bool:
+    return caller.is_admin or int(template.user_id) == caller.user_id or bool(template.is_public)
+
+
+def _can_edit(caller: Caller, template: TemplateModel) -> bool:
+    return caller.is_admin or int(template.user_id) == caller.user_id
+
+
+def _load(caller: Caller, template_id: str, *, field: str = "template_id") -> TemplateModel:
+    try:
+        template = TemplateModel.get(caller.account_id, template_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("no such template", field=field) from None
+    if not _can_see(caller, template):
+        raise NotFound("no such template", field=field)
+    return template
+
+
+def _editable(caller: Caller, template_id: str) -> TemplateModel:
+    template = _load(caller, template_id)
+    if not _can_edit(caller, template):
+        raise Forbidden("a public template is changed by its owner or an administrator", field="template_id")
+    return template
+
+
+def html_of(template: TemplateModel) -> str:
+    if template.html is not None:
+        return str(template.html)
+    return storage.get_html(template.html_s3_key) if template.html_s3_key else ""
+
+
+def _attached(template: TemplateModel) -> list[AttachedFile]:
+    from mailer_core.attachments import AttachedFile
+
+    return [AttachedFile.from_attribute(a) for a in template.attachments or []]
+
+
+def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = True) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": template.template_id,
+        "name": template.name,
+        "user_id": int(template.user_id),
+        "is_public": bool(template.is_public),
+        "disable_signature": bool(template.disable_signature),
+        "to_client": template.to_client or "main",
+        "to": list(template.to or []),
+        "cc": list(template.cc or []),
+        "bcc": list(template.bcc or []),
+        "subject": template.subject or "",
+        "locale": template.locale,
+        "timezone": template.timezone,
+        "attachments": [f.view() for f in _attached(template)],
+        "attachment_links": list(template.attachment_links or []),
+        "can_edit": _can_edit(caller, template),
+        "created_at": template.created_at.isoformat(),
+        "updated_at": template.updated_at.isoformat(),
+    }
+    if with_body:
+        view["html"] = html_of(template)
+    return view
+
+
+def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -> dict[str, Any]:
+    data = validation.require_object(payload)
+    validation.reject_unknown(data, FIELDS)
+    creating = current is None
+    out: dict[str, Any] = {}
+    if creating or "name" in data:
+        name = validation.text(data, "name", required=True, max_length=MAX_NAME_CHARS, allow_empty=False)
+        out["name"] = name.strip()
+    if creating or "subject" in data:
+        subject = validation.text(data, "subject", max_length=MAX_SUBJECT_CHARS)
+        if "\r" in subject or "\n" in subject:
+            raise InvalidInput("must be one line", field="subject")
+        out["subject"] = validate_source(subject, field="subject", html=False)
+    if creating or "html" in data:
+        html = validation.text(data, "html", max_length=MAX_HTML_BYTES * 2)
+        if len(html.encode("utf-8")) > MAX_HTML_BYTES:
+            raise PayloadTooLarge(
+                "the template body is larger than 8 MB", field="html", limit_bytes=MAX_HTML_BYTES
+            )
+        out["html"] = validate_source(html, field="html", html=True)
+    if creating or "to_client" in data:
+        to_client = validation.text(data, "to_client", default="main")
+        if to_client not in TO_CLIENT:
+            raise InvalidInput(f"must be one of {', '.join(TO_CLIENT)}", field="to_client")
+        out["to_client"] = to_client
+    for name in ("to", "cc", "bcc"):
+        if creating or name in data:
+            out[name] = address_list(data, name)
+    for flag in ("is_public", "disable_signature"):
+        if creating or flag in data:
+            out[flag] = validation.boolean(data, flag)
+    if creating or "locale" in data:
+        out["locale"] = validate_locale(data.get("locale"))
+    if creating or "timezone" in data:
+        out["timezone"] = validate_timezone(data.get("timezone"))
+    if "user_id" in data:
+        owner = validation.integer(data, "user_id", required=True, minimum=1)
+        current_owner = int(current.user_id) if current is not None else caller.user_id
+        if owner != current_owner and not caller.is_admin:
+            raise Forbidden("only an administrator changes a template's owner", field="user_id")
+        out["user_id"] = owner
+    if creating or "attachments" in data:
+        from mailer_core import attachments, limits
+
+        out["attachments"] = attachments.validate_attachments(
+            caller.account_id,
+            data.get("attachments"),
+            limit_bytes=limits.TEMPLATE_ATTACHMENTS_BYTES,
+            what="the attachments of a template",
+        )
+    if creating or "attachment_links" in data:
+        from mailer_core import attachments
+
+        out["attachment_links"] = attachments.validate_links(data.get("attachment_links"))
+    return out
+
+
+def _store_html(account_id: int, template_id: str, html: str, clock: Clock) -> tuple[str | None, str | None]:
+    """(inline html, S3 key): a body above storage.INLINE_LIMIT goes to the bucket."""
+    if len(html.encode("utf-8")) <= storage.INLINE_LIMIT:
+        return html, None
+    return None, storage.put_html(account_id, f"templates/{template_id}/{clock.new_id()}", html)
+
+
+def _claim_files(caller: Caller, files: list[AttachedFile], clock: Clock) -> None:
+    if files:
+        from mailer_core import attachments
+
+        attachments.claim(caller.account_id, files, keep="template", now=clock.now())
+
+
+def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    fields = _validated(caller, payload, current=None)
+    template_id = clock.new_id()
+    now = clock.now()
+    html, key = _store_html(caller.account_id, template_id, fields.pop("html"), clock)
+    files: list[AttachedFile] = fields.pop("attachments")
+    _claim_files(caller, files, clock)
+    template = TemplateModel(
+        caller.account_id,
+        template_id,
+        user_id=fields.pop("user_id", caller.user_id),
+        html=html,
+        html_s3_key=key,
+        attachments=[f.to_attribute() for f in files],
+        created_at=now,
+        updated_at=now,
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    try:
+        template.save(condition=TemplateModel.template_id.does_not_exist())
+    except PutError as exc:
+        raise Conflict("a template with this id exists") from exc
+    return public_view(template, caller)
+
+
+def list_for(caller: Caller) -> list[dict[str, Any]]:
+    """The caller's own and the public templates (every one for an administrator), by name."""
+    condition = (
+        None
+        if caller.is_admin
+        else (TemplateModel.user_id == caller.user_id) | (TemplateModel.is_public == True)  # noqa: E712
+    )
+    found = [
+        public_view(t, caller, with_body=False)
+        for t in TemplateModel.query(caller.account_id, filter_condition=condition)
+    ]
+    return sorted(found, key=lambda v: (v["name"].lower(), v["id"]))
+
+
+def get(caller: Caller, template_id: str) -> dict[str, Any]:
+    return public_view(_load(caller, template_id), caller)
+
+
+def update(caller: Caller, template_id: str, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    template = _editable(caller, template_id)
+    fields = _validated(caller, payload, current=template)
+    actions: list[Any] = []
+    if "html" in fields:
+        html, key = _store_html(caller.account_id, template_id, fields.pop("html"), clock)
+        actions += [
+            TemplateModel.html.set(html) if html is not None else TemplateModel.html.remove(),
+            TemplateModel.html_s3_key.set(key) if key is not None else TemplateModel.html_s3_key.remove(),
+        ]
+    if "attachments" in fields:
+        files: list[AttachedFile] = fields.pop("attachments")
+        _claim_files(caller, files, clock)
+        actions.append(TemplateModel.attachments.set([f.to_attribute() for f in files]))
+    for name, value in fields.items():
+        attribute = getattr(TemplateModel, name)
+        actions.append(attribute.set(value) if value is not None else attribute.remove())
+    actions.append(TemplateModel.updated_at.set(clock.now()))
+    try:
+        # The owner must still be the one the rights were checked against.
+        template.update(
+            actions=actions,
+            condition=TemplateModel.template_id.exists() & (TemplateModel.user_id == int(template.user_id)),
+        )
+    except UpdateError as exc:
+        raise Conflict("the template changed or was deleted meanwhile; load it again") from exc
+    return public_view(template, caller)
+
+
+def delete(caller: Caller, template_id: str) -> None:
+    template = _editable(caller, template_id)
+    try:
+        template.delete(condition=TemplateModel.template_id.exists())
+    except DeleteError as exc:
+        raise NotFound("no such template", field="template_id") from exc
+
+
+def for_use(caller: Caller, template_id: str) -> TemplateModel:
+    """A template the caller may send (their own, a public one, any for an administrator)."""
+    if not isinstance(template_id, str) or not template_id or len(template_id) > 64:
+        raise InvalidInput("must be a template id", field="template_id")
+    return _load(caller, template_id)
+
+
+def attached_files(template: TemplateModel) -> list[AttachedFile]:
+    return _attached(template)
+
+
+@dataclass(frozen=True)
+class TemplateUse:
+    """What a compose takes from a template, with the compose's edits applied."""
+
+    template_id: str
+    subject: str
+    html: str
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    to_client: str
+    files: list[AttachedFile]
+    links: list[str]
+    disable_signature: bool
+    locale: str | None
+    timezone: str | None
+
+
+def for_compose(
+    caller: Caller,
+    data: dict[str, Any],
+    *,
+    entity: tuple[str, int] | None,
+    mailbox: MailboxModel,
+    clock: Clock = SYSTEM_CLOCK,
+) -> TemplateUse:
+    """The template `data["template_id"]` names, edited by the compose's own fields.
+
+    The subject and body stay template sources (rendered at send time with fresh CRM data);
+    recipients are settled now: the client's addresses (unless `to` is given or the template
+    sends to no client) followed by the template's `to`, whose variables are filled in here.
+    """
+    from mailer_core import personalization
+    from mailer_core.messages import MAX_RECIPIENTS, _entity_recipients
+
+    template = for_use(caller, data["template_id"])
+    subject = (
+        validate_source(
+            validation.text(data, "subject", max_length=MAX_SUBJECT_CHARS), field="subject", html=False
+        )
+        if "subject" in data
+        else template.subject or ""
+    )
+    html = (
+        validate_source(validation.text(data, "html"), field="html", html=True)
+        if "html" in data
+        else html_of(template)
+    )
+    lists = {
+        name: validation.email_list(data, name, max_items=MAX_RECIPIENTS)
+        if name in data
+        else [str(a) for a in getattr(template, name) or []]
+        for name in ("to", "cc", "bcc")
+    }
+    resolved = personalization.resolve_addresses(
+        lists, account_id=caller.account_id, entity=entity, mailbox=mailbox, clock=clock
+    )
+    to_client = str(data.get("contacts") or template.to_client or "main")
+    to = resolved["to"]
+    if "to" not in data and entity is not None and to_client in ("main", "all"):
+        client = _entity_recipients(caller.account_id, entity[0], entity[1], to_client)
+        to = list(dict.fromkeys([*client, *to]))
+    if not to:
+        raise InvalidInput(
+            "the template sends to nobody here: give 'to', or an entity whose contacts have an email address",
+            field="to",
+        )
+    locale = data.get("locale") if data.get("locale") else template.locale
+    timezone = data.get("timezone") if data.get("timezone") else template.timezone
+    return TemplateUse(
+        template_id=template.template_id,
+        subject=subject,
+        html=html,
+        to=to,
+        cc=resolved["cc"],
+        bcc=resolved["bcc"],
+        to_client=to_client,
+        files=_attached(template),
+        links=[str(link) for link in template.attachment_links or []],
+        disable_signature=bool(template.disable_signature),
+        locale=validate_locale(locale),
+        timezone=validate_timezone(timezone),
+    )

@@ -1,0 +1,164 @@
+"""An installed account's limits: 7 requests per second shared by every caller, 429, 403 and 504."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+from mailer_core.kommo import (
+    KommoAccessDenied,
+    KommoBusy,
+    KommoClient,
+    KommoError,
+    NewTask,
+    client_for_account,
+)
+from mailer_core.kommo_limits import AccountGate
+from mailer_core.models import AccountModel
+
+from devstack import kommo_seed as seed
+from devstack.kommo_seed import Seed, demo_seed
+from devstack.kommo_standin import KommoStandIn
+from tests.integration.kommo.kommo_helpers import TOKEN
+from tests.support.kommo_accounts import point_at, save_account_with_token, serialize_moto
+from tests.support.sim_clock import SimClock
+
+pytestmark = pytest.mark.usefixtures("aws_stack")
+
+
+@pytest.fixture
+def sim() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def sample300() -> Seed:
+    """The demo account with 300 more contacts."""
+    sample = demo_seed()
+    template = sample.contacts[0]
+    sample.contacts += [
+        {**template, "id": 25100000 + n, "name": f"Contact {n}", "_embedded": {"tags": [], "companies": []}}
+        for n in range(300)
+    ]
+    return sample
+
+
+@pytest.fixture
+def kommo(sim: SimClock, sample300: Seed, monkeypatch: pytest.MonkeyPatch) -> Iterator[KommoStandIn]:
+    serialize_moto(monkeypatch)
+    with KommoStandIn(sample300, clock=sim) as running:
+        running.add_token(seed.ACCOUNT_ID, TOKEN)
+        point_at(running, monkeypatch)
+        save_account_with_token(TOKEN)
+        yield running
+
+
+def client(sim: SimClock) -> KommoClient:
+    """A client as a Lambda makes it: from the stored account, with its gate."""
+    return client_for_account(AccountModel.get(seed.ACCOUNT_ID, consistent_read=True), clock=sim)
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests within any one-second window (t - 1, t]."""
+    return max(sum(1 for u in times if t - 1.0 < u <= t) for t in times)
+
+
+def test_four_parallel_callers_never_exceed_seven_requests_per_second(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    # WHEN four workers each make 20 requests to the same account at once
+    def work(n: int) -> float:
+        worker = client(sim)
+        for _ in range(20):
+            worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}")
+        return cast(AccountGate, worker.gate).waited
+
+    waited = sim.run_threads(4, work)
+    # THEN all 80 went through without a single 429
+    requests = kommo.requests
+    assert len(requests) == 80 and {r.status for r in requests} == {200}
+    # AND Kommo never saw more than 7 in any second, paced evenly (80 requests ≈ 12.5 s)
+    times = [r.time for r in requests]
+    assert busiest_second(times) <= 7
+    assert 79 / 7 <= times[-1] - times[0] <= 79 / (7 * 0.9) * 1.02
+    assert all(w > 0 for w in waited)  # every worker waited its turn, through the clock
+
+
+def test_a_429_is_waited_out_and_retried(kommo: KommoStandIn, sim: SimClock) -> None:
+    worker = client(sim)
+    kommo.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 2})
+    started = sim.timestamp()
+    assert worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}") is not None
+    assert [r.status for r in kommo.requests] == [429, 200]
+    assert sim.timestamp() - started >= 2.0
+
+
+def test_a_403_blocks_the_account_and_later_calls_refuse_without_reaching_kommo(
+    kommo: KommoStandIn, sim: SimClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = client(sim)
+    kommo.fail_next(403, body={"title": "Forbidden", "status": 403, "detail": "Your IP address is blocked"})
+    # WHEN Kommo answers 403
+    with pytest.raises(KommoAccessDenied) as caught:
+        worker.get("/api/v4/account")
+    assert caught.value.kommo_status == 403
+    # THEN the account is marked blocked with the time and Kommo's words, loudly
+    account = AccountModel.get(seed.ACCOUNT_ID, consistent_read=True)
+    assert account.status == "blocked" and "IP address is blocked" in str(account.status_detail)
+    assert account.blocked_until == pytest.approx(sim.timestamp() + 900)
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert error.__dict__["account_id"] == seed.ACCOUNT_ID
+    # AND neither this client nor a new one (another Lambda) sends anything more
+    seen = len(kommo.requests)
+    with pytest.raises(KommoAccessDenied):
+        worker.get("/api/v4/account")
+    with pytest.raises(KommoAccessDenied, match="no request goes to it until"):
+        client(sim)
+    assert len(kommo.requests) == seen == 1
+    # WHEN the cool-off has passed
+    sim.advance(901)
+    assert client(sim).get("/api/v4/account") is not None
+    # THEN calls go through again and the account is active
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+
+
+def test_a_504_on_a_250_id_batch_halves_it_and_succeeds(kommo: KommoStandIn, sim: SimClock) -> None:
+    kommo.gateway_timeout_over = 200  # Kommo's gateway gives up on more than 200 ids
+    ids = [25100000 + n for n in range(250)]
+    found = client(sim).contacts_by_ids(ids)
+    assert sorted(found) == ids
+    assert [(r.status, r.query.count("filter%5Bid%5D")) for r in kommo.requests] == [
+        (504, 250),
+        (200, 125),
+        (200, 125),
+    ]
+
+
+def test_a_504_on_a_batch_update_halves_it_but_a_batch_create_is_not_repeated(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    kommo.gateway_timeout_over = 200
+    worker = client(sim)
+    items = [{"id": 25100000 + n, "name": f"Renamed {n}"} for n in range(250)]
+    assert len(worker.update_entities("contacts", items)) == 250
+    assert [r.status for r in kommo.requests] == [504, 200, 200]
+    assert kommo.contact(25100249)["name"] == "Renamed 249"  # type: ignore[index]
+    # a create that times out may have created the tasks: it is not sent again
+    kommo.gateway_timeout_over = None
+    kommo.fail_next(504)
+    with pytest.raises(KommoError) as caught:
+        worker.add_tasks([NewTask("Call", 1795600000, "leads", seed.LEAD_OFFER)])
+    assert caught.value.kommo_status == 504
+    assert [r.status for r in kommo.requests][-1:] == [504] and len(kommo.requests) == 4
+
+
+def test_a_wait_longer_than_allowed_raises_busy_for_the_queue_to_retry(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    account = AccountModel.get(seed.ACCOUNT_ID)
+    gate = AccountGate(account, clock=sim, max_wait=0.05)
+    gate.before_request()
+    with pytest.raises(KommoBusy) as caught:
+        gate.before_request()
+    assert 0.12 < cast(float, caught.value.retry_after) <= 1 / 7 / 0.9 + 0.001
