@@ -1,4 +1,8 @@
-"""The widget's HTTPS API: translates API Gateway (HTTP API) events into core calls."""
+"""The widget's HTTPS API: translates API Gateway (HTTP API) events into core calls.
+
+Each route imports the core module it calls when it runs: a cold start pays only for the
+modules of the route it serves (bench/cold_import.py measures this handler's import).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import http, mailboxes, messages, openapi, presets, suppressions, templates, uploads
+from mailer_core import http, openapi
 from mailer_core.logs import logger
 
 app = APIGatewayHttpResolver()
@@ -43,43 +47,59 @@ def who_am_i() -> dict[str, Any]:
 
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
+    from mailer_core import mailboxes
+
     return {"items": mailboxes.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/mailboxes")
 def create_mailbox() -> Response[str]:
+    from mailer_core import mailboxes
+
     return http.json_response(201, mailboxes.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/mailboxes/<mailbox_id>")
 def get_mailbox(mailbox_id: str) -> dict[str, Any]:
+    from mailer_core import mailboxes
+
     return mailboxes.get(http.caller_of(app), mailbox_id)
 
 
 @app.patch("/v1/mailboxes/<mailbox_id>")
 def update_mailbox(mailbox_id: str) -> dict[str, Any]:
+    from mailer_core import mailboxes
+
     return mailboxes.update(http.caller_of(app), mailbox_id, http.json_body(app))
 
 
 @app.delete("/v1/mailboxes/<mailbox_id>")
 def delete_mailbox(mailbox_id: str) -> Response[str]:
+    from mailer_core import mailboxes
+
     mailboxes.delete(http.caller_of(app), mailbox_id)
     return Response(status_code=204, body="")
 
 
 @app.get("/v1/mailboxes/presets")
 def mailbox_presets() -> dict[str, Any]:
+    from mailer_core import presets
+
     query = app.current_event.query_string_parameters or {}
     return presets.suggest((query.get("email") or "").strip())
 
 
 @app.post("/v1/mailboxes/<mailbox_id>/check")
 def check_mailbox(mailbox_id: str) -> dict[str, Any]:
+    from mailer_core import mailboxes
+
     return mailboxes.check(http.caller_of(app), mailbox_id)
 
 
 @app.get("/v1/suppressions")
 def list_suppressions() -> dict[str, Any]:
+    from mailer_core import suppressions
+
     query = app.current_event.query_string_parameters or {}
     caller = http.caller_of(app)
     return suppressions.list_for(caller, limit=http.limit_param(query), cursor=query.get("cursor"))
@@ -87,12 +107,16 @@ def list_suppressions() -> dict[str, Any]:
 
 @app.delete("/v1/suppressions/<address>")
 def lift_suppression(address: str) -> Response[str]:
+    from mailer_core import suppressions
+
     suppressions.lift(http.caller_of(app), unquote(address))  # "anna%40example.com" or decoded
     return Response(status_code=204, body="")
 
 
 @app.get("/v1/messages")
 def list_messages() -> dict[str, Any]:
+    from mailer_core import messages
+
     query = app.current_event.query_string_parameters or {}
     return messages.list_for(
         http.caller_of(app),
@@ -104,22 +128,30 @@ def list_messages() -> dict[str, Any]:
 
 @app.post("/v1/messages")
 def compose_message() -> Response[str]:
+    from mailer_core import messages
+
     message = messages.compose(http.caller_of(app), http.json_body(app))
     return http.json_response(202, message)
 
 
 @app.get("/v1/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
+    from mailer_core import messages
+
     return messages.get(http.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
+    from mailer_core import messages
+
     return messages.cancel(http.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/retry")
 def retry_message(message_id: str) -> Response[str]:
+    from mailer_core import messages
+
     return http.json_response(202, messages.resend(http.caller_of(app), message_id))
 
 
@@ -132,32 +164,44 @@ def preview_message() -> dict[str, Any]:
 
 @app.get("/v1/templates")
 def list_templates() -> dict[str, Any]:
+    from mailer_core import templates
+
     return {"items": templates.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/templates")
 def create_template() -> Response[str]:
+    from mailer_core import templates
+
     return http.json_response(201, templates.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/templates/<template_id>")
 def get_template(template_id: str) -> dict[str, Any]:
+    from mailer_core import templates
+
     return templates.get(http.caller_of(app), template_id)
 
 
 @app.patch("/v1/templates/<template_id>")
 def update_template(template_id: str) -> dict[str, Any]:
+    from mailer_core import templates
+
     return templates.update(http.caller_of(app), template_id, http.json_body(app))
 
 
 @app.delete("/v1/templates/<template_id>")
 def delete_template(template_id: str) -> Response[str]:
+    from mailer_core import templates
+
     templates.delete(http.caller_of(app), template_id)
     return Response(status_code=204, body="")
 
 
 @app.post("/v1/uploads")
 def create_upload() -> Response[str]:
+    from mailer_core import uploads
+
     return http.json_response(201, uploads.create(http.caller_of(app), http.json_body(app)))
 
 
