@@ -2,52 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 
 from devstack.resources import StackResources
-from tests.conftest import TEST_AUDIENCE, TEST_SECRET
+
+# The same callers, SMTP server and mailbox as the core's integration tests.
+from tests.integration.core.conftest import (  # noqa: F401 - fixtures are found by name
+    ACCOUNT,
+    LOGIN,
+    OTHER_ACCOUNT,
+    PASSWORD,
+    mailbox_body,
+    smtp,
+    stranger,
+    user,
+)
 from tests.support.api_client import ApiClient
-from tests.support.smtp_servers import Credentials, SmtpTestServer, smtp_server
-
-ACCOUNT = 31000001
-OTHER_ACCOUNT = 42000002
-LOGIN = "anna@example.com"
-PASSWORD = "s3cret-app-password"
-
-
-@pytest.fixture
-def user(aws_stack: Any) -> ApiClient:
-    return ApiClient(secret=TEST_SECRET, audience=TEST_AUDIENCE, account_id=ACCOUNT, user_id=501)
-
-
-@pytest.fixture
-def stranger(aws_stack: Any) -> ApiClient:
-    """An administrator of another Kommo account."""
-    return ApiClient(
-        secret=TEST_SECRET, audience=TEST_AUDIENCE, account_id=OTHER_ACCOUNT, user_id=900, is_admin=True
-    )
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpTestServer]:
-    with smtp_server(authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False) as server:
-        yield server
-
-
-def mailbox_body(server: SmtpTestServer) -> dict[str, Any]:
-    return {
-        "sender_name": "Анна Смирнова",
-        "sender_email": LOGIN,
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_security": "none",
-        "smtp_password": PASSWORD,
-        "is_default": True,
-    }
 
 
 def ask_upload(client: ApiClient, filename: str, size: int, **extra: Any) -> dict[str, Any]:
