@@ -5,15 +5,18 @@ The guarantee, exactly:
 1. A message is handed to SMTP only by the worker that moved it from queued/scheduled to
    `sending` with a conditional write (the claim). SQS redeliveries, Lambda retries and
    concurrent workers lose the claim and do nothing, so they never send it twice.
-2. The claim is taken after the rate token and right before SMTP. Any failure before the
-   message is handed to the server (render error, SMTP connect/login failure) releases the
-   claim or records the failure; nothing is left in `sending`.
+2. The claim is one conditional UpdateItem that also returns the message, taken after the
+   rate token; then the worker renders it (fresh CRM data), loads attachments, drops
+   suppressed recipients and hands it to SMTP. Any failure before the hand-over (a render
+   error, a download, SMTP connect/login) releases the claim or records the failure; nothing
+   is left in `sending`. The "sent" record and the Sent-folder copy are written in the
+   background while the next email goes out, and `close` waits for them.
 3. SMTP 4xx replies and connection errors put the message back to `queued` and re-queue it
    with backoff (30 s, 60 s, 120 s … capped at 15 min) until `max_send_attempts`; 5xx and
    authentication failures fail it at once, keeping the server's words.
-4. If the worker dies between handing the message to SMTP and recording the result (a
-   crash or timeout inside the SMTP transaction), the message stays `sending` until its
-   claim lease runs out. The next delivery of its job then marks it `failed` with the reason
+4. If the worker dies after the claim and before the result is recorded (a crash or timeout,
+   most likely inside the SMTP transaction, but possibly while rendering), the message stays
+   `sending` until its claim lease runs out. The next delivery of its job then marks it `failed` with the reason
    "interrupted during SMTP", and does NOT send it again, because the server may have accepted
    it: Mailer prefers a visible failure the user can resend over a silent duplicate.
 """
