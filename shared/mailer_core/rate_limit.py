@@ -33,6 +33,9 @@ class RateDecision:
     allowed: bool
     retry_after: float = 0.0
     reason: Reason | None = None
+    # With `count` > 1: how many tokens were granted, usable `interval` seconds apart from now.
+    granted: int = 1
+    interval: float = 0.0
 
 
 def _day_attr(day: datetime) -> str:
@@ -40,9 +43,14 @@ def _day_attr(day: datetime) -> str:
 
 
 def take(
-    bucket_key: str, *, rate_per_second: float, daily_cap: int, now: float, burst: int = 1
+    bucket_key: str, *, rate_per_second: float, daily_cap: int, now: float, burst: int = 1, count: int = 1
 ) -> RateDecision:
-    """Try to take one send token from the bucket at time `now` (epoch seconds)."""
+    """Try to take one send token from the bucket at time `now` (epoch seconds).
+
+    With `count` > 1 an idle bucket grants that many tokens in the same single request, to be
+    used one `interval` apart (the caller paces them): a batch of emails costs one request.
+    A busy bucket, or a daily cap too close for all of them, grants one token as usual.
+    """
     interval = 1.0 / rate_per_second
     tolerance = max(0, burst - 1) * interval
     today = datetime.fromtimestamp(now, tz=UTC)
@@ -68,7 +76,9 @@ def take(
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames={k: v for k, v in names.items() if k in update or k in condition},
-                ExpressionAttributeValues={**common, **values},
+                ExpressionAttributeValues={
+                    k: v for k, v in {**common, **values}.items() if k in update or k in condition
+                },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -78,6 +88,20 @@ def take(
             return dict(old_item)
         return None
 
+    count = min(count, int(daily_cap))  # a fresh day's counter must fit the cap too
+    if count > 1:
+        reserved = attempt(
+            "SET #tat = :next, #exp = :exp ADD #day :count REMOVE #old",
+            "(attribute_not_exists(#tat) OR #tat <= :now) AND (attribute_not_exists(#day) OR #day <= :room)",
+            {
+                ":now": {"N": repr(now)},
+                ":next": {"N": repr(now + count * interval)},
+                ":count": {"N": str(count)},
+                ":room": {"N": str(int(daily_cap) - count)},
+            },
+        )
+        if reserved is None:
+            return RateDecision(True, granted=count, interval=interval)
     old = attempt(
         "SET #tat = :next, #exp = :exp ADD #day :one REMOVE #old",
         f"(attribute_not_exists(#tat) OR #tat <= :now) AND {cap_ok}",

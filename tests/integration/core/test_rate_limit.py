@@ -69,3 +69,25 @@ def test_old_day_counters_are_removed(aws_stack) -> None:
     day_counters = sorted(k for k in item if k.startswith("d_"))
     assert day_counters == ["d_20261125"]
     assert "expires_at" in item
+
+
+def test_a_batch_reserves_its_tokens_in_one_request_paced_by_the_rate() -> None:
+    # GIVEN an idle bucket at 2 emails per second
+    batch = rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW, count=4)
+    # THEN four tokens are granted, half a second apart, and the next two seconds are taken
+    assert (batch.allowed, batch.granted, batch.interval) == (True, 4, 0.5)
+    assert not rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 1.9).allowed
+    assert rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 2.0).allowed
+
+
+def test_a_reservation_never_passes_the_daily_cap_nor_a_busy_bucket() -> None:
+    capped = rate_limit.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW, count=5)
+    assert (capped.allowed, capped.granted) == (True, 3)  # no more than the day allows
+    done = rate_limit.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW + 1, count=2)
+    assert not done.allowed and done.reason == "daily_cap"
+
+    rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW)  # one used today
+    partly = rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1, count=3)
+    assert (partly.allowed, partly.granted) == (True, 1)  # three would pass the cap: one is granted
+    busy = rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1.01, count=2)
+    assert not busy.allowed and busy.reason == "rate"
