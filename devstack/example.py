@@ -70,6 +70,7 @@ class LocalSystem:
                 "KommoClientId": DEV_CLIENT_ID,
                 "KommoClientSecret": DEV_CLIENT_SECRET,
                 "KommoRedirectUri": DEV_REDIRECT_URI,
+                "TrackingSecret": "local-tracking-secret-0123456789abcdef",
             },
             extra_env={
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",

@@ -191,6 +191,11 @@ def create_stack(
             # Roles are not created in moto; their ARN is all the functions need.
             stack.refs[logical] = physical
             stack.attrs[(logical, "Arn")] = f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}"
+    for logical, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::HttpApi":
+            # Its id only names the public URL (MAILER_PUBLIC_BASE_URL); the local stack
+            # replaces that with its gateway's URL.
+            stack.refs[logical] = "local"
     return stack
 
 

@@ -129,6 +129,10 @@ class LocalStack:
             recurring=recurring_schedules(self.template),
         )
         self.gateway.start()
+        if "MAILER_PUBLIC_BASE_URL" not in self.extra_env:  # tracked links point at the gateway
+            self.environment["MAILER_PUBLIC_BASE_URL"] = self.gateway.url
+            self._apply_env({"MAILER_PUBLIC_BASE_URL": self.gateway.url})
+            settings.reset_settings()
         self.pollers.start()
         self.scheduler.start()
         log.info("local stack up: API %s, AWS %s", self.api_url, self.aws_endpoint)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import attachments, limits, mailboxes, queues, schedules, storage, validation
+from mailer_core import attachments, limits, mailboxes, queues, schedules, storage, tracking, validation
 from mailer_core import message_state as state
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
@@ -34,6 +34,7 @@ from mailer_core.models import AccountModel, MessageModel
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates)
+FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 MAX_BODY_BYTES = limits.BODY_BYTES
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
@@ -72,6 +73,8 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
             {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
         ],
+        "track_opens": message.track_opens is not False,
+        **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
     }
     if with_body:
         view["html"] = message.html if message.html is not None else None
@@ -159,6 +162,7 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         raise InvalidInput("must be main or all", field="contacts")
     now = clock.now()
     send_at = validation.timestamp(data, "send_at")
+    track_opens = validation.boolean(data, "track_opens", default=True)
     if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
         raise InvalidInput("is more than a year ahead", field="send_at")
     if send_at is not None and send_at <= now:
@@ -203,6 +207,7 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     )
     if use is not None:  # the template's files unless the compose gives its own
         files = files if "attachments" in data else use.files
+        track_opens = track_opens if "track_opens" in data else use.track_opens
         links = links if "attachment_links" in data else use.links
 
     message_id = clock.new_id()
@@ -235,6 +240,7 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         locale=use.locale if use else templates_locale(data),
         timezone=use.timezone if use else templates_timezone(data),
         disable_signature=use.disable_signature if use else None,
+        track_opens=None if track_opens else False,
     )
     attachments.claim(caller.account_id, files, keep="message", now=now)  # before the save: never half-kept
     message.save(condition=MessageModel.message_id.does_not_exist())

@@ -63,6 +63,8 @@ class OutgoingEmail:
     attachments: tuple[Attachment, ...] = ()
     # Images shown in the HTML as `cid:` (multipart/related around the HTML part).
     inline_images: tuple[InlineImage, ...] = ()
+    # The plain-text alternative; None: made from `html` (tracking gives the untracked text).
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
     message["MIME-Version"] = "1.0"
     for name, value in email.extra_headers:
         message[name] = value
-    message.set_content(html_to_text(email.html), subtype="plain", charset="utf-8")
+    text = email.text if email.text is not None else html_to_text(email.html)
+    message.set_content(text, subtype="plain", charset="utf-8")
     message.add_alternative(email.html, subtype="html", charset="utf-8")
     html_part: Any = message.get_payload()[-1]  # type: ignore[index]
     for image in email.inline_images:  # before the attachments: they wrap the whole body

@@ -61,6 +61,8 @@ class AccountModel(Model):
     blocked_until = NumberAttribute(null=True)
     status_changed_at = UTCDateTimeAttribute(null=True)
     status_detail = UnicodeAttribute(null=True)
+    # Machine opens and clicks (mailer_core.machine_traffic) are told apart unless this is False.
+    filter_machine_traffic = BooleanAttribute(null=True)
 
 
 class KommoInstallModel(Model):
@@ -220,6 +222,17 @@ class MessageModel(Model):
     locale = UnicodeAttribute(null=True)
     timezone = UnicodeAttribute(null=True)
     disable_signature = BooleanAttribute(null=True)
+    # Tracking (mailer_core.tracking): the pixel is added unless track_opens is False; people's
+    # opens and machines' (machine_traffic) apart; the distinct link targets stored at send
+    # time and their click counters (same index), people and machines apart.
+    track_opens = BooleanAttribute(null=True)
+    opens = NumberAttribute(null=True)
+    machine_opens = NumberAttribute(null=True)
+    first_open_at = UTCDateTimeAttribute(null=True)
+    last_open_at = UTCDateTimeAttribute(null=True)
+    tracked_links = ListAttribute(of=UnicodeAttribute, null=True)
+    link_clicks = ListAttribute(of=NumberAttribute, null=True)
+    machine_link_clicks = ListAttribute(of=NumberAttribute, null=True)
 
 
 class TemplateModel(Model):
@@ -248,6 +261,8 @@ class TemplateModel(Model):
     attachment_links = ListAttribute(of=UnicodeAttribute, default=list)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # The open pixel goes into emails of this template unless False (mailer_core.tracking).
+    track_opens = BooleanAttribute(null=True)
 
 
 class SuppressionModel(Model):

@@ -46,12 +46,13 @@ from mailer_core import (
     rate_limit,
     sent_folder,
     suppressions,
+    tracking,
 )
 from mailer_core import message_state as state
 from mailer_core.attachments import AttachmentFailure
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.logs import logger
-from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients, spool
+from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.models import MailboxModel, MessageModel
 from mailer_core.settings import get_settings
 from mailer_core.smtp import SmtpFailure, SmtpPool, SmtpSettings
@@ -337,6 +338,17 @@ class SendWorker:
             message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
         )
         self.rendered_links[message.message_id] = list(rendered.attachment_links)
+        body, text = rendered.html, None
+        if tracking.enabled():  # links through /c/, the pixel; the text part keeps the real links
+            tracked = tracking.rewrite(
+                body,
+                account_id=int(message.account_id),
+                message_id=message.message_id,
+                sent_at=int(now.timestamp()),
+                track_opens=message.track_opens is not False,
+            )
+            tracking.store_links(message, tracked.links)  # before SMTP: a click finds its target
+            body, text = tracked.html, html_to_text(rendered.html)
         return OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
@@ -344,10 +356,11 @@ class SendWorker:
             cc=_strings(message.cc),
             bcc=_strings(message.bcc),
             subject=rendered.subject,
-            html=rendered.html,
+            html=body,
             message_id=message.header_message_id,
             date=now,
             inline_images=rendered.images,
+            text=text,
         )
 
     def prefetch(self, bodies: Iterable[str]) -> None:

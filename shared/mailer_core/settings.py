@@ -57,6 +57,10 @@ class Settings:
     max_rate_wait_seconds: float = 2.0
     max_send_attempts: int = 5
     extra_cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # Tracking (mailer_core.tracking): the HMAC secret of pixel and click tokens and the public
+    # base URL of the track routes. Without both, emails go out untracked.
+    tracking_secret: str = ""
+    public_base_url: str = ""
 
     @property
     def token_audience(self) -> str:
@@ -113,6 +117,8 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         extra_cors_origins=tuple(
             o.strip() for o in get("MAILER_EXTRA_CORS_ORIGINS", "").split(",") if o.strip()
         ),
+        tracking_secret=get("MAILER_TRACKING_SECRET", ""),
+        public_base_url=get("MAILER_PUBLIC_BASE_URL", "").rstrip("/"),
     )
 
 

@@ -50,6 +50,7 @@ FIELDS = {
     "user_id",
     "is_public",
     "disable_signature",
+    "track_opens",
     "locale",
     "timezone",
 }
@@ -181,6 +182,7 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
         "user_id": int(template.user_id),
         "is_public": bool(template.is_public),
         "disable_signature": bool(template.disable_signature),
+        "track_opens": template.track_opens is not False,
         "to_client": template.to_client or "main",
         "to": list(template.to or []),
         "cc": list(template.cc or []),
@@ -230,6 +232,8 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
     for flag in ("is_public", "disable_signature"):
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
+    if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking), on by default
+        out["track_opens"] = validation.boolean(data, "track_opens", default=True)
     if creating or "locale" in data:
         out["locale"] = validate_locale(data.get("locale"))
     if creating or "timezone" in data:
@@ -377,6 +381,7 @@ class TemplateUse:
     disable_signature: bool
     locale: str | None
     timezone: str | None
+    track_opens: bool = True
 
 
 def for_compose(
@@ -443,4 +448,5 @@ def for_compose(
         disable_signature=bool(template.disable_signature),
         locale=validate_locale(locale),
         timezone=validate_timezone(timezone),
+        track_opens=template.track_opens is not False,
     )

@@ -291,6 +291,8 @@ def can(translated: Template, role: str, actions: tuple[str, ...] | str, target:
 
 # Who may do what. This is the walking skeleton's matrix: widen it on purpose, never by accident.
 MESSAGE_WRITERS = {"ApiFunction", "SendFunction", "TimersFunction", "BounceFunction"}  # bounces: records
+# Count opens and clicks on messages: UpdateItem only, never create or delete one.
+MESSAGE_COUNTERS = {"TrackFunction"}
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
 NO_SECRETS = {"TrackFunction", "TimersFunction"}  # public pixel/click routes and timers never decrypt
 
@@ -299,7 +301,10 @@ def privilege_problems(source: Template, translated: Template) -> list[str]:
     problems = []
     roles = function_roles(translated)
     for fn, role in roles.items():
-        if fn not in MESSAGE_WRITERS and can(translated, role, TABLE_WRITES, names("MessagesTable")):
+        writes = TABLE_WRITES
+        if fn in MESSAGE_COUNTERS:
+            writes = tuple(a for a in TABLE_WRITES if a != "dynamodb:UpdateItem")
+        if fn not in MESSAGE_WRITERS and can(translated, role, writes, names("MessagesTable")):
             problems.append(f"{fn} may write the messages table")
         if fn not in SCHEDULE_CREATORS and can(translated, role, "scheduler:CreateSchedule", lambda _: True):
             problems.append(f"{fn} may create schedules")

@@ -1,0 +1,150 @@
+"""Track routes: AWS requests and in-process time per first open, repeated open and click.
+
+    .venv/bin/python bench/track.py [--messages 200]
+
+moto runs in this process (mock_aws); the track function's handler is called with API Gateway
+events as Lambda would. For each of N sent messages: one first open, one repeated open (both
+by a person's browser) and one click. It prints, per kind, AWS requests per request (by
+operation) and the handler's own time per request: wall time minus the time spent inside AWS
+calls (moto's), i.e. what our code costs. Aim: at most 2 requests for a first open, 1 for a
+repeated open (docs/tracking.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for _path in (ROOT, ROOT / "shared"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+    MAILER_TRACKING_SECRET="bench-tracking-secret-0123456789abcdef",
+    MAILER_PUBLIC_BASE_URL="https://track.bench.example",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+ACCOUNT = 31000001
+URL = "https://shop.example.com/offer"
+
+
+class Meter:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.aws_time = 0.0
+
+    def install(self) -> None:
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        meter = self
+
+        def counted(client: Any, operation: str, params: Any) -> Any:
+            meter.calls[operation] += 1
+            start = time.perf_counter()
+            try:
+                return original(client, operation, params)
+            finally:
+                meter.aws_time += time.perf_counter() - start
+
+        setattr(BaseClient, "_make_api_call", counted)  # noqa: B010
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        from mailer_core import aws, tracking, tracking_tokens
+        from mailer_core import message_state as state
+        from mailer_core.models import MessageModel
+        from mailer_core.settings import reset_settings
+
+        from devstack.resources import create_stack, function_environment
+        from tests.support.api_client import LambdaContext, http_event, load_handler
+
+        stack = create_stack(
+            boto3.session.Session(),
+            parameters={"KommoClientSecret": "bench-client-secret-0123456789abcdef"},
+        )
+        env = function_environment(stack)
+        env.pop("MAILER_TRACKING_SECRET", None)
+        os.environ.update(env)
+        reset_settings()
+        aws.reset_clients()
+        handler = load_handler("track")
+        sent = datetime.now(UTC) - timedelta(hours=1)
+        issued = int(sent.timestamp())
+        paths: list[tuple[str, str, str]] = []
+        for i in range(args.messages):
+            message_id = f"BENCH{i:06d}"
+            message = MessageModel(
+                ACCOUNT,
+                message_id,
+                status=state.SENT,
+                status_key=state.status_key(ACCOUNT, state.SENT),
+                user_id=1,
+                mailbox_id="mb",
+                to=["client@example.com"],
+                header_message_id=f"<{message_id}@bench.example>",
+                created_at=sent,
+                updated_at=sent,
+                sent_at=sent,
+            )
+            message.save()
+            tracking.store_links(message, [URL])
+            paths.append(
+                (
+                    "/o/" + tracking_tokens.open_token(ACCOUNT, message_id, issued),
+                    "/o/" + tracking_tokens.open_token(ACCOUNT, message_id, issued),
+                    "/c/" + tracking_tokens.click_token(ACCOUNT, message_id, issued, 0, URL),
+                )
+            )
+        # one warm-up request (imports, clients)
+        handler.lambda_handler(http_event("GET", "/t/health"), LambdaContext())
+
+        meter = Meter()
+        meter.install()
+        print(f"track routes, {args.messages} messages, moto in-process")
+        for kind, column, expect in (("first open", 0, 200), ("repeated open", 1, 200), ("click", 2, 302)):
+            meter.calls.clear()
+            meter.aws_time = 0.0
+            start = time.perf_counter()
+            for row in paths:
+                event = http_event("GET", row[column], headers={"user-agent": BROWSER})
+                event["requestContext"]["http"].update(sourceIp="198.51.100.7", userAgent=BROWSER)
+                reply = handler.lambda_handler(event, LambdaContext())
+                assert reply["statusCode"] == expect, reply
+            wall = time.perf_counter() - start
+            n = len(paths)
+            own_ms = (wall - meter.aws_time) / n * 1000
+            ops = ", ".join(f"{op} {count / n:.2f}" for op, count in sorted(meter.calls.items()))
+            print(
+                f"  {kind:<14} AWS requests {sum(meter.calls.values()) / n:.2f} ({ops}); "
+                f"in-process {own_ms:.2f} ms (+ moto {meter.aws_time / n * 1000:.2f} ms)"
+            )
+        first = MessageModel.get(ACCOUNT, "BENCH000000")
+        assert int(first.opens) == 2 and first.first_open_at is not None and list(first.link_clicks) == [1]
+
+
+if __name__ == "__main__":
+    main()
