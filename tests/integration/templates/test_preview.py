@@ -178,12 +178,14 @@ def test_a_preview_costs_a_few_kommo_requests(manager: ApiClient, kommo: KommoSt
     variables.forget_account_data()
     before = len(kommo.requests)
     preview(manager, **{k: v for k, v in OFFER.items() if k in ("subject", "html")}, entity=LEAD)
-    paths = [r.path for r in kommo.requests[before:]]
+    # A request the stand-in refused with 429 (its one-second window under a loaded machine) and
+    # the client retried is one call, not two.
+    paths = [r.path for r in kommo.requests[before:] if r.status != 429]
     # lead (with contact links), its contacts, its company; users, pipelines, account once
     assert len(paths) <= 6, paths
     again = len(kommo.requests)
     preview(manager, subject="again", html="{{ lead.name }}", entity=LEAD)
-    fresh = [r.path for r in kommo.requests[again:]]
+    fresh = [r.path for r in kommo.requests[again:] if r.status != 429]
     # fresh CRM data for every preview; users, pipelines and the account are kept a while
     assert sorted(fresh) == ["/api/v4/companies", "/api/v4/contacts", "/api/v4/leads"], fresh
 
