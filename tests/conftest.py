@@ -45,21 +45,27 @@ def _loopback_only(sock: socket.socket, address: object) -> None:
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 
 
+def stack_for_functions(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackResources]:
+    """Create the template's resources wherever boto3 points now (moto in-process or a moto
+    server) and give the functions' environment to this test; forget it all afterwards."""
+    stack = create_stack(
+        boto3.session.Session(),
+        parameters={"KommoClientSecret": TEST_SECRET, "KommoRedirectUri": TEST_REDIRECT_URI},
+    )
+    for key, value in function_environment(stack).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
+    reset_settings()
+    aws.reset_clients()
+    try:
+        yield stack
+    finally:
+        reset_settings()
+        aws.reset_clients()
+
+
 @pytest.fixture
 def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackResources]:
     """GIVEN the template's tables, queues, key, bucket and schedule group in moto."""
     with mock_aws():
-        stack = create_stack(
-            boto3.session.Session(),
-            parameters={"KommoClientSecret": TEST_SECRET, "KommoRedirectUri": TEST_REDIRECT_URI},
-        )
-        for key, value in function_environment(stack).items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
-        reset_settings()
-        aws.reset_clients()
-        try:
-            yield stack
-        finally:
-            reset_settings()
-            aws.reset_clients()
+        yield from stack_for_functions(monkeypatch)

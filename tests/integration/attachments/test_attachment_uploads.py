@@ -12,12 +12,10 @@ from typing import Any
 import boto3
 import pytest
 import urllib3
-from mailer_core import aws
-from mailer_core.settings import reset_settings
 
 from devstack.moto_server import MotoServer, local_aws_environment, start_moto_server
-from devstack.resources import StackResources, create_stack, function_environment
-from tests.conftest import TEST_AUDIENCE, TEST_REDIRECT_URI, TEST_SECRET
+from devstack.resources import StackResources
+from tests.conftest import TEST_AUDIENCE, TEST_SECRET, stack_for_functions
 from tests.integration.attachments.conftest import ACCOUNT, ask_upload, mailbox_body
 from tests.support.api_client import ApiClient
 from tests.support.smtp_servers import SmtpTestServer
@@ -40,20 +38,7 @@ def http_stack(moto_http: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterat
     moto_http.reset()
     for name, value in local_aws_environment(moto_http.endpoint).items():
         monkeypatch.setenv(name, value)
-    stack = create_stack(
-        boto3.session.Session(),
-        parameters={"KommoClientSecret": TEST_SECRET, "KommoRedirectUri": TEST_REDIRECT_URI},
-    )
-    for key, value in function_environment(stack).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
-    reset_settings()
-    aws.reset_clients()
-    try:
-        yield stack
-    finally:
-        reset_settings()
-        aws.reset_clients()
+    yield from stack_for_functions(monkeypatch)
 
 
 def post_file(upload: dict[str, Any], data: bytes, filename: str = "file.bin") -> int:
