@@ -1,13 +1,15 @@
-"""Track routes: AWS requests and in-process time per first open, repeated open and click.
+"""Track routes: AWS requests and in-process time per open and per click, first and repeated.
 
     .venv/bin/python bench/track.py [--messages 200]
 
 moto runs in this process (mock_aws); the track function's handler is called with API Gateway
-events as Lambda would. For each of N sent messages: one first open, one repeated open (both
-by a person's browser) and one click. It prints, per kind, AWS requests per request (by
-operation) and the handler's own time per request: wall time minus the time spent inside AWS
-calls (moto's), i.e. what our code costs. Aim: at most 2 requests for a first open, 1 for a
-repeated open (docs/tracking.md).
+events as Lambda would. Each of N sent messages comes from a template (so the template's
+counters are written too: the costly case) and carries a timeline of ten steps. For each: a
+person's first and repeated open, a machine's (Apple Mail Privacy Protection) first and
+repeated open, a person's first and repeated click. It prints, per kind, AWS requests per
+request (by operation) and the handler's own time per request: wall time minus the time spent
+inside AWS calls (moto's), i.e. what our code costs. Aim: at most 2 requests for a first open,
+1 for a repeated open (docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+APPLE_MPP = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+TEMPLATE = "01BENCHTEMPLATE00000000000"
 ACCOUNT = 31000001
 URL = "https://shop.example.com/offer"
 
@@ -74,9 +78,9 @@ def main() -> None:
     from moto import mock_aws
 
     with mock_aws():
-        from mailer_core import aws, tracking, tracking_tokens
+        from mailer_core import aws, template_stats, tracking, tracking_tokens
         from mailer_core import message_state as state
-        from mailer_core.models import MessageModel
+        from mailer_core.models import MessageModel, TemplateStatsModel
         from mailer_core.settings import reset_settings
 
         from devstack.resources import create_stack, function_environment
@@ -109,13 +113,19 @@ def main() -> None:
                 created_at=sent,
                 updated_at=sent,
                 sent_at=sent,
+                template_id=TEMPLATE,
+                machine_open_template=TEMPLATE,  # as compose leaves a template's email
+                history=[state.entry(sent, "sent", "250 2.0.0 Ok: queued as Q" + "x" * 40)] * 10,
             )
             message.save()
             tracking.store_links(message, [URL])
+            pixel = "/o/" + tracking_tokens.open_token(ACCOUNT, message_id, issued)
             paths.append(
                 (
-                    "/o/" + tracking_tokens.open_token(ACCOUNT, message_id, issued),
-                    "/o/" + tracking_tokens.open_token(ACCOUNT, message_id, issued),
+                    pixel,
+                    pixel,
+                    pixel,
+                    pixel,
                     "/c/" + tracking_tokens.click_token(ACCOUNT, message_id, issued, 0, URL),
                 )
             )
@@ -125,13 +135,21 @@ def main() -> None:
         meter = Meter()
         meter.install()
         print(f"track routes, {args.messages} messages, moto in-process")
-        for kind, column, expect in (("first open", 0, 200), ("repeated open", 1, 200), ("click", 2, 302)):
+        kinds = (
+            ("first open", 0, 200, BROWSER),
+            ("repeated open", 1, 200, BROWSER),
+            ("machine open", 2, 200, APPLE_MPP),
+            ("rep. machine", 3, 200, APPLE_MPP),
+            ("first click", 4, 302, BROWSER),
+            ("repeated click", 4, 302, BROWSER),
+        )
+        for kind, column, expect, agent in kinds:
             meter.calls.clear()
             meter.aws_time = 0.0
             start = time.perf_counter()
             for row in paths:
-                event = http_event("GET", row[column], headers={"user-agent": BROWSER})
-                event["requestContext"]["http"].update(sourceIp="198.51.100.7", userAgent=BROWSER)
+                event = http_event("GET", row[column], headers={"user-agent": agent})
+                event["requestContext"]["http"].update(sourceIp="198.51.100.7", userAgent=agent)
                 reply = handler.lambda_handler(event, LambdaContext())
                 assert reply["statusCode"] == expect, reply
             wall = time.perf_counter() - start
@@ -143,7 +161,12 @@ def main() -> None:
                 f"in-process {own_ms:.2f} ms (+ moto {meter.aws_time / n * 1000:.2f} ms)"
             )
         first = MessageModel.get(ACCOUNT, "BENCH000000")
-        assert int(first.opens) == 2 and first.first_open_at is not None and list(first.link_clicks) == [1]
+        assert int(first.opens) == 2 and first.first_open_at is not None and list(first.link_clicks) == [2]
+        assert int(first.machine_opens) == 2 and len(first.history) == 10 + 6
+        stats = template_stats.counters(
+            TEMPLATE, TemplateStatsModel._get_connection().get_item(str(ACCOUNT), TEMPLATE)["Item"]
+        )
+        assert stats["opened"]["machines"] == args.messages and stats["clicks"][0]["people"] == args.messages
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 
-from devstack.example import EXPECTED_STEPS, LocalSystem, play_example
+from devstack.example import LocalSystem
+from devstack.worked_example import EXPECTED_STEPS, play_example
 
 
 def _banner(system: LocalSystem) -> str:

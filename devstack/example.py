@@ -1,9 +1,9 @@
-"""The local system in one object, and the worked example played against it over HTTP.
+"""The local system in one object, and how to call it over HTTP.
 
 `LocalSystem` starts what `make run` shows: the local AWS stack (moto, gateway, pollers,
-scheduler loop), the SMTP sink, the Kommo stand-in, and the demo account. `play_example`
-walks a newcomer through the example step by step, over the same HTTP API the widget uses,
-and says for each step whether it happened.
+scheduler loop), the SMTP sink, the Kommo stand-in, and the demo account.
+`worked_example.play_example` walks a newcomer through the example step by step, over the
+same HTTP API and webhooks Kommo and the widget use, and says for each step whether it happened.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -32,21 +31,6 @@ DEV_REDIRECT_URI = "https://mailer.localhost/oauth/kommo"
 DEV_AUDIENCE = "https://mailer.localhost"
 SINK_LOGIN = "manager@mailerdemo.example"
 SINK_PASSWORD = "local-password"
-EXPECTED_STEPS = 5  # what play_example does when everything happens
-# The worked example's template: the lead's and contact's data, and Russian modifiers.
-OFFER_TEMPLATE = {
-    "name": "Offer",
-    "subject": "{{ contact.first_name }}, коммерческое предложение по сделке «{{ lead.name }}»",
-    "html": (
-        "<h1>{{ contact.name|inflect('datv') }}: здравствуйте!</h1>"
-        "<p>Направляем наше предложение на {{ lead.price|amount('RUB') }}"
-        " ({{ lead.price|in_words(currency='RUB') }}).</p>"
-        "<p>Оно действует до {{ lead.cf['Offer valid until']|date('long') }}.</p>"
-        '<p><a href="https://example.com/offer.pdf">Открыть предложение</a></p>'
-    ),
-    "locale": "ru",
-    "timezone": "Europe/Moscow",
-}
 
 
 @dataclass
@@ -158,100 +142,3 @@ class Step:
     title: str
     ok: bool
     detail: str
-
-
-def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> list[Step]:
-    """Create a mailbox, email a lead's contact, see it arrive and turn `sent`."""
-    api = system.stack.api_url
-    token = system.widget_token()
-    steps: list[Step] = []
-
-    def record(title: str, ok: bool, detail: str) -> bool:
-        steps.append(Step(title, ok, detail))
-        say(f"  {'✓' if ok else '✗'} {title}: {detail}")
-        return ok
-
-    say("Worked example: a saved template, rendered with the lead's data, from compose to inbox")
-    status, mailbox = call(
-        "POST",
-        f"{api}/v1/mailboxes",
-        token,
-        {
-            "sender_name": "Мария Менеджер",
-            "sender_email": SINK_LOGIN,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": system.sink.smtp_port,
-            "smtp_security": "none",
-            "smtp_password": SINK_PASSWORD,
-            "is_default": True,
-            "sender_phone": "+7 495 111-22-33",
-            "signature": "<p>--<br>{{ manager.name }}<br>{{ manager.phone }}</p>",
-            **(
-                {"imap_host": system.imap.host, "imap_port": system.imap.port, "imap_security": "none"}
-                if system.imap is not None
-                else {}
-            ),
-        },
-    )
-    light = mailbox.get("status") if status == 201 else None
-    if not record(
-        "1. create a mailbox",
-        status == 201 and light == ("green" if system.imap is not None else "gray"),
-        f"HTTP {status}, mailbox {mailbox.get('id') if status == 201 else mailbox}, {light}"
-        + (f": {mailbox['last_check']['summary']}" if status == 201 else ""),
-    ):
-        return steps
-    if system.imap is None:
-        say(
-            "    (gray, not green: the demo mailbox has no IMAP server because "
-            f"{system.imap_missing}. It sends, but cannot file into Sent or read bounces.)"
-        )
-
-    status, template = call("POST", f"{api}/v1/templates", token, OFFER_TEMPLATE)
-    if not record(
-        "2. save the template «Offer»",
-        status == 201,
-        f"HTTP {status}, template {template.get('id') if status == 201 else template}",
-    ):
-        return steps
-
-    status, message = call(
-        "POST",
-        f"{api}/v1/messages",
-        token,
-        {"entity": {"type": "leads", "id": kommo_seed.LEAD_OFFER}, "template_id": template["id"]},
-    )
-    if not record(
-        "3. compose it to the lead's main contact",
-        status == 202,
-        f"HTTP {status}, to {message.get('to') if status == 202 else message}",
-    ):
-        return steps
-
-    try:
-        arrived = system.sink.wait_for(lambda m: m.message_id == message["message_id_header"], timeout=30)
-        record(
-            "4. the SMTP server received it, rendered with the lead's data",
-            "{{" not in arrived.subject,
-            f"{arrived.subject!r} to {', '.join(arrived.rcpt_tos)}",
-        )
-    except TimeoutError:
-        record("4. the SMTP server received it", False, "nothing arrived within 30 s")
-        return steps
-
-    system.stack.drain(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        status, current = call("GET", f"{api}/v1/messages/{message['id']}", token)
-        seen = [h["event"] for h in current.get("history", [])]
-        filing_done = system.imap is None or "filed" in seen or "not_filed" in seen
-        if (current.get("status") == "sent" and filing_done) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    events = " → ".join(seen)
-    record(
-        "5. the message is sent" + (" and filed into Sent" if system.imap is not None else ""),
-        current.get("status") == "sent" and (system.imap is None or "filed" in seen),
-        f"status {current.get('status')} ({events})",
-    )
-    return steps

@@ -53,13 +53,24 @@ def _module_name(function: FunctionDef, module_path: str) -> str:
 
 @dataclass
 class LocalFunction:
-    """One function of the template, callable in-process."""
+    """One function of the template, callable in-process.
+
+    With `isolated` (the local stack), invocations behave as Lambda's execution environments:
+    each environment runs one invocation at a time, and an invocation that arrives while every
+    environment is busy gets a new one (a fresh import of the handler module, a cold start).
+    So a handler's module globals (a Powertools resolver's current event, a batch processor,
+    an SMTP pool) are never used by two invocations at once, as in Lambda. `handler()` is the
+    first environment, where invocations one after another keep running.
+    """
 
     definition: FunctionDef
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         self._handler: Handler | None = None
         self._lock = threading.Lock()
+        self._idle: list[Handler] = []  # environments waiting for an invocation
+        self._environments = 0
 
     @property
     def logical_id(self) -> str:
@@ -76,7 +87,29 @@ class LocalFunction:
                 self._handler = self._load()
             return self._handler
 
-    def _load(self) -> Handler:
+    def _checkout(self) -> Handler:
+        first = self.handler()
+        if not self.isolated:
+            return first
+        with self._lock:
+            if self._environments == 0:
+                self._environments = 1
+                return first
+            if first in self._idle:  # the first environment whenever it is free
+                self._idle.remove(first)
+                return first
+            if self._idle:
+                return self._idle.pop()
+            self._environments += 1
+            number = self._environments
+        return self._load(environment=number)
+
+    def _checkin(self, handler: Handler) -> None:
+        if self.isolated:
+            with self._lock:
+                self._idle.append(handler)
+
+    def _load(self, environment: int = 1) -> Handler:
         fn = self.definition
         module_path, _, attribute = fn.handler.rpartition(".")
         if not module_path:
@@ -87,7 +120,7 @@ class LocalFunction:
         code_dir = str(fn.code_dir)
         if code_dir not in sys.path:
             sys.path.insert(0, code_dir)
-        name = _module_name(fn, module_path)
+        name = _module_name(fn, module_path) + (f"_env{environment}" if environment > 1 else "")
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {file}")
@@ -106,11 +139,12 @@ class LocalFunction:
     def invoke(self, event: Any) -> Any:
         """Call the handler as Lambda would; exceptions propagate to the caller."""
         context = FakeLambdaContext(self.definition)
-        handler = self.handler()
+        handler = self._checkout()
         started = time.monotonic()
         try:
             return handler(event, context)
         finally:
+            self._checkin(handler)
             elapsed = time.monotonic() - started
             if elapsed > self.definition.timeout:
                 log.warning(
@@ -124,8 +158,8 @@ class LocalFunction:
 class FunctionRegistry:
     """The template's functions by logical id and by ARN."""
 
-    def __init__(self, definitions: Iterable[FunctionDef]) -> None:
-        self._by_id = {d.logical_id: LocalFunction(d) for d in definitions}
+    def __init__(self, definitions: Iterable[FunctionDef], *, isolated: bool = False) -> None:
+        self._by_id = {d.logical_id: LocalFunction(d, isolated=isolated) for d in definitions}
 
     def __iter__(self) -> Iterator[LocalFunction]:
         return iter(self._by_id.values())

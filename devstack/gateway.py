@@ -305,6 +305,9 @@ def _read_body(request: BaseHTTPRequestHandler) -> bytes:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # API Gateway takes every connection: a burst (Kommo posting many hooks at once) must not
+    # overflow the listen queue (socketserver's default is 5), or clients wait seconds for SYN retries.
+    request_queue_size = 128
     gateway: Gateway
 
 

@@ -21,7 +21,10 @@ Choices where the documentation is silent, taken from the official PHP SDK's beh
 Writes: POST and PATCH of leads, contacts and companies (fields, custom field values of every
 type, `_embedded.tags`, `tags_to_add`/`tags_to_delete`, a lead's stage), `POST /leads/complex`
 (a lead with a new or existing contact and company), `POST /leads/{id}/link` and
-`GET /leads/{id}/links`, tasks and notes (kommo_standin_writes.py).
+`GET /leads/{id}/links`, tasks and notes (kommo_standin_writes.py). A Salesbot waiting at a
+`widget_request` step is continued with `POST /api/v4/salesbot/{bot}/continue/{id}`
+(administrators, 202; kept in `salesbot_continues`). `remove_entity` deletes an entity as a
+user would in Kommo's interface.
 
 OAuth: `POST /oauth2/access_token` with rotating refresh tokens (kommo_standin_oauth.py);
 the access tokens it issues expire after 24 h by the stand-in's clock, and the tokens of one
@@ -110,6 +113,8 @@ class KommoStandIn(StandInWrites):
                 for tag in entity["_embedded"]["tags"]:
                     self._tags[etype][tag["id"]] = dict(tag)
         self._tasks: list[dict[str, Any]] = []
+        # Salesbots continued through their return_url: {bot_id, continue_id, user_id, body}.
+        self._salesbot_continues: list[dict[str, Any]] = []
         self._notes: dict[str, list[dict[str, Any]]] = {etype: [] for etype in ENTITY_TYPES}
         # New ids continue each kind's own sequence, as Kommo's ids do.
         self._last_ids = {
@@ -237,6 +242,16 @@ class KommoStandIn(StandInWrites):
     def tasks(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self._tasks)
+
+    @property
+    def salesbot_continues(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._salesbot_continues)
+
+    def remove_entity(self, entity_type: str, entity_id: int) -> None:
+        """Delete an entity as a user does in Kommo's interface (the API then answers 204 for it)."""
+        with self._lock:
+            self._entities[entity_type].pop(entity_id, None)
 
     def notes(self, entity_type: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -600,6 +615,26 @@ class KommoStandIn(StandInWrites):
         if entity is None:
             return Response(204)
         return Response(200, self._render(etype, entity, req.with_()))
+
+    def _continue_salesbot(self, req: _Request, bot_id: str, continue_id: str) -> Response:
+        """`POST /api/v4/salesbot/{bot}/continue/{id}`: administrators only; 202, no body.
+
+        The body is `{"data": {...}, "execute_handlers": [...]}` (at most 10 handlers). A
+        continue id is used once; a second call answers 404, as the bot no longer waits there.
+        """
+        self._require_admin(req)
+        body = req.body
+        if not isinstance(body, dict) or not isinstance(body.get("data", {}), dict):
+            raise Problem(400, "Bad Request", "the body must be an object whose data is an object")
+        handlers = body.get("execute_handlers", [])
+        if not isinstance(handlers, list) or len(handlers) > 10:
+            raise Problem(400, "Bad Request", "execute_handlers must be a list of at most 10 handlers")
+        if any(c["continue_id"] == continue_id for c in self._salesbot_continues):
+            raise Problem(404, "Not Found", f"the bot does not wait at {continue_id}")
+        self._salesbot_continues.append(
+            {"bot_id": int(bot_id), "continue_id": continue_id, "user_id": req.user_id, "body": body}
+        )
+        return Response(202)
 
     def _get_task(self, req: _Request, id: str) -> Response:
         task = next((t for t in self._tasks if t["id"] == int(id)), None)

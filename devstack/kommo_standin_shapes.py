@@ -153,6 +153,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", rf"/api/v4/{_E}/custom_fields", "_list_custom_fields"),
         ("GET", rf"/api/v4/{_E}/custom_fields/(?P<id>\d+)", "_get_custom_field"),
         ("POST", r"/api/v4/tasks", "_add_tasks"),
+        ("POST", r"/api/v4/salesbot/(?P<bot_id>\d+)/continue/(?P<continue_id>[\w-]+)", "_continue_salesbot"),
         ("POST", r"/api/v4/leads/complex", "_add_complex"),
         ("POST", r"/api/v4/leads/(?P<id>\d+)/link", "_link_lead"),
         ("GET", r"/api/v4/leads/(?P<id>\d+)/links", "_lead_links"),

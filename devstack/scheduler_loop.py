@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,6 +52,17 @@ class _Due:
     name: str
     at: datetime
     schedule: dict[str, Any]
+
+
+@dataclass
+class ShiftedClock(Clock):
+    """Another clock's time plus an offset (seconds) that `LocalStack.fast_forward` grows."""
+
+    base: Clock = field(default_factory=Clock)
+    offset: float = 0.0
+
+    def now(self) -> datetime:
+        return self.base.now() + timedelta(seconds=self.offset)
 
 
 class SchedulerLoop:

@@ -35,7 +35,7 @@ from devstack.resources import (
     function_environment,
     load_template,
 )
-from devstack.scheduler_loop import SchedulerLoop
+from devstack.scheduler_loop import SchedulerLoop, ShiftedClock
 from devstack.template import (
     function_definitions,
     http_routes,
@@ -71,6 +71,8 @@ class LocalStack:
         self.gateway_port = gateway_port
         self.moto_port = moto_port
         self.clock = clock
+        # The scheduler loop's own time: `fast_forward` moves it so a demo need not wait a day.
+        self.scheduler_clock = ShiftedClock(clock)
         self.scheduler_interval = scheduler_interval
         self.preload_handlers = preload_handlers
         self.moto: MotoServer | None = None
@@ -111,7 +113,7 @@ class LocalStack:
         settings.reset_settings()
         aws.reset_clients()
 
-        self.functions = FunctionRegistry(definitions)
+        self.functions = FunctionRegistry(definitions, isolated=True)  # one invocation per environment
         if self.preload_handlers:
             self.functions.load_all()
         sqs = session.client("sqs", endpoint_url=self.moto.endpoint)
@@ -124,7 +126,7 @@ class LocalStack:
             sqs,
             self.functions,
             schedule_groups(self.template, self.resources),
-            clock=self.clock,
+            clock=self.scheduler_clock,
             interval=self.scheduler_interval,
             recurring=recurring_schedules(self.template),
         )
@@ -190,6 +192,13 @@ class LocalStack:
         if self.moto is None:
             raise RuntimeError("the local stack is not running")
         return self.moto.endpoint
+
+    def fast_forward(self, seconds: float) -> None:
+        """Let the scheduler loop live `seconds` ahead: schedules due by then fire at its next tick.
+
+        Only the scheduler moves; the functions, the API and the stored times keep real time.
+        """
+        self.scheduler_clock.offset += seconds
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until no schedule is due, no queue holds a message and no handler runs.

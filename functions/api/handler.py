@@ -45,6 +45,20 @@ def who_am_i() -> dict[str, Any]:
     }
 
 
+@app.get("/v1/settings")
+def get_settings() -> dict[str, Any]:
+    from mailer_core import account_settings
+
+    return account_settings.get(http.caller_of(app))
+
+
+@app.patch("/v1/settings")
+def update_settings() -> dict[str, Any]:
+    from mailer_core import account_settings
+
+    return account_settings.update(http.caller_of(app), http.json_body(app))
+
+
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
     from mailer_core import mailboxes
@@ -183,6 +197,13 @@ def get_template(template_id: str) -> dict[str, Any]:
     return templates.get(http.caller_of(app), template_id)
 
 
+@app.get("/v1/templates/<template_id>/stats")
+def get_template_stats(template_id: str) -> dict[str, Any]:
+    from mailer_core import template_stats
+
+    return template_stats.view(http.caller_of(app), template_id)
+
+
 @app.patch("/v1/templates/<template_id>")
 def update_template(template_id: str) -> dict[str, Any]:
     from mailer_core import templates
@@ -198,11 +219,92 @@ def delete_template(template_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
+@app.get("/v1/triggers")
+def list_triggers() -> dict[str, Any]:
+    from mailer_core import triggers
+
+    return {"items": triggers.list_for(http.caller_of(app))}
+
+
+@app.post("/v1/triggers")
+def create_trigger() -> Response[str]:
+    from mailer_core import triggers
+
+    return http.json_response(201, triggers.create(http.caller_of(app), http.json_body(app)))
+
+
+@app.get("/v1/triggers/<trigger_id>")
+def get_trigger(trigger_id: str) -> dict[str, Any]:
+    from mailer_core import triggers
+
+    return triggers.get(http.caller_of(app), trigger_id)
+
+
+@app.patch("/v1/triggers/<trigger_id>")
+def update_trigger(trigger_id: str) -> dict[str, Any]:
+    from mailer_core import triggers
+
+    return triggers.update(http.caller_of(app), trigger_id, http.json_body(app))
+
+
+@app.delete("/v1/triggers/<trigger_id>")
+def delete_trigger(trigger_id: str) -> Response[str]:
+    from mailer_core import triggers
+
+    triggers.delete(http.caller_of(app), trigger_id)
+    return Response(status_code=204, body="")
+
+
+@app.get("/v1/links")
+def list_links() -> dict[str, Any]:
+    from mailer_core import trigger_links
+
+    return {"items": trigger_links.list_for(http.caller_of(app))}
+
+
+@app.post("/v1/links")
+def create_link() -> Response[str]:
+    from mailer_core import trigger_links
+
+    return http.json_response(201, trigger_links.create(http.caller_of(app), http.json_body(app)))
+
+
+@app.get("/v1/links/<link_id>")
+def get_link(link_id: str) -> dict[str, Any]:
+    from mailer_core import trigger_links
+
+    return trigger_links.get(http.caller_of(app), link_id)
+
+
+@app.patch("/v1/links/<link_id>")
+def update_link(link_id: str) -> dict[str, Any]:
+    from mailer_core import trigger_links
+
+    return trigger_links.update(http.caller_of(app), link_id, http.json_body(app))
+
+
+@app.delete("/v1/links/<link_id>")
+def delete_link(link_id: str) -> Response[str]:
+    from mailer_core import trigger_links
+
+    trigger_links.delete(http.caller_of(app), link_id)
+    return Response(status_code=204, body="")
+
+
 @app.post("/v1/uploads")
 def create_upload() -> Response[str]:
     from mailer_core import uploads
 
     return http.json_response(201, uploads.create(http.caller_of(app), http.json_body(app)))
+
+
+@app.get("/v1/pipeline/settings")
+def pipeline_settings() -> dict[str, Any]:
+    from mailer_core import pipeline_secret
+    from mailer_core.settings import get_settings
+
+    base = get_settings().public_base_url or f"https://{app.current_event.request_context.domain_name}"
+    return pipeline_secret.settings_view(http.caller_of(app), base_url=base)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

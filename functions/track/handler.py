@@ -1,4 +1,5 @@
-"""Public tracking routes: the open pixel (/o/{token}) and clicks (/c/{token}); health.
+"""Public tracking routes: the open pixel (/o/{token}) and clicks (/c/{token}, trigger links
+included); health.
 
 Thin: the rules are in mailer_core.tracking (and machine_traffic). These routes write one
 fact and never call Kommo or SMTP.
@@ -52,15 +53,23 @@ def pixel(token: str) -> Response[bytes]:
 
 @app.route("/c/<token>", method=["GET", "HEAD"])
 def click(token: str) -> Response[str]:
-    target = tracking.handle_click(_request(token))
-    if target is None:
+    answer = tracking.handle_click(_request(token))
+    if answer is None:
         return Response(
             status_code=404,
             content_type="text/html; charset=utf-8",
             body=NOT_FOUND_PAGE,
             headers=dict(_NO_STORE),
         )
-    return Response(status_code=302, body="", headers={**_NO_STORE, "Location": target})
+    if answer.location:
+        return Response(status_code=302, body="", headers={**_NO_STORE, "Location": answer.location})
+    # A trigger link without a target: the localized thank-you page.
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=answer.page or "",
+        headers=dict(_NO_STORE),
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

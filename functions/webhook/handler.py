@@ -1,7 +1,8 @@
-"""Kommo callbacks: the install redirect (OAuth), and health. The digital pipeline comes next."""
+"""Kommo callbacks: install (OAuth), uninstall, the digital pipeline, Salesbot steps, health."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -35,6 +36,56 @@ def kommo_install() -> Response[str]:
         body=page.html,
         headers=dict(_PAGE_HEADERS),
     )
+
+
+@app.get("/hooks/kommo/uninstall")
+def kommo_uninstall() -> Response[str]:
+    """Kommo's hook when the integration is switched off in an account (signed with the secret)."""
+    from mailer_core import account_lifecycle, http
+    from mailer_core.errors import MailerError
+
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
+    try:
+        return http.json_response(200, account_lifecycle.receive_uninstall_hook(params))
+    except MailerError as exc:
+        logger.warning("Kommo uninstall hook refused", extra={"status": exc.status, "reason": exc.message})
+        return http.json_response(exc.status, exc.to_body())
+
+
+@app.post("/hooks/kommo/dp")
+def kommo_digital_pipeline() -> Response[str]:
+    """The digital pipeline's Mailer action (mailer_core.digital_pipeline): 202 and queued, at once."""
+    from mailer_core import digital_pipeline
+
+    return _hook_answer("digital pipeline", digital_pipeline.receive)
+
+
+@app.post("/hooks/kommo/salesbot")
+def kommo_salesbot() -> Response[str]:
+    """A Salesbot `widget_request` step (mailer_core.salesbot): 200 within Kommo's 2 s, then queued."""
+    from mailer_core import salesbot
+
+    return _hook_answer("Salesbot", salesbot.receive)
+
+
+def _hook_answer(name: str, receive: Callable[[bytes, str | None], Any]) -> Response[str]:
+    from mailer_core import bracket_form, http
+    from mailer_core.errors import MailerError
+
+    event = app.current_event
+    try:
+        raw = bracket_form.raw_body(event.body, is_base64=bool(event.is_base64_encoded))
+        answer = receive(raw, event.headers.get("content-type"))
+    except MailerError as exc:
+        if exc.status >= 500:
+            logger.exception(f"Kommo {name} hook failed")
+        else:
+            logger.info(f"Kommo {name} hook refused", extra={"status": exc.status, "reason": exc.message})
+        return http.json_response(exc.status, exc.to_body())
+    except Exception:
+        logger.exception(f"Kommo {name} hook failed")
+        return http.json_response(503, {"error": "unavailable", "message": "try again later"})
+    return http.json_response(answer.status, answer.body)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,39 +1,63 @@
-"""What happens to a message's automation when it fails: the one place the triggers hook in.
+"""Where a message's events hand over to the automation: the one place the triggers hook in.
 
-Triggers ("on failure: move the lead, set a task …") are built by a later piece of work.
-Until then the hooks only log; every path that fails a message after it was composed calls
-them exactly once per failure (the send worker when a message is failed, the bounce poller
-when a recipient's address bounced for good), after the fact is stored with a conditional
-write, so a repeated delivery of the same event never calls them twice.
+Every path that records an event calls its hook exactly once per event, after the fact is
+stored with a conditional write (the "sent" transition, the first open, the "failed"
+transition, a bounce recorded once), so a repeated delivery of the same event never calls
+it twice. A hook only announces the event on the actions queue (`automation`): it never calls
+Kommo or SMTP, so the pixel route and the send worker stay fast. An announcement that cannot
+be queued is logged as an error and does not undo the event: the event happened.
+
+The "sent" and "failed" hooks also count the email on its template (`template_stats`, each
+email once; a person's first open is counted by the actions function). A counter that cannot
+be written is logged and never fails the send.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from mailer_core import automation, template_stats
+from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.logs import logger
 from mailer_core.models import MessageModel
 
 
-def on_message_failed(message: MessageModel, reason: str) -> None:
-    """The message failed (or bounced for a recipient): run its "failed" triggers.
+def _logged(event: str, account_id: float, message_id: str) -> dict[str, object]:
+    return {"event": event, "account_id": int(account_id), "message_id": message_id}
 
-    TODO(triggers): enqueue the message's "failed" trigger runs on the actions queue.
-    """
+
+def on_message_sent(message: MessageModel, when: datetime) -> None:
+    """The message was sent: its "sent" triggers run and its not-opened timer is set."""
+    try:
+        automation.announce_sent(message, when)
+    except Exception:
+        logger.exception(
+            "could not queue the sent event", extra=_logged("sent", message.account_id, message.message_id)
+        )
+    template_stats.on_sent(message, when)  # never raises: a counter never fails the send
+
+
+def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    """The message failed (or bounced for a recipient): its "failed" triggers run."""
     logger.info(
-        "failed triggers would run",
-        extra={"account_id": int(message.account_id), "message_id": message.message_id, "reason": reason},
+        "message failed",
+        extra={**_logged("failed", message.account_id, message.message_id), "reason": reason},
     )
+    try:
+        automation.announce_failed(message, clock.now())
+    except Exception:
+        logger.exception(
+            "could not queue the failed event",
+            extra=_logged("failed", message.account_id, message.message_id),
+        )
+    template_stats.on_failed(message, reason, clock.now())  # never raises
 
 
 def on_message_opened(message_key: tuple[int, str], when: datetime) -> None:
     """A person opened the message for the first time (recorded once, by a conditional write):
-    run its "opened" triggers. Called from the track route: it must never call Kommo or SMTP.
-
-    TODO(triggers): enqueue the message's "opened" trigger runs on the actions queue.
-    """
+    its "opened" triggers run and its not-opened timer is deleted. Called from the track route."""
     account_id, message_id = message_key
-    logger.info(
-        "opened triggers would run",
-        extra={"account_id": int(account_id), "message_id": message_id, "at": when.isoformat()},
-    )
+    try:
+        automation.announce(account_id, message_id, "opened", when)
+    except Exception:
+        logger.exception("could not queue the opened event", extra=_logged("opened", account_id, message_id))

@@ -1,7 +1,9 @@
 """HTTP rules of the widget's API: who is calling, CORS for Kommo origins, JSON errors.
 
 The API function registers its routes on a Powertools resolver and installs `api_middleware`;
-everything about authentication, CORS and error bodies lives here.
+everything about authentication, CORS and error bodies lives here. Whether the caller may use
+Mailer at all (account status, allowed users, administrators) is mailer_core.access's rule,
+applied here to every /v1 route.
 """
 
 from __future__ import annotations
@@ -101,9 +103,13 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
         )
     try:
         if path.startswith(PROTECTED_PREFIX):
+            from mailer_core import access  # imported here: a cold start imports no model
+
             caller = authenticate(event.headers)
-            app.append_context(caller=caller)
             logger.append_keys(account_id=caller.account_id, user_id=caller.user_id)
+            # The account's status and settings: 403 with a reason, or the effective admin flag.
+            caller = access.authorize(caller)
+            app.append_context(caller=caller)
         response = next_middleware(app)
     except MailerError as exc:
         if exc.status >= 500:

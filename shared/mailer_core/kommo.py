@@ -809,6 +809,53 @@ class KommoClient:
         ]
         self.post(f"/api/v4/leads/{int(lead_id)}/link", body, idempotent=True)
 
+    def continue_salesbot(
+        self,
+        return_url: str,
+        data: Mapping[str, Any],
+        execute_handlers: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Let a Salesbot go on after its `widget_request` step: `POST {return_url}`.
+
+        The bot reads `data` as `{{json.<key>}}` in its next steps; Kommo answers 202. Only a
+        `return_url` on this account's own host is called (`salesbot_continue_path`). A repeat
+        is harmless (the continue id is single-use), so a 5xx is retried.
+        """
+        body: dict[str, Any] = {"data": dict(data)}
+        if execute_handlers:
+            body["execute_handlers"] = [dict(h) for h in execute_handlers]
+        self.post(salesbot_continue_path(self.base_url, return_url), body, idempotent=True)
+
+
+_SALESBOT_CONTINUE = re.compile(r"/api/v4/salesbot/[0-9]{1,19}/continue/[A-Za-z0-9_-]{1,128}")
+
+
+def salesbot_continue_path(base_url: str, return_url: str) -> str:
+    """The path of a Salesbot `return_url`, if it names the bot's continue method on `base_url`'s host.
+
+    The account's bearer token goes to that URL, so any other scheme, host, port, path,
+    query or user part is refused (`InvalidInput`, field `return_url`): a forged hook must not
+    make Mailer send the token elsewhere (SSRF).
+    """
+    try:
+        parts = urlsplit(return_url)
+        base = urlsplit(base_url)
+        port_matches = parts.port == base.port
+    except (ValueError, TypeError):
+        raise InvalidInput("is not a URL", field="return_url") from None
+    same_host = (
+        parts.scheme == base.scheme
+        and (parts.hostname or "").lower() == (base.hostname or "").lower()
+        and port_matches
+        and parts.username is None
+        and parts.password is None
+    )
+    if not same_host:
+        raise InvalidInput("is not on the account's Kommo host", field="return_url")
+    if parts.query or parts.fragment or not _SALESBOT_CONTINUE.fullmatch(parts.path):
+        raise InvalidInput("is not a Salesbot continue URL", field="return_url")
+    return parts.path
+
 
 def _check_entity_type(entity_type: str) -> None:
     if entity_type not in ENTITY_TYPES:

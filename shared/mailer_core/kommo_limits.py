@@ -111,7 +111,9 @@ class AccountGate:
                         f"Kommo answered 403: {error.detail or error.title or ''}"
                     ),
                 ],
-                condition=AccountModel.account_id.exists() & (AccountModel.status != DISCONNECTED),
+                # A disconnected, disabled or uninstalled account keeps its status.
+                condition=AccountModel.account_id.exists()
+                & ~AccountModel.status.is_in(DISCONNECTED, "disabled", "uninstalled"),
             )
         except UpdateError as exc:
             if not is_condition_failure(exc):

@@ -50,7 +50,8 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import kommo, queues, secrets
+from mailer_core import kommo, pipeline_secret, queues, secrets
+from mailer_core.access import forget as forget_account_access
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, MalformedRequest, UpstreamError
 from mailer_core.kommo_limits import ACTIVE, DISCONNECTED, is_condition_failure
@@ -386,7 +387,9 @@ def store_account_tokens(
 
     One UpdateItem (an upsert): new tokens, `token_version + 1` (so a refresh still running
     with the previous grant cannot store over them), status active, any lease or block gone;
-    `installed_at` keeps the first install's time.
+    `installed_at` keeps the first install's time. An account that was uninstalled or disabled
+    is active again; its settings, mailboxes, templates and messages were never touched, and
+    `disabled_at` stays (mailer_core.account_lifecycle: what was composed before it never goes out).
     """
     when = datetime.fromtimestamp(now, UTC)
     AccountModel(account_id).update(
@@ -403,6 +406,8 @@ def store_account_tokens(
             AccountModel.token_expires_at.set(int(expires_at)),
             AccountModel.token_version.add(1),
             AccountModel.installed_at.set(AccountModel.installed_at | when),
+            # The digital pipeline action's secret: made at the first install, kept on reinstall.
+            AccountModel.dp_secret.set(AccountModel.dp_secret | pipeline_secret.new_secret()),
             AccountModel.connected_at.set(when),
             AccountModel.status_changed_at.set(when),
             AccountModel.refresh_lease_owner.remove(),
@@ -411,6 +416,7 @@ def store_account_tokens(
             AccountModel.status_detail.remove(),
         ]
     )
+    forget_account_access(account_id)  # this container serves the account at once; others within 30 s
 
 
 # -- tokens of an installed account --------------------------------------------------------------

@@ -78,10 +78,31 @@ SCANNER_NETWORKS = tuple(
 )
 
 
+_LABELS = {
+    "head": "HEAD request",
+    "prefetch": "prefetch",
+    "no-agent": "no user agent",
+    "apple-mpp": "Apple Mail Privacy Protection",
+    "network": "mail security gateway",
+    "timing": f"within {CLICK_GRACE_SECONDS} s of sending",
+}
+
+
 @dataclass(frozen=True)
 class Verdict:
     machine: bool
     reason: str = ""  # which rule matched ("head", "agent", "apple-mpp", "network", "timing" …)
+    agent: str = ""  # for "agent": the SCANNER_AGENTS entry that matched
+
+    @property
+    def label(self) -> str:
+        """A short class for the timeline ("scanner: safelinks", "Apple Mail Privacy Protection");
+        "" for a person. Nothing about the requester itself (IP, full agent) is kept."""
+        if not self.machine:
+            return ""
+        if self.reason == "agent":
+            return f"scanner: {self.agent.rstrip('/')}"
+        return _LABELS.get(self.reason, self.reason)
 
 
 PERSON = Verdict(False)
@@ -105,8 +126,9 @@ def classify(
     agent = (user_agent or "").strip().lower()
     if not agent:
         return Verdict(True, "no-agent")
-    if any(s in agent for s in SCANNER_AGENTS):
-        return Verdict(True, "agent")
+    scanner = next((s for s in SCANNER_AGENTS if s in agent), None)
+    if scanner is not None:
+        return Verdict(True, "agent", scanner)
     if kind == "open" and agent == APPLE_MPP_AGENT:
         return Verdict(True, "apple-mpp")
     try:

@@ -6,18 +6,21 @@ is refused because AWS blocks it for Lambda. A mailbox of a known provider needs
 address and password (mailer_core.presets fills the servers). Saving a mailbox, or changing
 how it connects, checks it at once (mailer_core.mailbox_check): the mailbox is stored even
 when the check fails, and the answer carries its status (green, gray, red) and the reasons.
+A user has any number of mailboxes and exactly one default (mailer_core.mailbox_defaults); a
+new mailbox takes the account's default rate and daily cap unless it gives its own.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import presets, secrets, validation
+from mailer_core import account_settings, mailbox_defaults, presets, secrets, validation
+from mailer_core.access import ADMIN_ONLY
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
 from mailer_core.settings import get_settings
@@ -56,8 +59,9 @@ CONNECTION_FIELDS = frozenset(
 IMAP_FIELDS = frozenset({"imap_host", "imap_port", "imap_security", "imap_login", "imap_password"})
 IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 SECURITY_CHOICES = ("ssl", "starttls")
-DEFAULT_RATE_PER_SECOND = 1.0
-DEFAULT_DAILY_CAP = 2000
+# Stock defaults; an account's settings may choose others for its new mailboxes.
+DEFAULT_RATE_PER_SECOND = account_settings.DEFAULT_RATE_PER_SECOND
+DEFAULT_DAILY_CAP = account_settings.DEFAULT_DAILY_CAP
 
 
 def _password_context(account_id: int, mailbox_id: str, purpose: str = "smtp_password") -> dict[str, str]:
@@ -133,20 +137,24 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
         out["smtp_password"] = validation.text(
             payload, "smtp_password", required=creating, max_length=1000, allow_empty=False
         )
-    if "rate_per_second" in payload or creating:
+    if "rate_per_second" in payload or creating:  # unset: the account's default (account_settings)
+        default_rate = account_settings.for_account(caller.account_id).default_rate_per_second
         out["rate_per_second"] = validation.number(
-            payload, "rate_per_second", default=DEFAULT_RATE_PER_SECOND, minimum=0.01, maximum=100
+            payload, "rate_per_second", default=default_rate, minimum=0.01, maximum=100
         )
     if "daily_cap" in payload or creating:
+        default_cap = account_settings.for_account(caller.account_id).default_daily_cap
         out["daily_cap"] = validation.integer(
-            payload, "daily_cap", default=DEFAULT_DAILY_CAP, minimum=1, maximum=1_000_000
+            payload, "daily_cap", default=default_cap, minimum=1, maximum=1_000_000
         )
     if "is_default" in payload:
         out["is_default"] = validation.boolean(payload, "is_default")
     if "user_id" in payload:
         user_id = validation.integer(payload, "user_id", minimum=1)
         if user_id != caller.user_id and not caller.is_admin:
-            raise Forbidden("only an administrator manages another user's mailboxes", field="user_id")
+            raise Forbidden(
+                "only an administrator manages another user's mailboxes", field="user_id", reason=ADMIN_ONLY
+            )
         out["user_id"] = user_id
     for flag in ("append_to_sent", "envelope_token"):
         if flag in payload:
@@ -220,6 +228,7 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
     now = clock.now()
     password = fields.pop("smtp_password")
     imap_password = fields.pop("imap_password", None)
+    wants_default = fields.pop("is_default", None)
     mailbox = MailboxModel(
         caller.account_id,
         mailbox_id,
@@ -234,10 +243,8 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
         updated_at=now,
         **{name: value for name, value in fields.items() if value is not None},
     )
-    try:
-        mailbox.save(condition=MailboxModel.mailbox_id.does_not_exist())
-    except PutError as exc:  # an id collision would be a bug; never overwrite
-        raise Conflict("a mailbox with this id exists") from exc
+    # The first mailbox of a user becomes their default; a new default unsets the old one.
+    mailbox_defaults.save_new(mailbox, wants_default=wants_default)
     return _checked_view(mailbox, clock)
 
 
@@ -274,6 +281,7 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
     data = validation.require_object(payload)
     fields = _validated(data, current=mailbox, caller=caller)
     password = fields.pop("smtp_password", None)
+    wants_default = fields.pop("is_default", None)
     imap_password_given = "imap_password" in fields
     imap_password = fields.pop("imap_password", None)
     actions = [
@@ -299,24 +307,25 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
             MailboxModel.imap_polled_at.remove(),
         ]
     actions.append(MailboxModel.updated_at.set(clock.now()))
-    mailbox.update(actions=actions, condition=MailboxModel.mailbox_id.exists())
+    if "is_default" in data or "user_id" in fields:  # with the default rules, in one transaction
+        new_owner = fields.get("user_id")
+        mailbox_defaults.update(mailbox, actions, wants_default=wants_default, new_owner=new_owner)
+        mailbox = _load(caller, mailbox_id)
+    else:
+        mailbox.update(actions=actions, condition=MailboxModel.mailbox_id.exists())
     if (CONNECTION_FIELDS | IMAP_FIELDS) & set(data):
         return _checked_view(mailbox, clock)
     return public_view(mailbox)
 
 
 def delete(caller: Caller, mailbox_id: str) -> None:
-    mailbox = _load(caller, mailbox_id)
-    mailbox.delete(condition=MailboxModel.mailbox_id.exists())
+    """Delete a mailbox; a deleted default passes to the user's oldest remaining mailbox."""
+    mailbox_defaults.delete(_load(caller, mailbox_id))
 
 
 def default_for_user(account_id: int, user_id: int) -> MailboxModel | None:
-    """The user's default mailbox, else their only one, else None."""
-    own = list(MailboxModel.query(account_id, filter_condition=MailboxModel.user_id == user_id))
-    defaults = [m for m in own if m.is_default]
-    if defaults:
-        return defaults[0]
-    return own[0] if len(own) == 1 else None
+    """The user's default mailbox, else their only one, else None (mailer_core.mailbox_defaults)."""
+    return mailbox_defaults.choose(mailbox_defaults.user_mailboxes(account_id, user_id))
 
 
 def find(account_id: int, mailbox_id: str) -> MailboxModel | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
@@ -71,13 +71,14 @@ def transition(
     try:
         message.update(actions=actions, condition=guard)
     except UpdateError as exc:
-        if _is_condition_failure(exc):
+        if is_condition_failure(exc):
             return False
         raise
     return True
 
 
-def _is_condition_failure(exc: UpdateError) -> bool:
+def is_condition_failure(exc: PynamoDBException) -> bool:
+    """Did a conditional write fail on its condition (rather than on the service)?"""
     cause: Any = exc.cause
     code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
     return code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)

@@ -13,9 +13,20 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import attachments, limits, mailboxes, queues, schedules, storage, tracking, validation
+from mailer_core import (
+    account_settings,
+    attachments,
+    limits,
+    mailboxes,
+    queues,
+    schedules,
+    storage,
+    timeline,
+    tracking,
+    validation,
+)
 from mailer_core import message_state as state
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
@@ -35,6 +46,7 @@ FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "htm
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
+FIELDS |= {"triggers", "not_opened_after"}  # the automation (mailer_core.automation), frozen at compose
 MAX_BODY_BYTES = limits.BODY_BYTES
 MAX_RECIPIENTS = 50
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
@@ -70,15 +82,26 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         "history": [
             {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
         ],
+        "timeline": timeline.view(message),  # the history in time order, with each step's kind
         "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
             {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
         ],
         "track_opens": message.track_opens is not False,
+        "origin": message.origin or "manual",
+        "triggers": _frozen_triggers(message),
+        "not_opened_after": int(message.not_opened_after) if message.not_opened_after else None,
+        "parent_message_id": message.parent_message_id,
         **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
     }
     if with_body:
         view["html"] = message.html if message.html is not None else None
     return view
+
+
+def _frozen_triggers(message: MessageModel) -> dict[str, list[str]]:
+    raw = message.triggers
+    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {str(k): [str(t) for t in v or []] for k, v in data.items() if v}
 
 
 def _load(caller: Caller, message_id: str) -> MessageModel:
@@ -143,7 +166,32 @@ def _entity_recipients(account_id: int, kind: str, entity_id: int, which: str) -
     return addresses
 
 
-def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+class AlreadyComposed(Conflict):
+    """An automatic compose (pipeline, trigger) with a message id that is already stored: a replay."""
+
+    code = "already_composed"
+
+
+def compose(
+    caller: Caller,
+    payload: Any,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    message_id: str | None = None,
+    origin: str | None = None,
+    chain: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """Validate, store and queue one email.
+
+    Automatic composes (the digital pipeline, a "send email" trigger) pass a `message_id`
+    derived from the event that caused them: a replay of the event then meets the stored
+    message and raises `AlreadyComposed` instead of sending twice. `origin` says who composed
+    (manual when None) and is kept on the message and in its history. `chain` is the message
+    whose trigger sent this one and how many automatic emails lie behind it (loop guards).
+
+    The triggers chosen for each event (`triggers`, else the template's) and the not-opened
+    wait are frozen into the message: later edits of the template do not change its automation.
+    """
     data = validation.require_object(payload)
     validation.reject_unknown(data, FIELDS)
     subject = validation.text(data, "subject", max_length=998)
@@ -162,7 +210,9 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         raise InvalidInput("must be main or all", field="contacts")
     now = clock.now()
     send_at = validation.timestamp(data, "send_at")
-    track_opens = validation.boolean(data, "track_opens", default=True)
+    track_opens = validation.boolean(  # unset: the account's default (mailer_core.account_settings)
+        data, "track_opens", default=account_settings.for_account(caller.account_id, clock=clock).track_opens
+    )
     if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
         raise InvalidInput("is more than a year ahead", field="send_at")
     if send_at is not None and send_at <= now:
@@ -205,12 +255,20 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     files = attachments.validate_attachments(
         caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
     )
+    from mailer_core import triggers as trigger_rules
+
+    chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
+    not_opened_after = trigger_rules.validate_not_opened_after(data)
     if use is not None:  # the template's files unless the compose gives its own
         files = files if "attachments" in data else use.files
         track_opens = track_opens if "track_opens" in data else use.track_opens
         links = links if "attachment_links" in data else use.links
+        chosen = chosen if "triggers" in data else use.triggers
+        not_opened_after = not_opened_after if "not_opened_after" in data else use.not_opened_after
+    if chosen and chosen.get("not_opened") and not not_opened_after:
+        raise InvalidInput("give the not-opened wait (60 seconds or more)", field="not_opened_after")
 
-    message_id = clock.new_id()
+    message_id = message_id or clock.new_id()
     status = state.SCHEDULED if send_at else state.QUEUED
     inline = len(html.encode("utf-8")) <= storage.INLINE_LIMIT
     message = MessageModel(
@@ -233,17 +291,29 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         send_at=send_at,
         created_at=now,
         updated_at=now,
-        history=[state.entry(now, status, f"send at {send_at.isoformat()}" if send_at else None)],
+        history=[state.entry(now, status, _composed_detail(send_at, origin, chain))],
         attachments=[f.to_attribute() for f in files],
         attachment_links=links,
         template_id=use.template_id if use else None,
+        machine_open_template=use.template_id if use else None,  # template_stats: the first machine open
         locale=use.locale if use else templates_locale(data),
         timezone=use.timezone if use else templates_timezone(data),
         disable_signature=use.disable_signature if use else None,
         track_opens=None if track_opens else False,
+        origin=origin,
+        triggers=chosen or None,
+        not_opened_after=not_opened_after,
+        parent_message_id=chain[0] if chain else None,
+        chain_depth=chain[1] if chain else None,
     )
     attachments.claim(caller.account_id, files, keep="message", now=now)  # before the save: never half-kept
-    message.save(condition=MessageModel.message_id.does_not_exist())
+    try:
+        message.save(condition=MessageModel.message_id.does_not_exist())
+    except PutError as exc:
+        if state.is_condition_failure(exc):
+            _dispatch_again(caller.account_id, message_id, clock=clock)
+            raise AlreadyComposed("this message was already composed", message_id=message_id) from exc
+        raise
     _dispatch(message, clock=clock)
     logger.info(
         "message composed",
@@ -257,11 +327,34 @@ def compose(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     return public_view(message)
 
 
+def _composed_detail(send_at: Any, origin: str | None, chain: tuple[str, int] | None) -> str | None:
+    parts = []
+    if origin:
+        parts.append(f"by {origin}" + (f" after message {chain[0]}" if chain else ""))
+    if send_at:
+        parts.append(f"send at {send_at.isoformat()}")
+    return "; ".join(parts) or None
+
+
+def _dispatch_again(account_id: int, message_id: str, *, clock: Clock) -> None:
+    """A replayed automatic compose found its message stored. If it is still waiting, queue it
+    again: the first compose may have died between saving and queueing. A second send job is
+    harmless, because the worker's claim lets only one of them send."""
+    try:
+        stored = MessageModel.get(account_id, message_id, consistent_read=True)
+    except DoesNotExist:
+        return
+    if stored.status in (state.QUEUED, state.SCHEDULED):
+        _dispatch(stored, clock=clock)
+
+
 def _dispatch(message: MessageModel, *, clock: Clock) -> None:
     """Queue the message now, after an SQS delay, or through a one-time schedule."""
     job = queues.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
     if message.entity_type and message.entity_id is not None:  # the worker reads a batch's CRM data at once
         job = dataclasses.replace(job, entity=f"{message.entity_type}:{int(message.entity_id)}")
+    addresses = [*message.to, *(message.cc or []), *(message.bcc or [])]
+    job = dataclasses.replace(job, recipients=tuple(str(a) for a in addresses))
     try:
         delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
         if delay <= queues.MAX_DELAY_SECONDS:
@@ -339,22 +432,32 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
 
 def cancel(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     message = _load(caller, message_id)
+    if not cancel_stored(message, detail=f"by user {caller.user_id}", clock=clock):
+        current = _load(caller, message_id)
+        raise Conflict(
+            f"a {current.status} message cannot be canceled", field="status", status=current.status
+        )
+    return public_view(_load(caller, message_id))
+
+
+def cancel_stored(message: MessageModel, *, detail: str, clock: Clock, error: str | None = None) -> bool:
+    """Cancel a queued or scheduled message (one conditional write) and delete its schedule.
+
+    False when it was in no such status (sending, sent, canceled …): nothing changed. `error`
+    is kept as the message's last error (a cancel Mailer made, not the user).
+    """
     ok = state.transition(
         message,
         to=state.CANCELED,
         when=clock.now(),
         event="canceled",
-        detail=f"by user {caller.user_id}",
+        detail=detail,
         allowed_from=(state.QUEUED, state.SCHEDULED),
+        extra=[MessageModel.last_error.set(error)] if error else None,
     )
-    if not ok:
-        current = _load(caller, message_id)
-        raise Conflict(
-            f"a {current.status} message cannot be canceled", field="status", status=current.status
-        )
-    if message.schedule_name:
+    if ok and message.schedule_name:
         schedules.delete(message.schedule_name)
-    return public_view(_load(caller, message_id))
+    return ok
 
 
 def resend(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:

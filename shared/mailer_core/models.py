@@ -63,6 +63,23 @@ class AccountModel(Model):
     status_detail = UnicodeAttribute(null=True)
     # Machine opens and clicks (mailer_core.machine_traffic) are told apart unless this is False.
     filter_machine_traffic = BooleanAttribute(null=True)
+    # The secret the digital pipeline action's settings carry (mailer_core.pipeline_secret):
+    # made at install when missing, compared in constant time by the webhook.
+    dp_secret = UnicodeAttribute(null=True)
+    # Widget settings (mailer_core.account_settings; None = the default): who may use Mailer
+    # (None or empty: every user of the account), Mailer administrators besides Kommo's, the
+    # defaults of new mailboxes, of the open pixel, and the automatic emails' daily cap.
+    allowed_user_ids = ListAttribute(of=NumberAttribute, null=True)
+    admin_user_ids = ListAttribute(of=NumberAttribute, null=True)
+    default_rate_per_second = NumberAttribute(null=True)
+    default_daily_cap = NumberAttribute(null=True)
+    track_opens = BooleanAttribute(null=True)
+    auto_emails_per_entity_per_day = NumberAttribute(null=True)
+    settings_updated_at = UTCDateTimeAttribute(null=True)
+    settings_updated_by = NumberAttribute(null=True)
+    # When the account was last disabled or uninstalled (mailer_core.account_lifecycle): a
+    # message composed before it never goes out, even after a reinstall.
+    disabled_at = UTCDateTimeAttribute(null=True)
 
 
 class KommoInstallModel(Model):
@@ -233,6 +250,28 @@ class MessageModel(Model):
     tracked_links = ListAttribute(of=UnicodeAttribute, null=True)
     link_clicks = ListAttribute(of=NumberAttribute, null=True)
     machine_link_clicks = ListAttribute(of=NumberAttribute, null=True)
+    # Clicks in all (people, machines): they cap the clicks listed in `history` (tracking);
+    # the per-template counters this message is in already (template_stats: sent, failed,
+    # bounced, opened), each added once: a conditional ADD to this set comes first.
+    clicks_total = NumberAttribute(null=True)
+    machine_clicks_total = NumberAttribute(null=True)
+    stats_counted = UnicodeSetAttribute(null=True)
+    # A template's email carries its template id here from compose until its first machine
+    # open, which removes it and reads it back in the same UpdateItem (no read to find the
+    # template whose machine_opened counter it adds to).
+    machine_open_template = UnicodeAttribute(null=True)
+    # Automation (mailer_core.automation): who composed it (manual, pipeline, salesbot,
+    # trigger), the trigger ids chosen for each event, frozen when the message was queued
+    # ({"sent": [...], "opened": [...], "not_opened": [...], "failed": [...]}), how long
+    # "not opened" waits (seconds) and the name of its one-time schedule; for an email a
+    # trigger sent, the message whose event sent it and how many automatic steps lie behind it.
+    origin = UnicodeAttribute(null=True)
+    triggers = MapAttribute[str, Any](null=True)
+    not_opened_after = NumberAttribute(null=True)
+    not_opened_schedule = UnicodeAttribute(null=True)
+    parent_message_id = UnicodeAttribute(null=True)
+    chain_depth = NumberAttribute(null=True)
+    sent_subject = UnicodeAttribute(null=True)  # the subject as rendered and sent
 
 
 class TemplateModel(Model):
@@ -263,6 +302,13 @@ class TemplateModel(Model):
     updated_at = UTCDateTimeAttribute()
     # The open pixel goes into emails of this template unless False (mailer_core.tracking).
     track_opens = BooleanAttribute(null=True)
+    # Automation: trigger ids per event (as on MessageModel.triggers), the not-opened wait
+    # (seconds), and, for a chain the user marked as intentionally repeating, how many times
+    # it may send this template to one entity (mailer_core.automation_loops).
+    triggers = MapAttribute[str, Any](null=True)
+    not_opened_after = NumberAttribute(null=True)
+    repeat_max = NumberAttribute(null=True)
+    link_ids = ListAttribute(of=NumberAttribute, null=True)  # the {triggerlink:N} its subject and body use
 
 
 class SuppressionModel(Model):
@@ -304,12 +350,98 @@ class UploadModel(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class TriggerModel(Model):
+    """A CRM action users wire to email events and links (mailer_core.triggers)."""
+
+    class Meta:
+        table_name = _TableName("triggers_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    trigger_id = UnicodeAttribute(range_key=True)  # a ULID
+    name = UnicodeAttribute()
+    type = UnicodeAttribute()  # task, note, stage, field, email, lead, tags
+    params = MapAttribute[str, Any](default=dict)  # the type's settings
+    delay_seconds = NumberAttribute(default=0)
+    user_id = NumberAttribute()  # who created it
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class LinkModel(Model):
+    """A trigger link, used in templates as {triggerlink:N} (mailer_core.trigger_links)."""
+
+    class Meta:
+        table_name = _TableName("links_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    link_id = NumberAttribute(range_key=True)  # N, numbered per account from 1
+    name = UnicodeAttribute()
+    once = BooleanAttribute(default=False)
+    target = UnicodeAttribute(null=True)  # a URL, may hold variables; none: the thank-you page
+    trigger_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    user_id = NumberAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class AutomationFactModel(Model):
+    """An exactly-once fact of the automation, stored by a conditional write.
+
+    `fact_key` says what it is: "run#<run id>" (a trigger run's claim and result),
+    "once#<link>#<entity>" (a one-time link's first click), "dp#<event key>" (a pipeline event
+    seen), "day#<yyyy-mm-dd>#<template>#<entity>" (automatic emails sent that day), "seq#links"
+    (the account's last link number).
+    """
+
+    class Meta:
+        table_name = _TableName("automation_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    fact_key = UnicodeAttribute(range_key=True)
+    created_at = UTCDateTimeAttribute(null=True)
+    state = UnicodeAttribute(null=True)
+    tally = NumberAttribute(null=True)  # attempts of a run, emails of a day
+    detail = UnicodeAttribute(null=True)
+    claim_until = NumberAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+
+class TemplateStatsModel(Model):
+    """Counters of the emails sent from one template (mailer_core.template_stats).
+
+    Emails, not events: each message counts at most once in sent, failed, bounced, opened
+    (a person) and machine_opened. Per link, besides these attributes, the item holds
+    `u_<key>` (the target), `n_<key>` (a trigger link's number), `p_<key>` and `m_<key>`
+    (emails in which a person / a machine clicked it), `key` being the hex of the hash the
+    click token carries; `link_keys` lists the keys (at most template_stats.MAX_LINKS).
+    """
+
+    class Meta:
+        table_name = _TableName("template_stats_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    template_id = UnicodeAttribute(range_key=True)
+    sent = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    bounced = NumberAttribute(null=True)
+    opened = NumberAttribute(null=True)
+    machine_opened = NumberAttribute(null=True)
+    link_keys = UnicodeSetAttribute(null=True)
+    other_people = NumberAttribute(null=True)  # clicks on links beyond MAX_LINKS
+    other_machines = NumberAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(null=True)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     AccountModel,
+    AutomationFactModel,
     KommoInstallModel,
+    LinkModel,
     MailboxModel,
     MessageModel,
     SuppressionModel,
     TemplateModel,
+    TemplateStatsModel,
+    TriggerModel,
     UploadModel,
 )

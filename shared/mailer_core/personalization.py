@@ -9,18 +9,23 @@ would get (pasted images stay data URLs there, so the widget can show them); com
 
 Kommo is read through `variables.KommoData` (batched, cached per worker batch); the send
 worker's `prefetch` reads every entity of an SQS batch in three requests.
+
+Trigger links: the rendered body keeps their markers; `render_email` resolves the links it
+names (one BatchGet, only when there are any) and renders their targets with the same
+context (trigger_link_urls), so the send worker can store each resolved target with its
+tracked link. The preview shows each trigger link's target (`#` without one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import email_html, kommo, rendering, validation, variables
+from mailer_core import email_html, kommo, rendering, trigger_link_urls, validation, variables
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, InvalidInput, MailerError
@@ -39,6 +44,8 @@ class RenderedEmail:
     missing: tuple[str, ...] = ()
     # Attachment links with their variables filled in (one line each; empty ones dropped).
     attachment_links: tuple[str, ...] = ()
+    # The trigger links the body names: targets resolved now, numbers that name no link.
+    trigger_links: trigger_link_urls.Resolved = trigger_link_urls.NONE
 
 
 class RenderFailed(rendering.RenderError):
@@ -98,8 +105,10 @@ def render_email(
     disable_signature: bool = False,
     embed_images: bool = True,
     attachment_links: Sequence[str] = (),
+    load_links: Callable[[list[int]], Mapping[int, Any]] | None = None,
 ) -> RenderedEmail:
-    """The email as the client gets it; raises RenderFailed, email_html.ImageTooLarge or Kommo errors."""
+    """The email as the client gets it; raises RenderFailed, email_html.ImageTooLarge or Kommo errors.
+    With `load_links` (numbers -> LinkModel) the trigger links the body names are resolved."""
     zone = timezone or "UTC"
     context = variables.build_context(
         data=data,
@@ -133,8 +142,20 @@ def render_email(
         )
         if text.strip():
             links.append(text.strip())
-    missing = rendering.names_used([*subject.missing, *signature.missing, *body.missing])
-    return RenderedEmail(subject.text, prepared.html, prepared.images, tuple(missing), tuple(links))
+    resolved = trigger_link_urls.NONE
+    if load_links is not None:
+
+        def render_target(number: int, source: str) -> tuple[str, tuple[str, ...]]:
+            where = f"trigger_links.{number}.target"
+            try:
+                done = rendering.render(source, context, html=False, **options)
+            except rendering.RenderError as exc:
+                raise RenderFailed(where, exc.reason) from None
+            return rendering.one_line(done.text), done.missing
+
+        resolved = trigger_link_urls.resolve([prepared.html], load=load_links, render_target=render_target)
+    missing = rendering.names_used([*subject.missing, *signature.missing, *body.missing, *resolved.missing])
+    return RenderedEmail(subject.text, prepared.html, prepared.images, tuple(missing), tuple(links), resolved)
 
 
 # -- sending -----------------------------------------------------------------------------------
@@ -176,6 +197,7 @@ def for_message(
         timezone=message.timezone,
         disable_signature=bool(message.disable_signature),
         attachment_links=[str(link) for link in message.attachment_links or []],
+        load_links=lambda ids: trigger_link_urls.load_links(int(message.account_id), ids),
     )
 
 
@@ -305,14 +327,16 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
             timezone=timezone,
             disable_signature=bool(template.disable_signature) if template else False,
             embed_images=False,
+            load_links=lambda ids: trigger_link_urls.load_links(caller.account_id, ids),
         )
     except RenderFailed as exc:
         raise InvalidInput(exc.detail, field=exc.field) from None
     except MailerError:
         raise
+    shown = trigger_link_urls.direct(rendered.html, rendered.trigger_links.targets)
     return {
         "subject": rendered.subject,
-        "html": rendered.html,
-        "text": html_to_text(rendered.html),
+        "html": shown,
+        "text": html_to_text(shown),
         "missing": list(rendered.missing),
     }

@@ -1,4 +1,4 @@
-"""SQS: the only module that sends to the send queues (and to the Kommo install queue).
+"""SQS: the only module that sends to the send queues, the actions queue and the Kommo install queue.
 
 A job names a message; the message itself lives in DynamoDB. Single emails use the priority
 queue, mass mailings the bulk queue, so a single email never waits behind a mailing.
@@ -27,11 +27,18 @@ class SendJob:
     lane: Lane = "priority"
     # "leads:123" when the message is about a CRM entity: the worker reads a batch's at once.
     entity: str | None = None
+    # The addresses the message goes to (settled at compose): the worker checks a whole batch's
+    # against the suppression list in one read before it sends the first.
+    recipients: tuple[str, ...] = ()
 
     def to_body(self) -> str:
         body = asdict(self)
         if body["entity"] is None:
             del body["entity"]
+        if body["recipients"]:
+            body["recipients"] = list(body["recipients"])
+        else:
+            del body["recipients"]
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -54,6 +61,7 @@ class SendJob:
                 mailbox_id=str(data["mailbox_id"]),
                 lane=lane,
                 entity=str(data["entity"]) if data.get("entity") else None,
+                recipients=tuple(str(a) for a in data.get("recipients") or ()),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a send job: {exc}") from exc
@@ -75,3 +83,34 @@ def enqueue_send(job: SendJob, delay_seconds: int = 0) -> None:
 def enqueue_kommo_auth(body: str) -> None:
     """Queue the exchange of a Kommo install's authorization code (see `kommo_oauth.InstallJob`)."""
     aws.client("sqs").send_message(QueueUrl=get_settings().kommo_auth_queue_url, MessageBody=body)
+
+
+def enqueue_pipeline(body: str) -> None:
+    """Queue a digital pipeline or Salesbot job (`automatic_send.AutoSendJob`) for the pipeline function."""
+    aws.client("sqs").send_message(QueueUrl=get_settings().pipeline_queue_url, MessageBody=body)
+
+
+def enqueue_actions(bodies: list[tuple[str, int]]) -> None:
+    """Queue automation work (`automation.EventJob` / `RunJob` bodies, each with its delay in
+    seconds, at most 15 minutes) for the actions function, ten to a request."""
+    client = aws.client("sqs")
+    url = get_settings().actions_queue_url
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        entries = [
+            {"Id": str(n), "MessageBody": body, "DelaySeconds": max(0, min(int(delay), MAX_DELAY_SECONDS))}
+            for n, (body, delay) in enumerate(chunk)
+        ]
+        answer = client.send_message_batch(QueueUrl=url, Entries=entries)
+        if answer.get("Failed"):
+            failed = answer["Failed"][0]
+            raise RuntimeError(f"SQS refused an action job: {failed.get('Code')} {failed.get('Message')}")
+
+
+def retry_action_later(receipt_handle: str, seconds: int) -> None:
+    """Make a failed action job visible again after `seconds` (its backoff), not the queue's default."""
+    aws.client("sqs").change_message_visibility(
+        QueueUrl=get_settings().actions_queue_url,
+        ReceiptHandle=receipt_handle,
+        VisibilityTimeout=max(0, min(int(seconds), 43200)),
+    )

@@ -20,10 +20,11 @@ Missing values (an unknown variable, an empty CRM field) render as nothing and a
 recorded with their full name (`lead.cf["Delivery"]`), so the preview can list them.
 
 Legacy placeholders (`{subject}`, `{triggerlink:8}` …) are translated to Jinja2 first
-(legacy_placeholders.py). Trigger links, web pages and forms arrive in later issues; until
-then their functions render documented placeholder URLs under `PLACEHOLDER_BASE`
-(`https://mailer.invalid/triggerlink/8`, `/web/1028`, `/formlink`, `/weblink`; the
-`.invalid` top-level domain never resolves), which the tracking step will replace.
+(legacy_placeholders.py). Trigger links, web pages and forms render as placeholder URLs
+under `PLACEHOLDER_BASE` (`https://mailer.invalid/triggerlink/8`, `/web/1028`, `/formlink`,
+`/weblink`; the `.invalid` top-level domain never resolves). A trigger link's is a marker:
+the send worker replaces it with the link's click URL and the preview with its target
+(trigger_link_urls). Web pages and forms arrive in later issues.
 
 Jinja2 is imported here at module level: import this module lazily (inside functions) from
 anything a handler imports at a cold start.

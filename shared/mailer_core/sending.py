@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import (
+    access,
     attachments,
     bodies,
     bounces,
@@ -47,6 +48,7 @@ from mailer_core import (
     sent_folder,
     suppressions,
     tracking,
+    trigger_link_urls,
 )
 from mailer_core import message_state as state
 from mailer_core.attachments import AttachmentFailure
@@ -65,6 +67,7 @@ Outcome = Literal[
     "skipped",
     "interrupted",
     "not_found",
+    "canceled",
 ]
 CLAIM_LEASE = timedelta(minutes=5)
 RETRY_BASE_SECONDS = 30
@@ -97,6 +100,9 @@ class SendWorker:
     rendered_links: dict[str, list[str]] = field(default_factory=dict)
     # Jobs of the current batch per rate bucket, and tokens reserved for them (usable times).
     _batch_left: dict[str, int] = field(default_factory=dict)
+    # The batch's recipients checked against the suppression list in `prefetch`, per account:
+    # (the addresses looked up, the suppressed ones among them).
+    _suppression_reads: dict[int, tuple[set[str], dict[str, Any]]] = field(default_factory=dict)
     _reserved: dict[str, list[float]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _pending: list[Future[None]] = field(default_factory=list)
@@ -131,6 +137,9 @@ class SendWorker:
         return outcome
 
     def _process(self, job: queues.SendJob) -> Outcome:
+        refusal = access.send_refusal(job.account_id, clock=self.clock)  # cached: one read per 30 s
+        if refusal:  # Mailer was switched off for the account: its emails are canceled, not sent
+            return self._cancel(MessageModel(job.account_id, job.message_id), refusal)
         loaded = self._mailbox(job.account_id, job.mailbox_id)
         if loaded is None:
             return self._without_mailbox(job)
@@ -146,6 +155,9 @@ class SendWorker:
         message = self._claim(job)
         if isinstance(message, str):
             return message
+        refusal = access.send_refusal(job.account_id, composed_at=message.created_at, clock=self.clock)
+        if refusal:  # composed before the account was switched off (and on again since)
+            return self._cancel(message, refusal, from_=(state.SENDING,))
         refused = mailbox_check.refused_login_reason(mailbox)
         if refused:  # trying the same password again only counts failed logins against the account
             self._fail(
@@ -187,13 +199,13 @@ class SendWorker:
         detail = result.reply or "accepted"
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
-        self._in_background(self._record_sent, message, detail, self.clock.now())
+        self._in_background(self._record_sent, message, detail, self.clock.now(), email.subject)
         if sent_folder.wants_copy(mailbox):  # after the "sent" record: the same writer, in order
             self._in_background(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
         return "sent"
 
-    def _record_sent(self, message: MessageModel, detail: str, when: datetime) -> None:
-        state.transition(
+    def _record_sent(self, message: MessageModel, detail: str, when: datetime, subject: str = "") -> None:
+        recorded = state.transition(
             message,
             to=state.SENT,
             when=when,
@@ -204,8 +216,12 @@ class SendWorker:
                 MessageModel.sent_at.set(when),
                 MessageModel.claim_expires_at.remove(),
                 MessageModel.last_error.remove(),
+                MessageModel.sent_subject.set(subject[:998]),  # as rendered: triggers' {subject}
             ],
         )
+        if recorded:  # once: a repeated record finds the message sent already
+            message.sent_at, message.sent_subject = when, subject[:998]
+            hooks.on_message_sent(message, when)
 
     def _file_sent(
         self, mailbox: MailboxModel, message: MessageModel, data: bytes | None, when: datetime
@@ -338,6 +354,8 @@ class SendWorker:
             message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
         )
         self.rendered_links[message.message_id] = list(rendered.attachment_links)
+        if rendered.trigger_links.unknown:  # {triggerlink:N} naming no link: rendered as "#"
+            trigger_link_urls.note_unknown(message, rendered.trigger_links.unknown, now)
         body, text = rendered.html, None
         if tracking.enabled():  # links through /c/, the pixel; the text part keeps the real links
             tracked = tracking.rewrite(
@@ -346,9 +364,13 @@ class SendWorker:
                 message_id=message.message_id,
                 sent_at=int(now.timestamp()),
                 track_opens=message.track_opens is not False,
+                trigger_links=rendered.trigger_links.targets,
             )
             tracking.store_links(message, tracked.links)  # before SMTP: a click finds its target
-            body, text = tracked.html, html_to_text(rendered.html)
+            # The text part keeps real links, but trigger links only work through their click URL.
+            body, text = tracked.html, tracked.fill(html_to_text(rendered.html))
+        else:  # no tracking: trigger links lead straight to their targets and run nothing
+            body = trigger_link_urls.direct(body, rendered.trigger_links.targets)
         return OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
@@ -374,6 +396,7 @@ class SendWorker:
             except Exception:  # a bad record fails on its own in `process`
                 continue
         personalization.prefetch(self.kommo, jobs, clock=self.clock)
+        self._read_suppressions(jobs)
         for job in jobs:
             key = f"mailbox#{job.account_id}#{job.mailbox_id}"
             self._batch_left[key] = self._batch_left.get(key, 0) + 1
@@ -432,10 +455,35 @@ class SendWorker:
         if failed:
             hooks.on_message_failed(message, reason)
 
+    def _read_suppressions(self, jobs: list[queues.SendJob]) -> None:
+        """Look the whole batch's recipients up at once (one BatchGetItem per account), so no
+        email waits for its own lookup; a failed read leaves each email to look up its own."""
+        by_account: dict[int, set[str]] = {}
+        for job in jobs:
+            by_account.setdefault(job.account_id, set()).update(
+                suppressions.normalize(a) for a in job.recipients if a.strip()
+            )
+        for account_id, addresses in by_account.items():
+            if not addresses:
+                continue
+            try:
+                found = suppressions.suppressed(account_id, addresses)
+            except Exception:
+                logger.warning("batch suppression read failed; each email reads its own", exc_info=True)
+                continue
+            self._suppression_reads[account_id] = (addresses, found)
+
+    def _suppressed_among(self, account_id: int, recipients: list[str]) -> dict[str, Any]:
+        checked, found = self._suppression_reads.get(account_id, (set(), {}))
+        wanted = {suppressions.normalize(r) for r in recipients if r.strip()}
+        if wanted <= checked:  # read at the start of this batch, seconds ago
+            return {a: found[a] for a in wanted if a in found}
+        return suppressions.suppressed(account_id, recipients)
+
     def _unsuppressed(self, message: MessageModel, recipients: list[str]) -> list[str]:
         """The recipients not on the account's suppression list; the others are noted as skipped.
         With nobody left the message fails with that reason, and nothing is sent."""
-        suppressed = suppressions.suppressed(int(message.account_id), recipients)
+        suppressed = self._suppressed_among(int(message.account_id), recipients)
         if not suppressed:
             return recipients
         skipped = [r for r in recipients if suppressions.normalize(r) in suppressed]
@@ -448,6 +496,21 @@ class SendWorker:
         note = state.entry(now, "skipped", f"suppressed: {words}")
         message.update(actions=[MessageModel.history.set(MessageModel.history.append([note]))])
         return kept
+
+    def _cancel(
+        self, message: MessageModel, reason: str, *, from_: tuple[str, ...] = (state.QUEUED, state.SCHEDULED)
+    ) -> Outcome:
+        canceled = state.transition(
+            message,
+            to=state.CANCELED,
+            when=self.clock.now(),
+            event="canceled",
+            detail=reason,
+            allowed_from=from_,
+            extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
+        )
+        logger.info("message canceled: the account is switched off", extra={"reason": reason})
+        return "canceled" if canceled else "skipped"
 
     def _release(self, message: MessageModel) -> None:
         """Give the claim back after a failure before SMTP: the job will be retried by SQS."""

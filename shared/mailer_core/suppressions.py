@@ -94,7 +94,7 @@ def list_for(caller: Caller, *, limit: int = 50, cursor: str | None = None) -> d
 def lift(caller: Caller, address: str) -> None:
     """An administrator takes an address off the list: Mailer may write to it again."""
     if not caller.is_admin:
-        raise Forbidden("only an administrator may lift a suppression", field="address")
+        raise Forbidden("only an administrator may lift a suppression", field="address", reason="admin_only")
     normalized = normalize(address)
     if not normalized or "@" not in normalized or len(normalized) > 320:
         raise InvalidInput(f"{address!r} is not an email address", field="address")

@@ -53,6 +53,9 @@ FIELDS = {
     "track_opens",
     "locale",
     "timezone",
+    "triggers",  # trigger ids per event: sent, opened, not_opened, failed (mailer_core.triggers)
+    "not_opened_after",  # seconds "not opened" waits, 60 or more
+    "repeat_max",  # marks an intentional loop: the most automatic emails its chain may send
 }
 TO_CLIENT = ("main", "all", "none")
 MAX_NAME_CHARS = 200
@@ -159,7 +162,11 @@ def _load(caller: Caller, template_id: str, *, field: str = "template_id") -> Te
 def _editable(caller: Caller, template_id: str) -> TemplateModel:
     template = _load(caller, template_id)
     if not _can_edit(caller, template):
-        raise Forbidden("a public template is changed by its owner or an administrator", field="template_id")
+        raise Forbidden(
+            "a public template is changed by its owner or an administrator",
+            field="template_id",
+            reason="not_owner",
+        )
     return template
 
 
@@ -192,6 +199,10 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
         "timezone": template.timezone,
         "attachments": [f.view() for f in _attached(template)],
         "attachment_links": list(template.attachment_links or []),
+        "triggers": _event_triggers(template),
+        "not_opened_after": int(template.not_opened_after) if template.not_opened_after else None,
+        "repeat_max": int(template.repeat_max) if template.repeat_max else None,
+        "trigger_links": [int(str(n)) for n in template.link_ids or []],
         "can_edit": _can_edit(caller, template),
         "created_at": template.created_at.isoformat(),
         "updated_at": template.updated_at.isoformat(),
@@ -232,8 +243,11 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
     for flag in ("is_public", "disable_signature"):
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
-    if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking), on by default
-        out["track_opens"] = validation.boolean(data, "track_opens", default=True)
+    if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking); unset: account default
+        from mailer_core import account_settings
+
+        default = account_settings.for_account(caller.account_id).track_opens
+        out["track_opens"] = validation.boolean(data, "track_opens", default=default)
     if creating or "locale" in data:
         out["locale"] = validate_locale(data.get("locale"))
     if creating or "timezone" in data:
@@ -242,7 +256,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         owner = validation.integer(data, "user_id", required=True, minimum=1)
         current_owner = int(current.user_id) if current is not None else caller.user_id
         if owner != current_owner and not caller.is_admin:
-            raise Forbidden("only an administrator changes a template's owner", field="user_id")
+            raise Forbidden(
+                "only an administrator changes a template's owner", field="user_id", reason="admin_only"
+            )
         out["user_id"] = owner
     if creating or "attachments" in data:
         from mailer_core import attachments, limits
@@ -257,7 +273,33 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         from mailer_core import attachments
 
         out["attachment_links"] = attachments.validate_links(data.get("attachment_links"))
+    if creating or "triggers" in data:
+        from mailer_core import triggers
+
+        out["triggers"] = triggers.validate_event_triggers(caller.account_id, data.get("triggers"))
+    if creating or "not_opened_after" in data:
+        from mailer_core import triggers
+
+        out["not_opened_after"] = triggers.validate_not_opened_after(data)
+    if creating or "repeat_max" in data:
+        out["repeat_max"] = validation.integer(data, "repeat_max", minimum=1, maximum=100)
     return out
+
+
+def _event_triggers(template: TemplateModel) -> dict[str, list[str]]:
+    raw = template.triggers
+    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return {str(k): [str(t) for t in v or []] for k, v in data.items() if v}
+
+
+def _check_loops(caller: Caller, template: TemplateModel, fields: dict[str, Any]) -> None:
+    """Refuse a save that closes an automation loop (mailer_core.automation_loops)."""
+    from mailer_core import automation_loops
+
+    for name, value in fields.items():
+        if name not in ("html", "attachments"):
+            setattr(template, name, value)
+    automation_loops.check_template(caller.account_id, template)
 
 
 def _store_html(account_id: int, template_id: str, html: str, clock: Clock) -> tuple[str | None, str | None]:
@@ -278,6 +320,11 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
     fields = _validated(caller, payload, current=None)
     template_id = clock.new_id()
     now = clock.now()
+    from mailer_core.automation_loops import link_ids_in
+
+    fields["link_ids"] = link_ids_in(fields["subject"], fields["html"]) or None
+    probe = TemplateModel(caller.account_id, template_id, name=fields["name"], user_id=caller.user_id)
+    _check_loops(caller, probe, fields)
     html, key = _store_html(caller.account_id, template_id, fields.pop("html"), clock)
     files: list[AttachedFile] = fields.pop("attachments")
     _claim_files(caller, files, clock)
@@ -320,6 +367,14 @@ def get(caller: Caller, template_id: str) -> dict[str, Any]:
 def update(caller: Caller, template_id: str, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     template = _editable(caller, template_id)
     fields = _validated(caller, payload, current=template)
+    if "html" in fields or "subject" in fields:
+        from mailer_core.automation_loops import link_ids_in
+
+        subject = fields.get("subject", template.subject)
+        body = fields["html"] if "html" in fields else html_of(template)
+        fields["link_ids"] = link_ids_in(subject, body) or None
+    if {"triggers", "link_ids", "repeat_max"} & set(fields):
+        _check_loops(caller, TemplateModel(caller.account_id, template_id, **_plain(template)), fields)
     actions: list[Any] = []
     if "html" in fields:
         html, key = _store_html(caller.account_id, template_id, fields.pop("html"), clock)
@@ -344,6 +399,17 @@ def update(caller: Caller, template_id: str, payload: Any, *, clock: Clock = SYS
     except UpdateError as exc:
         raise Conflict("the template changed or was deleted meanwhile; load it again") from exc
     return public_view(template, caller)
+
+
+def _plain(template: TemplateModel) -> dict[str, Any]:
+    """The attributes the loop check reads, copied so the check's edits stay off the loaded item."""
+    return {
+        "name": template.name,
+        "user_id": template.user_id,
+        "triggers": template.triggers,
+        "link_ids": template.link_ids,
+        "repeat_max": template.repeat_max,
+    }
 
 
 def delete(caller: Caller, template_id: str) -> None:
@@ -382,6 +448,8 @@ class TemplateUse:
     locale: str | None
     timezone: str | None
     track_opens: bool = True
+    triggers: dict[str, list[str]] | None = None
+    not_opened_after: int | None = None
 
 
 def for_compose(
@@ -449,4 +517,6 @@ def for_compose(
         locale=validate_locale(locale),
         timezone=validate_timezone(timezone),
         track_opens=template.track_opens is not False,
+        triggers=_event_triggers(template) or None,
+        not_opened_after=int(template.not_opened_after) if template.not_opened_after else None,
     )

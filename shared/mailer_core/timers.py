@@ -1,7 +1,9 @@
-"""What a due one-time schedule does. For now: release a scheduled message to the queue.
+"""What a due one-time schedule does: release a scheduled message to the send queue, announce
+that a message was not opened in time, or queue a delayed trigger run.
 
 The scheduler may deliver the same event more than once and may fire after a cancel: the
-conditional transition scheduled -> queued makes both harmless.
+conditional transition scheduled -> queued, the actions function's check that the message is
+still unopened, and the run's claim make each of them harmless.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ Result = Literal["queued", "ignored"]
 
 
 def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
-    if not isinstance(payload, dict) or payload.get("kind") != "send":
+    kind = payload.get("kind") if isinstance(payload, dict) else None
+    if kind == "not_opened":
+        return _not_opened(payload, clock)
+    if kind == "run":
+        from mailer_core import automation
+
+        run = automation.parse_job(payload)
+        queues.enqueue_actions([(run.to_body(), 0)])
+        return "queued"
+    if kind != "send":
         raise MalformedRequest(f"unknown timer payload: {payload!r}"[:200])
     job = queues.SendJob.from_body_dict(payload)
     logger.append_keys(account_id=job.account_id, message_id=job.message_id)
@@ -42,4 +53,16 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
         logger.info("timer ignored", extra={"status": message.status})
         return "ignored"
     queues.enqueue_send(job)
+    return "queued"
+
+
+def _not_opened(payload: dict[str, Any], clock: Clock) -> Result:
+    """The not-opened wait is over: the actions function checks the open and runs the triggers."""
+    from mailer_core import automation
+
+    try:
+        account_id, message_id = int(payload["account_id"]), str(payload["message_id"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedRequest(f"not a not-opened timer: {exc}") from exc
+    automation.announce(account_id, message_id, "not_opened", clock.now())
     return "queued"

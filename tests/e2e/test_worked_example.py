@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mailer_core.clock import Clock
 from mailer_core.models import MessageModel
 
 from devstack import kommo_seed
-from devstack.example import EXPECTED_STEPS, LocalSystem, call, play_example
+from devstack.example import LocalSystem, call
+from devstack.worked_example import EXPECTED_STEPS, play_example
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -34,8 +34,8 @@ def test_the_example_happens_step_by_step(system: LocalSystem) -> None:
     steps = play_example(system, say=lines.append)
 
     assert [s.ok for s in steps] == [True] * EXPECTED_STEPS, lines
-    received = [m for m in system.sink.messages if "коммерческое предложение" in m.subject]
-    assert len(received) == 1
+    received = [m for m in system.sink.messages if m.rcpt_tos == ("ivan.petrov@example.com",)]
+    assert len(received) == 1  # the offer; the client opened it, so no follow-up
     email = received[0]
     # the saved template "Offer", rendered at send time with the lead's and contact's data
     lead = "Поставка оборудования для ООО «Ромашка»"
@@ -48,6 +48,28 @@ def test_the_example_happens_step_by_step(system: LocalSystem) -> None:
     # the recipients came from the Kommo stand-in: the lead was read with its contacts
     paths = [r.path for r in system.kommo.requests]
     assert any(p.startswith(f"/api/v4/leads/{kommo_seed.LEAD_OFFER}") for p in paths)
+    # what the triggers did in Kommo: the opened offer's lead went through both stages and got
+    # the task; the unopened one got the follow-up a day later, and nothing else
+    offer_lead = system.kommo.lead(kommo_seed.LEAD_OFFER)
+    assert offer_lead is not None and offer_lead["status_id"] == kommo_seed.STATUS_FAMILIAR
+    stages = [
+        (c.path, c.body.get("status_id"))
+        for c in system.kommo.changes
+        if c.method == "PATCH" and isinstance(c.body, dict) and "status_id" in c.body
+    ]
+    assert stages == [
+        (f"/api/v4/leads/{kommo_seed.LEAD_OFFER}", kommo_seed.STATUS_OFFER_SENT),
+        (f"/api/v4/leads/{kommo_seed.LEAD_OFFER}", kommo_seed.STATUS_FAMILIAR),
+        (f"/api/v4/leads/{kommo_seed.LEAD_REDESIGN}", kommo_seed.STATUS_OFFER_SENT),
+    ]
+    assert [(t["entity_id"], t["text"]) for t in system.kommo.tasks] == [
+        (kommo_seed.LEAD_OFFER, "Call the client that has opened the offer")
+    ]
+    to_john = [m.subject for m in system.sink.messages if m.rcpt_tos == ("john.smith@example.com",)]
+    assert to_john == [
+        "John, коммерческое предложение по сделке «Website redesign for Blue Harbor»",
+        "John, напоминаем о предложении",
+    ]
 
 
 def test_the_api_answers_through_the_local_gateway(system: LocalSystem) -> None:
@@ -83,22 +105,12 @@ def test_a_scheduled_email_is_released_by_the_scheduler_loop(system: LocalSystem
     # (the send worker claims a scheduled message only once its send_at has come).
     stored = MessageModel.get(kommo_seed.ACCOUNT_ID, message["id"])
     stored.update(actions=[MessageModel.send_at.set(datetime.now(UTC) - timedelta(seconds=1))])
-    system.stack.scheduler.clock = _Shifted(days=1, seconds=60)
+    system.stack.fast_forward(86400 + 60)
     system.stack.scheduler.tick()
     system.sink.wait_for(lambda m: m.subject == "Tomorrow", timeout=30)
     system.stack.drain(timeout=30)
     status, current = call("GET", f"{api}/v1/messages/{message['id']}", token)
     assert current["status"] == "sent"
-
-
-class _Shifted(Clock):
-    """A clock running ahead of the wall clock, so a schedule for tomorrow is due now."""
-
-    def __init__(self, **delta: float) -> None:
-        self.delta = timedelta(**delta)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.delta
 
 
 def test_make_demo_exits_zero_when_every_step_happened() -> None:

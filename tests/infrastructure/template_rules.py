@@ -291,9 +291,14 @@ def can(translated: Template, role: str, actions: tuple[str, ...] | str, target:
 
 # Who may do what. This is the walking skeleton's matrix: widen it on purpose, never by accident.
 MESSAGE_WRITERS = {"ApiFunction", "SendFunction", "TimersFunction", "BounceFunction"}  # bounces: records
+MESSAGE_WRITERS |= {"ActionsFunction"}  # the timeline of trigger runs; "send email" triggers compose
+MESSAGE_WRITERS |= {"WebhookFunction"}  # Kommo's uninstall hook cancels the account's pending messages
+MESSAGE_WRITERS |= {"PipelineFunction"}  # composes what the digital pipeline and Salesbot ask for
 # Count opens and clicks on messages: UpdateItem only, never create or delete one.
 MESSAGE_COUNTERS = {"TrackFunction"}
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
+SCHEDULE_CREATORS |= {"ActionsFunction"}  # not-opened timers, delayed trigger runs
+SCHEDULE_CREATORS |= {"PipelineFunction"}  # a pipeline action delayed more than 15 minutes
 NO_SECRETS = {"TrackFunction", "TimersFunction"}  # public pixel/click routes and timers never decrypt
 
 

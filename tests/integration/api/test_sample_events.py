@@ -25,8 +25,18 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "track-health": ("track", {"statusCode": 200, "json": {"status": "ok", "function": "track"}}),
     "webhook-health": ("webhook", {"statusCode": 200, "json": {"status": "ok", "function": "webhook"}}),
     "webhook-kommo-install-declined": ("webhook", {"statusCode": 200}),
+    # Kommo's uninstall hook without its signature: refused, nothing switched off.
+    "webhook-kommo-uninstall-unsigned": ("webhook", {"statusCode": 400, "json_has": "error"}),
+    # A digital pipeline post (form, base64 as API Gateway passes it) for an account not installed.
+    "webhook-kommo-dp-not-installed": ("webhook", {"statusCode": 404, "json_has": "error"}),
     "send-sqs": ("send", {"result": {"batchItemFailures": []}}),
+    # A pipeline job for an account not installed: dropped with the reason, not retried.
+    "pipeline-sqs": ("pipeline", {"result": {"batchItemFailures": []}}),
     "timers-send": ("timers", {"result": {"result": "ignored"}}),
+    # A not-opened timer only announces the event; the actions function checks the open.
+    "timers-not-opened": ("timers", {"result": {"result": "queued"}}),
+    # An "opened" event for a message that does not exist is dropped, not retried.
+    "actions-sqs": ("actions", {"result": {"batchItemFailures": []}}),
     # EventBridge Scheduler's rate(5 minutes) event carries no input.
     "bounces-schedule": ("bounces", {"result": {"mailboxes": 0, "reports": 0, "polls": []}}),
 }

@@ -56,7 +56,14 @@ def test_compose_stores_the_message_queued_and_puts_one_job_on_the_priority_queu
     assert message["message_id_header"] == f"<{message['id']}@example.com>"
     assert [h["event"] for h in message["history"]] == ["queued"]
     assert queued_jobs(aws_stack) == [
-        {"account_id": ACCOUNT, "message_id": message["id"], "mailbox_id": mailbox_id, "lane": "priority"}
+        {
+            "account_id": ACCOUNT,
+            "message_id": message["id"],
+            "mailbox_id": mailbox_id,
+            "lane": "priority",
+            # every address, so the worker checks a batch's against the suppression list at once
+            "recipients": [*message["to"], *message["cc"], *message["bcc"]],
+        }
     ]
     assert queued_jobs(aws_stack, "BulkSendQueue") == []
 

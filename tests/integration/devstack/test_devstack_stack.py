@@ -70,7 +70,9 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
             # one poller per SQS event, with the template's concurrency
             assert stack.pollers is not None
             assert sorted((p.name, p.concurrency) for p in stack.pollers.pollers) == [
+                ("ActionsFunction.Actions", 2),
                 ("KommoAuthFunction.Installs", 2),
+                ("PipelineFunction.Pipeline", 2),
                 ("SendFunction.Bulk", 2),
                 ("SendFunction.Priority", 5),
             ]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import hooks, tracking
+from mailer_core import hooks, timeline, tracking
 from mailer_core.models import AccountModel
 
 from tests.integration.tracking.conftest import (
@@ -162,7 +162,7 @@ def test_the_pixel_is_the_same_when_dynamodb_fails(
     def down(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("DynamoDB is down")
 
-    monkeypatch.setattr(tracking, "_update", down)
+    monkeypatch.setattr(timeline, "_update", down)  # the open's one UpdateItem (and the timeline's)
     assert_pixel(hit(open_path("M7")))
     assert opened == []
 

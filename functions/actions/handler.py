@@ -1,0 +1,30 @@
+"""SQS consumer of the actions queue: email events fanned out into trigger runs, and the runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core import automation
+from mailer_core.logs import logger
+
+# A batch whose every record failed is reported like any partial failure: each failed job is
+# already set to come back after its own backoff.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def handle(record: SQSRecord) -> str:
+    return automation.process(
+        record.body,
+        attempt=int(record.attributes.approximate_receive_count or 1),
+        receipt_handle=record.receipt_handle,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    )

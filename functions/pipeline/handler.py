@@ -1,0 +1,38 @@
+"""SQS consumer of the pipeline queue: each record is one email Kommo's automation asked for.
+
+A digital pipeline event (`kind: dp`) or a Salesbot step (`kind: salesbot`), queued by the
+webhook function; the work is in mailer_core.digital_pipeline and mailer_core.salesbot. A
+record that raises stays on the queue (partial batch failure) and is tried again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.automatic_send import AutoSendJob
+from mailer_core.logs import logger
+
+# A batch whose every record failed (Kommo down) is reported record by record like any other,
+# not raised: the invocation did its job, and SQS retries the records.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def handle(record: SQSRecord) -> str:
+    job = AutoSendJob.from_body(record.body)
+    if job.kind == "salesbot":
+        from mailer_core import salesbot
+
+        return salesbot.process(job)
+    from mailer_core import digital_pipeline
+
+    return digital_pipeline.process(job)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    )

@@ -1,0 +1,509 @@
+"""Automation: what an email's events set off, each trigger run once, through the actions queue.
+
+1. An event happens: the send worker records "sent" or "failed", the track route a person's
+   first open, the bounce poller a bounce, a not-opened timer comes due, a trigger link is
+   clicked. The place that saw it only announces it (`announce`: one SQS message), so the
+   pixel and click routes never wait for Kommo.
+2. The actions function takes the event (`handle_event`): reads the message, sets the
+   not-opened timer ("sent") or deletes it ("opened"), ignores a timer that comes after an
+   open, and fans the event out: one run job per trigger the message chose for that event,
+   delayed as the trigger says (SQS up to 15 minutes, a one-time schedule beyond).
+3. The actions function runs each job (`run`): a conditional write claims the run id
+   ("<message>.<event>.<trigger>"), so a redelivered job or a repeated event runs nothing
+   twice; the trigger acts in Kommo through the rate-limited client (`trigger_actions`); the
+   result, or the failure in Kommo's words, goes into the message's timeline. Kommo's 429,
+   5xx and blocks are retried with backoff (five attempts, then the DLQ); refusals that
+   retrying cannot fix are recorded at once.
+
+Exactly once holds for what the claim guards: a run is never started twice after it
+finished. A worker that dies inside the Kommo call leaves a claim that expires after
+`CLAIM_SECONDS`, and the job's next delivery runs it again: Kommo may then hold the task twice.
+A "send email" trigger composes with an id derived from the run, so it never sends twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from mailer_core import message_state as state
+from mailer_core import queues, schedules
+from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.errors import InvalidInput, MailerError, MalformedRequest, NotFound
+from mailer_core.logs import logger
+from mailer_core.models import AccountModel, AutomationFactModel, MessageModel, TriggerModel
+
+EVENTS = ("sent", "opened", "not_opened", "failed", "link")
+MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure
+CLAIM_SECONDS = 300  # a run claimed by a worker that died is taken again after this long
+RUN_FACT_DAYS = 30
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 900
+
+
+# -- jobs on the actions queue ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventJob:
+    """Something happened to a message; `source` names the run ids' event part."""
+
+    account_id: int
+    message_id: str
+    event: str
+    at: str
+    source: str = ""  # "link8" or "link8.<click id>" for trigger links; the event otherwise
+    trigger_ids: tuple[str, ...] = ()  # a trigger link's triggers (events read the message's)
+    kind: str = "event"
+
+    def to_body(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One trigger to run for one message's event; `run_id` is what makes it happen once."""
+
+    account_id: int
+    message_id: str
+    trigger_id: str
+    event: str
+    run_id: str
+    created_ms: int
+    kind: str = "run"
+
+    def to_body(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def parse_job(body: str | dict[str, Any]) -> EventJob | RunJob:
+    try:
+        data = json.loads(body) if isinstance(body, str) else dict(body)
+        kind = data.get("kind")
+        if kind == "event":
+            if data["event"] not in EVENTS:
+                raise ValueError(f"unknown event {data['event']!r}")
+            return EventJob(
+                account_id=int(data["account_id"]),
+                message_id=str(data["message_id"]),
+                event=str(data["event"]),
+                at=str(data["at"]),
+                source=str(data.get("source") or ""),
+                trigger_ids=tuple(str(t) for t in data.get("trigger_ids") or ()),
+            )
+        if kind == "run":
+            return RunJob(
+                account_id=int(data["account_id"]),
+                message_id=str(data["message_id"]),
+                trigger_id=str(data["trigger_id"]),
+                event=str(data["event"]),
+                run_id=str(data["run_id"]),
+                created_ms=int(data["created_ms"]),
+            )
+        raise ValueError(f"unknown kind {kind!r}")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MalformedRequest(f"not an automation job: {exc}") from exc
+
+
+# -- announcing events (cheap: one SQS message, no reads) -------------------------------------
+
+
+def chosen(message: MessageModel, event: str) -> list[str]:
+    raw = message.triggers
+    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
+    return [str(t) for t in data.get(event) or []]
+
+
+def wants_not_opened_timer(message: MessageModel) -> bool:
+    return bool(message.not_opened_after) and bool(chosen(message, "not_opened"))
+
+
+def announce(account_id: int, message_id: str, event: str, when: datetime, *, delay_seconds: int = 0) -> None:
+    job = EventJob(int(account_id), message_id, event, when.isoformat(), source=event)
+    queues.enqueue_actions([(job.to_body(), delay_seconds)])
+
+
+def announce_sent(message: MessageModel, when: datetime) -> None:
+    """After the "sent" record: only a message with "sent" triggers or a not-opened timer costs a request."""
+    if chosen(message, "sent") or wants_not_opened_timer(message):
+        announce(int(message.account_id), message.message_id, "sent", when)
+
+
+def announce_failed(message: MessageModel, when: datetime) -> None:
+    if chosen(message, "failed"):
+        announce(int(message.account_id), message.message_id, "failed", when)
+
+
+def announce_link(
+    account_id: int,
+    message_id: str,
+    link_id: int,
+    trigger_ids: list[str],
+    when: datetime,
+    *,
+    click_id: str | None,
+) -> None:
+    """A person clicked trigger link N: run its triggers (`click_id` None: a one-time link's
+    single run for this message; otherwise each click runs them)."""
+    source = f"link{int(link_id)}" + (f".{click_id}" if click_id else "")
+    job = EventJob(
+        int(account_id), message_id, "link", when.isoformat(), source=source, trigger_ids=tuple(trigger_ids)
+    )
+    queues.enqueue_actions([(job.to_body(), 0)])
+
+
+# -- handling an event: timers and fan-out -----------------------------------------------------
+
+
+def _timeline(message: MessageModel, when: datetime, event: str, detail: str) -> None:
+    try:
+        message.update(
+            actions=[
+                MessageModel.history.set(
+                    MessageModel.history.append([state.entry(when, event, detail[:1000])])
+                ),
+                MessageModel.updated_at.set(when),
+            ],
+            condition=MessageModel.message_id.exists(),
+        )
+    except UpdateError:
+        logger.warning("timeline entry lost: the message is gone", extra={"event": event})
+
+
+def not_opened_schedule_name(account_id: int, message_id: str) -> str:
+    return schedules.schedule_name("notopen", account_id, message_id)
+
+
+def _set_not_opened_timer(message: MessageModel, clock: Clock) -> None:
+    if not wants_not_opened_timer(message) or message.first_open_at is not None:
+        return
+    start = message.sent_at or clock.now()
+    due = start + timedelta(seconds=int(message.not_opened_after))
+    wait = (due - clock.now()).total_seconds()
+    account_id = int(message.account_id)
+    if wait <= queues.MAX_DELAY_SECONDS:  # under 15 minutes: an SQS delay is more precise
+        announce(account_id, message.message_id, "not_opened", due, delay_seconds=int(max(0, wait)))
+        name = "sqs-delay"
+    else:
+        name = not_opened_schedule_name(account_id, message.message_id)
+        payload = {"kind": "not_opened", "account_id": account_id, "message_id": message.message_id}
+        schedules.create_one_time(name, due, payload)
+        message.update(actions=[MessageModel.not_opened_schedule.set(name)])
+    _timeline(message, clock.now(), "timer", f"not-opened timer set for {due.isoformat()}")
+    logger.info("not-opened timer set", extra={"due": due.isoformat(), "schedule": name})
+
+
+def _cancel_not_opened_timer(message: MessageModel, clock: Clock) -> None:
+    if not wants_not_opened_timer(message):
+        return
+    name = message.not_opened_schedule or not_opened_schedule_name(
+        int(message.account_id), message.message_id
+    )
+    if schedules.delete(name):
+        _timeline(message, clock.now(), "timer", "not-opened timer cancelled: the email was opened")
+
+
+def run_id_for(message_id: str, source: str, trigger_id: str) -> str:
+    return f"{message_id}.{source}.{trigger_id}"
+
+
+def fan_out(message: MessageModel, event: str, source: str, trigger_ids: list[str], *, clock: Clock) -> int:
+    """Queue one run per trigger (delayed as each says); the number queued."""
+    from mailer_core.triggers import find_many
+
+    if not trigger_ids:
+        return 0
+    found = find_many(int(message.account_id), trigger_ids)
+    now = clock.now()
+    bodies: list[tuple[str, int]] = []
+    for trigger_id in dict.fromkeys(trigger_ids):
+        delay = int(found[trigger_id].delay_seconds or 0) if trigger_id in found else 0
+        job = RunJob(
+            int(message.account_id),
+            message.message_id,
+            trigger_id,
+            event,
+            run_id_for(message.message_id, source, trigger_id),
+            int(now.timestamp() * 1000) + delay * 1000,
+        )
+        if delay <= queues.MAX_DELAY_SECONDS:
+            bodies.append((job.to_body(), delay))
+        else:
+            digest = hashlib.sha256(job.run_id.encode()).hexdigest()[:32]
+            name = schedules.schedule_name("run", int(message.account_id), digest)
+            schedules.create_one_time(name, now + timedelta(seconds=delay), {**asdict(job)})
+    if bodies:
+        queues.enqueue_actions(bodies)
+    return len(trigger_ids)
+
+
+def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
+    try:
+        message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+    except DoesNotExist:
+        logger.warning("event for a message that does not exist", extra={"event": job.event})
+        return "ignored"
+    if job.event == "sent":
+        _set_not_opened_timer(message, clock)
+    elif job.event == "opened":
+        from mailer_core import template_stats  # the template's "opened" (once per message; never raises)
+
+        template_stats.on_opened(message, clock.now())
+        _cancel_not_opened_timer(message, clock)
+    elif job.event == "not_opened":
+        if message.first_open_at is not None or message.status != state.SENT:
+            logger.info("not-opened timer came after an open: nothing to do")
+            return "ignored"
+        _timeline(
+            message, clock.now(), "not_opened", f"not opened within {int(message.not_opened_after or 0)} s"
+        )
+    ids = list(job.trigger_ids) if job.event == "link" else chosen(message, job.event)
+    queued = fan_out(message, job.event, job.source or job.event, ids, clock=clock)
+    logger.info("event handled", extra={"event": job.event, "runs": queued})
+    return "handled"
+
+
+# -- running one trigger -----------------------------------------------------------------------
+
+
+class RetryLater(Exception):
+    """The run failed in a way a later attempt may fix; the job comes back after `seconds`."""
+
+    def __init__(self, reason: str, seconds: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+class Suppressed(MailerError):
+    """The run was refused by a rule (a loop guard, the daily cap): recorded, not retried."""
+
+    status = 409
+    code = "suppressed"
+
+
+def _claim(job: RunJob, now: float) -> str:
+    """Claim the run: "claimed", or "done" (it finished before), or "busy" (another worker has it)."""
+    fact = AutomationFactModel(job.account_id, f"run#{job.run_id}")
+    takeable = (
+        AutomationFactModel.fact_key.does_not_exist()
+        | AutomationFactModel.state.is_in("retry", "gave_up")
+        | ((AutomationFactModel.state == "running") & (AutomationFactModel.claim_until < int(now)))
+    )
+    try:
+        fact.update(
+            actions=[
+                AutomationFactModel.state.set("running"),
+                AutomationFactModel.claim_until.set(int(now) + CLAIM_SECONDS),
+                AutomationFactModel.tally.add(1),
+                AutomationFactModel.expires_at.set(
+                    datetime.fromtimestamp(now, UTC) + timedelta(days=RUN_FACT_DAYS)
+                ),
+            ],
+            condition=takeable,
+        )
+    except UpdateError as exc:
+        if not state.is_condition_failure(exc):
+            raise
+        try:
+            current = AutomationFactModel.get(job.account_id, f"run#{job.run_id}", consistent_read=True)
+        except DoesNotExist:
+            return "busy"
+        return "busy" if current.state == "running" else "done"
+    return "claimed"
+
+
+def _settle(job: RunJob, outcome: str, detail: str) -> None:
+    AutomationFactModel(job.account_id, f"run#{job.run_id}").update(
+        actions=[
+            AutomationFactModel.state.set(outcome),
+            AutomationFactModel.detail.set(detail[:1000]),
+            AutomationFactModel.claim_until.remove(),
+        ]
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    from mailer_core.kommo import (
+        KommoAccessDenied,
+        KommoBusy,
+        KommoDisconnected,
+        KommoError,
+        KommoInvalidGrant,
+    )
+
+    if isinstance(exc, (KommoDisconnected, KommoInvalidGrant)):
+        return False
+    if isinstance(exc, (KommoBusy, KommoAccessDenied)):
+        return True  # busy, or the 15-minute block after a 403
+    if isinstance(exc, KommoError):
+        return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500
+    return not isinstance(exc, MailerError)  # our own refusals are final; the unexpected may pass
+
+
+def _words(exc: Exception) -> str:
+    from mailer_core.kommo import KommoError
+
+    if isinstance(exc, KommoError):
+        parts = [exc.message]
+        if exc.detail:
+            parts.append(exc.detail)
+        if exc.validation_errors:
+            parts.append(json.dumps(exc.validation_errors, ensure_ascii=False)[:400])
+        return ": ".join(parts)
+    if isinstance(exc, MailerError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> int:
+    wait = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return int(max(wait, retry_after or 0))
+
+
+@dataclass
+class Runner:
+    """Runs trigger jobs; the Kommo client and the template sender are injectable for tests."""
+
+    clock: Clock = field(default_factory=lambda: SYSTEM_CLOCK)
+    kommo_for: Callable[[AccountModel], Any] | None = None
+
+    def run(self, job: RunJob, *, attempt: int = 1) -> str:
+        claimed = _claim(job, self.clock.timestamp())
+        if claimed == "done":
+            logger.info("run already done", extra={"run_id": job.run_id})
+            return "duplicate"
+        if claimed == "busy":
+            raise RetryLater("another worker is running it", CLAIM_SECONDS)
+        try:
+            message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+        except DoesNotExist:
+            _settle(job, "done", "the message is gone")
+            return "ignored"
+        try:
+            trigger = TriggerModel.get(job.account_id, job.trigger_id)
+        except DoesNotExist:
+            _settle(job, "done", "trigger deleted")
+            _timeline(message, self.clock.now(), "trigger_skipped", f"trigger {job.trigger_id} was deleted")
+            return "skipped"
+        label = f"«{trigger.name}» ({trigger.type}, on {job.event})"
+        try:
+            result = self._execute(job, trigger, message)
+        except Suppressed as exc:
+            _settle(job, "done", f"suppressed: {exc.message}")
+            _timeline(message, self.clock.now(), "trigger_suppressed", f"{label}: {exc.message}")
+            return "suppressed"
+        except Exception as exc:
+            words = _words(exc)
+            if _retryable(exc) and attempt < MAX_ATTEMPTS:
+                _settle(job, "retry", words)
+                logger.warning("trigger run will be retried", extra={"run_id": job.run_id, "reason": words})
+                raise RetryLater(words, backoff_seconds(attempt, getattr(exc, "retry_after", None))) from exc
+            final = _retryable(exc)
+            _settle(job, "gave_up" if final else "failed", words)
+            detail = f"{label}: {words}" + (f" (gave up after {attempt} attempts)" if final else "")
+            _timeline(message, self.clock.now(), "trigger_failed", detail)
+            logger.warning("trigger run failed", extra={"run_id": job.run_id, "reason": words})
+            if final:
+                raise  # to the dead-letter queue, where an operator can redrive it
+            return "failed"
+        _settle(job, "done", result)
+        _timeline(message, self.clock.now(), "trigger", f"{label}: {result}")
+        logger.info("trigger ran", extra={"run_id": job.run_id, "result": result})
+        return "done"
+
+    def _execute(self, job: RunJob, trigger: TriggerModel, message: MessageModel) -> str:
+        from mailer_core import access, trigger_actions
+
+        try:
+            account = AccountModel.get(job.account_id)
+        except DoesNotExist:
+            account = None
+        if account is not None and account.status in access.INACTIVE:  # switched off: nothing runs
+            raise Suppressed(f"the account is {account.status}")
+        if trigger.type == "email":
+            client: Any = None
+        else:
+            if account is None:
+                raise InvalidInput("the account is not connected to Kommo", field=None)
+            client = self.kommo_for(account) if self.kommo_for else _kommo_client(account, self.clock)
+        ctx = trigger_actions.RunContext(
+            message=message,
+            kommo=client,
+            now=self.clock.now(),
+            send_template=lambda template_id: send_follow_up(
+                message, template_id, job, account, clock=self.clock
+            ),
+        )
+        return trigger_actions.execute(trigger, ctx)
+
+
+def _kommo_client(account: AccountModel, clock: Clock) -> Any:
+    from mailer_core.kommo import client_for_account
+
+    return client_for_account(account, clock=clock)
+
+
+def send_follow_up(
+    message: MessageModel, template_id: str, job: RunJob, account: AccountModel | None, *, clock: Clock
+) -> str:
+    """A "send email" trigger: the template to the same entity (or the same addresses), from the
+    same mailbox, with an id derived from the run, within the loop guards."""
+    from ulid import ULID
+
+    from mailer_core import automation_loops, messages
+    from mailer_core.auth import Caller
+
+    depth = int(message.chain_depth or 0) + 1
+    automation_loops.check_runtime(message, template_id, depth, clock=clock)
+    payload: dict[str, Any] = {
+        "template_id": template_id,
+        "mailbox_id": message.mailbox_id,
+        "lane": message.lane,
+    }
+    if message.entity_type and message.entity_id is not None:
+        payload["entity"] = {"type": message.entity_type, "id": int(message.entity_id)}
+    else:
+        payload["to"] = list(message.to)
+    caller = Caller(
+        account_id=int(message.account_id),
+        subdomain=account.subdomain if account is not None else "",
+        user_id=int(message.user_id),
+        is_admin=True,
+    )
+    seed = hashlib.sha256(job.run_id.encode()).digest()[:10]
+    new_id = str(ULID.from_bytes(job.created_ms.to_bytes(6, "big") + seed))
+    try:
+        view = messages.compose(
+            caller,
+            payload,
+            clock=clock,
+            message_id=new_id,
+            origin="trigger",
+            chain=(message.message_id, depth),
+        )
+    except messages.AlreadyComposed:
+        return f"email {new_id} from template {template_id} was already composed"
+    except NotFound as exc:
+        raise InvalidInput(f"template {template_id}: {exc.message}", field="template_id") from exc
+    return f"email {view['id']} from template {template_id} queued"
+
+
+def process(body: str, *, attempt: int, receipt_handle: str | None, clock: Clock = SYSTEM_CLOCK) -> str:
+    """One actions-queue message (the actions function's record handler)."""
+    job = parse_job(body)
+    logger.append_keys(account_id=job.account_id, message_id=job.message_id)
+    if isinstance(job, EventJob):
+        return handle_event(job, clock=clock)
+    try:
+        return Runner(clock=clock).run(job, attempt=attempt)
+    except RetryLater as retry:
+        if receipt_handle:
+            queues.retry_action_later(receipt_handle, retry.seconds)
+        raise
