@@ -8,6 +8,8 @@ every function, with `!Ref`, `!GetAtt` and `!Sub` resolved to the created resour
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -44,8 +46,16 @@ _CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)
+    """The template as data (a copy of its own: callers may change it). Parsed once per version
+    of the file: every test's stack reads it, and parsing the YAML is slow."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_template(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_template(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return dict(yaml.load(fh, Loader=_CfnLoader))
 
 
 @dataclass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
+from botocore.loaders import JSONFileLoader
 from mailer_core import aws
 from mailer_core.settings import reset_settings
 from moto import mock_aws
@@ -30,6 +33,24 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+_real_json_load = JSONFileLoader.load_file
+
+
+@functools.cache
+def _botocore_data(file_path: str) -> Any:
+    return _real_json_load(JSONFileLoader(), file_path)
+
+
+def _shared_botocore_data(self: JSONFileLoader, file_path: str) -> Any:
+    """botocore reads its JSON service models again for every new session, and the tests make
+    fresh sessions all the time (moto per test, clients reset per stack): most of a test's
+    set-up went into parsing the same files. The data is only read, never changed, so one
+    parsed copy serves every session of the test process."""
+    return _botocore_data(file_path)
+
+
+JSONFileLoader.load_file = _shared_botocore_data  # type: ignore[method-assign]
 
 _real_connect = socket.socket.connect
 

@@ -57,10 +57,16 @@ def sample() -> Seed:
 
 @pytest.fixture
 def kommo(aws_stack: Any, sample: Seed, monkeypatch: pytest.MonkeyPatch) -> Iterator[KommoStandIn]:
-    """The Kommo stand-in, with the demo account installed in Mailer."""
+    """The Kommo stand-in, with the demo account installed in Mailer.
+
+    Its limit of requests per second, and the client's, are lifted: these tests are about what
+    is read and written, and pacing at 7 per second only made them wait. The limit itself is
+    tested in tests/integration/kommo, and the local stack (e2e) keeps Kommo's.
+    """
     variables.forget_account_data()
-    with KommoStandIn(sample) as standin:
+    with KommoStandIn(sample, rate_limit=1000) as standin:
         standin.add_token(seed.ACCOUNT_ID, TOKEN)
+        monkeypatch.setenv("MAILER_KOMMO_REQUESTS_PER_SECOND", "1000")
         monkeypatch.setenv("MAILER_KOMMO_BASE_URL", standin.base_url)
         reset_settings()
         save_account_with_token(TOKEN)
