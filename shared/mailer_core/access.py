@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Forbidden
 from mailer_core.models import AccountModel
@@ -37,6 +36,7 @@ from mailer_core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from mailer_core.account_settings import AccountSettings
+    from mailer_core.auth import Caller  # only a type here: the send worker needs no JWT library
 
 CACHE_SECONDS = 30.0
 ACTIVE, DISABLED, UNINSTALLED = "active", "disabled", "uninstalled"

@@ -25,13 +25,15 @@ it at once).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailer_core import access, validation
-from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Forbidden, InvalidInput
 from mailer_core.models import AccountModel
+
+if TYPE_CHECKING:
+    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
 
 DEFAULT_RATE_PER_SECOND = 1.0
 DEFAULT_DAILY_CAP = 2000

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import imaplib
 import logging
 import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # imaplib is imported where it is used: it costs a cold start ~30 ms
+    import imaplib
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +237,8 @@ def _error_text(error: BaseException) -> str:
 
 def classify(error: BaseException, *, during: str = "") -> ImapFailure:
     """The `ImapFailure` for an exception raised by imaplib, ssl or the socket layer."""
+    import imaplib
+
     if isinstance(error, ImapFailure):
         return error
     if isinstance(error, imaplib.IMAP4.abort):
@@ -280,6 +284,8 @@ class ImapSession:
         return data
 
     def _call(self, what: str, fn: Callable[..., tuple[str, Any]], *args: Any) -> Any:
+        import imaplib
+
         try:
             return self._ok(fn(*args), what)
         except ImapFailure:
@@ -325,6 +331,8 @@ class ImapSession:
 
     def append(self, folder_raw: str, data: bytes, when: datetime, flags: str = "(\\Seen)") -> str:
         """APPEND `data` to the folder (wire name) with `flags`; returns the server's reply."""
+        import imaplib
+
         internal = imaplib.Time2Internaldate(when)
         return _text(self._call("APPEND", self._client.append, quote(folder_raw), flags, internal, data))
 
@@ -379,6 +387,8 @@ class ImapSession:
         raise ImapFailure("protocol", f"the server returned no message for UID {uid}")
 
     def is_alive(self) -> bool:
+        import imaplib
+
         try:
             typ, _ = self._client.noop()
         except (imaplib.IMAP4.error, OSError):
@@ -386,6 +396,8 @@ class ImapSession:
         return typ == "OK"
 
     def close(self) -> None:
+        import imaplib
+
         try:
             self._client.logout()
         except (imaplib.IMAP4.error, OSError):
@@ -415,6 +427,8 @@ def _meta_number(meta: str, name: str) -> int | None:
 
 def open_session(settings: ImapSettings) -> ImapSession:
     """Connect, secure the connection as settings say, and log in."""
+    import imaplib
+
     context = _tls_context(settings) if settings.security != "none" else None
     client: imaplib.IMAP4 | None = None
     during = "connect"
@@ -489,6 +503,8 @@ class ImapPool:
         that folder is gone the folder is looked up again once. A failure closes the session
         and is raised; the append is never repeated after the server may have stored it.
         """
+        import imaplib
+
         try:
             session = self.session(key, settings)
             created = False

@@ -38,7 +38,6 @@ from mailer_core import (
     access,
     attachments,
     bodies,
-    bounces,
     fetch,
     hooks,
     mailbox_check,
@@ -188,7 +187,9 @@ class SendWorker:
             return "failed"
         sender = mailbox.sender_email
         if mailbox.envelope_token:  # bounces come back to an address that names the message
-            sender = bounces.envelope_sender(mailbox.sender_email, message.message_id)
+            from mailer_core.bounces import envelope_sender  # only these mailboxes need the parser's module
+
+            sender = envelope_sender(mailbox.sender_email, message.message_id)
         try:
             result = self.pool.send(mailbox.mailbox_id, smtp_settings, mime, sender, recipients)
         except SmtpFailure as failure:

@@ -15,13 +15,15 @@ import base64
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
-from mailer_core.auth import Caller
 from mailer_core.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
 from mailer_core.models import SuppressionModel
+
+if TYPE_CHECKING:
+    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
 
 
 def normalize(address: str) -> str:

@@ -19,13 +19,15 @@ import mimetypes
 import re
 import unicodedata
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailer_core import limits, storage, validation
-from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import InvalidInput
 from mailer_core.models import UploadModel
+
+if TYPE_CHECKING:
+    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
 
 FIELDS = {"filename", "content_type", "size", "purpose"}
 LIMITS = {"attachment": limits.EMAIL_ATTACHMENTS_BYTES, "inline_image": limits.INLINE_IMAGE_BYTES}
