@@ -29,6 +29,7 @@ def _banner(system: LocalSystem) -> str:
             f"  emails received  {system.sink.web_url}",
             f"  Kommo stand-in   {system.kommo.base_url}/_standin/state",
             f"  Kommo install    {api}/hooks/kommo/install   (the integration's redirect URI)",
+            f"  pipeline hook    {api}/hooks/kommo/dp   (devstack/pipeline_post.py posts what Kommo posts)",
             f"  AWS (moto)       {system.stack.aws_endpoint}",
             (
                 f"  IMAP (Dovecot)   {system.imap.host}:{system.imap.port}   (Sent folder and bounces)"
@@ -39,6 +40,7 @@ def _banner(system: LocalSystem) -> str:
             "A widget token for the demo manager (valid 12 hours):",
             f"  export TOKEN={token}",
             f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages',
+            f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages/<id>   (timeline: opens, clicks, triggers)',
             "",
         ]
     )

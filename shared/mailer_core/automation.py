@@ -260,9 +260,9 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         if message.first_open_at is not None or message.status != state.SENT:
             logger.info("not-opened timer came after an open: nothing to do")
             return "ignored"
-        _timeline(
-            message, clock.now(), "not_opened", f"not opened within {int(message.not_opened_after or 0)} s"
-        )
+        if not any(h.event == "not_opened" for h in message.history or []):  # a repeated timer: once
+            wait = int(message.not_opened_after or 0)
+            _timeline(message, clock.now(), "not_opened", f"not opened within {wait} s")
     ids = list(job.trigger_ids) if job.event == "link" else chosen(message, job.event)
     queued = fan_out(message, job.event, job.source or job.event, ids, clock=clock)
     logger.info("event handled", extra={"event": job.event, "runs": queued})

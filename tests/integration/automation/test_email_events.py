@@ -131,6 +131,7 @@ def test_an_unopened_email_sends_the_follow_up_once_even_when_the_timer_fires_tw
     assert follow_ups[0].parent_message_id == message_id
     assert send_queued(aws_stack) == 1
     assert stored(follow_ups[0].message_id).status == "sent"
+    assert [e for e, _ in events_of(message_id)].count("not_opened") == 1
 
 
 def test_a_failed_email_runs_its_failed_triggers(
