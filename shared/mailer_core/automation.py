@@ -440,8 +440,15 @@ class Runner:
             send_template=lambda template_id: send_follow_up(
                 message, template_id, job, account, clock=self.clock
             ),
+            render=lambda text: _render_text(text, message, self.clock),
         )
         return trigger_actions.execute(trigger, ctx)
+
+
+def _render_text(text: str, message: MessageModel, clock: Clock) -> str:
+    from mailer_core import personalization  # Jinja2 loads only for a text with variables
+
+    return personalization.render_text(text, message, clock=clock)
 
 
 def _kommo_client(account: AccountModel, clock: Clock) -> Any:

@@ -275,6 +275,33 @@ def resolve_addresses(
     return resolved
 
 
+def render_text(text: str, message: MessageModel, *, clock: Clock = SYSTEM_CLOCK) -> str:
+    """A trigger's text (task, note, field value, lead name) with the variables templates take,
+    filled with fresh CRM data of the email's entity and its sender ({{ lead.name }}, …)."""
+    entity = _entity_of(message)
+    from mailer_core import mailboxes
+
+    mailbox = mailboxes.find(int(message.account_id), message.mailbox_id)
+    manager = (
+        manager_of(mailbox)
+        if mailbox is not None
+        else variables.Manager(user_id=int(message.user_id), name="", email="", phone="", signature_html="")
+    )
+    context = variables.build_context(
+        data=kommo_data(int(message.account_id), clock=clock) if entity else None,
+        entity=entity,
+        manager=manager,
+        message=variables.MessageFacts(
+            message.message_id, message.sent_subject or "", message.sent_at or clock.now()
+        ),
+        timezone=message.timezone or "UTC",
+    )
+    try:
+        return rendering.render(text, context, html=False).text
+    except rendering.RenderError as exc:
+        raise InvalidInput(exc.reason, field="params") from None
+
+
 def _is_template(text: str) -> bool:
     from mailer_core.templates import has_variables
 

@@ -80,7 +80,16 @@ def _text(params: Mapping[str, Any], name: str, *, required: bool, default: str 
         raise InvalidInput("is required", field=_field(name))
     if len(value) > MAX_TEXT:
         raise InvalidInput(f"is longer than {MAX_TEXT} characters", field=_field(name))
-    return value
+    return _compiles(value, name)
+
+
+def _compiles(value: str, name: str) -> str:
+    """A text with template variables ({{ lead.name }}) must compile, as a template's must."""
+    if "{{" not in value and "{%" not in value:
+        return value
+    from mailer_core.templates import validate_source
+
+    return validate_source(value, field=_field(name), html=False)
 
 
 def _int(
@@ -161,6 +170,7 @@ def _field_change(p: Mapping[str, Any], account_id: int) -> dict[str, Any]:
         )
     if len(value) > MAX_TEXT:
         raise InvalidInput(f"is longer than {MAX_TEXT} characters", field=_field("value"))
+    value = _compiles(value, "value")
     return {"entity": _entity(p), "field_id": _int(p, "field_id", required=True), "value": value}
 
 

@@ -252,3 +252,21 @@ def test_contact_and_company_fields_a_phone_is_added_and_a_web_address_replaced(
     assert cf(kommo.company(seed.COMPANY_ROMASHKA), seed.FIELD_COMPANY_WEB) == [
         {"value": "https://new.example"}
     ]
+
+
+def test_texts_take_the_templates_variables_with_fresh_crm_data(
+    lead_message: MessageModel, kommo: KommoStandIn
+) -> None:
+    run("note", {"text": "{{ contact.first_name }}, {{ lead.name }}: {subject}"}, lead_message)
+    lead = kommo.lead(seed.LEAD_OFFER)
+    assert lead is not None
+    [note] = kommo.notes("leads")
+    assert note["params"]["text"] == f"Иван, {lead['name']}: Коммерческое предложение"
+
+
+def test_a_text_whose_variables_do_not_render_fails_the_run_with_the_reason(
+    lead_message: MessageModel, kommo: KommoStandIn
+) -> None:
+    assert run("note", {"text": "{{ lead.name | no_such_filter }}"}, lead_message) == "failed"
+    assert kommo.notes("leads") == []
+    assert any(e == "trigger_failed" for e, _ in events_of(lead_message.message_id))

@@ -71,6 +71,8 @@ def test_another_accounts_trigger_is_not_found(admin: ApiClient, stranger: ApiCl
         ({"name": "n", "type": "tags", "params": {"entity": "lead"}}, "params.add"),
         ({"name": "n", "type": "task", "params": {"text": "x", "responsible": "boss"}}, "params.responsible"),
         ({"name": "n", "type": "note", "params": {"text": "x", "colour": "red"}}, "params.colour"),
+        ({"name": "n", "type": "note", "params": {"text": "{{ lead.name"}}, "params.text"),
+        ({"name": "n", "type": "field", "params": {"field_id": 1, "value": "{{ x | no }}"}}, "params.value"),
         ({"name": "n", "type": "note", "params": {"text": "x"}, "delay_seconds": -1}, "delay_seconds"),
         ({"name": "n", "type": "note", "params": {"text": "x"}, "when": "now"}, "when"),
     ],
