@@ -37,7 +37,7 @@ from mailer_core import queues, schedules
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import InvalidInput, MailerError, MalformedRequest, NotFound
 from mailer_core.logs import logger
-from mailer_core.models import AccountModel, AutomationFactModel, MessageModel, TriggerModel
+from mailer_core.models import AccountModel, AutomationFactModel, MessageModel, TriggerModel, event_triggers
 
 EVENTS = ("sent", "opened", "not_opened", "failed", "link")
 MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure
@@ -115,9 +115,7 @@ def parse_job(body: str | dict[str, Any]) -> EventJob | RunJob:
 
 
 def chosen(message: MessageModel, event: str) -> list[str]:
-    raw = message.triggers
-    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return [str(t) for t in data.get(event) or []]
+    return event_triggers(message.triggers).get(event, [])
 
 
 def wants_not_opened_timer(message: MessageModel) -> bool:

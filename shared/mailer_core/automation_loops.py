@@ -20,9 +20,7 @@ A refusal raises `automation.Suppressed`, which the run records in the message's
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
@@ -35,6 +33,8 @@ from mailer_core.models import (
     MessageModel,
     TemplateModel,
     TriggerModel,
+    event_triggers,
+    plain_map,
 )
 
 MAX_CHAIN = 20
@@ -53,16 +53,6 @@ def link_ids_in(*texts: str | None) -> list[int]:
 
 
 # -- the save-time check ---------------------------------------------------------------------
-
-
-def _event_ids(raw: Any) -> dict[str, list[str]]:
-    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {str(k): [str(t) for t in v or []] for k, v in data.items()}
-
-
-def _params(trigger: TriggerModel) -> Mapping[str, Any]:
-    raw = trigger.params
-    return raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
 
 
 class _Graph:
@@ -90,7 +80,7 @@ class _Graph:
         trigger = self.triggers.get(trigger_id)
         if trigger is None or trigger.type != "email":
             return None
-        target = _params(trigger).get("template_id")
+        target = plain_map(trigger.params).get("template_id")
         return str(target) if target else None
 
     def edges(self, template_id: str) -> list[tuple[str, str]]:
@@ -99,7 +89,7 @@ class _Graph:
         if template is None:
             return []
         out: list[tuple[str, str]] = []
-        for event, ids in _event_ids(template.triggers).items():
+        for event, ids in event_triggers(template.triggers).items():
             for trigger_id in ids:
                 target = self._sends(trigger_id)
                 if target:

@@ -40,7 +40,7 @@ from mailer_core.errors import (
 )
 from mailer_core.logs import logger
 from mailer_core.mime import make_message_id
-from mailer_core.models import AccountModel, MessageModel
+from mailer_core.models import AccountModel, MessageModel, event_triggers
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
@@ -88,7 +88,7 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         ],
         "track_opens": message.track_opens is not False,
         "origin": message.origin or "manual",
-        "triggers": _frozen_triggers(message),
+        "triggers": event_triggers(message.triggers),
         "not_opened_after": int(message.not_opened_after) if message.not_opened_after else None,
         "parent_message_id": message.parent_message_id,
         **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
@@ -96,12 +96,6 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
     if with_body:
         view["html"] = message.html if message.html is not None else None
     return view
-
-
-def _frozen_triggers(message: MessageModel) -> dict[str, list[str]]:
-    raw = message.triggers
-    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {str(k): [str(t) for t in v or []] for k, v in data.items() if v}
 
 
 def _load(caller: Caller, message_id: str) -> MessageModel:

@@ -432,6 +432,16 @@ class TemplateStatsModel(Model):
     updated_at = UTCDateTimeAttribute(null=True)
 
 
+def plain_map(raw: Any) -> dict[str, Any]:
+    """A raw MapAttribute's value (a MapAttribute, a dict or None) as a plain dict."""
+    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
+
+
+def event_triggers(raw: Any) -> dict[str, list[str]]:
+    """The trigger ids per event of a message's or a template's `triggers`, without empty events."""
+    return {str(k): [str(t) for t in v or []] for k, v in plain_map(raw).items() if v}
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     AccountModel,
     AutomationFactModel,

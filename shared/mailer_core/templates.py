@@ -32,7 +32,7 @@ from mailer_core import storage, validation
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from mailer_core.models import MailboxModel, TemplateModel
+from mailer_core.models import MailboxModel, TemplateModel, event_triggers
 
 if TYPE_CHECKING:
     from mailer_core.attachments import AttachedFile
@@ -199,7 +199,7 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
         "timezone": template.timezone,
         "attachments": [f.view() for f in _attached(template)],
         "attachment_links": list(template.attachment_links or []),
-        "triggers": _event_triggers(template),
+        "triggers": event_triggers(template.triggers),
         "not_opened_after": int(template.not_opened_after) if template.not_opened_after else None,
         "repeat_max": int(template.repeat_max) if template.repeat_max else None,
         "trigger_links": [int(str(n)) for n in template.link_ids or []],
@@ -284,12 +284,6 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
     if creating or "repeat_max" in data:
         out["repeat_max"] = validation.integer(data, "repeat_max", minimum=1, maximum=100)
     return out
-
-
-def _event_triggers(template: TemplateModel) -> dict[str, list[str]]:
-    raw = template.triggers
-    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
-    return {str(k): [str(t) for t in v or []] for k, v in data.items() if v}
 
 
 def _check_loops(caller: Caller, template: TemplateModel, fields: dict[str, Any]) -> None:
@@ -517,6 +511,6 @@ def for_compose(
         locale=validate_locale(locale),
         timezone=validate_timezone(timezone),
         track_opens=template.track_opens is not False,
-        triggers=_event_triggers(template) or None,
+        triggers=event_triggers(template.triggers) or None,
         not_opened_after=int(template.not_opened_after) if template.not_opened_after else None,
     )

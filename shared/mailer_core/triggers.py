@@ -31,7 +31,7 @@ from mailer_core import validation
 from mailer_core.auth import Caller
 from mailer_core.clock import SYSTEM_CLOCK, Clock
 from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mailer_core.models import TemplateModel, TriggerModel
+from mailer_core.models import TemplateModel, TriggerModel, plain_map
 
 TYPES = ("task", "note", "stage", "field", "email", "lead", "tags")
 ENTITIES = ("lead", "contact", "company")
@@ -47,9 +47,7 @@ def public_view(trigger: TriggerModel) -> dict[str, Any]:
         "id": trigger.trigger_id,
         "name": trigger.name,
         "type": trigger.type,
-        "params": dict(
-            trigger.params.as_dict() if hasattr(trigger.params, "as_dict") else trigger.params or {}
-        ),
+        "params": params_of(trigger),
         "delay_seconds": int(trigger.delay_seconds or 0),
         "user_id": int(trigger.user_id),
         "created_at": trigger.created_at.isoformat(),
@@ -58,8 +56,7 @@ def public_view(trigger: TriggerModel) -> dict[str, Any]:
 
 
 def params_of(trigger: TriggerModel) -> dict[str, Any]:
-    raw = trigger.params
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
+    return plain_map(trigger.params)
 
 
 # -- validation of each type's settings ----------------------------------------------------
