@@ -59,8 +59,8 @@ SENDER_NAME = "Анна Смирнова"
 class Child:
     """A server process from bench/servers.py, talked to over its stdin and stdout."""
 
-    def __init__(self, *args: str, ready_timeout: float = 60.0) -> None:
-        self.name = args[0]
+    def __init__(self, *args: str, name: str = "", ready_timeout: float = 60.0) -> None:
+        self.name = name or args[0]
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVERS), *args],
             stdin=subprocess.PIPE,
@@ -238,12 +238,19 @@ class Meter:
 # -- the stack, the mailbox and the messages (setup, not measured) ---------------------------
 
 
-def point_at_moto(endpoint: str) -> None:
-    """Fake credentials and moto's endpoint for every client; before mailer_core is imported."""
+def point_at_moto(endpoint: str, dynamodb_endpoint: str) -> None:
+    """Fake credentials and moto's endpoints for every client; before mailer_core is imported.
+
+    DynamoDB has a moto process of its own, as it is a service of its own in AWS: moto's
+    ReceiveMessage reads the whole queue three times for each message it returns (about
+    200 ms of CPU for a batch of 10 from a queue of 200), and in one process with DynamoDB it
+    would hold up the send function's DynamoDB calls, which in AWS never wait for SQS.
+    """
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         os.environ.pop(name, None)
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_SESSION_TOKEN="testing",
@@ -256,14 +263,16 @@ def point_at_moto(endpoint: str) -> None:
             sys.path.insert(0, str(path))
 
 
-def create_stack() -> dict[str, str]:
-    """The template's resources in moto; the functions' environment exported here."""
+def create_stack() -> tuple[dict[str, str], Any]:
+    """The template's resources in moto, the functions' environment exported here; the send
+    queue and the send function's definition (its timeout, as the context reports it)."""
     import boto3
     from mailer_core import aws
     from mailer_core.settings import reset_settings
 
     from devstack.resources import create_stack as create
-    from devstack.resources import function_environment
+    from devstack.resources import function_environment, load_template
+    from devstack.template import function_definitions
 
     stack = create(
         boto3.session.Session(),
@@ -276,7 +285,10 @@ def create_stack() -> dict[str, str]:
     os.environ["MAILER_ALLOW_PLAINTEXT_SMTP"] = "1"
     reset_settings()
     aws.reset_clients()
-    return {"url": stack.refs["SendQueue"], "arn": stack.attrs[("SendQueue", "Arn")]}
+    [send_function] = [
+        f for f in function_definitions(load_template(), stack) if f.logical_id == "SendFunction"
+    ]
+    return {"url": stack.refs["SendQueue"], "arn": stack.attrs[("SendQueue", "Arn")]}, send_function
 
 
 def load_send_handler(log_file: IO[str]) -> ModuleType:
@@ -294,17 +306,6 @@ def load_send_handler(log_file: IO[str]) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    function_name: str = "mailer-send-bench"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:mailer-send-bench"
-    aws_request_id: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def message_content(i: int) -> dict[str, Any]:
@@ -374,11 +375,18 @@ class PipelineRun:
 
 
 def run_pipeline(
-    handler: ModuleType, sqs: Any, send_queue: dict[str, str], n: int, batch_size: int, meter: Meter
+    handler: ModuleType,
+    function: Any,
+    sqs: Any,
+    send_queue: dict[str, str],
+    n: int,
+    batch_size: int,
+    meter: Meter,
 ) -> PipelineRun:
     """One worker: receive a batch, invoke the send function, delete what succeeded; until n succeed."""
+    from devstack.functions import FakeLambdaContext
+
     run = PipelineRun()
-    context = LambdaContext()
     deadline = time.monotonic() + 60 + n * 5
     # Lambda's SQS pollers are not the function: they fetch the next batch and delete the
     # finished one while the function works. One background thread plays that part here.
@@ -416,7 +424,8 @@ def run_pipeline(
             meter.who = "core"
             cpu = time.process_time()
             try:
-                result = handler.lambda_handler(event, context) or {}
+                # A fresh context per invocation: its remaining time counts down from the template's Timeout.
+                result = handler.lambda_handler(event, FakeLambdaContext(function)) or {}
             finally:
                 run.cpu_core += time.process_time() - cpu
                 meter.who = "setup"
@@ -592,13 +601,24 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+@dataclass(frozen=True)
+class Servers:
+    moto: Child  # SQS, S3, KMS, Scheduler: every service but DynamoDB
+    dynamodb: Child  # moto too, in a process of its own (see point_at_moto)
+    smtp: Child
+
+    def all(self) -> tuple[Child, ...]:
+        return (self.moto, self.dynamodb, self.smtp)
+
+
 @contextlib.contextmanager
-def servers(delay_ms: float) -> Iterator[tuple[Child, Child]]:
+def servers(delay_ms: float) -> Iterator[Servers]:
     started: list[Child] = []
     try:
         started.append(Child("moto"))
+        started.append(Child("moto", name="moto-dynamodb"))
         started.append(Child("smtp", "--delay-ms", str(delay_ms), "--login", LOGIN, "--password", PASSWORD))
-        yield started[0], started[1]
+        yield Servers(*started)
     finally:
         for child in reversed(started):
             child.stop()
@@ -637,12 +657,13 @@ def _package(filename: str, name: str) -> str:
     return f"stdlib {path.stem}"
 
 
-def measure(args: argparse.Namespace, moto: Child, smtp: Child, log_file: IO[str]) -> None:
+def measure(args: argparse.Namespace, started: Servers, log_file: IO[str]) -> None:
     """Setup, the pipeline run, the raw run, the checks and the report."""
     import boto3
 
     n, warmup = args.messages, 1
-    send_queue = create_stack()
+    smtp = started.smtp
+    send_queue, send_function = create_stack()
     handler = load_send_handler(log_file)
     sqs = boto3.session.Session().client("sqs")
     meter = Meter()
@@ -652,16 +673,18 @@ def measure(args: argparse.Namespace, moto: Child, smtp: Child, log_file: IO[str
     # Warm-up: one message through the same loop, so that imports and client creation
     # (a Lambda cold start, paid once per container) stay out of the figures.
     warm_ids = compose(mailbox_id, range(n, n + warmup))
-    run_pipeline(handler, sqs, send_queue, warmup, args.batch_size, meter)
+    run_pipeline(handler, send_function, sqs, send_queue, warmup, args.batch_size, meter)
     verify_sent(warm_ids)
 
     indexes = range(n)
     message_ids = compose(mailbox_id, indexes)
     smtp.ask("reset")
     meter.reset()
-    before = [child.cpu_seconds() for child in (moto, smtp)]
-    run = profiled(args, lambda: run_pipeline(handler, sqs, send_queue, n, args.batch_size, meter))
-    for child, start in zip((moto, smtp), before, strict=True):
+    before = [child.cpu_seconds() for child in started.all()]
+    run = profiled(
+        args, lambda: run_pipeline(handler, send_function, sqs, send_queue, n, args.batch_size, meter)
+    )
+    for child, start in zip(started.all(), before, strict=True):
         end = child.cpu_seconds()
         if start is not None and end is not None:
             run.server_cpu[child.name] = end - start
@@ -688,10 +711,10 @@ def main() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
-    with servers(args.smtp_delay_ms) as (moto, smtp), tempfile.TemporaryFile("w+") as log_file:
-        point_at_moto(f"http://127.0.0.1:{moto.port}")
+    with servers(args.smtp_delay_ms) as started, tempfile.TemporaryFile("w+") as log_file:
+        point_at_moto(f"http://127.0.0.1:{started.moto.port}", f"http://127.0.0.1:{started.dynamodb.port}")
         try:
-            measure(args, moto, smtp, log_file)
+            measure(args, started, log_file)
         except Exception:
             log_file.seek(0)
             tail = log_file.read().splitlines()[-20:]

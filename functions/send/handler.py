@@ -19,7 +19,8 @@ smtp_pool = SmtpPool()
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    with SendWorker(pool=smtp_pool, close_pool=False) as worker:
+    time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    with SendWorker(pool=smtp_pool, close_pool=False, time_left=time_left) as worker:
         worker.prefetch(str(record.get("body", "")) for record in event.get("Records", []))
 
         def handle(record: SQSRecord) -> str:

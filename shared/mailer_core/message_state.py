@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pynamodb.constants import NONE
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
@@ -57,8 +58,14 @@ def transition(
     allowed_from: tuple[str, ...],
     extra: list[Action] | None = None,
     condition: Condition | None = None,
+    refresh: bool = True,
 ) -> bool:
-    """Move the message to `to` if it is in one of `allowed_from`; False if it was not."""
+    """Move the message to `to` if it is in one of `allowed_from`; False if it was not.
+
+    With `refresh` the item comes back (ReturnValues ALL_NEW) and `message` is updated from it;
+    without, nothing comes back and `message` keeps the values it had (a smaller answer to
+    read, where the caller needs none of it).
+    """
     guard = in_status(*allowed_from)
     if condition is not None:
         guard = guard & condition
@@ -69,7 +76,13 @@ def transition(
         *(extra or []),
     ]
     try:
-        message.update(actions=actions, condition=guard)
+        if refresh:
+            message.update(actions=actions, condition=guard)
+        else:
+            hash_key, range_key = message._get_hash_range_key_serialized_values()
+            message._get_connection().update_item(
+                hash_key, range_key=range_key, actions=actions, condition=guard, return_values=NONE
+            )
     except UpdateError as exc:
         if is_condition_failure(exc):
             return False

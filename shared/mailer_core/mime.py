@@ -288,10 +288,15 @@ def spool(message: EmailMessage) -> Spool:
     existing = spooled(message)
     if existing is not None:
         return existing
-    written = _write(message, message.policy.clone(linesep="\r\n"))
+    written = write(message)
     if isinstance(message, MailerMessage):
         message._spool = written
     return written
+
+
+def write(message: EmailMessage) -> Spool:
+    """`message` written to a new Spool (CRLF lines), whether or not it has one already."""
+    return _write(message, message.policy.clone(linesep="\r\n"))
 
 
 def spooled(message: EmailMessage) -> Spool | None:

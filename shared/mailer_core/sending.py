@@ -69,6 +69,9 @@ Outcome = Literal[
     "canceled",
 ]
 CLAIM_LEASE = timedelta(minutes=5)
+# The next email is prepared during the current one's SMTP only while the invocation has this
+# much time left: more than an SMTP timeout (30 s), so a Lambda timeout does not strand it.
+LOOK_AHEAD_MIN_SECONDS_LEFT = 40.0
 RETRY_BASE_SECONDS = 30
 SCHEDULE_SLACK_SECONDS = 1.0
 
@@ -77,6 +80,20 @@ _MAILBOX_CACHE_SECONDS = 60.0
 # Mailboxes with their decrypted SMTP settings, shared by the batches a warm container
 # handles: a changed mailbox is seen within a minute.
 _mailbox_cache: dict[tuple[int, str], tuple[float, tuple[MailboxModel, SmtpSettings] | None]] = {}
+
+
+@dataclass(frozen=True)
+class Ready:
+    """An email claimed, rendered and built: what is left is handing it to SMTP."""
+
+    job: queues.SendJob
+    message: MessageModel
+    mailbox: MailboxModel
+    smtp_settings: SmtpSettings
+    email: OutgoingEmail
+    mime: EmailMessage
+    sender: str
+    recipients: list[str]
 
 
 @dataclass
@@ -105,20 +122,38 @@ class SendWorker:
     _reserved: dict[str, list[float]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _pending: list[Future[None]] = field(default_factory=list)
+    # Records of emails sent, not yet handed to the writer (see `_in_background`).
+    _records: list[tuple[dict[str, Any], Callable[..., None], tuple[object, ...]]] = field(
+        default_factory=list
+    )
+    # Seconds the invocation has left (the handler passes Lambda's); None: no limit.
+    time_left: Callable[[], float] | None = None
+    # The batch's jobs in order (`prefetch`), the next one `process` expects, and the one
+    # being prepared ahead (its index in the plan and the preparation).
+    _plan: list[queues.SendJob] = field(default_factory=list)
+    _cursor: int = 0
+    _ahead: tuple[int, Future[Ready | Outcome]] | None = None
+    _next: int | None = None  # the plan's index `_look_ahead` may prepare
+    _preparer: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         try:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None:
+                self._settle(ahead[1])
             self.flush()
         finally:
             if self.close_pool:
                 self.pool.close()
             self.filer.close()
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
-                self._writer = None
+            for executor in (self._preparer, self._writer):
+                if executor is not None:
+                    executor.shutdown(wait=True)
+            self._preparer = self._writer = None
 
     def flush(self) -> None:
         """Wait until every result recorded in the background is stored."""
+        self._start_records()
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
@@ -131,11 +166,81 @@ class SendWorker:
 
     def process(self, job: queues.SendJob) -> Outcome:
         logger.append_keys(account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id)
-        outcome = self._process(job)
+        ready = self._take_ready(job)
+        outcome = ready if isinstance(ready, str) else self._deliver(ready)
+        if outcome != "sent":  # no email of this job went out: nothing to wait for
+            self._start_records()
         logger.info("send job done", extra={"outcome": outcome})
         return outcome
 
-    def _process(self, job: queues.SendJob) -> Outcome:
+    # -- looking ahead -----------------------------------------------------------------
+
+    def _take_ready(self, job: queues.SendJob) -> Ready | Outcome:
+        """`job` prepared: by the look-ahead during the previous email's SMTP, or now.
+
+        When `job` is the next one of the batch's plan (`prefetch`), the one after it may be
+        prepared while `job` waits for the server's answer (`_look_ahead`).
+        """
+        index = self._cursor
+        planned = index < len(self._plan) and self._plan[index] == job
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not (planned and ahead[0] == index):
+            self._settle(ahead[1])  # prepared for a job that did not come: give its claim back
+            ahead = None
+        self._next = index + 1 if planned else None
+        if planned:
+            self._cursor = index + 1
+        if ahead is None or not ahead[1].done():  # this email will take a while to get to its data
+            self._start_records()
+        return ahead[1].result() if ahead is not None else self._prepare(job)
+
+    def _look_ahead(self) -> None:
+        """Called once the current email's data is out: prepare the plan's next one meanwhile.
+
+        Preparing it (token, claim, render, build: tens of ms) while the server takes its
+        time to answer keeps the connection busy with back-to-back emails. Started only now,
+        not earlier, so that the claim is taken as late as the pipelining allows (guarantee 5).
+        """
+        self._start_records()
+        index = self._next
+        self._next = None
+        if index is None or index >= len(self._plan) or self._ahead is not None:
+            return
+        if not self._may_look_ahead():
+            return
+        if self._preparer is None:
+            self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-prepare")
+        self._ahead = (index, self._preparer.submit(self._prepare_ahead, self._plan[index]))
+
+    def _prepare_ahead(self, job: queues.SendJob) -> Ready | Outcome:
+        logger.thread_safe_append_keys(
+            account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id
+        )
+        try:
+            return self._prepare(job)
+        finally:
+            logger.thread_safe_clear_keys()
+
+    def _may_look_ahead(self) -> bool:
+        """Not near the invocation's end: a timeout would strand the claimed-ahead message."""
+        return self.time_left is None or self.time_left() > LOOK_AHEAD_MIN_SECONDS_LEFT
+
+    def _settle(self, future: Future[Ready | Outcome]) -> None:
+        """Wait for a look-ahead nobody will deliver and release the claim it took."""
+        try:
+            ready = future.result()
+        except Exception:  # it failed before SMTP and has already given its claim back
+            return
+        if not isinstance(ready, str):
+            self._release(ready.message)
+
+    # -- one email ---------------------------------------------------------------------
+
+    def _prepare(self, job: queues.SendJob) -> Ready | Outcome:
+        """Everything before SMTP: rate token, claim, render, build, suppressions.
+
+        Returns the email ready to hand over, or the outcome when there is nothing to send.
+        """
         refusal = access.send_refusal(job.account_id, clock=self.clock)  # cached: one read per 30 s
         if refusal:  # Mailer was switched off for the account: its emails are canceled, not sent
             return self._cancel(MessageModel(job.account_id, job.message_id), refusal)
@@ -157,11 +262,7 @@ class SendWorker:
         refusal = access.send_refusal(job.account_id, composed_at=message.created_at, clock=self.clock)
         if refusal:  # composed before the account was switched off (and on again since)
             return self._cancel(message, refusal, from_=(state.SENDING,))
-        refused = mailbox_check.refused_login_reason(mailbox)
-        if refused:  # trying the same password again only counts failed logins against the account
-            self._fail(
-                message, f"auth: {refused}; check the mailbox, then send again", from_=(state.SENDING,)
-            )
+        if self._failed_for_refused_login(message, mailbox):
             return "failed"
         try:
             email = self._render(message, mailbox)
@@ -190,12 +291,35 @@ class SendWorker:
             from mailer_core.bounces import envelope_sender  # only these mailboxes need the parser's module
 
             sender = envelope_sender(mailbox.sender_email, message.message_id)
+        return Ready(job, message, mailbox, smtp_settings, email, mime, sender, recipients)
+
+    def _failed_for_refused_login(self, message: MessageModel, mailbox: MailboxModel) -> bool:
+        refused = mailbox_check.refused_login_reason(mailbox)
+        if refused:  # trying the same password again only counts failed logins against the account
+            self._fail(
+                message, f"auth: {refused}; check the mailbox, then send again", from_=(state.SENDING,)
+            )
+        return bool(refused)
+
+    def _deliver(self, ready: Ready) -> Outcome:
+        """Hand the prepared email to SMTP and record the result (in the background when sent)."""
+        mailbox, message, email, mime = ready.mailbox, ready.message, ready.email, ready.mime
+        # The email before it may have turned the mailbox red while this one was being prepared.
+        if self._failed_for_refused_login(message, mailbox):
+            return "failed"
         try:
-            result = self.pool.send(mailbox.mailbox_id, smtp_settings, mime, sender, recipients)
+            result = self.pool.send(
+                mailbox.mailbox_id,
+                ready.smtp_settings,
+                mime,
+                ready.sender,
+                ready.recipients,
+                on_data_sent=self._look_ahead,
+            )
         except SmtpFailure as failure:
             if failure.kind == "auth" and (failure.code is None or failure.code >= 500):
                 mailbox_check.mark_smtp_refused_login(mailbox, failure, clock=self.clock)
-            return self._after_failure(job, message, failure)
+            return self._after_failure(ready.job, message, failure)
 
         detail = result.reply or "accepted"
         if result.refused:
@@ -219,6 +343,7 @@ class SendWorker:
                 MessageModel.last_error.remove(),
                 MessageModel.sent_subject.set(subject[:998]),  # as rendered: triggers' {subject}
             ],
+            refresh=False,  # the hooks read what the claim returned; the fields set here are set below
         )
         if recorded:  # once: a repeated record finds the message sent already
             message.sent_at, message.sent_subject = when, subject[:998]
@@ -234,10 +359,22 @@ class SendWorker:
 
         Only writes after SMTP go here: a write lost with the container leaves the message
         `sending`, which the claim lease resolves (guarantee 4 above), never a duplicate.
+        The write starts once the next email's data is out (`_start_records`), or at once when
+        no next email is about to get there: its CPU then overlaps the server's answer, not the
+        next email's envelope, where every reply waited for is on the critical path.
         """
+        keys = logger.get_current_keys()  # the ids of this email, not of the one sent meanwhile
+        ids: dict[str, Any] = {k: keys[k] for k in ("account_id", "message_id", "mailbox_id") if k in keys}
+        self._records.append((ids, work, args))
+
+    def _start_records(self) -> None:
+        if not self._records:
+            return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-record")
-        self._pending.append(self._writer.submit(work, *args))
+        records, self._records = self._records, []
+        for ids, work, args in records:
+            self._pending.append(self._writer.submit(_with_log_keys, ids, work, *args))
 
     # -- steps -------------------------------------------------------------------------
 
@@ -398,17 +535,21 @@ class SendWorker:
                 continue
         personalization.prefetch(self.kommo, jobs, clock=self.clock)
         self._read_suppressions(jobs)
+        self._plan.extend(jobs)
         for job in jobs:
             key = f"mailbox#{job.account_id}#{job.mailbox_id}"
             self._batch_left[key] = self._batch_left.get(key, 0) + 1
 
     def _build(self, message: MessageModel, email: OutgoingEmail) -> EmailMessage:
-        """The MIME message. With attachments it is written to a spool now (files read from S3,
-        links downloaded), so their failures come before SMTP and SMTP streams it."""
+        """The MIME message, written to a spool now: SMTP streams it, and the writing (with
+        attachments: files read from S3, links downloaded) and its failures come before SMTP,
+        during the previous email's wait when the worker looks ahead."""
         files = [attachments.AttachedFile.from_attribute(a) for a in message.attachments or []]
         links = self._attachment_links(message)
         if not files and not links and not email.attachments:
-            return build_message(email)
+            mime = build_message(email)
+            spool(mime)
+            return mime
         with ExitStack() as scratch:  # downloaded files are removed once written into the spool
             loaded = attachments.load(files, links, fetcher=self.fetcher, scratch=scratch)
             mime = build_message(replace(email, attachments=email.attachments + loaded))
@@ -532,6 +673,14 @@ class SendWorker:
         )
         self._fail(message, reason, from_=(state.SENDING,))
         return "interrupted"
+
+
+def _with_log_keys(keys: dict[str, Any], work: Callable[..., None], *args: object) -> None:
+    logger.thread_safe_append_keys(**keys)
+    try:
+        work(*args)
+    finally:
+        logger.thread_safe_clear_keys()
 
 
 def _strings(values: object) -> tuple[str, ...]:

@@ -115,24 +115,39 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def _data_from_spool(client: smtplib.SMTP, spool: mime.Spool) -> tuple[int, bytes]:
-    """DATA as smtplib's `data` does it (dot-stuffing, the final dot), sent in 1 MB pieces."""
+def _data_from_spool(
+    client: smtplib.SMTP, spool: mime.Spool, on_data_sent: Callable[[], None] | None = None
+) -> tuple[int, bytes]:
+    """DATA as smtplib's `data` does it (dot-stuffing, the final dot), sent in 1 MB pieces.
+
+    `on_data_sent` is called once the final dot is out, before the server's answer: the wait
+    for that answer (the provider scanning and storing the message) is the longest of a send.
+    """
     client.putcmd("data")
     code, reply = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    pending, last = b"", b"\r\n"
+    # Each piece is sent once the next is known, so the last goes out in one write with the
+    # final dot: a dot sent alone would wait for the server's delayed ACK (Nagle), ~40 ms.
+    unsent, pending, last = b"", b"", b"\r\n"
     for chunk in spool.chunks(1024 * 1024):
         data = pending + chunk
         cut = data.rfind(b"\n") + 1  # whole lines only: each piece starts at the start of a line
         if cut:
-            client.send(_LEADING_DOT.sub(b"..", data[:cut]))
+            if unsent:
+                client.send(unsent)
+            unsent = _LEADING_DOT.sub(b"..", data[:cut])
             last = data[max(0, cut - 2) : cut]
         pending = data[cut:]
     if pending:
-        client.send(_LEADING_DOT.sub(b"..", pending))
+        unsent += _LEADING_DOT.sub(b"..", pending)
         last = pending[-2:]
-    client.send((b"" if last.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    client.send(unsent + (b"" if last.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    if on_data_sent is not None:
+        try:
+            on_data_sent()
+        except Exception:  # the caller's business: it must not cost the message its answer
+            logger.exception("on_data_sent failed")
     return client.getreply()
 
 
@@ -142,22 +157,32 @@ class SmtpSession:
     def __init__(self, client: smtplib.SMTP) -> None:
         self._client = client
 
-    def send(self, message: EmailMessage, from_addr: str, to_addrs: Sequence[str]) -> SendResult:
+    def send(
+        self,
+        message: EmailMessage,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        on_data_sent: Callable[[], None] | None = None,
+    ) -> SendResult:
         """Hand `message` over for `to_addrs`; raises SmtpFailure unless someone accepted it.
 
         Recipients refused while others were accepted come back in `refused`. Only the
-        envelope decides who gets the message: a Bcc header, if any, is not sent.
+        envelope decides who gets the message: a Bcc header, if any, is not sent. A message
+        written beforehand (`mime.spool`) is streamed from its spool; any other is written now.
+        `on_data_sent`: see `_data_from_spool`.
         """
         if not to_addrs:
             raise SmtpFailure("permanent", "no recipients", stage="envelope")
+        spool = mime.spooled(message)
         if message["Bcc"] is not None:  # the envelope carries Bcc; a header would reveal it
             message = copy.copy(message)
             del message["Bcc"]
-        spool = mime.spooled(message)  # written beforehand: streamed line by line, never whole in memory
-        data = b"" if spool is not None else message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            spool = None
+        if spool is None:
+            spool = mime.write(message)
         client = self._client
         try:
-            options = self._mail_options(from_addr, to_addrs, spool.size if spool is not None else len(data))
+            options = self._mail_options(from_addr, to_addrs, spool.size)
             code, reply = client.mail(from_addr, options)
             if code != 250:
                 raise _by_code(code, reply, "envelope")
@@ -173,7 +198,7 @@ class SmtpSession:
         except (smtplib.SMTPException, OSError) as error:
             raise classify(error, "envelope") from None
         try:
-            code, reply = _data_from_spool(client, spool) if spool is not None else client.data(data)
+            code, reply = _data_from_spool(client, spool, on_data_sent)
         except (smtplib.SMTPException, OSError) as error:
             raise classify(error, "data") from None
         if code != 250:
@@ -300,6 +325,8 @@ class SmtpPool:
         message: EmailMessage,
         from_addr: str,
         to_addrs: Sequence[str],
+        *,
+        on_data_sent: Callable[[], None] | None = None,
     ) -> SendResult:
         """Send over the mailbox's session, opening or replacing it as needed.
 
@@ -314,7 +341,7 @@ class SmtpPool:
         if session is None:
             session = self._open(key, settings)
         try:
-            return self._send(key, session, message, from_addr, to_addrs)
+            return self._send(key, session, message, from_addr, to_addrs, on_data_sent)
         except SmtpFailure as failure:
             self._drop(key)
             if not (reused and failure.kind == "connection" and failure.stage != "data"):
@@ -325,15 +352,21 @@ class SmtpPool:
         logger.info("SMTP session for %s dropped before the message went out; reconnecting", key)
         session = self._open(key, settings)
         try:
-            return self._send(key, session, message, from_addr, to_addrs)
+            return self._send(key, session, message, from_addr, to_addrs, on_data_sent)
         except BaseException:
             self._drop(key)
             raise
 
     def _send(
-        self, key: str, session: SmtpSession, message: EmailMessage, from_addr: str, to_addrs: Sequence[str]
+        self,
+        key: str,
+        session: SmtpSession,
+        message: EmailMessage,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        on_data_sent: Callable[[], None] | None,
     ) -> SendResult:
-        result = session.send(message, from_addr, to_addrs)
+        result = session.send(message, from_addr, to_addrs, on_data_sent)
         self._last_used[key] = self._monotonic()
         return result
 

@@ -334,7 +334,7 @@ class FakeSession(SmtpSession):
         self.sent = 0
         self.closed = False
 
-    def send(self, message: EmailMessage, from_addr: str, to_addrs) -> SendResult:  # type: ignore[override]
+    def send(self, message: EmailMessage, from_addr: str, to_addrs, on_data_sent=None) -> SendResult:  # type: ignore[override]
         if self.failures:
             raise self.failures.pop(0)
         self.sent += 1
@@ -421,3 +421,63 @@ def test_classify(error: BaseException, kind: str) -> None:
 def test_reply_bytes_are_decoded_with_replacement() -> None:
     failure = classify(smtplib.SMTPDataError(554, b"5.7.1 \xd0\xbe\xd1\x82\xff rejected"))
     assert str(failure) == "554 5.7.1 от\ufffd rejected"
+
+
+# --- how the data goes out ----------------------------------------------------------------
+
+
+class RecordingSMTP(smtplib.SMTP):
+    """smtplib's client, noting each write and each wait for a reply."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.events: list[tuple[str, bytes]] = []
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def send(self, s: bytes | str) -> None:
+        self.events.append(("write", s if isinstance(s, bytes) else s.encode()))
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        self.events.append(("reply", b""))
+        return super().getreply()
+
+
+@pytest.mark.parametrize("attachment_bytes", [0, 3 * 1024 * 1024])
+def test_the_last_piece_of_data_goes_out_with_the_final_dot_and_then_the_caller_hears_of_it(
+    server, make_message: MakeMessage, attachment_bytes: int
+) -> None:
+    # GIVEN a message (with a 3 MB attachment: sent in 1 MB pieces) with a line that needs dot-stuffing
+    from mailer_core import mime
+
+    message = make_message()
+    message.get_payload()[0].set_content(".hidden line\nsecond line\n")  # type: ignore[index]
+    if attachment_bytes:
+        message.add_attachment(b"\x00" * attachment_bytes, maintype="application", subtype="octet-stream")
+    expected = mime.write(message).read_bytes()
+    client = RecordingSMTP(server.host, server.port, timeout=5)
+    client.ehlo()
+    session = SmtpSession(client)
+
+    # WHEN it is sent, with a callback for the moment the data is out
+    result = session.send(
+        message, SENDER, [ANNA], on_data_sent=lambda: client.events.append(("data sent", b""))
+    )
+    session.close()
+
+    # THEN the final dot shares its write with the end of the message (a lone dot would wait
+    # for the server's delayed ACK), the callback comes right after it, before the answer
+    assert result.reply.startswith("250")
+    writes = [data for kind, data in client.events if kind == "write"]
+    data_at = next(i for i, w in enumerate(writes) if w.upper().startswith(b"DATA"))
+    pieces = writes[data_at + 1 : writes.index(b"quit\r\n")]
+    assert len(pieces) == -(-len(expected) // (1024 * 1024))  # one write per MB started, no more
+    assert pieces[-1].endswith(expected.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1] + b"\r\n.\r\n")
+    kinds = [kind for kind, _ in client.events]
+    sent_dot = kinds.index("data sent")
+    assert kinds[sent_dot - 1 : sent_dot + 2] == ["write", "data sent", "reply"]
+    # AND the server got the message exactly, dot-stuffing undone
+    assert b"..hidden line" in b"".join(pieces)
+    def lines(data: bytes) -> list[bytes]:
+        return data.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
+
+    assert lines(server.messages[0].data) == lines(expected)
