@@ -6,11 +6,11 @@ The guarantee, exactly:
    `sending` with a conditional write (the claim). SQS redeliveries, Lambda retries and
    concurrent workers lose the claim and do nothing, so they never send it twice.
 2. The claim is one conditional UpdateItem that also returns the message, taken after the
-   rate token; then the worker renders it (fresh CRM data), loads attachments, drops
-   suppressed recipients and hands it to SMTP. Any failure before the hand-over (a render
-   error, a download, SMTP connect/login) releases the claim or records the failure; nothing
-   is left in `sending`. The "sent" record and the Sent-folder copy are written in the
-   background while the next email goes out, and `close` waits for them.
+   rate token; then the worker renders it (fresh CRM data), loads attachments, writes the
+   MIME message, drops suppressed recipients and hands it to SMTP. Any failure before the
+   hand-over (a render error, a download, SMTP connect/login) releases the claim or records
+   the failure; nothing is left in `sending`. The "sent" record and the Sent-folder copy are
+   written in the background while the next email goes out, and `close` waits for them.
 3. SMTP 4xx replies and connection errors put the message back to `queued` and re-queue it
    with backoff (30 s, 60 s, 120 s … capped at 15 min) until `max_send_attempts`; 5xx and
    authentication failures fail it at once, keeping the server's words.
@@ -19,6 +19,15 @@ The guarantee, exactly:
    `sending` until its claim lease runs out. The next delivery of its job then marks it
    `failed` with the reason "interrupted during SMTP", and does NOT send it again, because the
    server may have accepted it: Mailer prefers a visible failure the user can resend over a silent duplicate.
+5. Within a batch the worker looks ahead by one email: once an email's data is out and the
+   worker waits for the server's answer (the longest part of a send: providers take 100 ms or
+   more), the next email of the batch is prepared (token, claim, render, MIME) in the
+   background, so the connection carries emails back to back. So a worker that dies during
+   that wait leaves two emails `sending`: the one the server was answering and the one
+   prepared behind it (most likely not sent); point 4 marks both interrupted, never sends
+   either twice. The look-ahead is not started with less than `LOOK_AHEAD_MIN_SECONDS_LEFT`
+   of the invocation left, so a Lambda timeout does not leave a prepared email behind; one
+   prepared but not delivered (the invocation ends first) has its claim released.
 """
 
 from __future__ import annotations
@@ -135,12 +144,14 @@ class SendWorker:
     _ahead: tuple[int, Future[Ready | Outcome]] | None = None
     _next: int | None = None  # the plan's index `_look_ahead` may prepare
     _preparer: ThreadPoolExecutor | None = None
+    _batch_reads: Future[None] | None = None  # `prefetch`'s reads, until the first render waits for them
 
     def close(self) -> None:
         try:
             ahead, self._ahead = self._ahead, None
             if ahead is not None:
                 self._settle(ahead[1])
+            self._wait_for_batch_reads()
             self.flush()
         finally:
             if self.close_pool:
@@ -208,9 +219,7 @@ class SendWorker:
             return
         if not self._may_look_ahead():
             return
-        if self._preparer is None:
-            self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-prepare")
-        self._ahead = (index, self._preparer.submit(self._prepare_ahead, self._plan[index]))
+        self._ahead = (index, self._preparing().submit(self._prepare_ahead, self._plan[index]))
 
     def _prepare_ahead(self, job: queues.SendJob) -> Ready | Outcome:
         logger.thread_safe_append_keys(
@@ -259,6 +268,7 @@ class SendWorker:
         message = self._claim(job)
         if isinstance(message, str):
             return message
+        self._wait_for_batch_reads()
         refusal = access.send_refusal(job.account_id, composed_at=message.created_at, clock=self.clock)
         if refusal:  # composed before the account was switched off (and on again since)
             return self._cancel(message, refusal, from_=(state.SENDING,))
@@ -524,21 +534,44 @@ class SendWorker:
         )
 
     def prefetch(self, bodies: Iterable[str]) -> None:
-        """Read the CRM data of a batch's messages (SQS bodies) from Kommo at once: a few requests."""
-        from mailer_core import personalization
+        """Plan a batch (its SQS bodies, in order) and start reading what its emails need at once.
 
+        The reads (CRM data from Kommo: a few requests; the recipients' suppressions: one per
+        account) run in the background while the first email takes its rate token and claim;
+        rendering waits for them.
+        """
         jobs = []
         for body in bodies:
             try:
                 jobs.append(queues.SendJob.from_body(body))
             except Exception:  # a bad record fails on its own in `process`
                 continue
-        personalization.prefetch(self.kommo, jobs, clock=self.clock)
-        self._read_suppressions(jobs)
         self._plan.extend(jobs)
         for job in jobs:
             key = f"mailbox#{job.account_id}#{job.mailbox_id}"
             self._batch_left[key] = self._batch_left.get(key, 0) + 1
+        if jobs:
+            self._batch_reads = self._preparing().submit(self._read_batch, jobs)
+
+    def _read_batch(self, jobs: list[queues.SendJob]) -> None:
+        from mailer_core import personalization
+
+        personalization.prefetch(self.kommo, jobs, clock=self.clock)
+        self._read_suppressions(jobs)
+
+    def _wait_for_batch_reads(self) -> None:
+        reads, self._batch_reads = self._batch_reads, None
+        if reads is not None:
+            try:
+                reads.result()
+            except Exception:  # each email then reads its own
+                logger.warning("the batch's reads failed", exc_info=True)
+
+    def _preparing(self) -> ThreadPoolExecutor:
+        """The thread that prepares ahead (and reads for the batch): one, so they never overlap."""
+        if self._preparer is None:
+            self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-prepare")
+        return self._preparer
 
     def _build(self, message: MessageModel, email: OutgoingEmail) -> EmailMessage:
         """The MIME message, written to a spool now: SMTP streams it, and the writing (with

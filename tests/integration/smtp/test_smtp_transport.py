@@ -477,6 +477,7 @@ def test_the_last_piece_of_data_goes_out_with_the_final_dot_and_then_the_caller_
     assert kinds[sent_dot - 1 : sent_dot + 2] == ["write", "data sent", "reply"]
     # AND the server got the message exactly, dot-stuffing undone
     assert b"..hidden line" in b"".join(pieces)
+
     def lines(data: bytes) -> list[bytes]:
         return data.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
 
