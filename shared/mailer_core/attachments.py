@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Literal, cast
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import fetch, limits, mime, storage, uploads
+from mailer_core.conditions import is_condition_failure
 from mailer_core.errors import InvalidInput
 from mailer_core.models import AttachmentAttribute, UploadModel
 
@@ -217,7 +218,7 @@ def claim(account_id: int, files: list[AttachedFile], *, keep: Keeper, now: date
         try:
             record.update(actions=actions, condition=UploadModel.retention.is_in(*lower))
         except UpdateError as error:
-            if not _condition_failed(error):
+            if not is_condition_failure(error):
                 raise
         tagged = None
         for _ in range(3):
@@ -226,11 +227,6 @@ def claim(account_id: int, files: list[AttachedFile], *, keep: Keeper, now: date
                 break
             storage.set_retention(file.key, cast(storage.Retention, current), version_id=file.version_id)
             tagged = current
-
-
-def _condition_failed(error: UpdateError) -> bool:
-    code = getattr(error, "cause_response_code", None)
-    return code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(error)
 
 
 # ------------------------------------------------------------------ at send time

@@ -25,6 +25,7 @@ from pynamodb.exceptions import UpdateError
 
 from mailer_core import bounces, imap, mailbox_check, mailboxes
 from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.conditions import is_condition_failure
 from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
 
@@ -172,6 +173,6 @@ def _save_place(
             condition=condition,
         )
     except UpdateError as error:
-        if "ConditionalCheckFailed" not in str(error.cause) and "ConditionalCheckFailed" not in str(error):
+        if not is_condition_failure(error):
             raise
         logger.info("another poll moved this mailbox's place further; kept it")

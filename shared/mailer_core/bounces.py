@@ -38,6 +38,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import hooks, suppressions
 from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.conditions import is_condition_failure
 from mailer_core.logs import logger
 from mailer_core.message_state import entry
 from mailer_core.models import BounceEntry, MailboxModel, MessageModel
@@ -309,7 +310,7 @@ def _record_failure(
             condition=~MessageModel.bounce_keys.contains(key),
         )
     except UpdateError as error:
-        if "ConditionalCheckFailed" in str(error.cause) or "ConditionalCheckFailed" in str(error):
+        if is_condition_failure(error):
             return "duplicate"
         raise
     logger.info("delivery report recorded", extra={"event": event, "message_id": message.message_id})

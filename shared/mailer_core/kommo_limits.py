@@ -23,12 +23,12 @@ it for the client's life. The first successful request after the cool-off marks 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
 from mailer_core import rate_limit
 from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.conditions import is_condition_failure
 from mailer_core.kommo import KommoAccessDenied, KommoBusy
 from mailer_core.logs import logger
 from mailer_core.models import AccountModel
@@ -42,12 +42,6 @@ ACTIVE, BLOCKED, DISCONNECTED = "active", "blocked", "disconnected"
 
 def bucket_key(account_id: int) -> str:
     return f"{BUCKET_PREFIX}{int(account_id)}"
-
-
-def is_condition_failure(exc: Exception) -> bool:
-    cause: Any = getattr(exc, "cause", None)
-    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
-    return code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)
 
 
 class AccountGate:

@@ -35,6 +35,7 @@ from pynamodb.expressions.update import Action
 
 from mailer_core import imap, mailboxes, presets, smtp
 from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.conditions import is_condition_failure
 from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
 from mailer_core.settings import get_settings
@@ -291,7 +292,7 @@ def record(mailbox: MailboxModel, result: CheckResult) -> bool:
     try:
         mailbox.update(actions=actions, condition=MailboxModel.updated_at == mailbox.updated_at)
     except UpdateError as error:
-        if _condition_failed(error):
+        if is_condition_failure(error):
             logger.info("mailbox changed during its check; result not stored")
             return False
         raise
@@ -350,14 +351,10 @@ def _mark(mailbox: MailboxModel, status: Status, side: str, probe: Probe, source
             condition=MailboxModel.updated_at == mailbox.updated_at,
         )
     except UpdateError as error:
-        if _condition_failed(error):
+        if is_condition_failure(error):
             return False
         raise
     return True
-
-
-def _condition_failed(error: UpdateError) -> bool:
-    return "ConditionalCheckFailed" in str(error.cause) or "ConditionalCheckFailed" in str(error)
 
 
 def refused_login_reason(mailbox: MailboxModel) -> str | None:

@@ -7,13 +7,13 @@ leave, so two workers (or a worker and a user's cancel) can never both win.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pynamodb.constants import NONE
-from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from mailer_core.conditions import is_condition_failure
 from mailer_core.models import HistoryEntry, MessageModel
 
 DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
@@ -88,10 +88,3 @@ def transition(
             return False
         raise
     return True
-
-
-def is_condition_failure(exc: PynamoDBException) -> bool:
-    """Did a conditional write fail on its condition (rather than on the service)?"""
-    cause: Any = exc.cause
-    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
-    return code == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc)

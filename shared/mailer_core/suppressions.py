@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from mailer_core.conditions import is_condition_failure
 from mailer_core.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
 from mailer_core.models import SuppressionModel
 
@@ -67,7 +68,7 @@ def add(
     try:
         item.save(condition=SuppressionModel.address.does_not_exist())
     except PutError as error:
-        if "ConditionalCheckFailed" in str(error.cause) or "ConditionalCheckFailed" in str(error):
+        if is_condition_failure(error):
             return False
         raise
     return True
@@ -103,7 +104,7 @@ def lift(caller: Caller, address: str) -> None:
     try:
         SuppressionModel(caller.account_id, normalized).delete(condition=SuppressionModel.address.exists())
     except DeleteError as error:
-        if "ConditionalCheckFailed" in str(error.cause) or "ConditionalCheckFailed" in str(error):
+        if is_condition_failure(error):
             raise NotFound("this address is not suppressed", field="address") from None
         raise
 

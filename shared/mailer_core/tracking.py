@@ -33,6 +33,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import hooks, template_stats, timeline, tracking_tokens, trigger_link_urls
 from mailer_core.clock import SYSTEM_CLOCK
+from mailer_core.conditions import is_condition_failure
 from mailer_core.logs import logger
 from mailer_core.models import MessageModel
 from mailer_core.settings import get_settings
@@ -377,7 +378,7 @@ def handle_open(request: TrackRequest) -> None:
         verdict = _classify(request, token, "open")
         record_open(token, machine=verdict.machine, when=request.now, machine_class=verdict.label)
     except UpdateError as exc:
-        if "ConditionalCheckFailed" not in str(exc):
+        if not is_condition_failure(exc):
             logger.exception("open not recorded", extra={"message_id": token.message_id})
     except Exception:
         logger.exception("open not recorded", extra={"message_id": token.message_id})
