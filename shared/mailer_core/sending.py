@@ -46,7 +46,6 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core import (
     access,
     attachments,
-    bodies,
     fetch,
     hooks,
     mailbox_check,
@@ -54,6 +53,7 @@ from mailer_core import (
     queues,
     rate_limit,
     sent_folder,
+    storage,
     suppressions,
     tracking,
     trigger_link_urls,
@@ -496,7 +496,7 @@ class SendWorker:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
         from mailer_core import personalization  # imported here: Jinja2 and babel load on the first send
 
-        html = message.html if message.html is not None else bodies.get_html(message.html_s3_key or "")
+        html = message.html if message.html is not None else storage.get_html(message.html_s3_key or "")
         now = self.clock.now()
         rendered = personalization.for_message(
             message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
