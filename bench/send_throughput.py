@@ -268,7 +268,7 @@ def create_stack() -> tuple[dict[str, str], Any]:
     queue and the send function's definition (its timeout, as the context reports it)."""
     import boto3
     from mailer_core import aws
-    from mailer_core.settings import reset_settings
+    from mailer_core.base.config import reset_settings
 
     from devstack.resources import create_stack as create
     from devstack.resources import function_environment, load_template
@@ -296,7 +296,7 @@ def load_send_handler(log_file: IO[str]) -> ModuleType:
 
     The lines are still formatted (that CPU is the core's); they just stay off the screen.
     """
-    from mailer_core.logs import logger
+    from mailer_core.base.logs import logger
 
     handler = logger.registered_handler
     if hasattr(handler, "setStream"):

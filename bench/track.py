@@ -80,8 +80,8 @@ def main() -> None:
     with mock_aws():
         from mailer_core import aws, template_stats, tracking, tracking_tokens
         from mailer_core import message_state as state
+        from mailer_core.base.config import reset_settings
         from mailer_core.models import MessageModel, TemplateStatsModel
-        from mailer_core.settings import reset_settings
 
         from devstack.resources import create_stack, function_environment
         from tests.support.api_client import LambdaContext, http_event, load_handler

@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
 from devstack.functions import FunctionRegistry
 from devstack.resources import ACCOUNT_ID

@@ -54,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
 from devstack.kommo_seed import Seed, demo_seed
 from devstack.kommo_standin_oauth import StandInOAuth, TokenCall

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from mailer_core.clock import Clock
+from mailer_core.base.clock import Clock
 
 from devstack.kommo_standin_shapes import (
     _COMMON_WRITE_FIELDS,

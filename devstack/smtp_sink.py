@@ -26,7 +26,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
 # Room for a 100 MB attachment after base64 (4/3) and the rest of the message.
 DATA_SIZE_LIMIT = 150 * 1024 * 1024

@@ -21,8 +21,9 @@ from types import TracebackType
 from typing import Any
 
 import boto3
-from mailer_core import aws, settings
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core import aws
+from mailer_core.base import config
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
 from devstack.functions import FunctionRegistry
 from devstack.gateway import Gateway
@@ -110,7 +111,7 @@ class LocalStack:
                     log.warning("functions set %s to different values; one process has one environment", name)
         self.environment = {**aws_env, **env, **self.extra_env}
         self._apply_env(self.environment)
-        settings.reset_settings()
+        config.reset_settings()
         aws.reset_clients()
 
         self.functions = FunctionRegistry(definitions, isolated=True)  # one invocation per environment
@@ -134,7 +135,7 @@ class LocalStack:
         if "MAILER_PUBLIC_BASE_URL" not in self.extra_env:  # tracked links point at the gateway
             self.environment["MAILER_PUBLIC_BASE_URL"] = self.gateway.url
             self._apply_env({"MAILER_PUBLIC_BASE_URL": self.gateway.url})
-            settings.reset_settings()
+            config.reset_settings()
         self.pollers.start()
         self.scheduler.start()
         log.info("local stack up: API %s, AWS %s", self.api_url, self.aws_endpoint)
@@ -154,7 +155,7 @@ class LocalStack:
             self.moto.stop()
             self.moto = None
         self._restore_env()
-        settings.reset_settings()
+        config.reset_settings()
         aws.reset_clients()
 
     def __enter__(self) -> LocalStack:

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.loaders import JSONFileLoader
 from mailer_core import aws
-from mailer_core.settings import reset_settings
+from mailer_core.base.config import reset_settings
 from moto import mock_aws
 
 from devstack.resources import StackResources, create_stack, function_environment

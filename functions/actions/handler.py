@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core import automation
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 
 # A batch whose every record failed is reported like any partial failure: each failed job is
 # already set to come back after its own backoff.

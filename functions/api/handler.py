@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core import http, openapi
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 
 app = APIGatewayHttpResolver()
 app.use(middlewares=[http.api_middleware])
@@ -301,7 +301,7 @@ def create_upload() -> Response[str]:
 @app.get("/v1/pipeline/settings")
 def pipeline_settings() -> dict[str, Any]:
     from mailer_core import pipeline_secret
-    from mailer_core.settings import get_settings
+    from mailer_core.base.config import get_settings
 
     base = get_settings().public_base_url or f"https://{app.current_event.request_context.domain_name}"
     return pipeline_secret.settings_view(http.caller_of(app), base_url=base)

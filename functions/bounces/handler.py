@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core import bounce_poller
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.base.logs import logger
 from mailer_core.kommo_oauth import InstallJob, complete_install
-from mailer_core.logs import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.automatic_send import AutoSendJob
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 
 # A batch whose every record failed (Kommo down) is reported record by record like any other,
 # not raised: the invocation did its job, and SQS retries the records.

@@ -7,8 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.base.logs import logger
 from mailer_core.kommo_oauth import InstallPage, receive_install
-from mailer_core.logs import logger
 
 app = APIGatewayHttpResolver()
 # The page carries nothing to cache, and the code in its URL must not leak through a Referer.
@@ -42,7 +42,7 @@ def kommo_install() -> Response[str]:
 def kommo_uninstall() -> Response[str]:
     """Kommo's hook when the integration is switched off in an account (signed with the secret)."""
     from mailer_core import account_lifecycle, http
-    from mailer_core.errors import MailerError
+    from mailer_core.base.errors import MailerError
 
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
     try:
@@ -70,7 +70,7 @@ def kommo_salesbot() -> Response[str]:
 
 def _hook_answer(name: str, receive: Callable[[bytes, str | None], Any]) -> Response[str]:
     from mailer_core import bracket_form, http
-    from mailer_core.errors import MailerError
+    from mailer_core.base.errors import MailerError
 
     event = app.current_event
     try:

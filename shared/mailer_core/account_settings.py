@@ -27,9 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailer_core import access, validation
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Forbidden, InvalidInput
+from mailer_core import access
+from mailer_core.base import validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import Forbidden, InvalidInput
 from mailer_core.models import AccountModel
 
 if TYPE_CHECKING:

@@ -30,9 +30,10 @@ from typing import Any, BinaryIO, Literal, cast
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import fetch, limits, mime, storage, uploads
+from mailer_core import fetch, mime, storage, uploads
+from mailer_core.base import limits
+from mailer_core.base.errors import InvalidInput
 from mailer_core.conditions import is_condition_failure
-from mailer_core.errors import InvalidInput
 from mailer_core.models import AttachmentAttribute, UploadModel
 
 MAX_FILES = 20

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from mailer_core.errors import MailerError, Unauthorized
+from mailer_core.base.errors import MailerError, Unauthorized
 
 if TYPE_CHECKING:
     from jwt.types import Options

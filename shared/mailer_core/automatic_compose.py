@@ -29,9 +29,9 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailer_core import kommo, mailboxes, messages
 from mailer_core.auth import Caller
 from mailer_core.automatic_send import AutoSendJob
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, MailerError, UpstreamError
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import Conflict, MailerError, UpstreamError
+from mailer_core.base.logs import logger
 from mailer_core.message_state import is_condition_failure
 from mailer_core.models import AccountModel, AutomationFactModel, MailboxModel
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import queues, validation
-from mailer_core.clock import Clock
-from mailer_core.errors import MailerError, MalformedRequest, UpstreamError
-from mailer_core.logs import logger
+from mailer_core import queues
+from mailer_core.base import validation
+from mailer_core.base.clock import Clock
+from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
+from mailer_core.base.logs import logger
 from mailer_core.message_state import is_condition_failure
 from mailer_core.models import AccountModel, AutomationFactModel
 

@@ -34,9 +34,9 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import message_state as state
 from mailer_core import queues, schedules
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import InvalidInput, MailerError, MalformedRequest, NotFound
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
+from mailer_core.base.logs import logger
 from mailer_core.models import AccountModel, AutomationFactModel, MessageModel, TriggerModel, event_triggers
 
 EVENTS = ("sent", "opened", "not_opened", "failed", "link")

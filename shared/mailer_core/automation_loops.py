@@ -25,8 +25,8 @@ from datetime import timedelta
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import message_state as state
-from mailer_core.clock import Clock
-from mailer_core.errors import InvalidInput
+from mailer_core.base.clock import Clock
+from mailer_core.base.errors import InvalidInput
 from mailer_core.models import (
     AutomationFactModel,
     LinkModel,

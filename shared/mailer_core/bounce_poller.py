@@ -24,9 +24,9 @@ from datetime import timedelta
 from pynamodb.exceptions import UpdateError
 
 from mailer_core import bounces, imap, mailbox_check, mailboxes
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure
-from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
 
 MAX_MESSAGES_PER_POLL = 500

@@ -37,9 +37,9 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import hooks, suppressions
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure
-from mailer_core.logs import logger
 from mailer_core.message_state import entry
 from mailer_core.models import BounceEntry, MailboxModel, MessageModel
 

@@ -16,7 +16,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from mailer_core.errors import MalformedRequest
+from mailer_core.base.errors import MalformedRequest
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 200

@@ -35,9 +35,9 @@ from typing import Any
 
 from mailer_core import automatic_send, bracket_form, pipeline_secret
 from mailer_core.automatic_send import Answer, AutoSendJob
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import MalformedRequest, NotFound
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import MalformedRequest, NotFound
+from mailer_core.base.logs import logger
 
 SETTINGS = "action.settings.widget.settings"
 ACCEPTED_TYPES = (1, 14, 15)  # lead added, moved to the stage, moved inside a multi-stage action

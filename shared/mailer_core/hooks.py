@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from mailer_core import automation, template_stats
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.logs import logger
 from mailer_core.models import MessageModel
 
 

@@ -17,10 +17,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailer_core.auth import Caller, verify_widget_token
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import MailerError, MalformedRequest
-from mailer_core.logs import logger
-from mailer_core.settings import get_settings
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.errors import MailerError, MalformedRequest
+from mailer_core.base.logs import logger
 
 # Kommo (and amoCRM) account pages: https://<subdomain>.kommo.com and the amoCRM domains.
 KOMMO_ORIGIN = re.compile(r"^https://[a-z0-9](?:[a-z0-9-]{0,62})\.(?:kommo\.com|amocrm\.ru|amocrm\.com)$")

@@ -46,9 +46,9 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, InvalidInput, NotFound, UpstreamError
-from mailer_core.settings import get_settings
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.errors import Conflict, InvalidInput, NotFound, UpstreamError
 
 if TYPE_CHECKING:
     from mailer_core.models import AccountModel

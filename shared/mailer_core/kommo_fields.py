@@ -43,7 +43,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailer_core.errors import InvalidInput
+from mailer_core.base.errors import InvalidInput
 
 RESET = "{reset}"
 TEXT_TYPES = {"text", "textarea", "streetaddress"}

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pynamodb.exceptions import UpdateError
 
 from mailer_core import rate_limit
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure
 from mailer_core.kommo import KommoAccessDenied, KommoBusy
-from mailer_core.logs import logger
 from mailer_core.models import AccountModel
-from mailer_core.settings import get_settings
 
 BUCKET_PREFIX = "kommo#"
 PACING_MARGIN = 0.9  # pace at 90 % of Kommo's rate: requests reach Kommo with jitter

@@ -34,11 +34,11 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
 from mailer_core import imap, mailboxes, presets, smtp
-from mailer_core.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure
-from mailer_core.logs import logger
 from mailer_core.models import MailboxModel
-from mailer_core.settings import get_settings
 
 Status = Literal["green", "gray", "red", "unchecked"]
 GREEN: Status = "green"

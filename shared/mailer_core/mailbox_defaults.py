@@ -29,7 +29,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from mailer_core.errors import Conflict, InvalidInput, NotFound
+from mailer_core.base.errors import Conflict, InvalidInput, NotFound
 from mailer_core.models import MailboxModel
 
 MAX_ATTEMPTS = 4

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import account_settings, mailbox_defaults, presets, secrets, validation
+from mailer_core import account_settings, mailbox_defaults, presets, secrets
 from mailer_core.access import ADMIN_ONLY
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Forbidden, InvalidInput, NotFound
-from mailer_core.logs import logger
+from mailer_core.base import validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
+from mailer_core.base.logs import logger
 from mailer_core.models import MailboxModel
-from mailer_core.settings import get_settings
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
     from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library

@@ -18,19 +18,18 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from mailer_core import (
     account_settings,
     attachments,
-    limits,
     mailboxes,
     queues,
     schedules,
     storage,
     timeline,
     tracking,
-    validation,
 )
 from mailer_core import message_state as state
 from mailer_core.auth import Caller
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import (
+from mailer_core.base import limits, validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import (
     Conflict,
     InvalidInput,
     MalformedRequest,
@@ -38,7 +37,7 @@ from mailer_core.errors import (
     PayloadTooLarge,
     UpstreamError,
 )
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 from mailer_core.mime import make_message_id
 from mailer_core.models import AccountModel, MessageModel, event_triggers
 

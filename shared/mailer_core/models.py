@@ -22,7 +22,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from mailer_core.settings import get_settings
+from mailer_core.base.config import get_settings
 
 
 class _TableName:

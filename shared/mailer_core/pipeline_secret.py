@@ -22,7 +22,7 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from mailer_core.auth import Caller
-from mailer_core.errors import Conflict, Forbidden
+from mailer_core.base.errors import Conflict, Forbidden
 from mailer_core.message_state import is_condition_failure
 from mailer_core.models import AccountModel
 

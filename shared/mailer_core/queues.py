@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from mailer_core import aws
-from mailer_core.errors import MalformedRequest
-from mailer_core.settings import get_settings
+from mailer_core.base.config import get_settings
+from mailer_core.base.errors import MalformedRequest
 
 Lane = Literal["priority", "bulk"]
 LANES: tuple[Lane, ...] = ("priority", "bulk")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from mailer_core import aws
-from mailer_core.settings import get_settings
+from mailer_core.base.config import get_settings
 
 Reason = Literal["rate", "daily_cap"]
 

@@ -33,11 +33,11 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core import automatic_send, bracket_form, kommo
 from mailer_core.auth import AuthNotConfigured
 from mailer_core.automatic_send import Answer, AutoSendJob
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
+from mailer_core.base.logs import logger
 from mailer_core.models import AccountModel, AutomationFactModel
-from mailer_core.settings import get_settings
 
 if TYPE_CHECKING:
     from jwt.types import Options

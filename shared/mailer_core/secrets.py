@@ -10,7 +10,7 @@ import base64
 from collections.abc import Mapping
 
 from mailer_core import aws
-from mailer_core.settings import get_settings
+from mailer_core.base.config import get_settings
 
 
 def encrypt(plaintext: str, context: Mapping[str, str]) -> str:

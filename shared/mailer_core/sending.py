@@ -60,11 +60,11 @@ from mailer_core import (
 )
 from mailer_core import message_state as state
 from mailer_core.attachments import AttachmentFailure
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.logs import logger
 from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.models import MailboxModel, MessageModel
-from mailer_core.settings import get_settings
 from mailer_core.smtp import SmtpFailure, SmtpPool, SmtpSettings
 
 Outcome = Literal[

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from mailer_core.base.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
 from mailer_core.conditions import is_condition_failure
-from mailer_core.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
 from mailer_core.models import SuppressionModel
 
 if TYPE_CHECKING:

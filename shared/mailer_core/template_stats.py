@@ -37,7 +37,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.operand import Path
 
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 from mailer_core.message_state import is_condition_failure
 from mailer_core.models import MessageModel, TemplateStatsModel
 

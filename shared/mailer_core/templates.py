@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core import storage, validation
+from mailer_core import storage
 from mailer_core.auth import Caller
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from mailer_core.base import validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from mailer_core.models import MailboxModel, TemplateModel, event_triggers
 
 if TYPE_CHECKING:
@@ -261,7 +262,8 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             )
         out["user_id"] = owner
     if creating or "attachments" in data:
-        from mailer_core import attachments, limits
+        from mailer_core import attachments
+        from mailer_core.base import limits
 
         out["attachments"] = attachments.validate_attachments(
             caller.account_id,

@@ -14,9 +14,9 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import message_state as state
 from mailer_core import queues
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import MalformedRequest
-from mailer_core.logs import logger
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import MalformedRequest
+from mailer_core.base.logs import logger
 from mailer_core.models import MessageModel
 
 Result = Literal["queued", "ignored"]

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import hooks, template_stats, timeline, tracking_tokens, trigger_link_urls
-from mailer_core.clock import SYSTEM_CLOCK
+from mailer_core.base.clock import SYSTEM_CLOCK
+from mailer_core.base.config import get_settings
+from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure
-from mailer_core.logs import logger
 from mailer_core.models import MessageModel
-from mailer_core.settings import get_settings
 
 if TYPE_CHECKING:
     from mailer_core.machine_traffic import Verdict

@@ -17,7 +17,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from mailer_core.settings import get_settings
+from mailer_core.base.config import get_settings
 
 OPEN = "o"
 CLICK = "c"

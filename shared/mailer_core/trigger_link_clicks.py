@@ -25,7 +25,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 
 from mailer_core import automation
 from mailer_core import message_state as state
-from mailer_core.logs import logger
+from mailer_core.base.logs import logger
 from mailer_core.models import AutomationFactModel, LinkModel
 
 LANGUAGES = ("en", "ru", "es", "pt")

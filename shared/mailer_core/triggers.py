@@ -27,10 +27,10 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core import validation
 from mailer_core.auth import Caller
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.base import validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer_core.models import TemplateModel, TriggerModel, plain_map
 
 TYPES = ("task", "note", "stage", "field", "email", "lead", "tags")

@@ -21,9 +21,10 @@ import unicodedata
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mailer_core import limits, storage, validation
-from mailer_core.clock import SYSTEM_CLOCK, Clock
-from mailer_core.errors import InvalidInput
+from mailer_core import storage
+from mailer_core.base import limits, validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import InvalidInput
 from mailer_core.models import UploadModel
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from mailer_core import models
-from mailer_core.settings import Settings, from_environment, reset_settings
+from mailer_core.base.config import Settings, from_environment, reset_settings
 from pynamodb.attributes import TTLAttribute
 from pynamodb.models import Model
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from mailer_core import secrets
+from mailer_core.base.config import reset_settings
 from mailer_core.kommo_oauth import token_context
 from mailer_core.models import AccountModel
-from mailer_core.settings import reset_settings
 from moto.core.botocore_stubber import BotocoreStubber
 
 from devstack import kommo_seed as seed

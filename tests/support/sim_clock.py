@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 
 @dataclass

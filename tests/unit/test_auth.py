@@ -16,8 +16,8 @@ from mailer_core.auth import (
     mint_widget_token,
     verify_widget_token,
 )
-from mailer_core.clock import FakeClock
-from mailer_core.errors import Unauthorized
+from mailer_core.base.clock import FakeClock
+from mailer_core.base.errors import Unauthorized
 
 if TYPE_CHECKING:
     from jwt.types import Options

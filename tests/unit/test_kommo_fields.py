@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from mailer_core.errors import InvalidInput
+from mailer_core.base.errors import InvalidInput
 from mailer_core.kommo_fields import field_value
 
 SELECT = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mailer_core import automatic_send, bracket_form, kommo, messages
-from mailer_core.errors import InvalidInput, MalformedRequest
+from mailer_core.base.errors import InvalidInput, MalformedRequest
 
 
 def test_a_bracket_form_becomes_nested_objects_with_string_values_and_decoded_text() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
-from mailer_core import validation
-from mailer_core.errors import InvalidInput
+from mailer_core.base import validation
+from mailer_core.base.config import Settings, from_environment
+from mailer_core.base.errors import InvalidInput
 from mailer_core.http import origin_allowed
-from mailer_core.settings import Settings, from_environment
 
 
 @pytest.mark.parametrize(

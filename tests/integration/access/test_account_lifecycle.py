@@ -31,7 +31,7 @@ LOGIN, PASSWORD = "anna@example.com", "lifecycle-password"
 @pytest.fixture
 def integration(monkeypatch: pytest.MonkeyPatch, aws_stack: StackResources) -> None:
     """Our integration's id and secret, as Kommo knows them."""
-    from mailer_core.settings import reset_settings
+    from mailer_core.base.config import reset_settings
 
     monkeypatch.setenv("KOMMO_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("KOMMO_CLIENT_SECRET", TEST_SECRET)

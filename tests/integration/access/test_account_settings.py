@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from mailer_core import access, account_settings, machine_traffic
 from mailer_core.auth import Caller
-from mailer_core.clock import FakeClock
-from mailer_core.errors import Forbidden
+from mailer_core.base.clock import FakeClock
+from mailer_core.base.errors import Forbidden
 from mailer_core.models import AccountModel, MailboxModel
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, OTHER_ACCOUNT, caller, mailbox_body

@@ -8,10 +8,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from mailer_core import attachments, limits, messages, storage, uploads
+from mailer_core import attachments, messages, storage, uploads
 from mailer_core.auth import Caller
-from mailer_core.clock import FakeClock
-from mailer_core.errors import InvalidInput, PayloadTooLarge
+from mailer_core.base import limits
+from mailer_core.base.clock import FakeClock
+from mailer_core.base.errors import InvalidInput, PayloadTooLarge
 from mailer_core.models import MessageModel, UploadModel
 
 from devstack.resources import StackResources

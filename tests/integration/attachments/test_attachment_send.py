@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core import attachments, queues
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.fetch import Fetcher
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker

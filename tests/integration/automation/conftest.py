@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core import automation
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.models import MessageModel
 
 from devstack import kommo_seed as seed
@@ -105,6 +105,6 @@ def schedules() -> dict[str, dict[str, Any]]:
 
 
 def _group() -> str:
-    from mailer_core.settings import get_settings
+    from mailer_core.base.config import get_settings
 
     return get_settings().schedule_group

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core import automation
-from mailer_core.clock import Clock
+from mailer_core.base.clock import Clock
 from mailer_core.kommo import KommoError
 from mailer_core.models import AutomationFactModel, MessageModel
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mailer_core import automation
 from mailer_core import message_state as state
-from mailer_core.clock import Clock, FakeClock
+from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.models import MessageModel, TriggerModel
 
 from devstack import kommo_seed as seed

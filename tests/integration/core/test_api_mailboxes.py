@@ -128,7 +128,7 @@ def test_delete_removes_the_mailbox(user: ApiClient) -> None:
 def test_plain_smtp_is_refused_outside_the_local_stack(
     user: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mailer_core.settings import reset_settings
+    from mailer_core.base.config import reset_settings
 
     monkeypatch.delenv("MAILER_ALLOW_PLAINTEXT_SMTP")
     reset_settings()

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core import queues
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
 
@@ -184,7 +184,7 @@ def test_a_refused_login_fails_without_retrying(user: ApiClient, aws_stack: Stac
 def test_retries_stop_after_the_configured_attempts(
     user: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mailer_core.settings import reset_settings
+    from mailer_core.base.config import reset_settings
 
     monkeypatch.setenv("MAILER_MAX_SEND_ATTEMPTS", "2")
     reset_settings()

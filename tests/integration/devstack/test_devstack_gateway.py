@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack.gateway import MAX_BODY_BYTES, Gateway, Router
 from devstack.template import HttpRoute, http_routes

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack.resources import load_template
 from devstack.scheduler_loop import SchedulerLoop

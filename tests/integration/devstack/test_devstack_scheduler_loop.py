@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack.scheduler_loop import SchedulerLoop, parse_at
 from devstack.template import schedule_groups

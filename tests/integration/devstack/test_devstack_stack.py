@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mailer_core.clock import FakeClock
-from mailer_core.settings import get_settings
+from mailer_core.base.clock import FakeClock
+from mailer_core.base.config import get_settings
 
 from devstack.resources import load_template
 from devstack.stack import LocalStack

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import trustme
-from mailer_core.settings import reset_settings
+from mailer_core.base.config import reset_settings
 
 from devstack.imap_server import DovecotServer
 from tests.conftest import TEST_AUDIENCE, TEST_SECRET

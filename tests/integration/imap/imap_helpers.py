@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 from mailer_core import queues
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.models import MailboxModel, MessageModel
 from mailer_core.sending import SendWorker
 

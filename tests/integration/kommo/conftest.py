@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.kommo import KommoClient
 
 from devstack import kommo_seed as seed

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from mailer_core import secrets
-from mailer_core.clock import FakeClock
-from mailer_core.errors import Conflict, InvalidInput
+from mailer_core.base.clock import FakeClock
+from mailer_core.base.config import reset_settings
+from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.kommo import (
     Contact,
     KommoAccessDenied,
@@ -20,7 +21,6 @@ from mailer_core.kommo import (
     client_for_account,
 )
 from mailer_core.models import AccountModel
-from mailer_core.settings import reset_settings
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, custom_field

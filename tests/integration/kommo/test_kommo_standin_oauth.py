@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

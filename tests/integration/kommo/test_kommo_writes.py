@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.kommo import KommoClient, NewNote, NewTask
 from mailer_core.kommo_fields import by_id, current_value, field_value
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from mailer_core import automation, tracking
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from mailer_core import tracking, trigger_link_clicks
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 from mailer_core.models import AutomationFactModel
 from pynamodb.exceptions import DoesNotExist
 

@@ -290,7 +290,7 @@ def test_the_devstack_body_builder_writes_what_the_hook_reads(installed: StackRe
 def test_given_the_queue_refuses_the_job_then_5xx_and_kommos_next_attempt_is_accepted(
     installed: StackResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mailer_core.settings import reset_settings
+    from mailer_core.base.config import reset_settings
 
     body = raw_form(form_fields(TEMPLATE_ID))
     monkeypatch.setenv("MAILER_PIPELINE_QUEUE_URL", installed.refs["PipelineQueue"] + "-gone")

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import clock as clock_module
+from mailer_core.base import clock as clock_module
 from mailer_core.models import MessageModel, TemplateModel
 from mailer_core.queues import SendJob
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from mailer_core import tracking, tracking_tokens
-from mailer_core.clock import FakeClock
+from mailer_core.base.clock import FakeClock
 
 from devstack.resources import StackResources
 from tests.integration.core.conftest import mailbox_body

@@ -11,7 +11,7 @@ Every refusal is `413 {"error": "too_large", "field": …, "limit_bytes": …}`,
 
 from __future__ import annotations
 
-from mailer_core.errors import PayloadTooLarge
+from mailer_core.base.errors import PayloadTooLarge
 
 MB = 1024 * 1024
 BODY_BYTES = 8 * MB

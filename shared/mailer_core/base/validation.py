@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from mailer_core.errors import InvalidInput
+from mailer_core.base.errors import InvalidInput
 
 # Pragmatic address check: one @, a dotted domain, no spaces or angle brackets. The SMTP
 # server has the last word; this catches what a manager mistypes.
