@@ -45,8 +45,8 @@ RUN = """
 import resource, sys, time, tracemalloc
 from datetime import UTC, datetime
 sys.path.insert(0, sys.argv[1])
-from mailer_core.mime import Attachment, OutgoingEmail, build_message, spool
-from mailer_core.smtp import SmtpSettings, open_session
+from mailer_core.adapters.mime import Attachment, OutgoingEmail, build_message, spool
+from mailer_core.adapters.smtp import SmtpSettings, open_session
 path, port, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()

@@ -267,7 +267,7 @@ def create_stack() -> tuple[dict[str, str], Any]:
     """The template's resources in moto, the functions' environment exported here; the send
     queue and the send function's definition (its timeout, as the context reports it)."""
     import boto3
-    from mailer_core import aws
+    from mailer_core.adapters import aws
     from mailer_core.base.config import reset_settings
 
     from devstack.resources import create_stack as create
@@ -471,7 +471,7 @@ def verify_sent(message_ids: list[str]) -> None:
 
 def prebuilt_messages(message_ids: list[str], indexes: range) -> list[tuple[list[str], bytes]]:
     """The same emails the pipeline sent (contents and Message-IDs), as bytes, before timing."""
-    from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients
+    from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients
     from mailer_core.models import MessageModel
 
     stored = {m.message_id: m for m in MessageModel.batch_get([(ACCOUNT_ID, i) for i in message_ids])}

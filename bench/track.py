@@ -78,8 +78,9 @@ def main() -> None:
     from moto import mock_aws
 
     with mock_aws():
-        from mailer_core import aws, template_stats, tracking, tracking_tokens
         from mailer_core import message_state as state
+        from mailer_core import template_stats, tracking, tracking_tokens
+        from mailer_core.adapters import aws
         from mailer_core.base.config import reset_settings
         from mailer_core.models import MessageModel, TemplateStatsModel
 

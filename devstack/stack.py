@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 import boto3
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base import config
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.loaders import JSONFileLoader
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import reset_settings
 from moto import mock_aws
 

@@ -7,10 +7,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.adapters.smtp import SmtpPool
+from mailer_core.adapters.sqs import SendJob
 from mailer_core.base.logs import logger
-from mailer_core.queues import SendJob
 from mailer_core.sending import SendWorker
-from mailer_core.smtp import SmtpPool
 
 processor = BatchProcessor(event_type=EventType.SQS)
 # SMTP sessions outlive one batch: a warm container keeps its mailboxes' connections.

@@ -30,7 +30,8 @@ from typing import Any, BinaryIO, Literal, cast
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import fetch, mime, storage, uploads
+from mailer_core import uploads
+from mailer_core.adapters import mime, s3, web_fetch
 from mailer_core.base import limits
 from mailer_core.base.errors import InvalidInput
 from mailer_core.conditions import is_condition_failure
@@ -148,7 +149,7 @@ def _checked_upload(account_id: int, upload_id: str, *, where: str, now: datetim
         raise InvalidInput("no such upload", field=where) from None
     if upload.retention == "pending" and upload.expires_at and now and upload.expires_at <= now:
         raise InvalidInput("the upload expired; upload the file again", field=where)
-    stored = storage.head(upload.s3_key)
+    stored = s3.head(upload.s3_key)
     if stored is None:
         raise InvalidInput("the file of this upload has not arrived; upload it to the URL given", field=where)
     if stored.size > int(upload.declared_size):
@@ -186,7 +187,7 @@ def validate_links(items: Any, *, field: str = "attachment_links") -> list[str]:
         if len(link) > MAX_LINK_CHARS:
             raise InvalidInput(f"is longer than {MAX_LINK_CHARS} characters", field=where)
         if not has_variable(link):
-            reason = fetch.literal_refusal(link)
+            reason = web_fetch.literal_refusal(link)
             if reason:
                 raise InvalidInput(reason, field=where)
         links.append(link)
@@ -205,15 +206,13 @@ def claim(account_id: int, files: list[AttachedFile], *, keep: Keeper, now: date
     conditional write; the S3 tag follows the record, and is set again if a concurrent
     claim moved the record while this one was tagging.
     """
-    lower = storage.RETENTION_ORDER[: storage.RETENTION_ORDER.index(keep)]
+    lower = s3.RETENTION_ORDER[: s3.RETENTION_ORDER.index(keep)]
     for file in files:
         record = UploadModel(account_id, file.upload_id)
         actions: list[Any] = [UploadModel.retention.set(keep)]
         if keep == "message":
             upload = UploadModel.get(account_id, file.upload_id, consistent_read=True)
-            actions.append(
-                UploadModel.expires_at.set(upload.created_at + timedelta(days=storage.MESSAGE_DAYS))
-            )
+            actions.append(UploadModel.expires_at.set(upload.created_at + timedelta(days=s3.MESSAGE_DAYS)))
         else:
             actions.append(UploadModel.expires_at.remove())
         try:
@@ -226,7 +225,7 @@ def claim(account_id: int, files: list[AttachedFile], *, keep: Keeper, now: date
             current = UploadModel.get(account_id, file.upload_id, consistent_read=True).retention
             if current == tagged:
                 break
-            storage.set_retention(file.key, cast(storage.Retention, current), version_id=file.version_id)
+            s3.set_retention(file.key, cast(s3.Retention, current), version_id=file.version_id)
             tagged = current
 
 
@@ -237,7 +236,7 @@ def load(
     files: list[AttachedFile],
     links: list[str],
     *,
-    fetcher: fetch.Fetcher,
+    fetcher: web_fetch.Fetcher,
     scratch: ExitStack,
     limit_bytes: int = limits.EMAIL_ATTACHMENTS_BYTES,
     links_timeout: float = LINKS_TIMEOUT_SECONDS,
@@ -270,13 +269,13 @@ def load(
             )
         try:
             fetched = fetcher.fetch(link, max_bytes=left, timeout=seconds)
-        except fetch.FetchTooLarge:
+        except web_fetch.FetchTooLarge:
             raise AttachmentFailure(
                 f"the file at {shown} does not fit: an email's attachments may take up to "
                 f"{limits.megabytes(limit_bytes)}, and {left} bytes were left",
                 retryable=False,
             ) from None
-        except fetch.FetchError as error:
+        except web_fetch.FetchError as error:
             raise AttachmentFailure(
                 f"could not download {shown}: {error.reason}", retryable=error.retryable
             ) from None
@@ -299,18 +298,18 @@ def load(
 def _s3_opener(file: AttachedFile) -> Any:
     def open_file() -> BinaryIO:
         try:
-            stream = storage.open_object(file.key, etag=file.etag, version_id=file.version_id)
-        except storage.ObjectMissing:
+            stream = s3.open_object(file.key, etag=file.etag, version_id=file.version_id)
+        except s3.ObjectMissing:
             raise AttachmentFailure(
                 f"the file {file.filename!r} is no longer stored (files of messages are kept "
-                f"{storage.MESSAGE_DAYS} days after upload)",
+                f"{s3.MESSAGE_DAYS} days after upload)",
                 retryable=False,
             ) from None
-        except storage.ObjectChanged:
+        except s3.ObjectChanged:
             raise AttachmentFailure(
                 f"the file {file.filename!r} was replaced after it was attached", retryable=False
             ) from None
-        except storage.StorageUnavailable as error:
+        except s3.StorageUnavailable as error:
             raise AttachmentFailure(
                 f"the file {file.filename!r} could not be read from storage: {error}", retryable=True
             ) from None

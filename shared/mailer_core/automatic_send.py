@@ -21,7 +21,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.base import validation
 from mailer_core.base.clock import Clock
 from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
@@ -217,7 +217,7 @@ def accept(job: AutoSendJob, *, clock: Clock) -> bool:
             return False
         raise
     try:
-        queues.enqueue_pipeline(job.to_body())
+        sqs.enqueue_pipeline(job.to_body())
     except Exception as exc:
         fact.delete()
         logger.exception("the pipeline queue refused a job", extra={"account_id": job.account_id})

@@ -33,7 +33,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import message_state as state
-from mailer_core import queues, schedules
+from mailer_core.adapters import scheduler, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
 from mailer_core.base.logs import logger
@@ -124,7 +124,7 @@ def wants_not_opened_timer(message: MessageModel) -> bool:
 
 def announce(account_id: int, message_id: str, event: str, when: datetime, *, delay_seconds: int = 0) -> None:
     job = EventJob(int(account_id), message_id, event, when.isoformat(), source=event)
-    queues.enqueue_actions([(job.to_body(), delay_seconds)])
+    sqs.enqueue_actions([(job.to_body(), delay_seconds)])
 
 
 def announce_sent(message: MessageModel, when: datetime) -> None:
@@ -153,7 +153,7 @@ def announce_link(
     job = EventJob(
         int(account_id), message_id, "link", when.isoformat(), source=source, trigger_ids=tuple(trigger_ids)
     )
-    queues.enqueue_actions([(job.to_body(), 0)])
+    sqs.enqueue_actions([(job.to_body(), 0)])
 
 
 # -- handling an event: timers and fan-out -----------------------------------------------------
@@ -175,7 +175,7 @@ def _timeline(message: MessageModel, when: datetime, event: str, detail: str) ->
 
 
 def not_opened_schedule_name(account_id: int, message_id: str) -> str:
-    return schedules.schedule_name("notopen", account_id, message_id)
+    return scheduler.schedule_name("notopen", account_id, message_id)
 
 
 def _set_not_opened_timer(message: MessageModel, clock: Clock) -> None:
@@ -185,13 +185,13 @@ def _set_not_opened_timer(message: MessageModel, clock: Clock) -> None:
     due = start + timedelta(seconds=int(message.not_opened_after))
     wait = (due - clock.now()).total_seconds()
     account_id = int(message.account_id)
-    if wait <= queues.MAX_DELAY_SECONDS:  # under 15 minutes: an SQS delay is more precise
+    if wait <= sqs.MAX_DELAY_SECONDS:  # under 15 minutes: an SQS delay is more precise
         announce(account_id, message.message_id, "not_opened", due, delay_seconds=int(max(0, wait)))
         name = "sqs-delay"
     else:
         name = not_opened_schedule_name(account_id, message.message_id)
         payload = {"kind": "not_opened", "account_id": account_id, "message_id": message.message_id}
-        schedules.create_one_time(name, due, payload)
+        scheduler.create_one_time(name, due, payload)
         message.update(actions=[MessageModel.not_opened_schedule.set(name)])
     _timeline(message, clock.now(), "timer", f"not-opened timer set for {due.isoformat()}")
     logger.info("not-opened timer set", extra={"due": due.isoformat(), "schedule": name})
@@ -203,7 +203,7 @@ def _cancel_not_opened_timer(message: MessageModel, clock: Clock) -> None:
     name = message.not_opened_schedule or not_opened_schedule_name(
         int(message.account_id), message.message_id
     )
-    if schedules.delete(name):
+    if scheduler.delete(name):
         _timeline(message, clock.now(), "timer", "not-opened timer cancelled: the email was opened")
 
 
@@ -230,14 +230,14 @@ def fan_out(message: MessageModel, event: str, source: str, trigger_ids: list[st
             run_id_for(message.message_id, source, trigger_id),
             int(now.timestamp() * 1000) + delay * 1000,
         )
-        if delay <= queues.MAX_DELAY_SECONDS:
+        if delay <= sqs.MAX_DELAY_SECONDS:
             bodies.append((job.to_body(), delay))
         else:
             digest = hashlib.sha256(job.run_id.encode()).hexdigest()[:32]
-            name = schedules.schedule_name("run", int(message.account_id), digest)
-            schedules.create_one_time(name, now + timedelta(seconds=delay), {**asdict(job)})
+            name = scheduler.schedule_name("run", int(message.account_id), digest)
+            scheduler.create_one_time(name, now + timedelta(seconds=delay), {**asdict(job)})
     if bodies:
-        queues.enqueue_actions(bodies)
+        sqs.enqueue_actions(bodies)
     return len(trigger_ids)
 
 
@@ -510,5 +510,5 @@ def process(body: str, *, attempt: int, receipt_handle: str | None, clock: Clock
         return Runner(clock=clock).run(job, attempt=attempt)
     except RetryLater as retry:
         if receipt_handle:
-            queues.retry_action_later(receipt_handle, retry.seconds)
+            sqs.retry_action_later(receipt_handle, retry.seconds)
         raise

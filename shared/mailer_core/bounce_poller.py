@@ -23,7 +23,8 @@ from datetime import timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import bounces, imap, mailbox_check, mailboxes
+from mailer_core import bounces, mailbox_check, mailboxes
+from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.conditions import is_condition_failure

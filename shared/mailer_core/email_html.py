@@ -22,7 +22,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from mailer_core.mime import InlineImage
+from mailer_core.adapters.mime import InlineImage
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 SIGNATURE_CLASS = "mailer-signature"

@@ -50,8 +50,9 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import kommo, pipeline_secret, queues, secrets
+from mailer_core import kommo, pipeline_secret
 from mailer_core.access import forget as forget_account_access
+from mailer_core.adapters import kms, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, MalformedRequest, UpstreamError
@@ -223,7 +224,7 @@ def receive_install(params: Mapping[str, str], *, clock: Clock = SYSTEM_CLOCK) -
         logger.info("repeated Kommo install redirect: already queued", extra={"subdomain": subdomain})
         return connecting
     try:
-        queues.enqueue_kommo_auth(InstallJob(digest, subdomain, domain, code).to_body())
+        sqs.enqueue_kommo_auth(InstallJob(digest, subdomain, domain, code).to_body())
     except Exception:
         # Without a queued job the install would never happen: forget it, so a retry can queue it.
         install.delete()
@@ -332,19 +333,17 @@ def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome
             actions=[
                 KommoInstallModel.state.set(EXCHANGED),
                 KommoInstallModel.access_token_ciphertext.set(
-                    secrets.encrypt(access, _install_context(job.code_hash, "access"))
+                    kms.encrypt(access, _install_context(job.code_hash, "access"))
                 ),
                 KommoInstallModel.refresh_token_ciphertext.set(
-                    secrets.encrypt(refresh, _install_context(job.code_hash, "refresh"))
+                    kms.encrypt(refresh, _install_context(job.code_hash, "refresh"))
                 ),
                 KommoInstallModel.token_expires_at.set(expires_at),
             ]
         )
     else:
-        access = secrets.decrypt(
-            str(install.access_token_ciphertext), _install_context(job.code_hash, "access")
-        )
-        refresh = secrets.decrypt(
+        access = kms.decrypt(str(install.access_token_ciphertext), _install_context(job.code_hash, "access"))
+        refresh = kms.decrypt(
             str(install.refresh_token_ciphertext), _install_context(job.code_hash, "refresh")
         )
         expires_at = int(install.token_expires_at or 0)
@@ -398,11 +397,9 @@ def store_account_tokens(
             AccountModel.subdomain.set(subdomain),
             AccountModel.kommo_domain.set(domain),
             AccountModel.status.set(ACTIVE),
-            AccountModel.kommo_token_ciphertext.set(
-                secrets.encrypt(access, token_context(account_id, "access"))
-            ),
+            AccountModel.kommo_token_ciphertext.set(kms.encrypt(access, token_context(account_id, "access"))),
             AccountModel.kommo_refresh_token_ciphertext.set(
-                secrets.encrypt(refresh, token_context(account_id, "refresh"))
+                kms.encrypt(refresh, token_context(account_id, "refresh"))
             ),
             AccountModel.token_expires_at.set(int(expires_at)),
             AccountModel.token_version.add(1),
@@ -480,9 +477,7 @@ class AccountTokens:
             raise kommo.KommoDisconnected(
                 f"the Kommo account {self.account_id} is not connected", kommo_status=None
             )
-        self._token = secrets.decrypt(
-            account.kommo_token_ciphertext, token_context(self.account_id, "access")
-        )
+        self._token = kms.decrypt(account.kommo_token_ciphertext, token_context(self.account_id, "access"))
         self._version = int(account.token_version or 0)
         self._expires_at = float(account.token_expires_at) if account.token_expires_at is not None else None
         return self._token
@@ -562,7 +557,7 @@ class AccountTokens:
     def _refresh(self, account: AccountModel, version: int, lease_until: float) -> str:
         """Holding the lease on `version`: refresh, store the new tokens guarded by the version."""
         log = {"account_id": self.account_id, "token_version": version}
-        refresh_token = secrets.decrypt(
+        refresh_token = kms.decrypt(
             str(account.kommo_refresh_token_ciphertext), token_context(self.account_id, "refresh")
         )
         try:
@@ -592,10 +587,10 @@ class AccountTokens:
             AccountModel(self.account_id).update(
                 actions=[
                     AccountModel.kommo_token_ciphertext.set(
-                        secrets.encrypt(grant.access_token, token_context(self.account_id, "access"))
+                        kms.encrypt(grant.access_token, token_context(self.account_id, "access"))
                     ),
                     AccountModel.kommo_refresh_token_ciphertext.set(
-                        secrets.encrypt(grant.refresh_token, token_context(self.account_id, "refresh"))
+                        kms.encrypt(grant.refresh_token, token_context(self.account_id, "refresh"))
                     ),
                     AccountModel.token_expires_at.set(grant.expires_at(now)),
                     AccountModel.token_version.set(version + 1),

@@ -33,7 +33,8 @@ from typing import Any, Literal
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import imap, mailboxes, presets, smtp
+from mailer_core import mailboxes, presets
+from mailer_core.adapters import imap, smtp
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import account_settings, mailbox_defaults, presets, secrets
+from mailer_core import account_settings, mailbox_defaults, presets
 from mailer_core.access import ADMIN_ONLY
+from mailer_core.adapters import kms
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
@@ -26,9 +27,9 @@ from mailer_core.base.logs import logger
 from mailer_core.models import MailboxModel
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
+    from mailer_core.adapters.imap import ImapSettings
+    from mailer_core.adapters.smtp import SmtpSettings
     from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
-    from mailer_core.imap import ImapSettings
-    from mailer_core.smtp import SmtpSettings
 
 FIELDS = {
     "sender_name",
@@ -234,9 +235,9 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
         caller.account_id,
         mailbox_id,
         user_id=fields.pop("user_id", caller.user_id),
-        password_ciphertext=secrets.encrypt(password, _password_context(caller.account_id, mailbox_id)),
+        password_ciphertext=kms.encrypt(password, _password_context(caller.account_id, mailbox_id)),
         imap_password_ciphertext=(
-            secrets.encrypt(imap_password, _password_context(caller.account_id, mailbox_id, "imap_password"))
+            kms.encrypt(imap_password, _password_context(caller.account_id, mailbox_id, "imap_password"))
             if imap_password
             else None
         ),
@@ -290,12 +291,12 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
         for name, value in fields.items()
     ]
     if password is not None:
-        ciphertext = secrets.encrypt(password, _password_context(caller.account_id, mailbox_id))
+        ciphertext = kms.encrypt(password, _password_context(caller.account_id, mailbox_id))
         actions.append(MailboxModel.password_ciphertext.set(ciphertext))
     if imap_password_given:
         context = _password_context(caller.account_id, mailbox_id, "imap_password")
         actions.append(
-            MailboxModel.imap_password_ciphertext.set(secrets.encrypt(imap_password, context))
+            MailboxModel.imap_password_ciphertext.set(kms.encrypt(imap_password, context))
             if imap_password
             else MailboxModel.imap_password_ciphertext.remove()
         )
@@ -338,10 +339,10 @@ def find(account_id: int, mailbox_id: str) -> MailboxModel | None:
 
 def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
     """Connection settings with the decrypted password, for the send worker only."""
-    from mailer_core.smtp import SmtpSettings
+    from mailer_core.adapters.smtp import SmtpSettings
 
     settings = get_settings()
-    password = secrets.decrypt(
+    password = kms.decrypt(
         mailbox.password_ciphertext, _password_context(int(mailbox.account_id), mailbox.mailbox_id)
     )
     return SmtpSettings(
@@ -359,19 +360,17 @@ def imap_settings(mailbox: MailboxModel) -> ImapSettings | None:
     """IMAP connection settings with the decrypted password; None when IMAP is not set."""
     if not mailbox.imap_host:
         return None
-    from mailer_core.imap import ImapSettings
+    from mailer_core.adapters.imap import ImapSettings
 
     settings = get_settings()
     account_id = int(mailbox.account_id)
     if mailbox.imap_password_ciphertext:
-        password = secrets.decrypt(
+        password = kms.decrypt(
             mailbox.imap_password_ciphertext,
             _password_context(account_id, mailbox.mailbox_id, "imap_password"),
         )
     else:
-        password = secrets.decrypt(
-            mailbox.password_ciphertext, _password_context(account_id, mailbox.mailbox_id)
-        )
+        password = kms.decrypt(mailbox.password_ciphertext, _password_context(account_id, mailbox.mailbox_id))
     security = mailbox.imap_security or "ssl"
     return ImapSettings(
         host=mailbox.imap_host,

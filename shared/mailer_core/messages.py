@@ -15,17 +15,10 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import (
-    account_settings,
-    attachments,
-    mailboxes,
-    queues,
-    schedules,
-    storage,
-    timeline,
-    tracking,
-)
+from mailer_core import account_settings, attachments, mailboxes, timeline, tracking
 from mailer_core import message_state as state
+from mailer_core.adapters import s3, scheduler, sqs
+from mailer_core.adapters.mime import make_message_id
 from mailer_core.auth import Caller
 from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -38,7 +31,6 @@ from mailer_core.base.errors import (
     UpstreamError,
 )
 from mailer_core.base.logs import logger
-from mailer_core.mime import make_message_id
 from mailer_core.models import AccountModel, MessageModel, event_triggers
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
@@ -192,8 +184,8 @@ def compose(
     if len(html.encode("utf-8")) > MAX_BODY_BYTES:
         raise PayloadTooLarge("the email body is larger than 8 MB", field="html", limit_bytes=MAX_BODY_BYTES)
     lane = validation.text(data, "lane", default="priority")
-    if lane not in queues.LANES:
-        raise InvalidInput(f"must be one of {', '.join(queues.LANES)}", field="lane")
+    if lane not in sqs.LANES:
+        raise InvalidInput(f"must be one of {', '.join(sqs.LANES)}", field="lane")
     to = validation.email_list(data, "to", max_items=MAX_RECIPIENTS)
     cc = validation.email_list(data, "cc", max_items=MAX_RECIPIENTS)
     bcc = validation.email_list(data, "bcc", max_items=MAX_RECIPIENTS)
@@ -263,7 +255,7 @@ def compose(
 
     message_id = message_id or clock.new_id()
     status = state.SCHEDULED if send_at else state.QUEUED
-    inline = len(html.encode("utf-8")) <= storage.INLINE_LIMIT
+    inline = len(html.encode("utf-8")) <= s3.INLINE_LIMIT
     message = MessageModel(
         caller.account_id,
         message_id,
@@ -279,7 +271,7 @@ def compose(
         entity_id=entity[1] if entity else None,
         subject=subject,
         html=html if inline else None,
-        html_s3_key=None if inline else storage.put_html(caller.account_id, message_id, html),
+        html_s3_key=None if inline else s3.put_html(caller.account_id, message_id, html),
         header_message_id=make_message_id(message_id, mailbox.sender_email),
         send_at=send_at,
         created_at=now,
@@ -343,18 +335,18 @@ def _dispatch_again(account_id: int, message_id: str, *, clock: Clock) -> None:
 
 def _dispatch(message: MessageModel, *, clock: Clock) -> None:
     """Queue the message now, after an SQS delay, or through a one-time schedule."""
-    job = queues.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
+    job = sqs.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
     if message.entity_type and message.entity_id is not None:  # the worker reads a batch's CRM data at once
         job = dataclasses.replace(job, entity=f"{message.entity_type}:{int(message.entity_id)}")
     addresses = [*message.to, *(message.cc or []), *(message.bcc or [])]
     job = dataclasses.replace(job, recipients=tuple(str(a) for a in addresses))
     try:
         delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
-        if delay <= queues.MAX_DELAY_SECONDS:
-            queues.enqueue_send(job, delay_seconds=int(max(0, delay)))
+        if delay <= sqs.MAX_DELAY_SECONDS:
+            sqs.enqueue_send(job, delay_seconds=int(max(0, delay)))
         else:
-            name = schedules.schedule_name("send", int(message.account_id), message.message_id)
-            schedules.create_one_time(name, message.send_at, {"kind": "send", **json.loads(job.to_body())})  # type: ignore[arg-type]
+            name = scheduler.schedule_name("send", int(message.account_id), message.message_id)
+            scheduler.create_one_time(name, message.send_at, {"kind": "send", **json.loads(job.to_body())})  # type: ignore[arg-type]
             message.update(actions=[MessageModel.schedule_name.set(name)])
     except Exception as exc:
         now = clock.now()
@@ -449,7 +441,7 @@ def cancel_stored(message: MessageModel, *, detail: str, clock: Clock, error: st
         extra=[MessageModel.last_error.set(error)] if error else None,
     )
     if ok and message.schedule_name:
-        schedules.delete(message.schedule_name)
+        scheduler.delete(message.schedule_name)
     return ok
 
 

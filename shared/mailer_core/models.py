@@ -131,7 +131,7 @@ class MailboxModel(Model):
     # The manager's signature (HTML, may hold variables) and phone, for templates (rendering).
     signature = UnicodeAttribute(null=True)
     sender_phone = UnicodeAttribute(null=True)
-    # IMAP (mailer_core.imap): Sent folder and bounces. No host: SMTP only. The SMTP password
+    # IMAP (mailer_core.adapters.imap): Sent folder and bounces. No host: SMTP only. The SMTP password
     # serves IMAP too unless an IMAP password of its own is stored (KMS ciphertext).
     imap_host = UnicodeAttribute(null=True)
     imap_port = NumberAttribute(null=True)
@@ -291,7 +291,7 @@ class TemplateModel(Model):
     cc = ListAttribute(of=UnicodeAttribute, default=list)
     bcc = ListAttribute(of=UnicodeAttribute, default=list)
     subject = UnicodeAttribute(default="")
-    # The HTML inline, or the S3 key of a large one (mailer_core.storage).
+    # The HTML inline, or the S3 key of a large one (mailer_core.adapters.s3).
     html = UnicodeAttribute(null=True)
     html_s3_key = UnicodeAttribute(null=True)
     locale = UnicodeAttribute(null=True)

@@ -26,12 +26,12 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import email_html, kommo, rendering, trigger_link_urls, variables
+from mailer_core.adapters.mime import InlineImage, html_to_text
 from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput, MailerError
 from mailer_core.base.logs import logger
-from mailer_core.mime import InlineImage, html_to_text
 from mailer_core.models import AccountModel, MailboxModel, MessageModel
 
 PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
 Reason = Literal["rate", "daily_cap"]

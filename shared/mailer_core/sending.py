@@ -46,26 +46,24 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core import (
     access,
     attachments,
-    fetch,
     hooks,
     mailbox_check,
     mailboxes,
-    queues,
     rate_limit,
     sent_folder,
-    storage,
     suppressions,
     tracking,
     trigger_link_urls,
 )
 from mailer_core import message_state as state
+from mailer_core.adapters import s3, sqs, web_fetch
+from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
+from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
 from mailer_core.attachments import AttachmentFailure
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.models import MailboxModel, MessageModel
-from mailer_core.smtp import SmtpFailure, SmtpPool, SmtpSettings
 
 Outcome = Literal[
     "sent",
@@ -95,7 +93,7 @@ _mailbox_cache: dict[tuple[int, str], tuple[float, tuple[MailboxModel, SmtpSetti
 class Ready:
     """An email claimed, rendered and built: what is left is handing it to SMTP."""
 
-    job: queues.SendJob
+    job: sqs.SendJob
     message: MessageModel
     mailbox: MailboxModel
     smtp_settings: SmtpSettings
@@ -117,7 +115,7 @@ class SendWorker:
     close_pool: bool = True
     take_token: Callable[..., rate_limit.RateDecision] = rate_limit.take
     # Downloads attachments by link (the SSRF guard); tests inject one that may reach 127.0.0.1.
-    fetcher: fetch.Fetcher = field(default_factory=fetch.Fetcher)
+    fetcher: web_fetch.Fetcher = field(default_factory=web_fetch.Fetcher)
     # Files each sent email into its mailbox's Sent folder over IMAP (sessions kept for the batch).
     filer: sent_folder.SentFiler = field(default_factory=sent_folder.SentFiler)
     # Kommo data read for rendering, per account (personalization), and the rendered links.
@@ -139,7 +137,7 @@ class SendWorker:
     time_left: Callable[[], float] | None = None
     # The batch's jobs in order (`prefetch`), the next one `process` expects, and the one
     # being prepared ahead (its index in the plan and the preparation).
-    _plan: list[queues.SendJob] = field(default_factory=list)
+    _plan: list[sqs.SendJob] = field(default_factory=list)
     _cursor: int = 0
     _ahead: tuple[int, Future[Ready | Outcome]] | None = None
     _next: int | None = None  # the plan's index `_look_ahead` may prepare
@@ -175,7 +173,7 @@ class SendWorker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def process(self, job: queues.SendJob) -> Outcome:
+    def process(self, job: sqs.SendJob) -> Outcome:
         logger.append_keys(account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id)
         ready = self._take_ready(job)
         outcome = ready if isinstance(ready, str) else self._deliver(ready)
@@ -186,7 +184,7 @@ class SendWorker:
 
     # -- looking ahead -----------------------------------------------------------------
 
-    def _take_ready(self, job: queues.SendJob) -> Ready | Outcome:
+    def _take_ready(self, job: sqs.SendJob) -> Ready | Outcome:
         """`job` prepared: by the look-ahead during the previous email's SMTP, or now.
 
         When `job` is the next one of the batch's plan (`prefetch`), the one after it may be
@@ -221,7 +219,7 @@ class SendWorker:
             return
         self._ahead = (index, self._preparing().submit(self._prepare_ahead, self._plan[index]))
 
-    def _prepare_ahead(self, job: queues.SendJob) -> Ready | Outcome:
+    def _prepare_ahead(self, job: sqs.SendJob) -> Ready | Outcome:
         logger.thread_safe_append_keys(
             account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id
         )
@@ -245,7 +243,7 @@ class SendWorker:
 
     # -- one email ---------------------------------------------------------------------
 
-    def _prepare(self, job: queues.SendJob) -> Ready | Outcome:
+    def _prepare(self, job: sqs.SendJob) -> Ready | Outcome:
         """Everything before SMTP: rate token, claim, render, build, suppressions.
 
         Returns the email ready to hand over, or the outcome when there is nothing to send.
@@ -388,7 +386,7 @@ class SendWorker:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _claim(self, job: queues.SendJob) -> MessageModel | Outcome:
+    def _claim(self, job: sqs.SendJob) -> MessageModel | Outcome:
         """Take the message for sending: one conditional UpdateItem that returns it.
 
         Only a queued message, or a scheduled one whose time has come, can be claimed. When
@@ -422,11 +420,11 @@ class SendWorker:
         if current.status in (state.SCHEDULED, state.QUEUED) and current.send_at and current.send_at > now:
             # Early: an SQS delay, or a schedule that fired seconds before send_at (60 s precision).
             early = (current.send_at - now).total_seconds()
-            queues.enqueue_send(job, delay_seconds=math.ceil(early))
+            sqs.enqueue_send(job, delay_seconds=math.ceil(early))
             return "deferred"
         return "skipped"  # sent, failed, canceled or a draft: nothing to do
 
-    def _without_mailbox(self, job: queues.SendJob) -> Outcome:
+    def _without_mailbox(self, job: sqs.SendJob) -> Outcome:
         try:
             message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
         except DoesNotExist:
@@ -454,7 +452,7 @@ class SendWorker:
             _mailbox_cache[key] = cached
         return cached[1]
 
-    def _wait_for_token(self, job: queues.SendJob, mailbox: MailboxModel) -> bool:
+    def _wait_for_token(self, job: sqs.SendJob, mailbox: MailboxModel) -> bool:
         """Take a rate token, waiting in-process for short waits; else re-queue with a delay.
 
         The first email of a mailbox in a batch reserves tokens for the batch's others in the
@@ -488,7 +486,7 @@ class SendWorker:
                 break
             self.clock.sleep(decision.retry_after)
         delay = math.ceil(decision.retry_after)
-        queues.enqueue_send(job, delay_seconds=delay)
+        sqs.enqueue_send(job, delay_seconds=delay)
         logger.info("rate limited; re-queued", extra={"reason": decision.reason, "delay": delay})
         return False
 
@@ -496,7 +494,7 @@ class SendWorker:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
         from mailer_core import personalization  # imported here: Jinja2 and babel load on the first send
 
-        html = message.html if message.html is not None else storage.get_html(message.html_s3_key or "")
+        html = message.html if message.html is not None else s3.get_html(message.html_s3_key or "")
         now = self.clock.now()
         rendered = personalization.for_message(
             message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
@@ -543,7 +541,7 @@ class SendWorker:
         jobs = []
         for body in bodies:
             try:
-                jobs.append(queues.SendJob.from_body(body))
+                jobs.append(sqs.SendJob.from_body(body))
             except Exception:  # a bad record fails on its own in `process`
                 continue
         self._plan.extend(jobs)
@@ -553,7 +551,7 @@ class SendWorker:
         if jobs:
             self._batch_reads = self._preparing().submit(self._read_batch, jobs)
 
-    def _read_batch(self, jobs: list[queues.SendJob]) -> None:
+    def _read_batch(self, jobs: list[sqs.SendJob]) -> None:
         from mailer_core import personalization
 
         personalization.prefetch(self.kommo, jobs, clock=self.clock)
@@ -596,12 +594,12 @@ class SendWorker:
         return rendered if rendered is not None else [str(link) for link in message.attachment_links or []]
 
     def _after_failure(
-        self, job: queues.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure
+        self, job: sqs.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure
     ) -> Outcome:
         attempts = int(message.attempts or 0)
         words = str(failure)
         if failure.retryable and attempts < get_settings().max_send_attempts:
-            delay = min(queues.MAX_DELAY_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+            delay = min(sqs.MAX_DELAY_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
             state.transition(
                 message,
                 to=state.QUEUED,
@@ -611,7 +609,7 @@ class SendWorker:
                 allowed_from=(state.SENDING,),
                 extra=[MessageModel.last_error.set(words), MessageModel.claim_expires_at.remove()],
             )
-            queues.enqueue_send(job, delay_seconds=delay)
+            sqs.enqueue_send(job, delay_seconds=delay)
             return "retrying"
         self._fail(message, f"{failure.kind}: {words}", from_=(state.SENDING,))
         return "failed"
@@ -630,7 +628,7 @@ class SendWorker:
         if failed:
             hooks.on_message_failed(message, reason)
 
-    def _read_suppressions(self, jobs: list[queues.SendJob]) -> None:
+    def _read_suppressions(self, jobs: list[sqs.SendJob]) -> None:
         """Look the whole batch's recipients up at once (one BatchGetItem per account), so no
         email waits for its own lookup; a failed read leaves each email to look up its own."""
         by_account: dict[int, set[str]] = {}

@@ -23,7 +23,8 @@ from typing import Literal
 
 from pynamodb.expressions.update import Action
 
-from mailer_core import imap, mailboxes, mime
+from mailer_core import mailboxes
+from mailer_core.adapters import imap, mime
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.message_state import entry

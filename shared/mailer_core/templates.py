@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core import storage
+from mailer_core.adapters import s3
 from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -174,7 +174,7 @@ def _editable(caller: Caller, template_id: str) -> TemplateModel:
 def html_of(template: TemplateModel) -> str:
     if template.html is not None:
         return str(template.html)
-    return storage.get_html(template.html_s3_key) if template.html_s3_key else ""
+    return s3.get_html(template.html_s3_key) if template.html_s3_key else ""
 
 
 def _attached(template: TemplateModel) -> list[AttachedFile]:
@@ -299,10 +299,10 @@ def _check_loops(caller: Caller, template: TemplateModel, fields: dict[str, Any]
 
 
 def _store_html(account_id: int, template_id: str, html: str, clock: Clock) -> tuple[str | None, str | None]:
-    """(inline html, S3 key): a body above storage.INLINE_LIMIT goes to the bucket."""
-    if len(html.encode("utf-8")) <= storage.INLINE_LIMIT:
+    """(inline html, S3 key): a body above s3.INLINE_LIMIT goes to the bucket."""
+    if len(html.encode("utf-8")) <= s3.INLINE_LIMIT:
         return html, None
-    return None, storage.put_html(account_id, f"templates/{template_id}/{clock.new_id()}", html)
+    return None, s3.put_html(account_id, f"templates/{template_id}/{clock.new_id()}", html)
 
 
 def _claim_files(caller: Caller, files: list[AttachedFile], clock: Clock) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import message_state as state
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest
 from mailer_core.base.logs import logger
@@ -30,11 +30,11 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
         from mailer_core import automation
 
         run = automation.parse_job(payload)
-        queues.enqueue_actions([(run.to_body(), 0)])
+        sqs.enqueue_actions([(run.to_body(), 0)])
         return "queued"
     if kind != "send":
         raise MalformedRequest(f"unknown timer payload: {payload!r}"[:200])
-    job = queues.SendJob.from_body_dict(payload)
+    job = sqs.SendJob.from_body_dict(payload)
     logger.append_keys(account_id=job.account_id, message_id=job.message_id)
     try:
         message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
@@ -52,7 +52,7 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
     if not released:
         logger.info("timer ignored", extra={"status": message.status})
         return "ignored"
-    queues.enqueue_send(job)
+    sqs.enqueue_send(job)
     return "queued"
 
 

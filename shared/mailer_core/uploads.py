@@ -7,7 +7,7 @@ then names the upload's id in a message (`attachments: [{"upload_id": …}]`) or
 The declared size is checked against the purpose's limit here (413 naming it), and the
 presigned POST's policy repeats it as a `content-length-range`, so S3 itself refuses a
 bigger file. The record (UploadModel) keeps the owner, the declared size, the display name
-and the type; it lives `storage.PENDING_DAYS` unless a message or a template claims it
+and the type; it lives `s3.PENDING_DAYS` unless a message or a template claims it
 (`attachments.claim`). The object's key is scoped by account:
 `uploads/{account_id}/{upload_id}/{ASCII form of the name}`; the display name, Cyrillic
 included, lives in the record and goes into the email's MIME headers (RFC 2231).
@@ -21,7 +21,7 @@ import unicodedata
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mailer_core import storage
+from mailer_core.adapters import s3
 from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput
@@ -139,7 +139,7 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
 
     now = clock.now()
     upload_id = clock.new_id()
-    key = storage.upload_key(caller.account_id, upload_id, key_name(filename))
+    key = s3.upload_key(caller.account_id, upload_id, key_name(filename))
     upload = UploadModel(
         caller.account_id,
         upload_id,
@@ -151,9 +151,9 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
         s3_key=key,
         retention="pending",
         created_at=now,
-        expires_at=now + timedelta(days=storage.PENDING_DAYS),
+        expires_at=now + timedelta(days=s3.PENDING_DAYS),
     )
-    post = storage.presign_upload(
+    post = s3.presign_upload(
         key, content_type=content_type, max_bytes=size, now=now, expires_in=POST_EXPIRES_SECONDS
     )
     upload.save(condition=UploadModel.upload_id.does_not_exist())

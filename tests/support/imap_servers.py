@@ -1,6 +1,6 @@
 """Real IMAP servers for tests: Dovecot (devstack.imap_server) and helpers to look inside them.
 
-The helpers talk IMAP with imaplib directly, independently of mailer_core.imap, so a test
+The helpers talk IMAP with imaplib directly, independently of mailer_core.adapters.imap, so a test
 checks what Mailer did with a second, plain client:
 
     user = new_user(server)

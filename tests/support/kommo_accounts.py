@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import secrets
+from mailer_core.adapters import kms
 from mailer_core.base.config import reset_settings
 from mailer_core.kommo_oauth import token_context
 from mailer_core.models import AccountModel
@@ -51,7 +51,7 @@ def save_account_with_token(token: str, *, account_id: int = seed.ACCOUNT_ID, **
     account = AccountModel(
         account_id,
         subdomain=seed.SUBDOMAIN,
-        kommo_token_ciphertext=secrets.encrypt(token, token_context(account_id, "access")),
+        kommo_token_ciphertext=kms.encrypt(token, token_context(account_id, "access")),
         **extra,
     )
     account.save()
@@ -62,6 +62,6 @@ def stored_tokens(account_id: int = seed.ACCOUNT_ID) -> tuple[str, str]:
     """(access, refresh) as stored for the account, decrypted."""
     account = AccountModel.get(account_id, consistent_read=True)
     return (
-        secrets.decrypt(str(account.kommo_token_ciphertext), token_context(account_id, "access")),
-        secrets.decrypt(str(account.kommo_refresh_token_ciphertext), token_context(account_id, "refresh")),
+        kms.decrypt(str(account.kommo_token_ciphertext), token_context(account_id, "access")),
+        kms.decrypt(str(account.kommo_refresh_token_ciphertext), token_context(account_id, "refresh")),
     )

@@ -5,8 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from mailer_core.adapters.web_fetch import (
+    DEFAULT_POLICY,
+    AddressPolicy,
+    FetchRefused,
+    literal_refusal,
+    parse_link,
+)
 from mailer_core.base.errors import InvalidInput
-from mailer_core.fetch import DEFAULT_POLICY, AddressPolicy, FetchRefused, literal_refusal, parse_link
 from mailer_core.uploads import content_type_for, key_name, safe_filename
 
 

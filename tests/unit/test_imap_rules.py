@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from mailer_core.imap import (
+from mailer_core.adapters.imap import (
     Folder,
     choose_sent_folder,
     decode_folder_name,

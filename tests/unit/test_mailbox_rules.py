@@ -8,7 +8,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-from mailer_core import bounces, imap, presets, smtp
+from mailer_core import bounces, presets
+from mailer_core.adapters import imap, smtp
 from mailer_core.mailbox_check import _cause, _words
 
 DSN = Path(__file__).resolve().parents[1] / "integration" / "imap" / "dsn"

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from mailer_core import access, account_lifecycle, kommo_oauth, secrets
+from mailer_core import access, account_lifecycle, kommo_oauth
+from mailer_core.adapters import kms
 from mailer_core.kommo_oauth import token_context
 from mailer_core.models import AccountModel, MessageModel
 
@@ -232,9 +233,7 @@ def test_reinstalling_keeps_the_accounts_settings_mailboxes_templates_and_histor
     assert shown["status"] == "canceled" and [h["event"] for h in shown["history"]] == ["queued", "canceled"]
     account = AccountModel.get(ACCOUNT, consistent_read=True)
     assert account.status == "active" and account.status_detail is None
-    assert (
-        secrets.decrypt(str(account.kommo_token_ciphertext), token_context(ACCOUNT, "access")) == "new-access"
-    )
+    assert kms.decrypt(str(account.kommo_token_ciphertext), token_context(ACCOUNT, "access")) == "new-access"
 
 
 def test_a_timer_of_a_swept_message_fires_harmlessly(

@@ -8,7 +8,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from mailer_core import attachments, messages, storage, uploads
+from mailer_core import attachments, messages, uploads
+from mailer_core.adapters import s3
 from mailer_core.auth import Caller
 from mailer_core.base import limits
 from mailer_core.base.clock import FakeClock
@@ -42,7 +43,7 @@ def retention(stack: StackResources, upload_id: str) -> tuple[str, str]:
     tags = boto3.client("s3").get_object_tagging(Bucket=stack.refs["BodiesBucket"], Key=record.s3_key)[
         "TagSet"
     ]
-    return str(record.retention), next((t["Value"] for t in tags if t["Key"] == storage.RETENTION_TAG), "")
+    return str(record.retention), next((t["Value"] for t in tags if t["Key"] == s3.RETENTION_TAG), "")
 
 
 def big_uploads(client: ApiClient, stack: StackResources, sizes: list[int]) -> list[str]:
@@ -180,7 +181,7 @@ def test_a_message_keeps_its_files_and_a_template_keeps_them_longer(
     )
     record = UploadModel.get(ACCOUNT, first)
     assert retention(aws_stack, first) == ("message", "message")
-    kept_until = record.created_at + timedelta(days=storage.MESSAGE_DAYS)
+    kept_until = record.created_at + timedelta(days=s3.MESSAGE_DAYS)
     assert abs((record.expires_at - kept_until).total_seconds()) < 1  # a TTL keeps whole seconds
 
     # a template's claim keeps the file without end; a later message's claim never shortens it

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from mailer_core.mime import Attachment, OutgoingEmail, build_message, spool, spooled
-from mailer_core.smtp import SmtpSettings, open_session
+from mailer_core.adapters.mime import Attachment, OutgoingEmail, build_message, spool, spooled
+from mailer_core.adapters.smtp import SmtpSettings, open_session
 
 from tests.support.smtp_servers import SmtpTestServer, smtp_server
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import attachments, queues
+from mailer_core import attachments
+from mailer_core.adapters import sqs
+from mailer_core.adapters.web_fetch import Fetcher
 from mailer_core.base.clock import FakeClock
-from mailer_core.fetch import Fetcher
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
 
@@ -75,11 +76,13 @@ def compose(client: ApiClient, **body: Any) -> str:
     return str(reply.json()["id"])
 
 
-def the_job(stack: StackResources) -> queues.SendJob:
-    sqs = boto3.client("sqs")
-    [message] = sqs.receive_message(QueueUrl=stack.refs["SendQueue"], MaxNumberOfMessages=10)["Messages"]
-    sqs.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=message["ReceiptHandle"])
-    return queues.SendJob.from_body(message["Body"])
+def the_job(stack: StackResources) -> sqs.SendJob:
+    sqs_client = boto3.client("sqs")
+    [message] = sqs_client.receive_message(QueueUrl=stack.refs["SendQueue"], MaxNumberOfMessages=10)[
+        "Messages"
+    ]
+    sqs_client.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=message["ReceiptHandle"])
+    return sqs.SendJob.from_body(message["Body"])
 
 
 def stored(message_id: str) -> MessageModel:

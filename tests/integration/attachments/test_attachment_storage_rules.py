@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import messages, storage, uploads
+from mailer_core import messages, uploads
+from mailer_core.adapters import s3
 from mailer_core.http import KOMMO_ORIGIN
 
 from devstack.resources import load_template
@@ -19,24 +20,24 @@ def rules_for(retention: str) -> list[dict[str, Any]]:
     return [
         rule
         for rule in BUCKET["LifecycleConfiguration"]["Rules"]
-        if {"Key": storage.RETENTION_TAG, "Value": retention} in rule.get("TagFilters", [])
+        if {"Key": s3.RETENTION_TAG, "Value": retention} in rule.get("TagFilters", [])
     ]
 
 
 def test_unused_uploads_expire_as_the_upload_record_says() -> None:
     [rule] = rules_for("pending")
 
-    assert rule["Status"] == "Enabled" and rule["Prefix"] == storage.UPLOAD_PREFIX
-    assert rule["ExpirationInDays"] == storage.PENDING_DAYS
+    assert rule["Status"] == "Enabled" and rule["Prefix"] == s3.UPLOAD_PREFIX
+    assert rule["ExpirationInDays"] == s3.PENDING_DAYS
     assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 1  # the bucket is versioned
 
 
 def test_a_messages_files_outlive_the_furthest_send_at() -> None:
     [rule] = rules_for("message")
 
-    assert rule["ExpirationInDays"] == storage.MESSAGE_DAYS
+    assert rule["ExpirationInDays"] == s3.MESSAGE_DAYS
     # an upload may wait a day for its message, which may be scheduled a year ahead and retried
-    assert storage.PENDING_DAYS + messages.MAX_SCHEDULE_AHEAD.days + 7 < storage.MESSAGE_DAYS
+    assert s3.PENDING_DAYS + messages.MAX_SCHEDULE_AHEAD.days + 7 < s3.MESSAGE_DAYS
 
 
 def test_a_templates_files_are_never_expired_by_the_lifecycle() -> None:

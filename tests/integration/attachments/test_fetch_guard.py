@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from mailer_core.fetch import (
+from mailer_core.adapters.web_fetch import (
     AddressPolicy,
     Fetcher,
     FetchError,

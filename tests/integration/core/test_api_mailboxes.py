@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from mailer_core import secrets
+from mailer_core.adapters import kms
 from mailer_core.models import MailboxModel
 
 from tests.integration.core.conftest import ACCOUNT, mailbox_body
@@ -29,9 +29,9 @@ def test_password_is_stored_as_kms_ciphertext_bound_to_the_mailbox(user: ApiClie
 
     assert "s3cret" not in stored.password_ciphertext
     context = {"account_id": str(ACCOUNT), "mailbox_id": mailbox_id, "purpose": "smtp_password"}
-    assert secrets.decrypt(stored.password_ciphertext, context) == "s3cret-app-password"
+    assert kms.decrypt(stored.password_ciphertext, context) == "s3cret-app-password"
     with pytest.raises(ClientError, match="InvalidCiphertext"):
-        secrets.decrypt(stored.password_ciphertext, {**context, "mailbox_id": "another"})
+        kms.decrypt(stored.password_ciphertext, {**context, "mailbox_id": "another"})
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_patch_changes_fields_and_reencrypts_a_new_password(user: ApiClient) -> 
     after = MailboxModel.get(ACCOUNT, mailbox_id).password_ciphertext
     assert after != before
     context = {"account_id": str(ACCOUNT), "mailbox_id": mailbox_id, "purpose": "smtp_password"}
-    assert secrets.decrypt(after, context) == "new-password"
+    assert kms.decrypt(after, context) == "new-password"
 
 
 def test_a_failed_patch_changes_nothing(user: ApiClient) -> None:

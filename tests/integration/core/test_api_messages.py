@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.models import MessageModel
 
 from devstack.resources import StackResources
@@ -22,18 +22,18 @@ def mailbox_id(user: ApiClient) -> str:
 
 
 def queued_jobs(stack: StackResources, queue: str = "SendQueue") -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
+    sqs_client = boto3.client("sqs")
     url = stack.refs[queue]
     jobs = []
     while True:
-        got = sqs.receive_message(
+        got = sqs_client.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
         ).get("Messages", [])
         if not got:
             return jobs
         for m in got:
             jobs.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            sqs_client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def test_compose_stores_the_message_queued_and_puts_one_job_on_the_priority_queue(
@@ -204,7 +204,7 @@ def test_a_queue_outage_leaves_the_message_failed_with_the_reason(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("sqs is down")
 
-    monkeypatch.setattr(queues, "enqueue_send", broken)
+    monkeypatch.setattr(sqs, "enqueue_send", broken)
     reply = user.post("/v1/messages", {"to": ["a@example.com"]})
 
     assert reply.status == 502

@@ -15,7 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
 
@@ -87,17 +87,17 @@ def batch(stack: StackResources) -> tuple[dict[str, Any], list[str]]:
     """The send queue's next batch as Lambda's event, and its message ids in record order."""
     messages = receive_batch(stack.refs["SendQueue"])
     event = sqs_event(messages, stack.attrs[("SendQueue", "Arn")])
-    return event, [queues.SendJob.from_body(r["body"]).message_id for r in event["Records"]]
+    return event, [sqs.SendJob.from_body(r["body"]).message_id for r in event["Records"]]
 
 
-def jobs_of(event: dict[str, Any]) -> list[queues.SendJob]:
-    return [queues.SendJob.from_body(r["body"]) for r in event["Records"]]
+def jobs_of(event: dict[str, Any]) -> list[sqs.SendJob]:
+    return [sqs.SendJob.from_body(r["body"]) for r in event["Records"]]
 
 
 def delete_batch(stack: StackResources, event: dict[str, Any]) -> None:
-    sqs = boto3.client("sqs")
+    sqs_client = boto3.client("sqs")
     for record in event["Records"]:
-        sqs.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=record["receiptHandle"])
+        sqs_client.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=record["receiptHandle"])
 
 
 def test_the_next_email_is_claimed_while_the_server_answers_the_current_one(

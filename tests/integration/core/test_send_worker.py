@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
@@ -20,17 +20,17 @@ from tests.support.smtp_servers import Credentials, ScriptedHandler, SmtpTestSer
 from tests.support.sqs import deliver
 
 
-def take_jobs(stack: StackResources, queue: str = "SendQueue") -> list[tuple[queues.SendJob, dict[str, Any]]]:
+def take_jobs(stack: StackResources, queue: str = "SendQueue") -> list[tuple[sqs.SendJob, dict[str, Any]]]:
     """Everything visible or delayed on the queue, as (job, attributes), removed from it."""
-    sqs = boto3.client("sqs")
+    sqs_client = boto3.client("sqs")
     url = stack.refs[queue]
     jobs = []
-    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+    while got := sqs_client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
         "Messages"
     ):
         for m in got:
-            jobs.append((queues.SendJob.from_body(m["Body"]), m["Attributes"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            jobs.append((sqs.SendJob.from_body(m["Body"]), m["Attributes"]))
+            sqs_client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return jobs
 
 
@@ -274,7 +274,7 @@ def test_canceled_and_missing_messages_are_not_sent(
     message_id = compose(user)
     user.post(f"/v1/messages/{message_id}/cancel")
     [(job, _)] = take_jobs(aws_stack)
-    ghost = queues.SendJob(ACCOUNT, "01JNOTHERE0000000000000000", job.mailbox_id)
+    ghost = sqs.SendJob(ACCOUNT, "01JNOTHERE0000000000000000", job.mailbox_id)
     with SendWorker(clock=FakeClock()) as worker:
         assert worker.process(job) == "skipped"
         assert worker.process(ghost) == "not_found"

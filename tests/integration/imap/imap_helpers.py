@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from mailer_core import queues
+from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
 from mailer_core.models import MailboxModel, MessageModel
 from mailer_core.sending import SendWorker
@@ -29,14 +29,14 @@ def compose(user: ApiClient, **body: Any) -> str:
     return str(reply.json()["id"])
 
 
-def take_jobs(stack: StackResources, queue: str = "SendQueue") -> list[queues.SendJob]:
-    sqs = boto3.client("sqs")
+def take_jobs(stack: StackResources, queue: str = "SendQueue") -> list[sqs.SendJob]:
+    sqs_client = boto3.client("sqs")
     url = stack.refs[queue]
     jobs = []
-    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+    while got := sqs_client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for m in got:
-            jobs.append(queues.SendJob.from_body(m["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            jobs.append(sqs.SendJob.from_body(m["Body"]))
+            sqs_client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return jobs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import imap
+from mailer_core.adapters import imap
 from mailer_core.base.clock import FakeClock
 from mailer_core.sending import SendWorker
 from mailer_core.sent_folder import SentFiler

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from mailer_core import secrets
+from mailer_core.adapters import kms
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import reset_settings
 from mailer_core.base.errors import Conflict, InvalidInput
@@ -277,7 +277,7 @@ def test_client_for_account_decrypts_the_token_bound_to_the_account(
     account = AccountModel(
         account_id=seed.ACCOUNT_ID,
         subdomain=seed.SUBDOMAIN,
-        kommo_token_ciphertext=secrets.encrypt(TOKEN, context),
+        kommo_token_ciphertext=kms.encrypt(TOKEN, context),
     )
     client = client_for_account(account)
     answer = client.get("/api/v4/account")

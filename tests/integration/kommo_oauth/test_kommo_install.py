@@ -8,7 +8,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import kommo_oauth, secrets
+from mailer_core import kommo_oauth
+from mailer_core.adapters import kms
 from mailer_core.kommo import KommoError
 from mailer_core.kommo_oauth import token_context
 from mailer_core.models import AccountModel, KommoInstallModel
@@ -120,7 +121,7 @@ def test_the_exchange_stores_the_account_with_encrypted_tokens(
     assert standin.oauth.access_tokens[access].user_id == seed.ADMIN_USER_ID
     assert access not in str(account.kommo_token_ciphertext)
     with pytest.raises(Exception, match=r"(?i)invalid|ciphertext|context"):
-        secrets.decrypt(str(account.kommo_refresh_token_ciphertext), token_context(seed.ACCOUNT_ID, "access"))
+        kms.decrypt(str(account.kommo_refresh_token_ciphertext), token_context(seed.ACCOUNT_ID, "access"))
     # AND the install is done, without the tokens it carried
     [install] = list(KommoInstallModel.scan())
     assert (install.state, install.account_id) == ("done", seed.ACCOUNT_ID)

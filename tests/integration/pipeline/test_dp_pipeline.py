@@ -7,9 +7,9 @@ from typing import Any
 
 import boto3
 import pytest
+from mailer_core.adapters.sqs import SendJob
 from mailer_core.base import clock as clock_module
 from mailer_core.models import MessageModel, TemplateModel
-from mailer_core.queues import SendJob
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed

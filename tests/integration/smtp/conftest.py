@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
-from mailer_core.mime import OutgoingEmail, build_message, make_message_id
-from mailer_core.smtp import Security, SmtpSettings
+from mailer_core.adapters.mime import OutgoingEmail, build_message, make_message_id
+from mailer_core.adapters.smtp import Security, SmtpSettings
 
 from tests.support.smtp_servers import SmtpTestServer, TlsMaterial, make_tls, smtp_server
 

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 from typing import cast
 
 import pytest
-from mailer_core.mime import (
+from mailer_core.adapters.mime import (
     OutgoingEmail,
     build_message,
     envelope_recipients,

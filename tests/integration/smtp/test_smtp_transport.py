@@ -10,7 +10,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
-from mailer_core.smtp import (
+from mailer_core.adapters.smtp import (
     SendResult,
     SmtpFailure,
     SmtpPool,
@@ -447,7 +447,7 @@ def test_the_last_piece_of_data_goes_out_with_the_final_dot_and_then_the_caller_
     server, make_message: MakeMessage, attachment_bytes: int
 ) -> None:
     # GIVEN a message (with a 3 MB attachment: sent in 1 MB pieces) with a line that needs dot-stuffing
-    from mailer_core import mime
+    from mailer_core.adapters import mime
 
     message = make_message()
     message.get_payload()[0].set_content(".hidden line\nsecond line\n")  # type: ignore[index]

@@ -10,7 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import queues, variables
+from mailer_core import variables
+from mailer_core.adapters import sqs
 from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
 
@@ -25,15 +26,15 @@ from tests.support.sqs import deliver
 LEAD = {"type": "leads", "id": seed.LEAD_OFFER}
 
 
-def take_jobs(stack: StackResources) -> list[queues.SendJob]:
-    sqs = boto3.client("sqs")
+def take_jobs(stack: StackResources) -> list[sqs.SendJob]:
+    sqs_client = boto3.client("sqs")
     jobs = []
-    while got := sqs.receive_message(QueueUrl=stack.refs["SendQueue"], MaxNumberOfMessages=10).get(
+    while got := sqs_client.receive_message(QueueUrl=stack.refs["SendQueue"], MaxNumberOfMessages=10).get(
         "Messages"
     ):
         for m in got:
-            jobs.append(queues.SendJob.from_body(m["Body"]))
-            sqs.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=m["ReceiptHandle"])
+            jobs.append(sqs.SendJob.from_body(m["Body"]))
+            sqs_client.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=m["ReceiptHandle"])
     return jobs
 
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
 INLINE_LIMIT = 100 * 1024

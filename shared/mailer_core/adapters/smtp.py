@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal
 
-from mailer_core import mime
+from mailer_core.adapters import mime
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
 

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
 _NAME_OK = re.compile(r"^[0-9a-zA-Z\-_.]{1,64}$")

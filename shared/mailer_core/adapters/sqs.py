@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from mailer_core import aws
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MalformedRequest
 
