@@ -267,8 +267,8 @@ def create_stack() -> tuple[dict[str, str], Any]:
     """The template's resources in moto, the functions' environment exported here; the send
     queue and the send function's definition (its timeout, as the context reports it)."""
     import boto3
-    from mailer_core.adapters import aws
     from mailer_core.base.config import reset_settings
+    from mailer_core.store import models
 
     from devstack.resources import create_stack as create
     from devstack.resources import function_environment, load_template
@@ -284,7 +284,7 @@ def create_stack() -> tuple[dict[str, str], Any]:
     os.environ.update(function_environment(stack))
     os.environ["MAILER_ALLOW_PLAINTEXT_SMTP"] = "1"
     reset_settings()
-    aws.reset_clients()
+    models.reset_connections()
     [send_function] = [
         f for f in function_definitions(load_template(), stack) if f.logical_id == "SendFunction"
     ]
@@ -462,7 +462,7 @@ def _record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
 
 
 def verify_sent(message_ids: list[str]) -> None:
-    from mailer_core.models import MessageModel
+    from mailer_core.store.models import MessageModel
 
     statuses = Counter(m.status for m in MessageModel.batch_get([(ACCOUNT_ID, i) for i in message_ids]))
     if statuses != Counter({"sent": len(message_ids)}):
@@ -472,7 +472,7 @@ def verify_sent(message_ids: list[str]) -> None:
 def prebuilt_messages(message_ids: list[str], indexes: range) -> list[tuple[list[str], bytes]]:
     """The same emails the pipeline sent (contents and Message-IDs), as bytes, before timing."""
     from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients
-    from mailer_core.models import MessageModel
+    from mailer_core.store.models import MessageModel
 
     stored = {m.message_id: m for m in MessageModel.batch_get([(ACCOUNT_ID, i) for i in message_ids])}
     built = []

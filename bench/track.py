@@ -78,11 +78,11 @@ def main() -> None:
     from moto import mock_aws
 
     with mock_aws():
-        from mailer_core import message_state as state
         from mailer_core import template_stats, tracking, tracking_tokens
-        from mailer_core.adapters import aws
         from mailer_core.base.config import reset_settings
-        from mailer_core.models import MessageModel, TemplateStatsModel
+        from mailer_core.store import message_state as state
+        from mailer_core.store import models
+        from mailer_core.store.models import MessageModel, TemplateStatsModel
 
         from devstack.resources import create_stack, function_environment
         from tests.support.api_client import LambdaContext, http_event, load_handler
@@ -95,7 +95,7 @@ def main() -> None:
         env.pop("MAILER_TRACKING_SECRET", None)
         os.environ.update(env)
         reset_settings()
-        aws.reset_clients()
+        models.reset_connections()
         handler = load_handler("track")
         sent = datetime.now(UTC) - timedelta(hours=1)
         issued = int(sent.timestamp())

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mailer_core.auth import mint_widget_token
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed
 from devstack.imap_server import DovecotServer, unavailable_reason

@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import Any
 
 import boto3
-from mailer_core.adapters import aws
 from mailer_core.base import config
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.store import models
 
 from devstack.functions import FunctionRegistry
 from devstack.gateway import Gateway
@@ -112,7 +112,7 @@ class LocalStack:
         self.environment = {**aws_env, **env, **self.extra_env}
         self._apply_env(self.environment)
         config.reset_settings()
-        aws.reset_clients()
+        models.reset_connections()
 
         self.functions = FunctionRegistry(definitions, isolated=True)  # one invocation per environment
         if self.preload_handlers:
@@ -156,7 +156,7 @@ class LocalStack:
             self.moto = None
         self._restore_env()
         config.reset_settings()
-        aws.reset_clients()
+        models.reset_connections()
 
     def __enter__(self) -> LocalStack:
         return self.start()

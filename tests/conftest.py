@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.loaders import JSONFileLoader
-from mailer_core.adapters import aws
 from mailer_core.base.config import reset_settings
+from mailer_core.store import models
 from moto import mock_aws
 
 from devstack.resources import StackResources, create_stack, function_environment
@@ -77,12 +77,12 @@ def stack_for_functions(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackResour
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
     reset_settings()
-    aws.reset_clients()
+    models.reset_connections()
     try:
         yield stack
     finally:
         reset_settings()
-        aws.reset_clients()
+        models.reset_connections()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import Settings, get_settings
 from mailer_core.base.errors import Forbidden
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 if TYPE_CHECKING:
     from mailer_core.account_settings import AccountSettings

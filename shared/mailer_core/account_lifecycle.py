@@ -41,14 +41,14 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from mailer_core import access
-from mailer_core import message_state as state
 from mailer_core.auth import AuthNotConfigured
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, MalformedRequest
 from mailer_core.base.logs import logger
 from mailer_core.messages import cancel_stored
-from mailer_core.models import AccountModel, MessageModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import AccountModel, MessageModel
 
 UNINSTALL_PATH = "/hooks/kommo/uninstall"
 SWEEP_SECONDS = 6.0  # of the webhook function's 10 s

@@ -31,7 +31,7 @@ from mailer_core import access
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Forbidden, InvalidInput
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 if TYPE_CHECKING:
     from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library

@@ -34,8 +34,8 @@ from mailer_core import uploads
 from mailer_core.adapters import mime, s3, web_fetch
 from mailer_core.base import limits
 from mailer_core.base.errors import InvalidInput
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import AttachmentAttribute, UploadModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import AttachmentAttribute, UploadModel
 
 MAX_FILES = 20
 MAX_LINKS = 10

@@ -32,8 +32,8 @@ from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, MailerError, UpstreamError
 from mailer_core.base.logs import logger
-from mailer_core.message_state import is_condition_failure
-from mailer_core.models import AccountModel, AutomationFactModel, MailboxModel
+from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.models import AccountModel, AutomationFactModel, MailboxModel
 
 
 class Skip(Exception):

@@ -26,8 +26,8 @@ from mailer_core.base import validation
 from mailer_core.base.clock import Clock
 from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
-from mailer_core.message_state import is_condition_failure
-from mailer_core.models import AccountModel, AutomationFactModel
+from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.models import AccountModel, AutomationFactModel
 
 FACT_DAYS = 30  # a hook's event is remembered this long: a replay within it sends nothing
 MAX_DELAY_SECONDS = 366 * 86400  # as far ahead as compose schedules (messages.MAX_SCHEDULE_AHEAD)

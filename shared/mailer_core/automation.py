@@ -32,12 +32,18 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import message_state as state
 from mailer_core.adapters import scheduler, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
 from mailer_core.base.logs import logger
-from mailer_core.models import AccountModel, AutomationFactModel, MessageModel, TriggerModel, event_triggers
+from mailer_core.store import message_state as state
+from mailer_core.store.models import (
+    AccountModel,
+    AutomationFactModel,
+    MessageModel,
+    TriggerModel,
+    event_triggers,
+)
 
 EVENTS = ("sent", "opened", "not_opened", "failed", "link")
 MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure

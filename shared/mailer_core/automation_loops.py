@@ -24,10 +24,10 @@ from datetime import timedelta
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import message_state as state
 from mailer_core.base.clock import Clock
 from mailer_core.base.errors import InvalidInput
-from mailer_core.models import (
+from mailer_core.store import message_state as state
+from mailer_core.store.models import (
     AutomationFactModel,
     LinkModel,
     MessageModel,

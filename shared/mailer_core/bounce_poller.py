@@ -27,8 +27,8 @@ from mailer_core import bounces, mailbox_check, mailboxes
 from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import MailboxModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import MailboxModel
 
 MAX_MESSAGES_PER_POLL = 500
 CHUNK = 50

@@ -39,9 +39,9 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailer_core import hooks, suppressions
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
-from mailer_core.message_state import entry
-from mailer_core.models import BounceEntry, MailboxModel, MessageModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.message_state import entry
+from mailer_core.store.models import BounceEntry, MailboxModel, MessageModel
 
 Outcome = Literal["bounced", "delayed", "duplicate", "unmatched", "unknown_recipient"]
 ENVELOPE_TOKEN = "mlr-"

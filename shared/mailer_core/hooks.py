@@ -19,7 +19,7 @@ from datetime import datetime
 from mailer_core import automation, template_stats
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.models import MessageModel
+from mailer_core.store.models import MessageModel
 
 
 def _logged(event: str, account_id: float, message_id: str) -> dict[str, object]:

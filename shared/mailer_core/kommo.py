@@ -51,7 +51,7 @@ from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput, NotFound, UpstreamError
 
 if TYPE_CHECKING:
-    from mailer_core.models import AccountModel
+    from mailer_core.store.models import AccountModel
 
 EntityType = Literal["leads", "contacts", "companies"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("leads", "contacts", "companies")

@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import rate_limit
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
 from mailer_core.kommo import KommoAccessDenied, KommoBusy
-from mailer_core.models import AccountModel
+from mailer_core.store import rate_buckets
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import AccountModel
 
 BUCKET_PREFIX = "kommo#"
 PACING_MARGIN = 0.9  # pace at 90 % of Kommo's rate: requests reach Kommo with jitter
@@ -142,7 +142,7 @@ class AccountGate:
         self.check_open()
         waited = 0.0
         while True:
-            decision = rate_limit.take(
+            decision = rate_buckets.take(
                 bucket_key(self.account_id),
                 rate_per_second=self.rate,
                 daily_cap=NO_DAILY_CAP,

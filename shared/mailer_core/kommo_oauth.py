@@ -57,9 +57,9 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
 from mailer_core.kommo_limits import ACTIVE, DISCONNECTED
-from mailer_core.models import AccountModel, KommoInstallModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import AccountModel, KommoInstallModel
 
 INSTALL_PATH = "/hooks/kommo/install"
 CODE_LIFETIME_SECONDS = 20 * 60  # Kommo's authorization codes expire after 20 minutes

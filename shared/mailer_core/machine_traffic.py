@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 CLICK_GRACE_SECONDS = 10
 SWITCH_CACHE_SECONDS = 300

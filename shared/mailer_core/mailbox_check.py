@@ -38,8 +38,8 @@ from mailer_core.adapters import imap, smtp
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import MailboxModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import MailboxModel
 
 Status = Literal["green", "gray", "red", "unchecked"]
 GREEN: Status = "green"

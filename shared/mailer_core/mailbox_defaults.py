@@ -30,7 +30,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from mailer_core.base.errors import Conflict, InvalidInput, NotFound
-from mailer_core.models import MailboxModel
+from mailer_core.store.models import MailboxModel
 
 MAX_ATTEMPTS = 4
 

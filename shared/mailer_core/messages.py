@@ -15,8 +15,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import account_settings, attachments, mailboxes, timeline, tracking
-from mailer_core import message_state as state
+from mailer_core import account_settings, attachments, mailboxes, tracking
 from mailer_core.adapters import s3, scheduler, sqs
 from mailer_core.adapters.mime import make_message_id
 from mailer_core.auth import Caller
@@ -31,7 +30,9 @@ from mailer_core.base.errors import (
     UpstreamError,
 )
 from mailer_core.base.logs import logger
-from mailer_core.models import AccountModel, MessageModel, event_triggers
+from mailer_core.store import message_state as state
+from mailer_core.store import timeline
+from mailer_core.store.models import AccountModel, MessageModel, event_triggers
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}

@@ -32,7 +32,7 @@ from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput, MailerError
 from mailer_core.base.logs import logger
-from mailer_core.models import AccountModel, MailboxModel, MessageModel
+from mailer_core.store.models import AccountModel, MailboxModel, MessageModel
 
 PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}
 

@@ -23,8 +23,8 @@ from pynamodb.exceptions import UpdateError
 
 from mailer_core.auth import Caller
 from mailer_core.base.errors import Conflict, Forbidden
-from mailer_core.message_state import is_condition_failure
-from mailer_core.models import AccountModel
+from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.models import AccountModel
 
 SECRET_BYTES = 32  # 43 URL-safe characters
 DP_PATH = "/hooks/kommo/dp"

@@ -37,7 +37,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
 from mailer_core.base.logs import logger
-from mailer_core.models import AccountModel, AutomationFactModel
+from mailer_core.store.models import AccountModel, AutomationFactModel
 
 if TYPE_CHECKING:
     from jwt.types import Options

@@ -49,13 +49,11 @@ from mailer_core import (
     hooks,
     mailbox_check,
     mailboxes,
-    rate_limit,
     sent_folder,
     suppressions,
     tracking,
     trigger_link_urls,
 )
-from mailer_core import message_state as state
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
@@ -63,7 +61,9 @@ from mailer_core.attachments import AttachmentFailure
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.models import MailboxModel, MessageModel
+from mailer_core.store import message_state as state
+from mailer_core.store import rate_buckets
+from mailer_core.store.models import MailboxModel, MessageModel
 
 Outcome = Literal[
     "sent",
@@ -113,7 +113,7 @@ class SendWorker:
     pool: SmtpPool = field(default_factory=SmtpPool)
     # False when the pool belongs to the caller (the handler keeps one per container).
     close_pool: bool = True
-    take_token: Callable[..., rate_limit.RateDecision] = rate_limit.take
+    take_token: Callable[..., rate_buckets.RateDecision] = rate_buckets.take
     # Downloads attachments by link (the SSRF guard); tests inject one that may reach 127.0.0.1.
     fetcher: web_fetch.Fetcher = field(default_factory=web_fetch.Fetcher)
     # Files each sent email into its mailbox's Sent folder over IMAP (sessions kept for the batch).

@@ -27,8 +27,8 @@ from mailer_core import mailboxes
 from mailer_core.adapters import imap, mime
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.message_state import entry
-from mailer_core.models import MailboxModel, MessageModel
+from mailer_core.store.message_state import entry
+from mailer_core.store.models import MailboxModel, MessageModel
 
 Outcome = Literal["filed", "skipped", "not_filed"]
 # The copy is held in memory for the APPEND (imaplib sends a literal whole); larger emails

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import DeleteError, PutError
 
 from mailer_core.base.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import SuppressionModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import SuppressionModel
 
 if TYPE_CHECKING:
     from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library

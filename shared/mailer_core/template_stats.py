@@ -38,8 +38,8 @@ from pynamodb.expressions.condition import size
 from pynamodb.expressions.operand import Path
 
 from mailer_core.base.logs import logger
-from mailer_core.message_state import is_condition_failure
-from mailer_core.models import MessageModel, TemplateStatsModel
+from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.models import MessageModel, TemplateStatsModel
 
 if TYPE_CHECKING:
     from mailer_core.auth import Caller

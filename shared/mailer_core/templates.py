@@ -33,7 +33,7 @@ from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from mailer_core.models import MailboxModel, TemplateModel, event_triggers
+from mailer_core.store.models import MailboxModel, TemplateModel, event_triggers
 
 if TYPE_CHECKING:
     from mailer_core.attachments import AttachedFile

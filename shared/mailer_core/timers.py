@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import message_state as state
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest
 from mailer_core.base.logs import logger
-from mailer_core.models import MessageModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MessageModel
 
 Result = Literal["queued", "ignored"]
 

@@ -14,7 +14,7 @@ one runs the link's triggers (trigger_link_clicks), a machine's never does.
 
 The track routes (`record_open`, `resolve_click`/`record_click`) write one fact on the
 message with one conditional UpdateItem (the counter, and the event on the message's timeline
-up to mailer_core.timeline's cap) and never call Kommo or SMTP: a person's first open calls
+up to mailer_core.store.timeline's cap) and never call Kommo or SMTP: a person's first open calls
 `hooks.on_message_opened`, which puts the "opened" event on the actions queue. Machine traffic
 (mailer_core.machine_traffic) is counted apart and never sets `first_open_at`. A message's
 first machine open and first click on each link also count on its template (template_stats).
@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import hooks, template_stats, timeline, tracking_tokens, trigger_link_urls
+from mailer_core import hooks, template_stats, tracking_tokens, trigger_link_urls
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import MessageModel
+from mailer_core.store import timeline
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import MessageModel
 
 if TYPE_CHECKING:
     from mailer_core.machine_traffic import Verdict

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from mailer_core import kommo_fields
 from mailer_core.base.errors import MailerError
 from mailer_core.kommo import EntityType, KommoClient, NewNote, NewTask
-from mailer_core.models import MessageModel, TriggerModel
+from mailer_core.store.models import MessageModel, TriggerModel
 from mailer_core.triggers import params_of
 
 KINDS: dict[str, EntityType] = {"lead": "leads", "contact": "contacts", "company": "companies"}

@@ -24,9 +24,9 @@ from datetime import datetime
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from mailer_core import automation
-from mailer_core import message_state as state
 from mailer_core.base.logs import logger
-from mailer_core.models import AutomationFactModel, LinkModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import AutomationFactModel, LinkModel
 
 LANGUAGES = ("en", "ru", "es", "pt")
 _THANKS = {

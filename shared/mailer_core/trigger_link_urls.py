@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from mailer_core.models import LinkModel, MessageModel
+from mailer_core.store.models import LinkModel, MessageModel
 
 MARKER_PREFIX = "https://mailer.invalid/triggerlink/"  # rendering.PLACEHOLDER_BASE + "/triggerlink/"
 _MARKER = re.compile(re.escape(MARKER_PREFIX) + r"(\d{1,9})(?!\d)")
@@ -160,7 +160,7 @@ def load_links(account_id: int, ids: list[int]) -> dict[int, LinkModel]:
 
 def note_unknown(message: MessageModel, unknown: Iterable[int], when: datetime) -> None:
     """Write into the message's history that trigger links named in it do not exist."""
-    from mailer_core import message_state as state
+    from mailer_core.store import message_state as state
 
     numbers = [int(n) for n in unknown]
     if not numbers:

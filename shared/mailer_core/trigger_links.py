@@ -23,7 +23,7 @@ from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mailer_core.models import AutomationFactModel, LinkModel
+from mailer_core.store.models import AutomationFactModel, LinkModel
 from mailer_core.trigger_link_urls import MAX_TARGET_CHARS, web_address
 
 FIELDS = {"name", "once", "target", "trigger_ids"}

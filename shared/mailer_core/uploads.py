@@ -25,7 +25,7 @@ from mailer_core.adapters import s3
 from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput
-from mailer_core.models import UploadModel
+from mailer_core.store.models import UploadModel
 
 if TYPE_CHECKING:
     from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mailer_core.models import MessageModel
+from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed
 from devstack.example import LocalSystem, call

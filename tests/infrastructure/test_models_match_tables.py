@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core import models
 from mailer_core.base.config import Settings, from_environment, reset_settings
+from mailer_core.store import models
 from pynamodb.attributes import TTLAttribute
 from pynamodb.models import Model
 

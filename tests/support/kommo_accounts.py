@@ -15,7 +15,7 @@ import pytest
 from mailer_core.adapters import kms
 from mailer_core.base.config import reset_settings
 from mailer_core.kommo_oauth import token_context
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 from moto.core.botocore_stubber import BotocoreStubber
 
 from devstack import kommo_seed as seed

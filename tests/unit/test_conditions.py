@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from mailer_core.conditions import is_condition_failure
+from mailer_core.store.conditions import is_condition_failure
 from pynamodb.exceptions import PutError, UpdateError
 
 

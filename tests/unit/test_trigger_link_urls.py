@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mailer_core import rendering, trigger_link_clicks, trigger_link_urls
-from mailer_core.models import LinkModel
+from mailer_core.store.models import LinkModel
 
 
 def test_the_marker_is_what_rendering_gives_a_triggerlink() -> None:

@@ -26,9 +26,6 @@ def client(service: str) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget cached clients, PynamoDB's included (the local stack and tests switch endpoints)."""
+    """Forget cached clients (the local stack and tests switch endpoints); PynamoDB's connections
+    are forgotten by `store.models.reset_connections`, which calls this."""
     client.cache_clear()
-    from mailer_core.models import ALL_MODELS  # imported here: models import the settings
-
-    for model in ALL_MODELS:
-        model._connection = None

@@ -16,7 +16,7 @@ import pytest
 from mailer_core import access, account_lifecycle, kommo_oauth
 from mailer_core.adapters import kms
 from mailer_core.kommo_oauth import token_context
-from mailer_core.models import AccountModel, MessageModel
+from mailer_core.store.models import AccountModel, MessageModel
 
 from devstack.resources import StackResources
 from tests.conftest import TEST_SECRET

@@ -10,7 +10,7 @@ from mailer_core import access, account_settings, machine_traffic
 from mailer_core.auth import Caller
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import Forbidden
-from mailer_core.models import AccountModel, MailboxModel
+from mailer_core.store.models import AccountModel, MailboxModel
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, OTHER_ACCOUNT, caller, mailbox_body
 from tests.support.api_client import ApiClient

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mailer_core import mailboxes
-from mailer_core.models import MailboxModel
+from mailer_core.store.models import MailboxModel
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, mailbox_body
 from tests.support.api_client import ApiClient

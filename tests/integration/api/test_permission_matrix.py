@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from mailer_core import account_lifecycle, suppressions
-from mailer_core import message_state as state
-from mailer_core.models import MessageModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources
 from tests.conftest import TEST_AUDIENCE, TEST_SECRET

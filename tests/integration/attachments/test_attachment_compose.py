@@ -14,7 +14,7 @@ from mailer_core.auth import Caller
 from mailer_core.base import limits
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import InvalidInput, PayloadTooLarge
-from mailer_core.models import MessageModel, UploadModel
+from mailer_core.store.models import MessageModel, UploadModel
 
 from devstack.resources import StackResources
 from tests.integration.attachments.conftest import ACCOUNT, ask_upload, mailbox_body, upload

@@ -14,8 +14,8 @@ from mailer_core import attachments
 from mailer_core.adapters import sqs
 from mailer_core.adapters.web_fetch import Fetcher
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
+from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources
 from tests.integration.attachments.conftest import ACCOUNT, mailbox_body, upload

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from mailer_core import automation
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import MessageModel
+from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

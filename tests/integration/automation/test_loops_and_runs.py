@@ -9,7 +9,7 @@ import pytest
 from mailer_core import automation
 from mailer_core.base.clock import Clock
 from mailer_core.kommo import KommoError
-from mailer_core.models import AutomationFactModel, MessageModel
+from mailer_core.store.models import AutomationFactModel, MessageModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
@@ -173,7 +173,7 @@ def test_a_retried_job_comes_back_after_its_backoff_through_the_queue(
 def test_a_switched_off_account_runs_no_trigger(
     aws_stack: StackResources, admin: ApiClient, kommo: KommoStandIn
 ) -> None:
-    from mailer_core.models import AccountModel
+    from mailer_core.store.models import AccountModel
 
     note = trigger(admin, "Note", "note", text="never")
     message = sent_from("leads", seed.LEAD_OFFER)

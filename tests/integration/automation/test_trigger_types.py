@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from mailer_core import automation
-from mailer_core import message_state as state
 from mailer_core.base.clock import Clock, FakeClock
-from mailer_core.models import MessageModel, TriggerModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MessageModel, TriggerModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

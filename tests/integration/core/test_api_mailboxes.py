@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 from mailer_core.adapters import kms
-from mailer_core.models import MailboxModel
+from mailer_core.store.models import MailboxModel
 
 from tests.integration.core.conftest import ACCOUNT, mailbox_body
 from tests.support.api_client import ApiClient

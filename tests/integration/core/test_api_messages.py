@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core.adapters import sqs
-from mailer_core.models import MessageModel
+from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources
 from tests.integration.core.conftest import ACCOUNT, mailbox_body

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from mailer_core import rate_limit
+from mailer_core.store import rate_buckets
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC).timestamp()
 
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.usefixtures("aws_stack")
 
 
 def test_one_per_second_grants_then_waits_until_the_next_slot() -> None:
-    first = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW)
-    second = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 0.25)
-    third = rate_limit.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 1.0)
+    first = rate_buckets.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW)
+    second = rate_buckets.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 0.25)
+    third = rate_buckets.take("mb-1", rate_per_second=1, daily_cap=100, now=NOW + 1.0)
 
     assert first.allowed
     assert not second.allowed and second.reason == "rate"
@@ -25,17 +25,18 @@ def test_one_per_second_grants_then_waits_until_the_next_slot() -> None:
 
 
 def test_buckets_are_per_mailbox() -> None:
-    assert rate_limit.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
-    assert rate_limit.take("mb-b", rate_per_second=1, daily_cap=10, now=NOW).allowed
-    assert not rate_limit.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    assert rate_buckets.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    assert rate_buckets.take("mb-b", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    assert not rate_buckets.take("mb-a", rate_per_second=1, daily_cap=10, now=NOW).allowed
 
 
 def test_burst_allows_that_many_at_once_then_paces() -> None:
     granted = [
-        rate_limit.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW, burst=3).allowed for _ in range(4)
+        rate_buckets.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW, burst=3).allowed
+        for _ in range(4)
     ]
     assert granted == [True, True, True, False]
-    later = rate_limit.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW + 0.5, burst=3)
+    later = rate_buckets.take("mb-2", rate_per_second=2, daily_cap=100, now=NOW + 0.5, burst=3)
     assert later.allowed
 
 
@@ -43,7 +44,7 @@ def test_sustained_rate_never_exceeds_the_limit_over_a_minute() -> None:
     # GIVEN a sender that asks every 100 ms for 60 s at 2 emails per second
     granted = 0
     for step in range(600):
-        if rate_limit.take("mb-3", rate_per_second=2, daily_cap=10_000, now=NOW + step * 0.1).allowed:
+        if rate_buckets.take("mb-3", rate_per_second=2, daily_cap=10_000, now=NOW + step * 0.1).allowed:
             granted += 1
     # THEN it got 2 per second (plus the first token), never more
     assert granted == 120
@@ -51,18 +52,18 @@ def test_sustained_rate_never_exceeds_the_limit_over_a_minute() -> None:
 
 def test_daily_cap_stops_until_midnight_utc_and_resets_next_day() -> None:
     for i in range(3):
-        assert rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + i).allowed
-    capped = rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + 10)
+        assert rate_buckets.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + i).allowed
+    capped = rate_buckets.take("mb-4", rate_per_second=10, daily_cap=3, now=NOW + 10)
     assert not capped.allowed and capped.reason == "daily_cap"
     assert capped.retry_after == pytest.approx(12 * 3600 - 10)
 
     tomorrow = NOW + 12 * 3600 + 1
-    assert rate_limit.take("mb-4", rate_per_second=10, daily_cap=3, now=tomorrow).allowed
+    assert rate_buckets.take("mb-4", rate_per_second=10, daily_cap=3, now=tomorrow).allowed
 
 
 def test_old_day_counters_are_removed(aws_stack) -> None:
-    rate_limit.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW)
-    rate_limit.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW + 86400)
+    rate_buckets.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW)
+    rate_buckets.take("mb-5", rate_per_second=10, daily_cap=5, now=NOW + 86400)
     item = boto3.client("dynamodb").get_item(
         TableName=aws_stack.refs["RateLimitsTable"], Key={"bucket_key": {"S": "mb-5"}}
     )["Item"]
@@ -73,21 +74,21 @@ def test_old_day_counters_are_removed(aws_stack) -> None:
 
 def test_a_batch_reserves_its_tokens_in_one_request_paced_by_the_rate() -> None:
     # GIVEN an idle bucket at 2 emails per second
-    batch = rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW, count=4)
+    batch = rate_buckets.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW, count=4)
     # THEN four tokens are granted, half a second apart, and the next two seconds are taken
     assert (batch.allowed, batch.granted, batch.interval) == (True, 4, 0.5)
-    assert not rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 1.9).allowed
-    assert rate_limit.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 2.0).allowed
+    assert not rate_buckets.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 1.9).allowed
+    assert rate_buckets.take("mb-6", rate_per_second=2, daily_cap=100, now=NOW + 2.0).allowed
 
 
 def test_a_reservation_never_passes_the_daily_cap_nor_a_busy_bucket() -> None:
-    capped = rate_limit.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW, count=5)
+    capped = rate_buckets.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW, count=5)
     assert (capped.allowed, capped.granted) == (True, 3)  # no more than the day allows
-    done = rate_limit.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW + 1, count=2)
+    done = rate_buckets.take("mb-7", rate_per_second=10, daily_cap=3, now=NOW + 1, count=2)
     assert not done.allowed and done.reason == "daily_cap"
 
-    rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW)  # one used today
-    partly = rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1, count=3)
+    rate_buckets.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW)  # one used today
+    partly = rate_buckets.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1, count=3)
     assert (partly.allowed, partly.granted) == (True, 1)  # three would pass the cap: one is granted
-    busy = rate_limit.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1.01, count=2)
+    busy = rate_buckets.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1.01, count=2)
     assert not busy.allowed and busy.reason == "rate"

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
+from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources
 from tests.integration.core.conftest import ACCOUNT, LOGIN, PASSWORD, mailbox_body

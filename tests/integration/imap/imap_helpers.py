@@ -7,8 +7,8 @@ from typing import Any
 import boto3
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import MailboxModel, MessageModel
 from mailer_core.sending import SendWorker
+from mailer_core.store.models import MailboxModel, MessageModel
 
 from devstack.resources import StackResources
 from tests.integration.imap.conftest import ACCOUNT

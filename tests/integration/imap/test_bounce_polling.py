@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from mailer_core import bounce_poller, hooks
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import MailboxModel, SuppressionModel
+from mailer_core.store.models import MailboxModel, SuppressionModel
 
 from devstack.imap_server import DovecotServer
 from devstack.resources import StackResources

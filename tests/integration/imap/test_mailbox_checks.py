@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core.models import MailboxModel
+from mailer_core.store.models import MailboxModel
 
 from devstack.imap_server import DovecotServer
 from tests.integration.imap.conftest import ACCOUNT, SENDER, SMTP_PASSWORD, mailbox_body

@@ -20,7 +20,7 @@ from mailer_core.kommo import (
     KommoNotFound,
     client_for_account,
 )
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed

@@ -15,7 +15,7 @@ from mailer_core.kommo import (
     client_for_account,
 )
 from mailer_core.kommo_limits import AccountGate
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed

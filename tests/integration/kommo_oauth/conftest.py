@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from mailer_core import kommo_oauth
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

@@ -12,7 +12,7 @@ from mailer_core import kommo_oauth
 from mailer_core.adapters import kms
 from mailer_core.kommo import KommoError
 from mailer_core.kommo_oauth import token_context
-from mailer_core.models import AccountModel, KommoInstallModel
+from mailer_core.store.models import AccountModel, KommoInstallModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

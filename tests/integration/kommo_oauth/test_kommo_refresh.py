@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mailer_core import kommo, kommo_oauth
 from mailer_core.kommo import KommoDisconnected, client_for_account
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

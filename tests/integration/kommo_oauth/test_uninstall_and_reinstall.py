@@ -8,7 +8,7 @@ import hmac
 from urllib.parse import urlencode
 
 from mailer_core import access
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

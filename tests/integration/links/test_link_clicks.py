@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mailer_core import tracking, trigger_link_clicks
 from mailer_core.base.clock import FakeClock
-from mailer_core.models import AutomationFactModel
+from mailer_core.store.models import AutomationFactModel
 from pynamodb.exceptions import DoesNotExist
 
 from devstack import kommo_seed as seed
@@ -224,7 +224,7 @@ def test_with_the_machine_filter_off_a_head_request_still_runs_nothing(
     later: FakeClock,
 ) -> None:
     from mailer_core import machine_traffic
-    from mailer_core.models import AccountModel
+    from mailer_core.store.models import AccountModel
 
     AccountModel.get(seed.ACCOUNT_ID).update(actions=[AccountModel.filter_machine_traffic.set(False)])
     machine_traffic.forget_switches()

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from mailer_core import variables
 from mailer_core.base.config import reset_settings
-from mailer_core.models import AutomationFactModel, MessageModel
+from mailer_core.store.models import AutomationFactModel, MessageModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from mailer_core.auth import mint_widget_token
-from mailer_core.models import MessageModel
+from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed
 from devstack.example import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI, call

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from mailer_core.adapters.sqs import SendJob
 from mailer_core.base import clock as clock_module
-from mailer_core.models import MessageModel, TemplateModel
+from mailer_core.store.models import MessageModel, TemplateModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed
@@ -76,7 +76,7 @@ def test_given_a_stage_change_then_the_lead_is_re_read_and_its_main_contact_gets
 
 def fact_of(accepted: dict[str, Any]) -> Any:
     """The event's fact, found through the message id it recorded."""
-    from mailer_core.models import AutomationFactModel
+    from mailer_core.store.models import AutomationFactModel
 
     for item in AutomationFactModel.query(seed.ACCOUNT_ID, consistent_read=True):
         if item.fact_key.startswith("dp#") and accepted["message_id"] in (item.detail or ""):
@@ -128,7 +128,7 @@ def test_given_the_responsible_user_has_no_default_mailbox_then_nothing_is_sent_
 
 
 def fact_of_skipped() -> Any:
-    from mailer_core.models import AutomationFactModel
+    from mailer_core.store.models import AutomationFactModel
 
     skipped = [f for f in AutomationFactModel.query(seed.ACCOUNT_ID) if f.state == "skipped"]
     assert len(skipped) == 1
@@ -245,7 +245,7 @@ def test_given_kommo_is_down_then_the_job_stays_on_the_queue_and_composes_once_i
 def test_given_a_job_for_an_account_that_was_removed_then_it_is_dropped(
     aws_stack: StackResources, kommo: KommoStandIn, template: dict[str, Any]
 ) -> None:
-    from mailer_core.models import AccountModel
+    from mailer_core.store.models import AccountModel
 
     stage_change(template["id"])
     AccountModel(seed.ACCOUNT_ID).delete()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailer_core import kommo_oauth
-from mailer_core.models import AccountModel
+from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from mailer_core import variables
 from mailer_core.adapters import sqs
-from mailer_core.models import MessageModel
 from mailer_core.sending import SendWorker
+from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from mailer_core import machine_traffic, tracking, tracking_tokens
-from mailer_core import message_state as state
 from mailer_core.base.config import reset_settings
-from mailer_core.models import MessageModel
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MessageModel
 
 from tests.conftest import TEST_AUDIENCE, TEST_SECRET
 from tests.integration.core.conftest import LOGIN, PASSWORD

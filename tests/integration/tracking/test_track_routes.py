@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import hooks, timeline, tracking
-from mailer_core.models import AccountModel
+from mailer_core import hooks, tracking
+from mailer_core.store import timeline
+from mailer_core.store.models import AccountModel
 
 from tests.integration.tracking.conftest import (
     ACCOUNT,
@@ -169,7 +170,7 @@ def test_the_pixel_is_the_same_when_dynamodb_fails(
 
 def test_an_open_of_an_unknown_message_creates_nothing() -> None:
     assert_pixel(hit(open_path("NOPE")))
-    from mailer_core.models import MessageModel
+    from mailer_core.store.models import MessageModel
 
     assert MessageModel.count(ACCOUNT) == 0
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from mailer_core import automation, bounces, hooks, template_stats
-from mailer_core.models import MailboxModel, MessageModel, TemplateStatsModel
+from mailer_core.store.models import MailboxModel, MessageModel, TemplateStatsModel
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

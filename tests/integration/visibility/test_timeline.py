@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic, timeline, tracking, tracking_tokens
+from mailer_core import machine_traffic, tracking, tracking_tokens
+from mailer_core.store import timeline
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

@@ -22,6 +22,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
 
@@ -455,3 +456,11 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TriggerModel,
     UploadModel,
 )
+
+
+def reset_connections() -> None:
+    """Forget every AWS client, PynamoDB's connections included (the local stack and tests switch
+    endpoints)."""
+    aws.reset_clients()
+    for model in ALL_MODELS:
+        model._connection = None

@@ -24,8 +24,8 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from mailer_core.message_state import is_condition_failure
-from mailer_core.models import HistoryEntry, MessageModel
+from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.models import HistoryEntry, MessageModel
 
 CAP = 50  # entries listed per kind of open and click, per message
 DETAIL_CHARS = 500

@@ -13,8 +13,8 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from mailer_core.conditions import is_condition_failure
-from mailer_core.models import HistoryEntry, MessageModel
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import HistoryEntry, MessageModel
 
 DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
     "draft",
