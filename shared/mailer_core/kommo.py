@@ -9,7 +9,7 @@ this machine, bounded answers.
 (for an installed account: `kommo_limits.AccountGate`) for the account's shared rate token
 (7 requests per second per account, shared by every Lambda) and refuses an account Kommo has
 blocked; it takes the bearer token from its `TokenProvider` (for an installed account:
-`kommo_oauth.AccountTokens`, which refreshes before expiry). Then:
+`kommo_tokens.AccountTokens`, which refreshes before expiry). Then:
 
 - 2xx: the decoded JSON (None for 204 No Content, which Kommo uses for "nothing found");
 - 429: waited out (`retry_after` in the body, or a `Retry-After` header, capped at
@@ -892,13 +892,13 @@ def client_for_account(account: AccountModel, *, clock: Clock = SYSTEM_CLOCK) ->
 
     Refuses an account Kommo blocked (until its cool-off passes) or that lost its connection.
     """
-    from mailer_core import kommo_limits, kommo_oauth  # they import this module
+    from mailer_core import kommo_limits, kommo_tokens  # they import this module
 
     if not account.kommo_token_ciphertext:
         raise Conflict("the account is not connected to Kommo", field=None)
     gate = kommo_limits.AccountGate(account, clock=clock)
     gate.check_open()
-    tokens = kommo_oauth.AccountTokens(account, clock=clock, gate=gate)
+    tokens = kommo_tokens.AccountTokens(account, clock=clock, gate=gate)
     tokens.current()  # decrypt (and refresh, when due) now: a broken connection fails here
     return KommoClient(
         account.subdomain,

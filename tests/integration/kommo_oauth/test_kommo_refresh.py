@@ -7,7 +7,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from mailer_core import kommo, kommo_oauth
+from mailer_core import kommo, kommo_tokens
 from mailer_core.kommo import KommoDisconnected, client_for_account
 from mailer_core.store.models import AccountModel
 
@@ -138,7 +138,7 @@ def test_a_live_lease_of_another_worker_is_waited_for_and_an_expired_one_taken_o
     AccountModel(seed.ACCOUNT_ID).update(
         actions=[
             AccountModel.refresh_lease_owner.set("a-dead-worker"),
-            AccountModel.refresh_lease_until.set(now + kommo_oauth.LEASE_SECONDS),
+            AccountModel.refresh_lease_until.set(now + kommo_tokens.LEASE_SECONDS),
         ]
     )
     old_access = stored_tokens()[0]
@@ -146,9 +146,9 @@ def test_a_live_lease_of_another_worker_is_waited_for_and_an_expired_one_taken_o
     client = client_for_account(account(), clock=clock)
     assert client.tokens.current() == old_access
     assert refreshes(standin) == []
-    assert clock.timestamp() - now == pytest.approx(kommo_oauth.MAX_LEASE_WAIT_SECONDS, abs=0.5)
+    assert clock.timestamp() - now == pytest.approx(kommo_tokens.MAX_LEASE_WAIT_SECONDS, abs=0.5)
     # WHEN a caller comes after the lease ran out: it takes the lease over and refreshes
-    clock.advance(kommo_oauth.LEASE_SECONDS)
+    clock.advance(kommo_tokens.LEASE_SECONDS)
     client = client_for_account(account(), clock=clock)
     assert client.tokens.current() == stored_tokens()[0] != old_access
     assert len(refreshes(standin)) == 1
