@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "shared"), str(ROOT)]
 
 from mailer_core import personalization, rendering, variables  # noqa: E402
-from mailer_core.kommo import KommoClient  # noqa: E402
+from mailer_core.kommo.client import KommoClient  # noqa: E402
 
 from devstack import kommo_seed as seed  # noqa: E402
 from devstack.kommo_seed import Seed, demo_seed  # noqa: E402

@@ -26,12 +26,15 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import kommo, mailboxes, messages
+from mailer_core import mailboxes, messages
 from mailer_core.auth import Caller
 from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, MailerError, UpstreamError
 from mailer_core.base.logs import logger
+from mailer_core.kommo import accounts as kommo_accounts
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import errors as kommo_errors
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel, MailboxModel
 
@@ -60,11 +63,11 @@ def compose_for(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
     except DoesNotExist:
         raise Skip("the account is not installed") from None
     try:
-        client = kommo.client_for_account(account, clock=clock)
+        client = kommo_accounts.client_for_account(account, clock=clock)
         record = client.get_entity(job.entity_type, job.entity_id)  # type: ignore[arg-type]
-    except kommo.KommoNotFound:
+    except kommo_errors.KommoNotFound:
         raise Skip(f"Kommo has no {job.entity_type} {job.entity_id} any more: nothing was sent") from None
-    except (kommo.KommoError, Conflict) as exc:
+    except (kommo_errors.KommoError, Conflict) as exc:
         if retryable(exc):
             raise
         raise Skip(exc.message) from None
@@ -98,11 +101,11 @@ def compose_for(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
 
 def retryable(exc: Exception) -> bool:
     """Whether trying the job again later may succeed."""
-    if isinstance(exc, kommo.KommoDisconnected):
+    if isinstance(exc, kommo_errors.KommoDisconnected):
         return False
-    if isinstance(exc, kommo.KommoBusy | kommo.KommoAccessDenied):
+    if isinstance(exc, kommo_errors.KommoBusy | kommo_errors.KommoAccessDenied):
         return True  # busy, or blocked for a cool-off
-    if isinstance(exc, kommo.KommoError):
+    if isinstance(exc, kommo_errors.KommoError):
         return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500
     # Any other UpstreamError comes from compose after it stored the message as failed.
     return not isinstance(exc, MailerError)

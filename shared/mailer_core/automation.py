@@ -334,7 +334,7 @@ def _settle(job: RunJob, outcome: str, detail: str) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    from mailer_core.kommo import (
+    from mailer_core.kommo.errors import (
         KommoAccessDenied,
         KommoBusy,
         KommoDisconnected,
@@ -352,7 +352,7 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _words(exc: Exception) -> str:
-    from mailer_core.kommo import KommoError
+    from mailer_core.kommo.errors import KommoError
 
     if isinstance(exc, KommoError):
         parts = [exc.message]
@@ -456,7 +456,7 @@ def _render_text(text: str, message: MessageModel, clock: Clock) -> str:
 
 
 def _kommo_client(account: AccountModel, clock: Clock) -> Any:
-    from mailer_core.kommo import client_for_account
+    from mailer_core.kommo.accounts import client_for_account
 
     return client_for_account(account, clock=clock)
 

@@ -12,7 +12,7 @@ KMS-encrypted, reads `GET /api/v4/account` to learn the account id, stores the a
 marks the install done. A failure after the exchange resumes from the kept tokens (the code is
 single-use); a refused or expired code marks the install failed, loudly.
 
-The stored tokens are refreshed by `mailer_core.kommo.tokens`.
+The stored tokens are refreshed by `mailer_core.kommo.client.tokens`.
 """
 
 from __future__ import annotations
@@ -30,15 +30,18 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import kommo, kommo_tokens, pipeline_secret
+from mailer_core import pipeline_secret
 from mailer_core.access import forget as forget_account_access
 from mailer_core.adapters import kms, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
-from mailer_core.kommo_limits import ACTIVE
-from mailer_core.kommo_tokens import token_context
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo import tokens as kommo_tokens
+from mailer_core.kommo.limits import ACTIVE
+from mailer_core.kommo.tokens import token_context
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel, KommoInstallModel
 
@@ -279,7 +282,7 @@ def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome
                 clock=clock,
                 deadline=now + EXCHANGE_CLAIM_SECONDS - 10,
             )
-        except kommo.KommoInvalidGrant as exc:
+        except kommo_errors.KommoInvalidGrant as exc:
             _finish_install(install, FAILED, error=exc.message)
             logger.error(
                 "Kommo refused the install's authorization code", extra={**log, "kommo_hint": exc.hint}

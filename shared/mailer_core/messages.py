@@ -133,13 +133,15 @@ def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
 
 
 def _entity_recipients(account_id: int, kind: str, entity_id: int, which: str) -> list[str]:
-    from mailer_core import kommo  # imported here: only compose-by-entity needs the Kommo client
+    from mailer_core.kommo import (
+        accounts as kommo_accounts,  # imported here: only compose-by-entity needs Kommo
+    )
 
     try:
         account = AccountModel.get(account_id)
     except DoesNotExist:
         raise Conflict("the account is not connected to Kommo", field="entity") from None
-    contacts = kommo.client_for_account(account).entity_contacts(kind, entity_id)  # type: ignore[arg-type]
+    contacts = kommo_accounts.client_for_account(account).entity_contacts(kind, entity_id)  # type: ignore[arg-type]
     if which == "main":
         contacts = [c for c in contacts if c.is_main] or contacts[:1]
     addresses: list[str] = []

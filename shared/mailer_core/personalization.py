@@ -25,13 +25,15 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import email_html, kommo, rendering, trigger_link_urls, variables
+from mailer_core import email_html, rendering, trigger_link_urls, variables
 from mailer_core.adapters.mime import InlineImage, html_to_text
 from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput, MailerError
 from mailer_core.base.logs import logger
+from mailer_core.kommo import accounts as kommo_accounts
+from mailer_core.kommo import errors as kommo_errors
 from mailer_core.store.models import AccountModel, MailboxModel, MessageModel
 
 PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}
@@ -64,7 +66,7 @@ def kommo_data(account_id: int, *, clock: Clock = SYSTEM_CLOCK) -> variables.Kom
         account = AccountModel.get(account_id)
     except DoesNotExist:
         raise Conflict("the account is not connected to Kommo", field="entity") from None
-    return variables.KommoData(kommo.client_for_account(account, clock=clock))
+    return variables.KommoData(kommo_accounts.client_for_account(account, clock=clock))
 
 
 def manager_of(mailbox: MailboxModel) -> variables.Manager:
@@ -227,9 +229,9 @@ def permanent_failure(exc: BaseException) -> str | None:
         return f"the template could not be rendered: {exc}"
     if isinstance(exc, email_html.ImageTooLarge):
         return str(exc)
-    if isinstance(exc, kommo.KommoNotFound):
+    if isinstance(exc, kommo_errors.KommoNotFound):
         return f"the email's CRM entity is gone: {exc}"
-    if isinstance(exc, kommo.KommoAccessDenied):
+    if isinstance(exc, kommo_errors.KommoAccessDenied):
         return f"Kommo refused to give the email's CRM data: {exc}"
     if isinstance(exc, Conflict):
         return str(exc)

@@ -30,13 +30,16 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import automatic_send, bracket_form, kommo
+from mailer_core import automatic_send, bracket_form
 from mailer_core.auth import AuthNotConfigured
 from mailer_core.automatic_send import Answer, AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
 from mailer_core.base.logs import logger
+from mailer_core.kommo import accounts as kommo_accounts
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import errors as kommo_errors
 from mailer_core.store.models import AccountModel, AutomationFactModel
 
 if TYPE_CHECKING:
@@ -178,11 +181,11 @@ def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         logger.warning("Salesbot email not sent", extra={**log, "reason": skip.reason})
     try:
         account = AccountModel.get(job.account_id, consistent_read=True)
-        kommo.client_for_account(account, clock=clock).continue_salesbot(str(job.return_url), answer)
-    except (DoesNotExist, kommo.KommoDisconnected, Conflict) as exc:
+        kommo_accounts.client_for_account(account, clock=clock).continue_salesbot(str(job.return_url), answer)
+    except (DoesNotExist, kommo_errors.KommoDisconnected, Conflict) as exc:
         logger.warning("the Salesbot cannot be continued", extra={**log, "reason": str(exc)})
         return "stuck"
-    except kommo.KommoError as exc:
+    except kommo_errors.KommoError as exc:
         if automatic_compose.retryable(exc):
             raise
         logger.warning("Kommo refused to continue the Salesbot", extra={**log, "reason": exc.message})

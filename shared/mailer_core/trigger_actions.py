@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mailer_core import kommo_fields
 from mailer_core.base.errors import MailerError
-from mailer_core.kommo import EntityType, KommoClient, NewNote, NewTask
+from mailer_core.kommo import fields as kommo_fields
+from mailer_core.kommo.client import EntityType, KommoClient, NewNote, NewTask
 from mailer_core.store.models import MessageModel, TriggerModel
 from mailer_core.triggers import params_of
 

@@ -39,8 +39,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mailer_core import kommo, rendering
-from mailer_core.kommo import EntityType, KommoClient, KommoError
+from mailer_core import rendering
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo.client import EntityType, KommoClient
+from mailer_core.kommo.errors import KommoError
 
 ACCOUNT_CACHE_SECONDS = 300.0
 _SHARED: dict[tuple[str, str], tuple[float, Any]] = {}
@@ -305,7 +308,7 @@ class KommoData:
             self.prefetch(entity_type, [int(entity_id)])
         found = self.entities[entity_type].get(int(entity_id))
         if found is None:
-            raise kommo.KommoNotFound(
+            raise kommo_errors.KommoNotFound(
                 f"Kommo has no {entity_type} with id {entity_id}", kommo_status=204, entity_id=entity_id
             )
         return found

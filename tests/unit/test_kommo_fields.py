@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mailer_core.base.errors import InvalidInput
-from mailer_core.kommo_fields import field_value
+from mailer_core.kommo.fields import field_value
 
 SELECT = {
     "id": 1,

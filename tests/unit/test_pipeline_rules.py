@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mailer_core import automatic_send, bracket_form, kommo, messages
+from mailer_core import automatic_send, bracket_form, messages
 from mailer_core.base.errors import InvalidInput, MalformedRequest
+from mailer_core.kommo import client as kommo
 
 
 def test_a_bracket_form_becomes_nested_objects_with_string_values_and_decoded_text() -> None:

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from mailer_core import automation
 from mailer_core.base.clock import Clock
-from mailer_core.kommo import KommoError
+from mailer_core.kommo.errors import KommoError
 from mailer_core.store.models import AutomationFactModel, MessageModel
 
 from devstack import kommo_seed as seed

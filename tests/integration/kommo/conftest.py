@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from mailer_core.base.clock import FakeClock
-from mailer_core.kommo import KommoClient
+from mailer_core.kommo.client import KommoClient
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed

@@ -12,14 +12,9 @@ from mailer_core.adapters import kms
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import reset_settings
 from mailer_core.base.errors import Conflict, InvalidInput
-from mailer_core.kommo import (
-    Contact,
-    KommoAccessDenied,
-    KommoClient,
-    KommoError,
-    KommoNotFound,
-    client_for_account,
-)
+from mailer_core.kommo.accounts import client_for_account
+from mailer_core.kommo.client import Contact, KommoClient
+from mailer_core.kommo.errors import KommoAccessDenied, KommoError, KommoNotFound
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

@@ -6,15 +6,10 @@ from collections.abc import Iterator
 from typing import cast
 
 import pytest
-from mailer_core.kommo import (
-    KommoAccessDenied,
-    KommoBusy,
-    KommoClient,
-    KommoError,
-    NewTask,
-    client_for_account,
-)
-from mailer_core.kommo_limits import AccountGate
+from mailer_core.kommo.accounts import client_for_account
+from mailer_core.kommo.client import KommoClient, NewTask
+from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError
+from mailer_core.kommo.limits import AccountGate
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

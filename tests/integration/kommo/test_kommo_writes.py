@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from mailer_core.base.clock import FakeClock
-from mailer_core.kommo import KommoClient, NewNote, NewTask
-from mailer_core.kommo_fields import by_id, current_value, field_value
+from mailer_core.kommo.client import KommoClient, NewNote, NewTask
+from mailer_core.kommo.fields import by_id, current_value, field_value
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, custom_field

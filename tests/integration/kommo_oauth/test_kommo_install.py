@@ -10,7 +10,7 @@ import boto3
 import pytest
 from mailer_core import kommo_oauth
 from mailer_core.adapters import kms
-from mailer_core.kommo import KommoError
+from mailer_core.kommo.errors import KommoError
 from mailer_core.kommo_oauth import token_context
 from mailer_core.store.models import AccountModel, KommoInstallModel
 

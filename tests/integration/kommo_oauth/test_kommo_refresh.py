@@ -7,8 +7,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from mailer_core import kommo, kommo_tokens
-from mailer_core.kommo import KommoDisconnected, client_for_account
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import tokens as kommo_tokens
+from mailer_core.kommo.accounts import client_for_account
+from mailer_core.kommo.errors import KommoDisconnected
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

@@ -29,7 +29,7 @@ from pynamodb.exceptions import UpdateError
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.kommo import KommoAccessDenied, KommoBusy
+from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy
 from mailer_core.store import rate_buckets
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel

@@ -48,10 +48,16 @@ from urllib.parse import urlencode, urlsplit
 
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import Conflict, InvalidInput, NotFound, UpstreamError
+from mailer_core.base.errors import Conflict, InvalidInput
+from mailer_core.kommo.errors import (
+    KommoAccessDenied,
+    KommoError,
+    KommoInvalidGrant,
+    KommoNotFound,
+)
 
 if TYPE_CHECKING:
-    from mailer_core.store.models import AccountModel
+    pass
 
 EntityType = Literal["leads", "contacts", "companies"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("leads", "contacts", "companies")
@@ -78,66 +84,6 @@ class Contact:
     name: str
     emails: tuple[str, ...]
     is_main: bool
-
-
-class KommoError(UpstreamError):
-    """Kommo answered with an error (or not at all). `kommo_status` is None for no answer."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kommo_status: int | None = None,
-        title: str | None = None,
-        detail: str | None = None,
-        validation_errors: list[Any] | None = None,
-        retry_after: float | None = None,
-        hint: str | None = None,
-    ) -> None:
-        details: dict[str, Any] = {"kommo_status": kommo_status}
-        if title:
-            details["kommo_title"] = title
-        if detail:
-            details["kommo_detail"] = detail
-        if validation_errors:
-            details["kommo_validation_errors"] = validation_errors
-        super().__init__(message, **details)
-        self.kommo_status = kommo_status
-        self.title = title
-        self.detail = detail
-        self.hint = hint
-        self.validation_errors = validation_errors or []
-        self.retry_after = retry_after
-
-
-class KommoAccessDenied(KommoError):
-    """401 or 403: the token is bad, revoked, lacks rights, or the IP is blocked. Stop calling."""
-
-
-class KommoInvalidGrant(KommoAccessDenied):
-    """The token endpoint refused the authorization code or the refresh token (400/401)."""
-
-
-class KommoDisconnected(KommoAccessDenied):
-    """The account's tokens were refused (or it was never connected): the widget must be reinstalled."""
-
-    status = 409
-    code = "kommo_disconnected"
-
-
-class KommoBusy(KommoError):
-    """The account's shared rate limit would make this caller wait too long; retry after `retry_after`."""
-
-    status = 503
-    code = "kommo_busy"
-
-
-class KommoNotFound(NotFound):
-    """The entity does not exist in Kommo (Kommo answers 204 No Content, or 404)."""
-
-    def __init__(self, message: str, *, kommo_status: int, **details: Any) -> None:
-        super().__init__(message, kommo_status=kommo_status, **details)
-        self.kommo_status = kommo_status
 
 
 class TokenProvider(Protocol):
@@ -885,26 +831,3 @@ def _contact(entity: Mapping[str, Any], *, is_main: bool) -> Contact:
     if not name:
         name = " ".join(str(entity.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
     return Contact(id=int(entity["id"]), name=name, emails=emails_of(entity), is_main=is_main)
-
-
-def client_for_account(account: AccountModel, *, clock: Clock = SYSTEM_CLOCK) -> KommoClient:
-    """The client for an installed account: its tokens (refreshed before expiry), its shared rate limit.
-
-    Refuses an account Kommo blocked (until its cool-off passes) or that lost its connection.
-    """
-    from mailer_core import kommo_limits, kommo_tokens  # they import this module
-
-    if not account.kommo_token_ciphertext:
-        raise Conflict("the account is not connected to Kommo", field=None)
-    gate = kommo_limits.AccountGate(account, clock=clock)
-    gate.check_open()
-    tokens = kommo_tokens.AccountTokens(account, clock=clock, gate=gate)
-    tokens.current()  # decrypt (and refresh, when due) now: a broken connection fails here
-    return KommoClient(
-        account.subdomain,
-        tokens,
-        domain=account.kommo_domain or "kommo.com",
-        clock=clock,
-        gate=gate,
-        account_id=int(account.account_id),
-    )

@@ -30,13 +30,14 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import kommo
 from mailer_core.adapters import kms
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict
 from mailer_core.base.logs import logger
-from mailer_core.kommo_limits import DISCONNECTED
+from mailer_core.kommo import client as kommo
+from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo.limits import DISCONNECTED
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel
 
@@ -114,13 +115,13 @@ class AccountTokens:
         try:
             return AccountModel.get(self.account_id, consistent_read=True)
         except DoesNotExist:
-            raise kommo.KommoDisconnected(
+            raise kommo_errors.KommoDisconnected(
                 f"the Kommo account {self.account_id} is not installed", kommo_status=None
             ) from None
 
     def _use(self, account: AccountModel) -> str:
         if not account.kommo_token_ciphertext:
-            raise kommo.KommoDisconnected(
+            raise kommo_errors.KommoDisconnected(
                 f"the Kommo account {self.account_id} is not connected", kommo_status=None
             )
         self._token = kms.decrypt(account.kommo_token_ciphertext, token_context(self.account_id, "access"))
@@ -134,7 +135,7 @@ class AccountTokens:
         self._snapshot = None
         while True:
             if account.status == DISCONNECTED:
-                raise kommo.KommoDisconnected(
+                raise kommo_errors.KommoDisconnected(
                     f"the Kommo account {self.account_id} is disconnected: install the widget again",
                     kommo_status=None,
                     detail=account.status_detail,
@@ -148,7 +149,7 @@ class AccountTokens:
             if not account.kommo_refresh_token_ciphertext:
                 # A token without a refresh token (a long-lived one): use it while it lasts.
                 if forced or (expires_at is not None and expires_at <= now):
-                    raise kommo.KommoDisconnected(
+                    raise kommo_errors.KommoDisconnected(
                         f"the Kommo token of account {self.account_id} expired and cannot be refreshed",
                         kommo_status=401,
                     )
@@ -161,7 +162,7 @@ class AccountTokens:
                 if expires_at is not None and expires_at > now + 60:
                     self._keep_until = min(float(lease_until), expires_at - 60)
                     return self._use(account)
-                raise kommo.KommoBusy(
+                raise kommo_errors.KommoBusy(
                     f"another worker is refreshing the Kommo token of account {self.account_id}",
                     retry_after=float(lease_until) - now,
                 )
@@ -215,7 +216,7 @@ class AccountTokens:
                 gate=self.gate,
                 deadline=lease_until - 5,
             )
-        except kommo.KommoInvalidGrant as exc:
+        except kommo_errors.KommoInvalidGrant as exc:
             return self._refused(version, exc)
         except Exception as exc:
             self._release_lease()
@@ -256,7 +257,7 @@ class AccountTokens:
         logger.info("Kommo access token refreshed", extra={**log, "token_version": version + 1})
         return grant.access_token
 
-    def _refused(self, version: int, error: kommo.KommoInvalidGrant) -> str:
+    def _refused(self, version: int, error: kommo_errors.KommoInvalidGrant) -> str:
         """Kommo refused the refresh token of `version`: disconnect the account unless tokens moved on."""
         account = self._read()
         if int(account.token_version or 0) != version:
@@ -287,7 +288,7 @@ class AccountTokens:
                 "kommo_hint": error.hint,
             },
         )
-        raise kommo.KommoDisconnected(
+        raise kommo_errors.KommoDisconnected(
             f"the Kommo account {self.account_id} is disconnected: {detail}",
             kommo_status=error.kommo_status,
             detail=detail,

@@ -1,0 +1,67 @@
+"""Kommo's errors in Kommo's own words, raised by the client and read by every caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer_core.base.errors import NotFound, UpstreamError
+
+
+class KommoError(UpstreamError):
+    """Kommo answered with an error (or not at all). `kommo_status` is None for no answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kommo_status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        validation_errors: list[Any] | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        details: dict[str, Any] = {"kommo_status": kommo_status}
+        if title:
+            details["kommo_title"] = title
+        if detail:
+            details["kommo_detail"] = detail
+        if validation_errors:
+            details["kommo_validation_errors"] = validation_errors
+        super().__init__(message, **details)
+        self.kommo_status = kommo_status
+        self.title = title
+        self.detail = detail
+        self.hint = hint
+        self.validation_errors = validation_errors or []
+        self.retry_after = retry_after
+
+
+class KommoAccessDenied(KommoError):
+    """401 or 403: the token is bad, revoked, lacks rights, or the IP is blocked. Stop calling."""
+
+
+class KommoInvalidGrant(KommoAccessDenied):
+    """The token endpoint refused the authorization code or the refresh token (400/401)."""
+
+
+class KommoDisconnected(KommoAccessDenied):
+    """The account's tokens were refused (or it was never connected): the widget must be reinstalled."""
+
+    status = 409
+    code = "kommo_disconnected"
+
+
+class KommoBusy(KommoError):
+    """The account's shared rate limit would make this caller wait too long; retry after `retry_after`."""
+
+    status = 503
+    code = "kommo_busy"
+
+
+class KommoNotFound(NotFound):
+    """The entity does not exist in Kommo (Kommo answers 204 No Content, or 404)."""
+
+    def __init__(self, message: str, *, kommo_status: int, **details: Any) -> None:
+        super().__init__(message, kommo_status=kommo_status, **details)
+        self.kommo_status = kommo_status
