@@ -34,18 +34,19 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import scheduler, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
+from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.events import template_counters
+from mailer_core.events.announce import announce, chosen, wants_not_opened_timer
+from mailer_core.events.jobs import EventJob, RunJob, parse_job
 from mailer_core.store import message_state as state
 from mailer_core.store.models import (
     AccountModel,
     AutomationFactModel,
     MessageModel,
     TriggerModel,
-    event_triggers,
 )
 
-EVENTS = ("sent", "opened", "not_opened", "failed", "link")
 MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure
 CLAIM_SECONDS = 300  # a run claimed by a worker that died is taken again after this long
 RUN_FACT_DAYS = 30
@@ -56,110 +57,7 @@ BACKOFF_CAP_SECONDS = 900
 # -- jobs on the actions queue ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EventJob:
-    """Something happened to a message; `source` names the run ids' event part."""
-
-    account_id: int
-    message_id: str
-    event: str
-    at: str
-    source: str = ""  # "link8" or "link8.<click id>" for trigger links; the event otherwise
-    trigger_ids: tuple[str, ...] = ()  # a trigger link's triggers (events read the message's)
-    kind: str = "event"
-
-    def to_body(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """One trigger to run for one message's event; `run_id` is what makes it happen once."""
-
-    account_id: int
-    message_id: str
-    trigger_id: str
-    event: str
-    run_id: str
-    created_ms: int
-    kind: str = "run"
-
-    def to_body(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-
-def parse_job(body: str | dict[str, Any]) -> EventJob | RunJob:
-    try:
-        data = json.loads(body) if isinstance(body, str) else dict(body)
-        kind = data.get("kind")
-        if kind == "event":
-            if data["event"] not in EVENTS:
-                raise ValueError(f"unknown event {data['event']!r}")
-            return EventJob(
-                account_id=int(data["account_id"]),
-                message_id=str(data["message_id"]),
-                event=str(data["event"]),
-                at=str(data["at"]),
-                source=str(data.get("source") or ""),
-                trigger_ids=tuple(str(t) for t in data.get("trigger_ids") or ()),
-            )
-        if kind == "run":
-            return RunJob(
-                account_id=int(data["account_id"]),
-                message_id=str(data["message_id"]),
-                trigger_id=str(data["trigger_id"]),
-                event=str(data["event"]),
-                run_id=str(data["run_id"]),
-                created_ms=int(data["created_ms"]),
-            )
-        raise ValueError(f"unknown kind {kind!r}")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MalformedRequest(f"not an automation job: {exc}") from exc
-
-
 # -- announcing events (cheap: one SQS message, no reads) -------------------------------------
-
-
-def chosen(message: MessageModel, event: str) -> list[str]:
-    return event_triggers(message.triggers).get(event, [])
-
-
-def wants_not_opened_timer(message: MessageModel) -> bool:
-    return bool(message.not_opened_after) and bool(chosen(message, "not_opened"))
-
-
-def announce(account_id: int, message_id: str, event: str, when: datetime, *, delay_seconds: int = 0) -> None:
-    job = EventJob(int(account_id), message_id, event, when.isoformat(), source=event)
-    sqs.enqueue_actions([(job.to_body(), delay_seconds)])
-
-
-def announce_sent(message: MessageModel, when: datetime) -> None:
-    """After the "sent" record: only a message with "sent" triggers or a not-opened timer costs a request."""
-    if chosen(message, "sent") or wants_not_opened_timer(message):
-        announce(int(message.account_id), message.message_id, "sent", when)
-
-
-def announce_failed(message: MessageModel, when: datetime) -> None:
-    if chosen(message, "failed"):
-        announce(int(message.account_id), message.message_id, "failed", when)
-
-
-def announce_link(
-    account_id: int,
-    message_id: str,
-    link_id: int,
-    trigger_ids: list[str],
-    when: datetime,
-    *,
-    click_id: str | None,
-) -> None:
-    """A person clicked trigger link N: run its triggers (`click_id` None: a one-time link's
-    single run for this message; otherwise each click runs them)."""
-    source = f"link{int(link_id)}" + (f".{click_id}" if click_id else "")
-    job = EventJob(
-        int(account_id), message_id, "link", when.isoformat(), source=source, trigger_ids=tuple(trigger_ids)
-    )
-    sqs.enqueue_actions([(job.to_body(), 0)])
 
 
 # -- handling an event: timers and fan-out -----------------------------------------------------
@@ -256,9 +154,7 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     if job.event == "sent":
         _set_not_opened_timer(message, clock)
     elif job.event == "opened":
-        from mailer_core import template_stats  # the template's "opened" (once per message; never raises)
-
-        template_stats.on_opened(message, clock.now())
+        template_counters.on_opened(message, clock.now())
         _cancel_not_opened_timer(message, clock)
     elif job.event == "not_opened":
         if message.first_open_at is not None or message.status != state.SENT:

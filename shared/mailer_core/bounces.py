@@ -36,9 +36,10 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import hooks, suppressions
+from mailer_core import suppressions
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.events import message_events
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.message_state import entry
 from mailer_core.store.models import BounceEntry, MailboxModel, MessageModel
@@ -315,6 +316,6 @@ def _record_failure(
         raise
     logger.info("delivery report recorded", extra={"event": event, "message_id": message.message_id})
     if failure.permanent:
-        hooks.on_message_failed(message, f"bounced: {detail}")
+        message_events.on_message_failed(message, f"bounced: {detail}")
         return "bounced"
     return "delayed"

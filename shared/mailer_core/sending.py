@@ -46,7 +46,6 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core import (
     access,
     attachments,
-    hooks,
     mailbox_check,
     mailboxes,
     sent_folder,
@@ -61,6 +60,7 @@ from mailer_core.attachments import AttachmentFailure
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.events import message_events
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets
 from mailer_core.store.models import MailboxModel, MessageModel
@@ -355,7 +355,7 @@ class SendWorker:
         )
         if recorded:  # once: a repeated record finds the message sent already
             message.sent_at, message.sent_subject = when, subject[:998]
-            hooks.on_message_sent(message, when)
+            message_events.on_message_sent(message, when)
 
     def _file_sent(
         self, mailbox: MailboxModel, message: MessageModel, data: bytes | None, when: datetime
@@ -439,7 +439,7 @@ class SendWorker:
             extra=[MessageModel.last_error.set("the mailbox of this message no longer exists")],
         )
         if failed:
-            hooks.on_message_failed(message, "the mailbox of this message no longer exists")
+            message_events.on_message_failed(message, "the mailbox of this message no longer exists")
         return "failed" if failed else "skipped"
 
     def _mailbox(self, account_id: int, mailbox_id: str) -> tuple[MailboxModel, SmtpSettings] | None:
@@ -626,7 +626,7 @@ class SendWorker:
         )
         logger.warning("message failed", extra={"reason": reason})
         if failed:
-            hooks.on_message_failed(message, reason)
+            message_events.on_message_failed(message, reason)
 
     def _read_suppressions(self, jobs: list[sqs.SendJob]) -> None:
         """Look the whole batch's recipients up at once (one BatchGetItem per account), so no

@@ -15,7 +15,7 @@ one runs the link's triggers (trigger_link_clicks), a machine's never does.
 The track routes (`record_open`, `resolve_click`/`record_click`) write one fact on the
 message with one conditional UpdateItem (the counter, and the event on the message's timeline
 up to mailer_core.store.timeline's cap) and never call Kommo or SMTP: a person's first open calls
-`hooks.on_message_opened`, which puts the "opened" event on the actions queue. Machine traffic
+`message_events.on_message_opened`, which puts the "opened" event on the actions queue. Machine traffic
 (mailer_core.machine_traffic) is counted apart and never sets `first_open_at`. A message's
 first machine open and first click on each link also count on its template (template_stats).
 """
@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import hooks, template_stats, tracking_tokens, trigger_link_urls
+from mailer_core import tracking_tokens, trigger_link_urls
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.events import message_events, template_counters
 from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MessageModel
@@ -199,7 +200,9 @@ def record_open(
         )
         template_id = (old.get("machine_open_template") or {}).get("S")
         if template_id:
-            template_stats.on_first_machine_open(token.account_id, str(template_id), token.message_id, when)
+            template_counters.on_first_machine_open(
+                token.account_id, str(template_id), token.message_id, when
+            )
         return False
     old = timeline.counted(
         token.account_id,
@@ -216,7 +219,7 @@ def record_open(
     # this update set the first open (an atomic read of the old value, no second request).
     if "opens" in old or "first_open_at" in old:
         return False
-    hooks.on_message_opened((token.account_id, token.message_id), when)
+    message_events.on_message_opened((token.account_id, token.message_id), when)
     return True
 
 
@@ -307,7 +310,7 @@ def record_click(
         logger.warning("click not counted", extra={"message_id": token.message_id, "error": str(exc)})
         return
     if timeline.old_element(old, counters.attr_name, target.index) == 0:
-        template_stats.on_first_click(
+        template_counters.on_first_click(
             token.account_id,
             token.message_id,
             key=token.url_hash.hex(),

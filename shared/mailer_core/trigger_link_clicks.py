@@ -8,7 +8,7 @@ triggers as they are now) and then:
 - a one-time link: one conditional PutItem of the fact "once#<N>#<entity>" (the email's CRM
   entity, e.g. "leads:123", or "msg:<message id>" for an email without one) decides the single
   winner among any number of concurrent clicks, from any of the entity's emails and contacts;
-  only the winner announces the triggers (automation.announce_link with no click id, so the
+  only the winner announces the triggers (announce.announce_link with no click id, so the
   run ids are the message's own and a redelivered job runs once). If announcing fails, the
   fact is taken back so that a later click can try again;
 - any other link: every click announces its triggers with a fresh click id.
@@ -23,8 +23,8 @@ from datetime import datetime
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import automation
 from mailer_core.base.logs import logger
+from mailer_core.events import announce
 from mailer_core.store import message_state as state
 from mailer_core.store.models import AutomationFactModel, LinkModel
 
@@ -61,7 +61,7 @@ def on_person_click(
         return "no triggers"
     click_id = _click_id(when)
     if not link.once:
-        automation.announce_link(account_id, message_id, link_id, trigger_ids, when, click_id=click_id)
+        announce.announce_link(account_id, message_id, link_id, trigger_ids, when, click_id=click_id)
         return "announced"
     fact = AutomationFactModel(
         int(account_id),
@@ -77,7 +77,7 @@ def on_person_click(
             return "used"
         raise
     try:
-        automation.announce_link(account_id, message_id, link_id, trigger_ids, when, click_id=None)
+        announce.announce_link(account_id, message_id, link_id, trigger_ids, when, click_id=None)
     except Exception:
         _give_back(fact)
         raise

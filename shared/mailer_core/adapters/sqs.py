@@ -91,7 +91,7 @@ def enqueue_pipeline(body: str) -> None:
 
 
 def enqueue_actions(bodies: list[tuple[str, int]]) -> None:
-    """Queue automation work (`automation.EventJob` / `RunJob` bodies, each with its delay in
+    """Queue automation work (`events.jobs.EventJob` / `RunJob` bodies, each with its delay in
     seconds, at most 15 minutes) for the actions function, ten to a request."""
     client = aws.client("sqs")
     url = get_settings().actions_queue_url

@@ -414,7 +414,7 @@ class TemplateStatsModel(Model):
     (a person) and machine_opened. Per link, besides these attributes, the item holds
     `u_<key>` (the target), `n_<key>` (a trigger link's number), `p_<key>` and `m_<key>`
     (emails in which a person / a machine clicked it), `key` being the hex of the hash the
-    click token carries; `link_keys` lists the keys (at most template_stats.MAX_LINKS).
+    click token carries; `link_keys` lists the keys (at most template_counters.MAX_LINKS).
     """
 
     class Meta:

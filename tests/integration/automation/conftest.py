@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import automation
 from mailer_core.base.clock import FakeClock
+from mailer_core.events import jobs
 from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed
@@ -50,9 +50,7 @@ def trigger(admin: ApiClient, name: str, kind: str, delay: int = 0, **params: An
     return str(reply.json()["id"])
 
 
-def actions_jobs(
-    stack: StackResources, *, delete: bool = True
-) -> list[automation.EventJob | automation.RunJob]:
+def actions_jobs(stack: StackResources, *, delete: bool = True) -> list[jobs.EventJob | jobs.RunJob]:
     """What waits on the actions queue now (visible messages only)."""
     sqs = boto3.client("sqs")
     found = []
@@ -60,7 +58,7 @@ def actions_jobs(
         "Messages"
     ):
         for m in got:
-            found.append(automation.parse_job(m["Body"]))
+            found.append(jobs.parse_job(m["Body"]))
             if delete:
                 sqs.delete_message(QueueUrl=stack.refs["ActionsQueue"], ReceiptHandle=m["ReceiptHandle"])
             else:

@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import automation, timers, tracking, tracking_tokens
+from mailer_core import automation, tracking, tracking_tokens
+from mailer_core.events import timers
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from mailer_core import automation
 from mailer_core.base.clock import Clock
+from mailer_core.events import jobs
 from mailer_core.kommo.errors import KommoError
 from mailer_core.store.models import AutomationFactModel, MessageModel
 
@@ -70,8 +71,8 @@ def test_a_loop_marked_as_intentionally_repeating_is_saved(
     assert reply.json()["repeat_max"] == 3
 
 
-def follow_up_job(message: MessageModel, trigger_id: str, event: str = "not_opened") -> automation.RunJob:
-    return automation.RunJob(
+def follow_up_job(message: MessageModel, trigger_id: str, event: str = "not_opened") -> jobs.RunJob:
+    return jobs.RunJob(
         seed.ACCOUNT_ID,
         message.message_id,
         trigger_id,

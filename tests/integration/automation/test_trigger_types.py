@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from mailer_core import automation
 from mailer_core.base.clock import Clock, FakeClock
+from mailer_core.events import jobs
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel, TriggerModel
 
@@ -63,7 +64,7 @@ def run(kind: str, params: dict[str, Any], message: MessageModel, *, clock: Fake
         updated_at=SENT,
     )
     trigger.save()
-    job = automation.RunJob(
+    job = jobs.RunJob(
         seed.ACCOUNT_ID,
         message.message_id,
         trigger.trigger_id,

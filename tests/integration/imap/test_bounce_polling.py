@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from mailer_core import bounce_poller, hooks
+from mailer_core import bounce_poller
 from mailer_core.base.clock import FakeClock
+from mailer_core.events import message_events
 from mailer_core.store.models import MailboxModel, SuppressionModel
 
 from devstack.imap_server import DovecotServer
@@ -36,7 +37,9 @@ def report(name: str, *, message_id: str, recipient: str, sender: str = SENDER) 
 @pytest.fixture
 def failed_hooks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(hooks, "on_message_failed", lambda m, reason: calls.append((m.message_id, reason)))
+    monkeypatch.setattr(
+        message_events, "on_message_failed", lambda m, reason: calls.append((m.message_id, reason))
+    )
     return calls
 
 

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import automation, tracking
+from mailer_core import tracking
 from mailer_core.base.clock import FakeClock
+from mailer_core.events import jobs
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources
@@ -91,9 +92,9 @@ def person_request(
     )
 
 
-def link_jobs(stack: StackResources) -> list[automation.EventJob]:
+def link_jobs(stack: StackResources) -> list[jobs.EventJob]:
     """The trigger-link events waiting on the actions queue (taken off it)."""
-    return [j for j in actions_jobs(stack) if isinstance(j, automation.EventJob) and j.event == "link"]
+    return [j for j in actions_jobs(stack) if isinstance(j, jobs.EventJob) and j.event == "link"]
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def test_a_failed_announcement_gives_the_one_time_link_back(
 
     # WHEN the queue refuses the first click's event
     with monkeypatch.context() as patched:
-        patched.setattr(trigger_link_clicks.automation, "announce_link", refuse)
+        patched.setattr(trigger_link_clicks.announce, "announce_link", refuse)
         assert hit(path).status == 302  # the person still gets to the offer
     # THEN the link is not used up: the next click runs the triggers
     assert once_fact(LEAD_KEY) is None

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import hooks, tracking
+from mailer_core import tracking
+from mailer_core.events import message_events
 from mailer_core.store import timeline
 from mailer_core.store.models import AccountModel
 
@@ -35,7 +36,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, str], datet
         with lock:
             calls.append((key, when))
 
-    monkeypatch.setattr(hooks, "on_message_opened", record)
+    monkeypatch.setattr(message_events, "on_message_opened", record)
     return calls
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from mailer_core import automation, bounces, hooks, template_stats
+from mailer_core import automation, bounces
+from mailer_core.events import jobs, message_events, template_counters
 from mailer_core.store.models import MailboxModel, MessageModel, TemplateStatsModel
 
 from devstack import kommo_seed as seed
@@ -98,10 +99,10 @@ def test_counters_after_sends_a_failure_a_bounce_opens_and_clicks_count_each_ema
     # WHEN the same events come again: the "opened" event redelivered, the sent hook repeated,
     # the same report read again, a bounce for another recipient of the same email
     now = datetime.now(UTC)
-    automation.handle_event(automation.EventJob(seed.ACCOUNT_ID, first, "opened", now.isoformat(), "opened"))
-    hooks.on_message_sent(stored(first), now)
+    automation.handle_event(jobs.EventJob(seed.ACCOUNT_ID, first, "opened", now.isoformat(), "opened"))
+    message_events.on_message_sent(stored(first), now)
     assert bounce(second, "report-1") == ["duplicate"]
-    hooks.on_message_failed(stored(second), "bounced: colleague@example.com: 5.1.1")
+    message_events.on_message_failed(stored(second), "bounced: colleague@example.com: 5.1.1")
     # THEN nothing counts twice
     again = manager.get(f"/v1/templates/{offer}/stats").json()
     assert (again["sent"], again["bounced"], again["opened"]) == (2, 1, {"people": 2, "machines": 1})
@@ -116,7 +117,7 @@ def test_links_beyond_the_templates_limit_count_as_other_clicks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN a template of two links, where the counters keep one link apart
-    monkeypatch.setattr(template_stats, "MAX_LINKS", 1)
+    monkeypatch.setattr(template_counters, "MAX_LINKS", 1)
     offer = template(admin)
     _, _, links = sent_email(world, smtp, manager, template_id=offer)
     # WHEN a person clicks both

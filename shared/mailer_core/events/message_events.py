@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mailer_core import automation, template_stats
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.events import announce, template_counters
 from mailer_core.store.models import MessageModel
 
 
@@ -29,12 +29,12 @@ def _logged(event: str, account_id: float, message_id: str) -> dict[str, object]
 def on_message_sent(message: MessageModel, when: datetime) -> None:
     """The message was sent: its "sent" triggers run and its not-opened timer is set."""
     try:
-        automation.announce_sent(message, when)
+        announce.announce_sent(message, when)
     except Exception:
         logger.exception(
             "could not queue the sent event", extra=_logged("sent", message.account_id, message.message_id)
         )
-    template_stats.on_sent(message, when)  # never raises: a counter never fails the send
+    template_counters.on_sent(message, when)  # never raises: a counter never fails the send
 
 
 def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -44,13 +44,13 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
         extra={**_logged("failed", message.account_id, message.message_id), "reason": reason},
     )
     try:
-        automation.announce_failed(message, clock.now())
+        announce.announce_failed(message, clock.now())
     except Exception:
         logger.exception(
             "could not queue the failed event",
             extra=_logged("failed", message.account_id, message.message_id),
         )
-    template_stats.on_failed(message, reason, clock.now())  # never raises
+    template_counters.on_failed(message, reason, clock.now())  # never raises
 
 
 def on_message_opened(message_key: tuple[int, str], when: datetime) -> None:
@@ -58,6 +58,6 @@ def on_message_opened(message_key: tuple[int, str], when: datetime) -> None:
     its "opened" triggers run and its not-opened timer is deleted. Called from the track route."""
     account_id, message_id = message_key
     try:
-        automation.announce(account_id, message_id, "opened", when)
+        announce.announce(account_id, message_id, "opened", when)
     except Exception:
         logger.exception("could not queue the opened event", extra=_logged("opened", account_id, message_id))

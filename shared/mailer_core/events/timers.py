@@ -16,6 +16,7 @@ from mailer_core.adapters import sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest
 from mailer_core.base.logs import logger
+from mailer_core.events import announce, jobs
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel
 
@@ -27,9 +28,7 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
     if kind == "not_opened":
         return _not_opened(payload, clock)
     if kind == "run":
-        from mailer_core import automation
-
-        run = automation.parse_job(payload)
+        run = jobs.parse_job(payload)
         sqs.enqueue_actions([(run.to_body(), 0)])
         return "queued"
     if kind != "send":
@@ -58,11 +57,10 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
 
 def _not_opened(payload: dict[str, Any], clock: Clock) -> Result:
     """The not-opened wait is over: the actions function checks the open and runs the triggers."""
-    from mailer_core import automation
 
     try:
         account_id, message_id = int(payload["account_id"]), str(payload["message_id"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedRequest(f"not a not-opened timer: {exc}") from exc
-    automation.announce(account_id, message_id, "not_opened", clock.now())
+    announce.announce(account_id, message_id, "not_opened", clock.now())
     return "queued"
