@@ -331,7 +331,7 @@ def message_content(i: int) -> dict[str, Any]:
 
 def create_mailbox(smtp_port: int) -> str:
     from mailer_core import mailboxes
-    from mailer_core.auth import Caller
+    from mailer_core.accounts.auth import Caller
 
     view = mailboxes.create(
         Caller(ACCOUNT_ID, "mailerbench", USER_ID, False),
@@ -353,7 +353,7 @@ def create_mailbox(smtp_port: int) -> str:
 
 def compose(mailbox_id: str, indexes: range) -> list[str]:
     from mailer_core import messages
-    from mailer_core.auth import Caller
+    from mailer_core.accounts.auth import Caller
 
     caller = Caller(ACCOUNT_ID, "mailerbench", USER_ID, False)
     return [

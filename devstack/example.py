@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from mailer_core.auth import mint_widget_token
+from mailer_core.accounts.auth import mint_widget_token
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed

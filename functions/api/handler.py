@@ -47,16 +47,16 @@ def who_am_i() -> dict[str, Any]:
 
 @app.get("/v1/settings")
 def get_settings() -> dict[str, Any]:
-    from mailer_core import account_settings
+    from mailer_core.accounts import settings_api
 
-    return account_settings.get(http.caller_of(app))
+    return settings_api.get(http.caller_of(app))
 
 
 @app.patch("/v1/settings")
 def update_settings() -> dict[str, Any]:
-    from mailer_core import account_settings
+    from mailer_core.accounts import settings_api
 
-    return account_settings.update(http.caller_of(app), http.json_body(app))
+    return settings_api.update(http.caller_of(app), http.json_body(app))
 
 
 @app.get("/v1/mailboxes")
@@ -300,7 +300,7 @@ def create_upload() -> Response[str]:
 
 @app.get("/v1/pipeline/settings")
 def pipeline_settings() -> dict[str, Any]:
-    from mailer_core import pipeline_secret
+    from mailer_core.accounts import pipeline_secret
     from mailer_core.base.config import get_settings
 
     base = get_settings().public_base_url or f"https://{app.current_event.request_context.domain_name}"

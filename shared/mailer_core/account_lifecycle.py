@@ -7,7 +7,7 @@ a refresh running at that moment cannot store new ones), and cancels its pending
 index, moves to `canceled` by one conditional write each (never a message that is already
 sending) and loses its EventBridge schedule. From then on:
 
-- every /v1 call of the account answers 403 with the reason (mailer_core.access);
+- every /v1 call of the account answers 403 with the reason (mailer_core.accounts.access);
 - the send worker cancels instead of sending any email of the account it meets, and any email
   composed before `disabled_at`, even after a reinstall (`access.send_refusal`); this also
   covers what the sweep did not reach within its time budget (it cancels thousands; a job
@@ -40,8 +40,8 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import access
-from mailer_core.auth import AuthNotConfigured
+from mailer_core.accounts import access
+from mailer_core.accounts.auth import AuthNotConfigured
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, MalformedRequest

@@ -27,7 +27,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core import mailboxes, messages
-from mailer_core.auth import Caller
+from mailer_core.accounts.auth import Caller
 from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, MailerError, UpstreamError

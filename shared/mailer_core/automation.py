@@ -319,7 +319,8 @@ class Runner:
         return "done"
 
     def _execute(self, job: RunJob, trigger: TriggerModel, message: MessageModel) -> str:
-        from mailer_core import access, trigger_actions
+        from mailer_core import trigger_actions
+        from mailer_core.accounts import access
 
         try:
             account = AccountModel.get(job.account_id)
@@ -365,7 +366,7 @@ def send_follow_up(
     from ulid import ULID
 
     from mailer_core import automation_loops, messages
-    from mailer_core.auth import Caller
+    from mailer_core.accounts.auth import Caller
 
     depth = int(message.chain_depth or 0) + 1
     automation_loops.check_runtime(message, template_id, depth, clock=clock)

@@ -172,9 +172,9 @@ def check_link(account_id: int, link: LinkModel) -> None:
 
 
 def daily_cap(account_id: int) -> int:
-    from mailer_core import account_settings
+    from mailer_core.accounts import access
 
-    return account_settings.auto_email_cap(account_id)
+    return access.auto_email_cap(account_id)
 
 
 def _entity_key(message: MessageModel) -> str:

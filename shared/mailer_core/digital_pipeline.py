@@ -33,7 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mailer_core import automatic_send, bracket_form, pipeline_secret
+from mailer_core import automatic_send, bracket_form
+from mailer_core.accounts import pipeline_secret
 from mailer_core.automatic_send import Answer, AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest, NotFound

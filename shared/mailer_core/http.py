@@ -2,7 +2,7 @@
 
 The API function registers its routes on a Powertools resolver and installs `api_middleware`;
 everything about authentication, CORS and error bodies lives here. Whether the caller may use
-Mailer at all (account status, allowed users, administrators) is mailer_core.access's rule,
+Mailer at all (account status, allowed users, administrators) is mailer_core.accounts.access's rule,
 applied here to every /v1 route.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
-from mailer_core.auth import Caller, verify_widget_token
+from mailer_core.accounts.auth import Caller, verify_widget_token
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MailerError, MalformedRequest
@@ -103,7 +103,7 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
         )
     try:
         if path.startswith(PROTECTED_PREFIX):
-            from mailer_core import access  # imported here: a cold start imports no model
+            from mailer_core.accounts import access  # imported here: a cold start imports no model
 
             caller = authenticate(event.headers)
             logger.append_keys(account_id=caller.account_id, user_id=caller.user_id)

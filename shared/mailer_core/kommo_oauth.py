@@ -30,8 +30,8 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import pipeline_secret
-from mailer_core.access import forget as forget_account_access
+from mailer_core.accounts import pipeline_secret
+from mailer_core.accounts.access import forget as forget_account_access
 from mailer_core.adapters import kms, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import account_settings, mailbox_defaults, presets
-from mailer_core.access import ADMIN_ONLY
+from mailer_core import mailbox_defaults, presets
+from mailer_core.accounts import access, account_settings
+from mailer_core.accounts.access import ADMIN_ONLY
 from mailer_core.adapters import kms
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -27,9 +28,9 @@ from mailer_core.base.logs import logger
 from mailer_core.store.models import MailboxModel
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
+    from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
     from mailer_core.adapters.imap import ImapSettings
     from mailer_core.adapters.smtp import SmtpSettings
-    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
 
 FIELDS = {
     "sender_name",
@@ -140,12 +141,12 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
             payload, "smtp_password", required=creating, max_length=1000, allow_empty=False
         )
     if "rate_per_second" in payload or creating:  # unset: the account's default (account_settings)
-        default_rate = account_settings.for_account(caller.account_id).default_rate_per_second
+        default_rate = access.settings_of(caller.account_id).default_rate_per_second
         out["rate_per_second"] = validation.number(
             payload, "rate_per_second", default=default_rate, minimum=0.01, maximum=100
         )
     if "daily_cap" in payload or creating:
-        default_cap = account_settings.for_account(caller.account_id).default_daily_cap
+        default_cap = access.settings_of(caller.account_id).default_daily_cap
         out["daily_cap"] = validation.integer(
             payload, "daily_cap", default=default_cap, minimum=1, maximum=1_000_000
         )

@@ -15,10 +15,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import account_settings, attachments, mailboxes, tracking
+from mailer_core import attachments, mailboxes, tracking
+from mailer_core.accounts import access
+from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
 from mailer_core.adapters.mime import make_message_id
-from mailer_core.auth import Caller
 from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import (
@@ -198,8 +199,8 @@ def compose(
         raise InvalidInput("must be main or all", field="contacts")
     now = clock.now()
     send_at = validation.timestamp(data, "send_at")
-    track_opens = validation.boolean(  # unset: the account's default (mailer_core.account_settings)
-        data, "track_opens", default=account_settings.for_account(caller.account_id, clock=clock).track_opens
+    track_opens = validation.boolean(  # unset: the account's default (mailer_core.accounts.account_settings)
+        data, "track_opens", default=access.settings_of(caller.account_id, clock=clock).track_opens
     )
     if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
         raise InvalidInput("is more than a year ahead", field="send_at")

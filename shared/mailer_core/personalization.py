@@ -26,8 +26,8 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import email_html, rendering, trigger_link_urls, variables
+from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import InlineImage, html_to_text
-from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput, MailerError

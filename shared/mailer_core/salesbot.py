@@ -31,7 +31,7 @@ import jwt
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import automatic_send, bracket_form
-from mailer_core.auth import AuthNotConfigured
+from mailer_core.accounts.auth import AuthNotConfigured
 from mailer_core.automatic_send import Answer, AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings

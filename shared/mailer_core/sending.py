@@ -44,7 +44,6 @@ from typing import Any, Literal
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import (
-    access,
     attachments,
     mailbox_check,
     mailboxes,
@@ -53,6 +52,7 @@ from mailer_core import (
     tracking,
     trigger_link_urls,
 )
+from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings

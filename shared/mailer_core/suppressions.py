@@ -24,7 +24,7 @@ from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import SuppressionModel
 
 if TYPE_CHECKING:
-    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
+    from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
 
 
 def normalize(address: str) -> str:

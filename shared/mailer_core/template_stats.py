@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from mailer_core.store.models import TemplateStatsModel
 
 if TYPE_CHECKING:
-    from mailer_core.auth import Caller
+    from mailer_core.accounts.auth import Caller
 
 
 # -- GET /v1/templates/{template_id}/stats ------------------------------------------------------

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
+from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3
-from mailer_core.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
@@ -245,9 +245,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
     if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking); unset: account default
-        from mailer_core import account_settings
+        from mailer_core.accounts import access
 
-        default = account_settings.for_account(caller.account_id).track_opens
+        default = access.settings_of(caller.account_id).track_opens
         out["track_opens"] = validation.boolean(data, "track_opens", default=default)
     if creating or "locale" in data:
         out["locale"] = validate_locale(data.get("locale"))

@@ -27,7 +27,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core.auth import Caller
+from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound

@@ -28,7 +28,7 @@ from mailer_core.base.errors import InvalidInput
 from mailer_core.store.models import UploadModel
 
 if TYPE_CHECKING:
-    from mailer_core.auth import Caller  # a type only: the send worker needs no JWT library
+    from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
 
 FIELDS = {"filename", "content_type", "size", "purpose"}
 LIMITS = {"attachment": limits.EMAIL_ATTACHMENTS_BYTES, "inline_image": limits.INLINE_IMAGE_BYTES}

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from mailer_core.auth import mint_widget_token
+from mailer_core.accounts.auth import mint_widget_token
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mailer_core.auth import (
+from mailer_core.accounts.auth import (
     LEEWAY_SECONDS,
     AuthNotConfigured,
     Caller,

@@ -64,10 +64,10 @@ class AccountModel(Model):
     status_detail = UnicodeAttribute(null=True)
     # Machine opens and clicks (mailer_core.machine_traffic) are told apart unless this is False.
     filter_machine_traffic = BooleanAttribute(null=True)
-    # The secret the digital pipeline action's settings carry (mailer_core.pipeline_secret):
+    # The secret the digital pipeline action's settings carry (mailer_core.accounts.pipeline_secret):
     # made at install when missing, compared in constant time by the webhook.
     dp_secret = UnicodeAttribute(null=True)
-    # Widget settings (mailer_core.account_settings; None = the default): who may use Mailer
+    # Widget settings (mailer_core.accounts.account_settings; None = the default): who may use Mailer
     # (None or empty: every user of the account), Mailer administrators besides Kommo's, the
     # defaults of new mailboxes, of the open pixel, and the automatic emails' daily cap.
     allowed_user_ids = ListAttribute(of=NumberAttribute, null=True)

@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from mailer_core import access, account_lifecycle, kommo_oauth
+from mailer_core import account_lifecycle, kommo_oauth
+from mailer_core.accounts import access
 from mailer_core.adapters import kms
 from mailer_core.kommo_oauth import token_context
 from mailer_core.store.models import AccountModel, MessageModel

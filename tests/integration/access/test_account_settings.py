@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from mailer_core import access, account_settings, machine_traffic
-from mailer_core.auth import Caller
+from mailer_core import machine_traffic
+from mailer_core.accounts import access
+from mailer_core.accounts.auth import Caller
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import Forbidden
 from mailer_core.store.models import AccountModel, MailboxModel
@@ -168,12 +169,12 @@ def test_the_open_pixel_default_applies_to_emails_and_templates_that_do_not_say(
 def test_the_machine_traffic_switch_and_the_automatic_email_cap_are_read_from_the_settings(
     owner: ApiClient,
 ) -> None:
-    assert account_settings.auto_email_cap(ACCOUNT) == 3
+    assert access.auto_email_cap(ACCOUNT) == 3
     assert machine_traffic.filter_on(ACCOUNT) is True
     owner.patch("/v1/settings", {"filter_machine_traffic": False, "auto_emails_per_entity_per_day": 9})
     machine_traffic.forget_switches()
     assert machine_traffic.filter_on(ACCOUNT) is False
-    assert account_settings.auto_email_cap(ACCOUNT) == 9
+    assert access.auto_email_cap(ACCOUNT) == 9
 
 
 @pytest.mark.usefixtures("aws_stack")

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from mailer_core import attachments, messages, uploads
+from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3
-from mailer_core.auth import Caller
 from mailer_core.base import limits
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import InvalidInput, PayloadTooLarge

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from urllib.parse import urlencode
 
-from mailer_core import access
+from mailer_core.accounts import access
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

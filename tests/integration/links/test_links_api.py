@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mailer_core import trigger_links
-from mailer_core.auth import Caller
+from mailer_core.accounts.auth import Caller
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

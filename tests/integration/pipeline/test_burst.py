@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from mailer_core.auth import mint_widget_token
+from mailer_core.accounts.auth import mint_widget_token
 from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed

@@ -1,6 +1,6 @@
 """Who may use Mailer in an account, checked in one place for every /v1 route.
 
-The widget token says who calls (mailer_core.auth); this module says whether they may. After
+The widget token says who calls (mailer_core.accounts.auth); this module says whether they may. After
 the token is verified, `authorize` loads the account and refuses, with 403 and a `reason`:
 
 - `account_disabled` / `account_uninstalled`: Mailer was switched off for the account (an
@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
+from mailer_core.accounts.account_settings import AccountSettings, from_account
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import Settings, get_settings
 from mailer_core.base.errors import Forbidden
 from mailer_core.store.models import AccountModel
 
 if TYPE_CHECKING:
-    from mailer_core.account_settings import AccountSettings
-    from mailer_core.auth import Caller  # only a type here: the send worker needs no JWT library
+    from mailer_core.accounts.auth import Caller  # only a type here: the send worker needs no JWT library
 
 CACHE_SECONDS = 30.0
 ACTIVE, DISABLED, UNINSTALLED = "active", "disabled", "uninstalled"
@@ -68,8 +68,6 @@ _cache_owner: list[Settings] = []
 
 
 def _load(account_id: int) -> AccountState:
-    from mailer_core.account_settings import from_account
-
     try:
         account: AccountModel | None = AccountModel.get(account_id)
     except DoesNotExist:
@@ -148,3 +146,13 @@ def send_refusal(
     if composed_at is not None and current.disabled_at is not None and composed_at <= current.disabled_at:
         return f"composed before Mailer was switched off for this account ({current.disabled_at.isoformat()})"
     return None
+
+
+def settings_of(account_id: int, *, clock: Clock = SYSTEM_CLOCK) -> AccountSettings:
+    """The account's settings as the warm container knows them (at most `CACHE_SECONDS` old)."""
+    return state(account_id, clock=clock).settings
+
+
+def auto_email_cap(account_id: int, *, clock: Clock = SYSTEM_CLOCK) -> int:
+    """How many automatic emails one template may send to one entity a day (at least 1)."""
+    return max(1, settings_of(account_id, clock=clock).auto_emails_per_entity_per_day)

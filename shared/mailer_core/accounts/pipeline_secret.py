@@ -21,7 +21,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core.auth import Caller
+from mailer_core.accounts.auth import Caller
 from mailer_core.base.errors import Conflict, Forbidden
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel
