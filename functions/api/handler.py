@@ -171,9 +171,9 @@ def retry_message(message_id: str) -> Response[str]:
 
 @app.post("/v1/messages/preview")
 def preview_message() -> dict[str, Any]:
-    from mailer_core import personalization  # imported here: Jinja2 and babel are not needed at a cold start
+    from mailer_core import preview  # imported here: Jinja2 and babel are not needed at a cold start
 
-    return personalization.preview(http.caller_of(app), http.json_body(app))
+    return preview.preview(http.caller_of(app), http.json_body(app))
 
 
 @app.get("/v1/templates")

@@ -26,6 +26,7 @@ from mailer_core.base import validation
 from mailer_core.base.clock import Clock
 from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
+from mailer_core.source_checks import MAX_ADDRESS_CHARS, has_variables, validate_source
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel
 
@@ -91,8 +92,6 @@ def parse_settings(raw: Any, *, prefix: str) -> ActionSettings:
 def _recipient_setting(value: str | None, field_name: str) -> str | None:
     if value is None:
         return None
-    from mailer_core.templates import MAX_ADDRESS_CHARS, has_variables, validate_source
-
     if len(value) > MAX_ADDRESS_CHARS:
         raise MalformedRequest(f"is longer than {MAX_ADDRESS_CHARS} characters", field=field_name)
     try:

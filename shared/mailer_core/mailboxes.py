@@ -25,6 +25,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.source_checks import validate_source
 from mailer_core.store.models import MailboxModel
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
@@ -163,8 +164,6 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
         if flag in payload:
             out[flag] = validation.boolean(payload, flag)
     if "signature" in payload:
-        from mailer_core.templates import validate_source  # imported here: it needs Jinja2
-
         signature = validation.text(payload, "signature", max_length=MAX_SIGNATURE_CHARS)
         out["signature"] = validate_source(signature, field="signature", html=True) or None
     if "sender_phone" in payload:

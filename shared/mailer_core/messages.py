@@ -31,6 +31,7 @@ from mailer_core.base.errors import (
     UpstreamError,
 )
 from mailer_core.base.logs import logger
+from mailer_core.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import AccountModel, MessageModel, event_triggers
@@ -104,16 +105,12 @@ def _load(caller: Caller, message_id: str) -> MessageModel:
 def templates_locale(payload: dict[str, Any]) -> str | None:
     if payload.get("locale") in (None, ""):
         return None
-    from mailer_core.templates import validate_locale
-
     return validate_locale(payload.get("locale"))
 
 
 def templates_timezone(payload: dict[str, Any]) -> str | None:
     if payload.get("timezone") in (None, ""):
         return None
-    from mailer_core.templates import validate_timezone
-
     return validate_timezone(payload.get("timezone"))
 
 
@@ -224,8 +221,6 @@ def compose(
         use = templates.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
         subject, html, to, cc, bcc = use.subject, use.html, use.to, use.cc, use.bcc
     else:  # a raw subject and body may hold variables too: they must compile
-        from mailer_core.templates import validate_source
-
         validate_source(subject, field="subject", html=False)
         validate_source(html, field="html", html=True)
     if not to and entity is not None and (use is None or use.to_client != "none"):

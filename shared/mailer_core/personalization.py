@@ -26,17 +26,15 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core import email_html, rendering, trigger_link_urls, variables
-from mailer_core.accounts.auth import Caller
-from mailer_core.adapters.mime import InlineImage, html_to_text
+from mailer_core.adapters.mime import InlineImage
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.errors import Conflict, InvalidInput, MailerError
+from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import errors as kommo_errors
+from mailer_core.source_checks import has_variables
 from mailer_core.store.models import AccountModel, MailboxModel, MessageModel
-
-PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}
 
 
 @dataclass(frozen=True)
@@ -278,13 +276,13 @@ def resolve_addresses(
     return resolved
 
 
-def render_text(text: str, message: MessageModel, *, clock: Clock = SYSTEM_CLOCK) -> str:
+def render_text(
+    text: str, message: MessageModel, mailbox: MailboxModel | None, *, clock: Clock = SYSTEM_CLOCK
+) -> str:
     """A trigger's text (task, note, field value, lead name) with the variables templates take,
-    filled with fresh CRM data of the email's entity and its sender ({{ lead.name }}, …)."""
+    filled with fresh CRM data of the email's entity and its sender ({{ lead.name }}, …);
+    `mailbox` is the email's sender (None: deleted since)."""
     entity = _entity_of(message)
-    from mailer_core import mailboxes
-
-    mailbox = mailboxes.find(int(message.account_id), message.mailbox_id)
     manager = (
         manager_of(mailbox)
         if mailbox is not None
@@ -306,67 +304,4 @@ def render_text(text: str, message: MessageModel, *, clock: Clock = SYSTEM_CLOCK
 
 
 def _is_template(text: str) -> bool:
-    from mailer_core.templates import has_variables
-
     return has_variables(text)
-
-
-def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
-    """POST /v1/messages/preview: subject, HTML and text as the client would see them now."""
-    from mailer_core import mailboxes, messages, templates
-
-    data = validation.require_object(payload)
-    validation.reject_unknown(data, PREVIEW_FIELDS)
-    template = None
-    if data.get("template_id") is not None:
-        template = templates.for_use(caller, data["template_id"])
-    elif "subject" not in data and "html" not in data:
-        raise InvalidInput("give a template_id, or a subject and html", field="template_id")
-    subject = (
-        validation.text(data, "subject", max_length=templates.MAX_SUBJECT_CHARS)
-        if "subject" in data or template is None
-        else template.subject or ""
-    )
-    html = (
-        validation.text(data, "html", max_length=templates.MAX_HTML_BYTES * 2)
-        if "html" in data or template is None
-        else templates.html_of(template)
-    )
-    locale = templates.validate_locale(data.get("locale")) or (template.locale if template else None)
-    timezone = templates.validate_timezone(data.get("timezone")) or (template.timezone if template else None)
-    entity = messages.entity_of(data)
-    mailbox_id = validation.text(data, "mailbox_id")
-    if mailbox_id:
-        mailbox = mailboxes.find(caller.account_id, mailbox_id)
-        if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
-            raise InvalidInput("no such mailbox", field="mailbox_id")
-    else:
-        mailbox = mailboxes.default_for_user(caller.account_id, caller.user_id)
-        if mailbox is None:
-            raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
-    try:
-        rendered = render_email(
-            subject_src=subject,
-            html_src=html,
-            data=kommo_data(caller.account_id, clock=clock) if entity else None,
-            entity=entity,
-            manager=manager_of(mailbox),
-            message_id="preview",
-            sent_at=clock.now(),
-            locale=locale,
-            timezone=timezone,
-            disable_signature=bool(template.disable_signature) if template else False,
-            embed_images=False,
-            load_links=lambda ids: trigger_link_urls.load_links(caller.account_id, ids),
-        )
-    except RenderFailed as exc:
-        raise InvalidInput(exc.detail, field=exc.field) from None
-    except MailerError:
-        raise
-    shown = trigger_link_urls.direct(rendered.html, rendered.trigger_links.targets)
-    return {
-        "subject": rendered.subject,
-        "html": shown,
-        "text": html_to_text(shown),
-        "missing": list(rendered.missing),
-    }

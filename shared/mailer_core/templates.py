@@ -33,6 +33,13 @@ from mailer_core.adapters import s3
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from mailer_core.source_checks import (
+    MAX_ADDRESS_CHARS,
+    has_variables,
+    validate_locale,
+    validate_source,
+    validate_timezone,
+)
 from mailer_core.store.models import MailboxModel, TemplateModel, event_triggers
 
 if TYPE_CHECKING:
@@ -63,57 +70,6 @@ MAX_NAME_CHARS = 200
 MAX_SUBJECT_CHARS = 998
 MAX_HTML_BYTES = 8 * 1024 * 1024
 MAX_ADDRESSES = 50
-MAX_ADDRESS_CHARS = 500
-
-
-def has_variables(text: str) -> bool:
-    """Whether `text` holds Jinja2 syntax or a legacy placeholder (then it is rendered)."""
-    if "{{" in text or "{%" in text or "{#" in text:
-        return True
-    from mailer_core import legacy_placeholders
-
-    return legacy_placeholders.has_legacy_placeholders(text)
-
-
-def validate_source(source: str, *, field: str, html: bool) -> str:
-    """`source` if it compiles as a template; else 422 naming `field` and the problem."""
-    if "{" not in source:
-        return source
-    from mailer_core import rendering  # imported here: Jinja2 is not needed at a cold start
-
-    try:
-        rendering.check(source, html=html)
-    except rendering.RenderError as exc:
-        raise InvalidInput(exc.reason, field=field) from None
-    return source
-
-
-def validate_locale(value: Any, field: str = "locale") -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 20:
-        raise InvalidInput('must be a locale such as "ru", "en" or "en_US"', field=field)
-    from babel import Locale, UnknownLocaleError
-
-    try:
-        Locale.parse(value.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        raise InvalidInput(f"{value!r} is not a locale babel knows", field=field) from None
-    return value
-
-
-def validate_timezone(value: Any, field: str = "timezone") -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise InvalidInput('must be a time zone such as "Europe/Moscow" or "UTC"', field=field)
-    from babel.dates import get_timezone
-
-    try:
-        get_timezone(value)
-    except LookupError:
-        raise InvalidInput(f"{value!r} is not a time zone", field=field) from None
-    return value
 
 
 def address_list(payload: dict[str, Any], name: str) -> list[str]:

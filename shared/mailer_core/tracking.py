@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import tracking_tokens, trigger_link_urls
+from mailer_core import link_targets, tracking_tokens, trigger_link_urls
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
@@ -115,7 +115,7 @@ def rewrite(
         if number not in targets:
             return trigger_link_urls.NOWHERE
         if number not in trigger_urls:
-            stored = trigger_link_urls.stored_form(number, targets[number])
+            stored = link_targets.stored_form(number, targets[number])
             index = index_of.setdefault(stored, len(links))
             if index == len(links):
                 links.append(stored)
@@ -257,7 +257,7 @@ def resolve_click(token: tracking_tokens.TrackingToken) -> ClickTarget | None:
     url = str(links[token.link_index])
     if not token.matches(url):
         return None
-    trigger_link = trigger_link_urls.parse_stored(url)
+    trigger_link = link_targets.parse_stored(url)
     if trigger_link is not None:
         entity = None
         if message.entity_type and message.entity_id is not None:
@@ -330,7 +330,7 @@ def counters_view(message: MessageModel) -> dict[str, Any]:
     clicks: list[dict[str, Any]] = []
     for i, url in enumerate(links):
         entry: dict[str, Any] = {"url": url}
-        trigger_link = trigger_link_urls.parse_stored(str(url))
+        trigger_link = link_targets.parse_stored(str(url))
         if trigger_link is not None:  # the target (None: the thank-you page) and the link's number
             entry = {"url": trigger_link[1], "trigger_link": trigger_link[0]}
         entry["people"] = int(people[i]) if i < len(people) else 0

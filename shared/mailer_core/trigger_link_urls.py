@@ -27,16 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
+from mailer_core.base.web_addresses import web_address
 from mailer_core.store.models import LinkModel, MessageModel
 
 MARKER_PREFIX = "https://mailer.invalid/triggerlink/"  # rendering.PLACEHOLDER_BASE + "/triggerlink/"
 _MARKER = re.compile(re.escape(MARKER_PREFIX) + r"(\d{1,9})(?!\d)")
-STORED_PREFIX = "triggerlink:"
 NOWHERE = "#"  # what a link that does not exist renders as
-MAX_TARGET_CHARS = 2000
-_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 def marker(link_id: int) -> str:
@@ -62,51 +59,6 @@ def direct(text: str, targets: Mapping[int, str | None]) -> str:
     """Markers replaced by the link's own target (the preview; sending without tracking):
     `#` for a link that does not exist or that leads to the thank-you page."""
     return replace_markers(text, lambda n: targets.get(n) or NOWHERE)
-
-
-def stored_form(link_id: int, target: str | None) -> str:
-    return f"{STORED_PREFIX}{int(link_id)}" + (f":{target}" if target else "")
-
-
-def parse_stored(text: str) -> tuple[int, str | None] | None:
-    """(link number, target or None) for a stored trigger link; None for any other stored URL
-    (and for a stored form whose target is not a web address: never an open redirect)."""
-    if not text.startswith(STORED_PREFIX):
-        return None
-    number, _, target = text[len(STORED_PREFIX) :].partition(":")
-    if not number.isdigit():
-        return None
-    if target and web_address(target) != target:
-        return None
-    return int(number), target or None
-
-
-def web_address(text: str) -> str | None:
-    """A rendered target as a URL to redirect to, or None (then the thank-you page).
-
-    `https://…` and `http://…` are kept (non-ASCII percent-encoded, an international host
-    name in IDNA); a bare host like `example.com/offer` gets `https://`; anything else (empty,
-    spaces, another scheme) is None."""
-    value = text.strip()
-    if not value or len(value) > MAX_TARGET_CHARS or any(c.isspace() for c in value):
-        return None
-    if "://" not in value:
-        head = value.split("/", 1)[0]
-        if "." not in head or ":" in head or value.startswith(("/", ".")):
-            return None
-        value = "https://" + value
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        if parts.scheme.lower() not in ("http", "https") or not host or parts.username or parts.password:
-            return None
-        netloc = parts.netloc
-        if not host.isascii():
-            netloc = netloc.lower().replace(host, host.encode("idna").decode("ascii"))
-    except (ValueError, UnicodeError):
-        return None
-    rebuilt = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
-    return quote(rebuilt, safe=_SAFE)
 
 
 @dataclass(frozen=True)

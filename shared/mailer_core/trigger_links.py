@@ -23,8 +23,9 @@ from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.base.web_addresses import MAX_TARGET_CHARS, web_address
+from mailer_core.source_checks import has_variables, validate_source
 from mailer_core.store.models import AutomationFactModel, LinkModel
-from mailer_core.trigger_link_urls import MAX_TARGET_CHARS, web_address
 
 FIELDS = {"name", "once", "target", "trigger_ids"}
 SEQUENCE_KEY = "seq#links"
@@ -55,8 +56,6 @@ def validate_target(value: Any, field: str = "target") -> str | None:
     target = value.strip()
     if len(target) > MAX_TARGET_CHARS:
         raise InvalidInput(f"is longer than {MAX_TARGET_CHARS} characters", field=field)
-    from mailer_core.templates import has_variables, validate_source
-
     if has_variables(target):
         validate_source(target, field=field, html=False)
         lowered = target.lower()

@@ -31,6 +31,7 @@ from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.source_checks import validate_source
 from mailer_core.store.models import TemplateModel, TriggerModel, plain_map
 
 TYPES = ("task", "note", "stage", "field", "email", "lead", "tags")
@@ -84,8 +85,6 @@ def _compiles(value: str, name: str) -> str:
     """A text with template variables ({{ lead.name }}) must compile, as a template's must."""
     if "{{" not in value and "{%" not in value:
         return value
-    from mailer_core.templates import validate_source
-
     return validate_source(value, field=_field(name), html=False)
 
 

@@ -4,7 +4,8 @@ thank-you page's language. Pure functions."""
 from __future__ import annotations
 
 import pytest
-from mailer_core import rendering, trigger_link_clicks, trigger_link_urls
+from mailer_core import link_targets, rendering, trigger_link_clicks, trigger_link_urls
+from mailer_core.base import web_addresses
 from mailer_core.store.models import LinkModel
 
 
@@ -35,12 +36,12 @@ def test_markers_are_replaced_whole_numbers_only() -> None:
     ],
 )
 def test_the_stored_form_parses_back(stored: str, parsed: tuple[int, str | None] | None) -> None:
-    assert trigger_link_urls.parse_stored(stored) == parsed
+    assert link_targets.parse_stored(stored) == parsed
 
 
 def test_the_stored_form_round_trips() -> None:
     for target in (None, "https://shop.example/o?x=1"):
-        assert trigger_link_urls.parse_stored(trigger_link_urls.stored_form(3, target)) == (3, target)
+        assert link_targets.parse_stored(link_targets.stored_form(3, target)) == (3, target)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,7 @@ def test_the_stored_form_round_trips() -> None:
 def test_a_rendered_target_becomes_a_web_address_or_the_thank_you_page(
     text: str, address: str | None
 ) -> None:
-    assert trigger_link_urls.web_address(text) == address
+    assert web_addresses.web_address(text) == address
 
 
 def link(number: int, target: str | None) -> LinkModel:
