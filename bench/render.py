@@ -4,7 +4,7 @@
 
 Everything runs in this process on 127.0.0.1: the Kommo stand-in (devstack) with the demo
 account, extended by generated leads (each with its own contact, some with a company, all
-with custom fields), and the same code the send worker runs (mailer_core.personalization).
+with custom fields), and the same code the send worker runs (mailer_core.rendering.personalize).
 
 1. Render speed. A realistic template: about 30 KB of HTML (a styled offer with a table,
    a <style> block and Cyrillic text) using 40 variables and modifiers (declension, numbers
@@ -36,8 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "shared"), str(ROOT)]
 
-from mailer_core import personalization, rendering, variables  # noqa: E402
 from mailer_core.kommo.client import KommoClient  # noqa: E402
+from mailer_core.rendering import personalize as personalization  # noqa: E402
+from mailer_core.rendering import sandbox as rendering  # noqa: E402
+from mailer_core.rendering import variables  # noqa: E402
 
 from devstack import kommo_seed as seed  # noqa: E402
 from devstack.kommo_seed import Seed, demo_seed  # noqa: E402

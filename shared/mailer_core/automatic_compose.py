@@ -35,7 +35,7 @@ from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
-from mailer_core.source_checks import has_variables
+from mailer_core.rendering.source_checks import has_variables
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel, MailboxModel
 
@@ -155,7 +155,7 @@ def _sender(job: AutoSendJob, responsible: int | None) -> MailboxModel:
 
 def _recipients(job: AutoSendJob, mailbox: MailboxModel, clock: Clock) -> list[str]:
     """The action's `to` for this entity: literal addresses as they are, variables filled in now."""
-    from mailer_core import personalization
+    from mailer_core.rendering import personalize as personalization
 
     setting = str(job.settings.to)
     if not has_variables(setting):

@@ -26,7 +26,7 @@ from mailer_core.base import validation
 from mailer_core.base.clock import Clock
 from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
-from mailer_core.source_checks import MAX_ADDRESS_CHARS, has_variables, validate_source
+from mailer_core.rendering.source_checks import MAX_ADDRESS_CHARS, has_variables, validate_source
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel
 

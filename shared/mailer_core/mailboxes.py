@@ -25,7 +25,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.base.logs import logger
-from mailer_core.source_checks import validate_source
+from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import MailboxModel
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it

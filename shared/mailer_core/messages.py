@@ -31,7 +31,7 @@ from mailer_core.base.errors import (
     UpstreamError,
 )
 from mailer_core.base.logs import logger
-from mailer_core.source_checks import validate_locale, validate_source, validate_timezone
+from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import AccountModel, MessageModel, event_triggers

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import mailboxes, messages, templates, trigger_link_urls
+from mailer_core import mailboxes, messages, templates
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import html_to_text
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError
-from mailer_core.personalization import RenderFailed, kommo_data, manager_of, render_email
-from mailer_core.source_checks import validate_locale, validate_timezone
+from mailer_core.rendering import trigger_link_urls
+from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
+from mailer_core.rendering.source_checks import validate_locale, validate_timezone
 
 PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}
 

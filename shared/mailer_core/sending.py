@@ -43,15 +43,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import (
-    attachments,
-    mailbox_check,
-    mailboxes,
-    sent_folder,
-    suppressions,
-    tracking,
-    trigger_link_urls,
-)
+from mailer_core import attachments, mailbox_check, mailboxes, sent_folder, suppressions, tracking
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
@@ -61,6 +53,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
+from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets
 from mailer_core.store.models import MailboxModel, MessageModel
@@ -278,7 +271,7 @@ class SendWorker:
         except AttachmentFailure as failure:
             return self._after_failure(job, message, failure)
         except Exception as exc:
-            from mailer_core.personalization import permanent_failure
+            from mailer_core.rendering.personalize import permanent_failure
 
             reason = permanent_failure(exc)  # a template error or a deleted lead: retrying cannot help
             if reason is None:
@@ -492,7 +485,9 @@ class SendWorker:
 
     def _render(self, message: MessageModel, mailbox: MailboxModel) -> OutgoingEmail:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
-        from mailer_core import personalization  # imported here: Jinja2 and babel load on the first send
+        from mailer_core.rendering import (
+            personalize as personalization,  # imported here: Jinja2 and babel load on the first send
+        )
 
         html = message.html if message.html is not None else s3.get_html(message.html_s3_key or "")
         now = self.clock.now()
@@ -552,7 +547,7 @@ class SendWorker:
             self._batch_reads = self._preparing().submit(self._read_batch, jobs)
 
     def _read_batch(self, jobs: list[sqs.SendJob]) -> None:
-        from mailer_core import personalization
+        from mailer_core.rendering import personalize as personalization
 
         personalization.prefetch(self.kommo, jobs, clock=self.clock)
         self._read_suppressions(jobs)

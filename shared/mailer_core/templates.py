@@ -33,7 +33,7 @@ from mailer_core.adapters import s3
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from mailer_core.source_checks import (
+from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
     validate_locale,
@@ -418,8 +418,8 @@ def for_compose(
     recipients are settled now: the client's addresses (unless `to` is given or the template
     sends to no client) followed by the template's `to`, whose variables are filled in here.
     """
-    from mailer_core import personalization
     from mailer_core.messages import MAX_RECIPIENTS, _entity_recipients
+    from mailer_core.rendering import personalize as personalization
 
     template = for_use(caller, data["template_id"])
     subject = (

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import link_targets, tracking_tokens, trigger_link_urls
+from mailer_core import link_targets, tracking_tokens
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events, template_counters
+from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MessageModel

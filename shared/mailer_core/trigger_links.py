@@ -24,7 +24,7 @@ from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer_core.base.web_addresses import MAX_TARGET_CHARS, web_address
-from mailer_core.source_checks import has_variables, validate_source
+from mailer_core.rendering.source_checks import has_variables, validate_source
 from mailer_core.store.models import AutomationFactModel, LinkModel
 
 FIELDS = {"name", "once", "target", "trigger_ids"}

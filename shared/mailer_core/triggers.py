@@ -31,7 +31,7 @@ from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mailer_core.source_checks import validate_source
+from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import TemplateModel, TriggerModel, plain_map
 
 TYPES = ("task", "note", "stage", "field", "email", "lead", "tags")

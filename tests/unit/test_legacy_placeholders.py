@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mailer_core.legacy_placeholders import has_legacy_placeholders, translate
+from mailer_core.rendering.legacy_placeholders import has_legacy_placeholders, translate
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from mailer_core import modifiers, rendering
-from mailer_core.modifiers import ModifierError
+from mailer_core.rendering import modifiers
+from mailer_core.rendering import sandbox as rendering
+from mailer_core.rendering.modifiers import ModifierError
 
 
 def nbsp(text: str) -> str:

@@ -4,8 +4,10 @@ thank-you page's language. Pure functions."""
 from __future__ import annotations
 
 import pytest
-from mailer_core import link_targets, rendering, trigger_link_clicks, trigger_link_urls
+from mailer_core import link_targets, trigger_link_clicks
 from mailer_core.base import web_addresses
+from mailer_core.rendering import sandbox as rendering
+from mailer_core.rendering import trigger_link_urls
 from mailer_core.store.models import LinkModel
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import variables
 from mailer_core.base.config import reset_settings
+from mailer_core.rendering import variables
 from mailer_core.store.models import AutomationFactModel, MessageModel
 
 from devstack import kommo_seed as seed

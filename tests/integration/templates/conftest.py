@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core import variables
 from mailer_core.base.config import reset_settings
+from mailer_core.rendering import variables
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed

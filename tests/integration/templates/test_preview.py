@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mailer_core import variables
+from mailer_core.rendering import variables
 
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from mailer_core import rendering
-from mailer_core.rendering import Limits, RenderError, RenderLimitExceeded
+from mailer_core.rendering import sandbox as rendering
+from mailer_core.rendering.sandbox import Limits, RenderError, RenderLimitExceeded
 
 CONTEXT = {"lead": {"name": "<b onmouseover=alert(1)>Ромашка</b>", "price": 1250}, "items": list(range(100))}
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import variables
 from mailer_core.adapters import sqs
+from mailer_core.rendering import variables
 from mailer_core.sending import SendWorker
 from mailer_core.store.models import MessageModel
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import legacy_placeholders
 from mailer_core.base.errors import InvalidInput
+from mailer_core.rendering import legacy_placeholders
 
 
 def has_variables(text: str) -> bool:
@@ -24,7 +24,7 @@ def validate_source(source: str, *, field: str, html: bool) -> str:
     """`source` if it compiles as a template; else 422 naming `field` and the problem."""
     if "{" not in source:
         return source
-    from mailer_core import rendering  # cold start: jinja2
+    from mailer_core.rendering import sandbox as rendering  # cold start: jinja2
 
     try:
         rendering.check(source, html=html)

@@ -25,7 +25,6 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import email_html, rendering, trigger_link_urls, variables
 from mailer_core.adapters.mime import InlineImage
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -33,7 +32,9 @@ from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import errors as kommo_errors
-from mailer_core.source_checks import has_variables
+from mailer_core.rendering import email_html, trigger_link_urls, variables
+from mailer_core.rendering import sandbox as rendering
+from mailer_core.rendering.source_checks import has_variables
 from mailer_core.store.models import AccountModel, MailboxModel, MessageModel
 
 

@@ -48,7 +48,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, pass_context
 from markupsafe import Markup, escape
 
-from mailer_core import legacy_placeholders, modifiers
+from mailer_core.rendering import legacy_placeholders, modifiers
 
 PLACEHOLDER_BASE = "https://mailer.invalid"
 MAX_SUBJECT_CHARS = 998
