@@ -26,7 +26,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import mailboxes, messages
+from mailer_core import mailbox_connection, messages
 from mailer_core.accounts.auth import Caller
 from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -136,7 +136,7 @@ def _positive(value: Any) -> int | None:
 
 def _sender(job: AutoSendJob, responsible: int | None) -> MailboxModel:
     if job.settings.mailbox_id:
-        mailbox = mailboxes.find(job.account_id, job.settings.mailbox_id)
+        mailbox = mailbox_connection.find(job.account_id, job.settings.mailbox_id)
         if mailbox is None:
             raise Skip(f"the action's mailbox {job.settings.mailbox_id} no longer exists")
         return mailbox
@@ -144,7 +144,7 @@ def _sender(job: AutoSendJob, responsible: int | None) -> MailboxModel:
         raise Skip(
             f"{job.entity_type} {job.entity_id} has no responsible user: choose a mailbox in the action"
         )
-    mailbox = mailboxes.default_for_user(job.account_id, responsible)
+    mailbox = mailbox_connection.default_for_user(job.account_id, responsible)
     if mailbox is None:
         raise Skip(
             f"the responsible user {responsible} has no default mailbox: mark one, or choose a mailbox"

@@ -347,12 +347,12 @@ class Runner:
 
 
 def _render_text(text: str, message: MessageModel, clock: Clock) -> str:
-    from mailer_core import mailboxes
+    from mailer_core import mailbox_connection
     from mailer_core.rendering import (
         personalize as personalization,  # cold start: jinja2, only for a text with variables
     )
 
-    mailbox = mailboxes.find(int(message.account_id), message.mailbox_id)
+    mailbox = mailbox_connection.find(int(message.account_id), message.mailbox_id)
     return personalization.render_text(text, message, mailbox, clock=clock)
 
 

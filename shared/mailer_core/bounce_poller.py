@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import bounces, mailbox_check, mailboxes
+from mailer_core import bounces, mailbox_check, mailbox_connection
 from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
@@ -92,7 +92,7 @@ def poll_mailbox(
 ) -> MailboxPoll:
     poll = MailboxPoll(int(mailbox.account_id), mailbox.mailbox_id)
     logger.append_keys(account_id=poll.account_id, mailbox_id=poll.mailbox_id)
-    settings = mailboxes.imap_settings(mailbox)
+    settings = mailbox_connection.imap_settings(mailbox)
     if settings is None:
         return poll
     try:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import mailboxes, presets
+from mailer_core import mailbox_connection, presets
 from mailer_core.adapters import imap, smtp
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
@@ -265,8 +265,8 @@ def _late(protocol: str, host: str, port: int, security: str) -> Probe:
 def check_mailbox(mailbox: MailboxModel, *, clock: Clock = SYSTEM_CLOCK) -> CheckResult:
     """Check the mailbox's saved settings (short timeouts) and store the result on it."""
     timeout = get_settings().mailbox_check_timeout_seconds
-    smtp_settings = replace(mailboxes.smtp_settings(mailbox), timeout=timeout)
-    imap_settings = mailboxes.imap_settings(mailbox)
+    smtp_settings = replace(mailbox_connection.smtp_settings(mailbox), timeout=timeout)
+    imap_settings = mailbox_connection.imap_settings(mailbox)
     if imap_settings is not None:
         imap_settings = replace(imap_settings, timeout=timeout)
     result = run_check(smtp_settings, imap_settings, clock=clock)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from mailer_core import mailbox_connection as connection
 from mailer_core import mailbox_defaults, presets
 from mailer_core.accounts import access, account_settings
 from mailer_core.accounts.access import ADMIN_ONLY
@@ -30,8 +31,6 @@ from mailer_core.store.models import MailboxModel
 
 if TYPE_CHECKING:  # the send worker needs SMTP; the API should not import it
     from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
-    from mailer_core.adapters.imap import ImapSettings
-    from mailer_core.adapters.smtp import SmtpSettings
 
 FIELDS = {
     "sender_name",
@@ -61,15 +60,10 @@ CONNECTION_FIELDS = frozenset(
     {"sender_email", "smtp_host", "smtp_port", "smtp_security", "smtp_login", "smtp_password"}
 )
 IMAP_FIELDS = frozenset({"imap_host", "imap_port", "imap_security", "imap_login", "imap_password"})
-IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 SECURITY_CHOICES = ("ssl", "starttls")
 # Stock defaults; an account's settings may choose others for its new mailboxes.
 DEFAULT_RATE_PER_SECOND = account_settings.DEFAULT_RATE_PER_SECOND
 DEFAULT_DAILY_CAP = account_settings.DEFAULT_DAILY_CAP
-
-
-def _password_context(account_id: int, mailbox_id: str, purpose: str = "smtp_password") -> dict[str, str]:
-    return {"account_id": str(account_id), "mailbox_id": mailbox_id, "purpose": purpose}
 
 
 def public_view(mailbox: MailboxModel) -> dict[str, Any]:
@@ -201,8 +195,8 @@ def _validated_imap(payload: dict[str, Any], *, current: MailboxModel | None) ->
         out["imap_port"] = validation.integer(payload, "imap_port", required=True, minimum=1, maximum=65535)
     else:
         old_port = current.imap_port if current else None
-        if old_port is None or int(old_port) == IMAP_DEFAULT_PORTS[old_security]:
-            out["imap_port"] = IMAP_DEFAULT_PORTS[security]
+        if old_port is None or int(old_port) == connection.IMAP_DEFAULT_PORTS[old_security]:
+            out["imap_port"] = connection.IMAP_DEFAULT_PORTS[security]
     if "imap_login" in payload:
         out["imap_login"] = validation.text(payload, "imap_login", max_length=320) or None
     if "imap_password" in payload:
@@ -235,9 +229,11 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
         caller.account_id,
         mailbox_id,
         user_id=fields.pop("user_id", caller.user_id),
-        password_ciphertext=kms.encrypt(password, _password_context(caller.account_id, mailbox_id)),
+        password_ciphertext=kms.encrypt(password, connection.password_context(caller.account_id, mailbox_id)),
         imap_password_ciphertext=(
-            kms.encrypt(imap_password, _password_context(caller.account_id, mailbox_id, "imap_password"))
+            kms.encrypt(
+                imap_password, connection.password_context(caller.account_id, mailbox_id, "imap_password")
+            )
             if imap_password
             else None
         ),
@@ -252,7 +248,7 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
 
 def _checked_view(mailbox: MailboxModel, clock: Clock) -> dict[str, Any]:
     """Check the stored mailbox now and show it with the result (stored unless it changed)."""
-    from mailer_core import mailbox_check  # imported here: only saving and checking need SMTP/IMAP
+    from mailer_core import mailbox_check  # cold start: smtplib, imaplib (only saving and checking need them)
 
     try:
         result = mailbox_check.check_mailbox(mailbox, clock=clock)
@@ -291,10 +287,10 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
         for name, value in fields.items()
     ]
     if password is not None:
-        ciphertext = kms.encrypt(password, _password_context(caller.account_id, mailbox_id))
+        ciphertext = kms.encrypt(password, connection.password_context(caller.account_id, mailbox_id))
         actions.append(MailboxModel.password_ciphertext.set(ciphertext))
     if imap_password_given:
-        context = _password_context(caller.account_id, mailbox_id, "imap_password")
+        context = connection.password_context(caller.account_id, mailbox_id, "imap_password")
         actions.append(
             MailboxModel.imap_password_ciphertext.set(kms.encrypt(imap_password, context))
             if imap_password
@@ -323,61 +319,3 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
 def delete(caller: Caller, mailbox_id: str) -> None:
     """Delete a mailbox; a deleted default passes to the user's oldest remaining mailbox."""
     mailbox_defaults.delete(_load(caller, mailbox_id))
-
-
-def default_for_user(account_id: int, user_id: int) -> MailboxModel | None:
-    """The user's default mailbox, else their only one, else None (mailer_core.mailbox_defaults)."""
-    return mailbox_defaults.choose(mailbox_defaults.user_mailboxes(account_id, user_id))
-
-
-def find(account_id: int, mailbox_id: str) -> MailboxModel | None:
-    try:
-        return MailboxModel.get(account_id, mailbox_id)
-    except DoesNotExist:
-        return None
-
-
-def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
-    """Connection settings with the decrypted password, for the send worker only."""
-    from mailer_core.adapters.smtp import SmtpSettings
-
-    settings = get_settings()
-    password = kms.decrypt(
-        mailbox.password_ciphertext, _password_context(int(mailbox.account_id), mailbox.mailbox_id)
-    )
-    return SmtpSettings(
-        host=mailbox.smtp_host,
-        port=int(mailbox.smtp_port),
-        security=mailbox.smtp_security,  # type: ignore[arg-type]
-        login=mailbox.smtp_login,
-        password=password,
-        timeout=settings.smtp_timeout_seconds,
-        ca_file=settings.smtp_ca_file,
-    )
-
-
-def imap_settings(mailbox: MailboxModel) -> ImapSettings | None:
-    """IMAP connection settings with the decrypted password; None when IMAP is not set."""
-    if not mailbox.imap_host:
-        return None
-    from mailer_core.adapters.imap import ImapSettings
-
-    settings = get_settings()
-    account_id = int(mailbox.account_id)
-    if mailbox.imap_password_ciphertext:
-        password = kms.decrypt(
-            mailbox.imap_password_ciphertext,
-            _password_context(account_id, mailbox.mailbox_id, "imap_password"),
-        )
-    else:
-        password = kms.decrypt(mailbox.password_ciphertext, _password_context(account_id, mailbox.mailbox_id))
-    security = mailbox.imap_security or "ssl"
-    return ImapSettings(
-        host=mailbox.imap_host,
-        port=int(mailbox.imap_port or IMAP_DEFAULT_PORTS[security]),
-        security=security,  # type: ignore[arg-type]
-        login=mailbox.imap_login or mailbox.smtp_login,
-        password=password,
-        timeout=settings.smtp_timeout_seconds,
-        ca_file=settings.smtp_ca_file,
-    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import attachments, mailboxes, tracking
+from mailer_core import attachments, mailbox_connection, tracking
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
@@ -206,11 +206,11 @@ def compose(
 
     mailbox_id = validation.text(data, "mailbox_id")
     if mailbox_id:
-        mailbox = mailboxes.find(caller.account_id, mailbox_id)
+        mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
         if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
             raise InvalidInput("no such mailbox", field="mailbox_id")
     else:
-        mailbox = mailboxes.default_for_user(caller.account_id, caller.user_id)
+        mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
         if mailbox is None:
             raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
 

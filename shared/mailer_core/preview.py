@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import mailboxes, messages, templates
+from mailer_core import mailbox_connection, messages, templates
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import html_to_text
 from mailer_core.base import validation
@@ -41,11 +41,11 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     entity = messages.entity_of(data)
     mailbox_id = validation.text(data, "mailbox_id")
     if mailbox_id:
-        mailbox = mailboxes.find(caller.account_id, mailbox_id)
+        mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
         if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
             raise InvalidInput("no such mailbox", field="mailbox_id")
     else:
-        mailbox = mailboxes.default_for_user(caller.account_id, caller.user_id)
+        mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
         if mailbox is None:
             raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
     try:

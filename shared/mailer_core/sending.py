@@ -43,7 +43,14 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import attachments, mailbox_check, mailboxes, sent_folder, suppressions, tracking
+from mailer_core import (
+    attachments,
+    mailbox_check,
+    mailbox_connection,
+    sent_folder,
+    suppressions,
+    tracking,
+)
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
@@ -440,8 +447,8 @@ class SendWorker:
         now = self.clock.timestamp()
         cached = _mailbox_cache.get(key)
         if cached is None or not 0 <= now - cached[0] < _MAILBOX_CACHE_SECONDS:
-            mailbox = mailboxes.find(account_id, mailbox_id)
-            cached = (now, (mailbox, mailboxes.smtp_settings(mailbox)) if mailbox else None)
+            mailbox = mailbox_connection.find(account_id, mailbox_id)
+            cached = (now, (mailbox, mailbox_connection.smtp_settings(mailbox)) if mailbox else None)
             _mailbox_cache[key] = cached
         return cached[1]
 

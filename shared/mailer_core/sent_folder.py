@@ -23,7 +23,7 @@ from typing import Literal
 
 from pynamodb.expressions.update import Action
 
-from mailer_core import mailboxes
+from mailer_core import mailbox_connection
 from mailer_core.adapters import imap, mime
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
@@ -102,7 +102,7 @@ class SentFiler:
     def _imap_settings(self, mailbox: MailboxModel) -> imap.ImapSettings:
         key = (mailbox.mailbox_id, mailbox.updated_at.isoformat())
         if key not in self._settings:
-            settings = mailboxes.imap_settings(mailbox)
+            settings = mailbox_connection.imap_settings(mailbox)
             if settings is None:
                 raise imap.ImapFailure("protocol", "IMAP is not set up")
             self._settings[key] = replace(settings, timeout=min(settings.timeout, APPEND_TIMEOUT_SECONDS))

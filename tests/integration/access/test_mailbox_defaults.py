@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import mailboxes
+from mailer_core import mailbox_connection
 from mailer_core.store.models import MailboxModel
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, mailbox_body
@@ -72,7 +72,7 @@ def test_deleting_the_default_promotes_the_oldest_remaining_and_the_last_leaves_
     assert anna.delete(f"/v1/mailboxes/{second}").status == 204
     assert defaults_of(ANNA) == [first]  # deleting a non-default changes nothing
     assert anna.delete(f"/v1/mailboxes/{first}").status == 204
-    assert defaults_of(ANNA) == [] and mailboxes.default_for_user(ACCOUNT, ANNA) is None
+    assert defaults_of(ANNA) == [] and mailbox_connection.default_for_user(ACCOUNT, ANNA) is None
     assert defaults_of(BORIS) == [boris_own]  # another user's default is never touched
 
 
