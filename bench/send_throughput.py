@@ -330,8 +330,8 @@ def message_content(i: int) -> dict[str, Any]:
 
 
 def create_mailbox(smtp_port: int) -> str:
-    from mailer_core import mailboxes
     from mailer_core.accounts.auth import Caller
+    from mailer_core.mailboxes import api as mailboxes
 
     view = mailboxes.create(
         Caller(ACCOUNT_ID, "mailerbench", USER_ID, False),

@@ -61,35 +61,35 @@ def update_settings() -> dict[str, Any]:
 
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     return {"items": mailboxes.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/mailboxes")
 def create_mailbox() -> Response[str]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     return http.json_response(201, mailboxes.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/mailboxes/<mailbox_id>")
 def get_mailbox(mailbox_id: str) -> dict[str, Any]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     return mailboxes.get(http.caller_of(app), mailbox_id)
 
 
 @app.patch("/v1/mailboxes/<mailbox_id>")
 def update_mailbox(mailbox_id: str) -> dict[str, Any]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     return mailboxes.update(http.caller_of(app), mailbox_id, http.json_body(app))
 
 
 @app.delete("/v1/mailboxes/<mailbox_id>")
 def delete_mailbox(mailbox_id: str) -> Response[str]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     mailboxes.delete(http.caller_of(app), mailbox_id)
     return Response(status_code=204, body="")
@@ -97,7 +97,7 @@ def delete_mailbox(mailbox_id: str) -> Response[str]:
 
 @app.get("/v1/mailboxes/presets")
 def mailbox_presets() -> dict[str, Any]:
-    from mailer_core import presets
+    from mailer_core.mailboxes import presets
 
     query = app.current_event.query_string_parameters or {}
     return presets.suggest((query.get("email") or "").strip())
@@ -105,7 +105,7 @@ def mailbox_presets() -> dict[str, Any]:
 
 @app.post("/v1/mailboxes/<mailbox_id>/check")
 def check_mailbox(mailbox_id: str) -> dict[str, Any]:
-    from mailer_core import mailboxes
+    from mailer_core.mailboxes import api as mailboxes
 
     return mailboxes.check(http.caller_of(app), mailbox_id)
 

@@ -347,7 +347,7 @@ class Runner:
 
 
 def _render_text(text: str, message: MessageModel, clock: Clock) -> str:
-    from mailer_core import mailbox_connection
+    from mailer_core.mailboxes import connection as mailbox_connection
     from mailer_core.rendering import (
         personalize as personalization,  # cold start: jinja2, only for a text with variables
     )

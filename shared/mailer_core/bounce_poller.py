@@ -23,10 +23,12 @@ from datetime import timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import bounces, mailbox_check, mailbox_connection
+from mailer_core import bounces
 from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.mailboxes import check as mailbox_check
+from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MailboxModel
 

@@ -43,14 +43,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import (
-    attachments,
-    mailbox_check,
-    mailbox_connection,
-    sent_folder,
-    suppressions,
-    tracking,
-)
+from mailer_core import attachments, suppressions, tracking
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
@@ -60,6 +53,9 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
+from mailer_core.mailboxes import check as mailbox_check
+from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.mailboxes import sent_folder
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets

@@ -8,9 +8,10 @@ import ssl
 from pathlib import Path
 
 import pytest
-from mailer_core import bounces, presets
+from mailer_core import bounces
 from mailer_core.adapters import imap, smtp
-from mailer_core.mailbox_check import _cause, _words
+from mailer_core.mailboxes import presets
+from mailer_core.mailboxes.check import _cause, _words
 
 DSN = Path(__file__).resolve().parents[1] / "integration" / "imap" / "dsn"
 OUR_ID = "<01JDX0000000000000000000AB@example.com>"

@@ -141,7 +141,7 @@ class MailboxModel(Model):
     imap_password_ciphertext = UnicodeAttribute(null=True)
     append_to_sent = BooleanAttribute(default=True)  # False where the provider files SMTP mail itself
     envelope_token = BooleanAttribute(default=False)  # MAIL FROM local+mlr-<message id>@domain
-    # The traffic light (mailer_core.mailbox_check): green, gray, red or unchecked.
+    # The traffic light (mailer_core.mailboxes.check): green, gray, red or unchecked.
     status = UnicodeAttribute(default="unchecked")
     last_check_at = UTCDateTimeAttribute(null=True)
     last_check = MapAttribute[str, Any](null=True)

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import mailbox_connection
+from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store.models import MailboxModel
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, mailbox_body

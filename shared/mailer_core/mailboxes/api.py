@@ -3,10 +3,10 @@
 Rules: a user manages their own mailboxes, an administrator everyone's in the account; the
 password is encrypted with KMS before it is stored and is never returned or logged; port 25
 is refused because AWS blocks it for Lambda. A mailbox of a known provider needs only its
-address and password (mailer_core.presets fills the servers). Saving a mailbox, or changing
-how it connects, checks it at once (mailer_core.mailbox_check): the mailbox is stored even
+address and password (mailer_core.mailboxes.presets fills the servers). Saving a mailbox, or changing
+how it connects, checks it at once (mailer_core.mailboxes.check): the mailbox is stored even
 when the check fails, and the answer carries its status (green, gray, red) and the reasons.
-A user has any number of mailboxes and exactly one default (mailer_core.mailbox_defaults); a
+A user has any number of mailboxes and exactly one default (mailer_core.mailboxes.defaults); a
 new mailbox takes the account's default rate and daily cap unless it gives its own.
 """
 
@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import mailbox_connection as connection
-from mailer_core import mailbox_defaults, presets
 from mailer_core.accounts import access, account_settings
 from mailer_core.accounts.access import ADMIN_ONLY
 from mailer_core.adapters import kms
@@ -26,6 +24,8 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.mailboxes import connection, presets
+from mailer_core.mailboxes import defaults as mailbox_defaults
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import MailboxModel
 
@@ -248,7 +248,9 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
 
 def _checked_view(mailbox: MailboxModel, clock: Clock) -> dict[str, Any]:
     """Check the stored mailbox now and show it with the result (stored unless it changed)."""
-    from mailer_core import mailbox_check  # cold start: smtplib, imaplib (only saving and checking need them)
+    from mailer_core.mailboxes import (
+        check as mailbox_check,  # cold start: smtplib, imaplib (only saving and checking need them)
+    )
 
     try:
         result = mailbox_check.check_mailbox(mailbox, clock=clock)

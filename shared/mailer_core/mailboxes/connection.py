@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import mailbox_defaults
 from mailer_core.adapters import kms
 from mailer_core.base.config import get_settings
+from mailer_core.mailboxes import defaults as mailbox_defaults
 from mailer_core.store.models import MailboxModel
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def password_context(account_id: int, mailbox_id: str, purpose: str = "smtp_pass
 
 
 def default_for_user(account_id: int, user_id: int) -> MailboxModel | None:
-    """The user's default mailbox, else their only one, else None (mailer_core.mailbox_defaults)."""
+    """The user's default mailbox, else their only one, else None (mailer_core.mailboxes.defaults)."""
     return mailbox_defaults.choose(mailbox_defaults.user_mailboxes(account_id, user_id))
 
 

@@ -23,10 +23,10 @@ from typing import Literal
 
 from pynamodb.expressions.update import Action
 
-from mailer_core import mailbox_connection
 from mailer_core.adapters import imap, mime
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store.message_state import entry
 from mailer_core.store.models import MailboxModel, MessageModel
 

@@ -33,11 +33,12 @@ from typing import Any, Literal
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core import mailbox_connection, presets
 from mailer_core.adapters import imap, smtp
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.mailboxes import presets
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MailboxModel
 
