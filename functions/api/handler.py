@@ -293,7 +293,7 @@ def delete_link(link_id: str) -> Response[str]:
 
 @app.post("/v1/uploads")
 def create_upload() -> Response[str]:
-    from mailer_core import uploads
+    from mailer_core.files import uploads
 
     return http.json_response(201, uploads.create(http.caller_of(app), http.json_body(app)))
 

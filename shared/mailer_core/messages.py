@@ -15,7 +15,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import attachments, tracking
+from mailer_core import tracking
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
@@ -31,6 +31,7 @@ from mailer_core.base.errors import (
     UpstreamError,
 )
 from mailer_core.base.logs import logger
+from mailer_core.files import attachments
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state

@@ -43,16 +43,17 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import attachments, suppressions, tracking
+from mailer_core import suppressions, tracking
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
-from mailer_core.attachments import AttachmentFailure
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
+from mailer_core.files import attachments
+from mailer_core.files.attachments import AttachmentFailure
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.mailboxes import sent_folder

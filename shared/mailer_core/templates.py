@@ -43,7 +43,7 @@ from mailer_core.rendering.source_checks import (
 from mailer_core.store.models import MailboxModel, TemplateModel, event_triggers
 
 if TYPE_CHECKING:
-    from mailer_core.attachments import AttachedFile
+    from mailer_core.files.attachments import AttachedFile
 
 FIELDS = {
     "name",
@@ -134,7 +134,7 @@ def html_of(template: TemplateModel) -> str:
 
 
 def _attached(template: TemplateModel) -> list[AttachedFile]:
-    from mailer_core.attachments import AttachedFile
+    from mailer_core.files.attachments import AttachedFile
 
     return [AttachedFile.from_attribute(a) for a in template.attachments or []]
 
@@ -218,8 +218,8 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             )
         out["user_id"] = owner
     if creating or "attachments" in data:
-        from mailer_core import attachments
         from mailer_core.base import limits
+        from mailer_core.files import attachments
 
         out["attachments"] = attachments.validate_attachments(
             caller.account_id,
@@ -228,7 +228,7 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             what="the attachments of a template",
         )
     if creating or "attachment_links" in data:
-        from mailer_core import attachments
+        from mailer_core.files import attachments
 
         out["attachment_links"] = attachments.validate_links(data.get("attachment_links"))
     if creating or "triggers" in data:
@@ -263,7 +263,7 @@ def _store_html(account_id: int, template_id: str, html: str, clock: Clock) -> t
 
 def _claim_files(caller: Caller, files: list[AttachedFile], clock: Clock) -> None:
     if files:
-        from mailer_core import attachments
+        from mailer_core.files import attachments
 
         attachments.claim(caller.account_id, files, keep="template", now=clock.now())
 

@@ -13,7 +13,7 @@ from mailer_core.adapters.web_fetch import (
     parse_link,
 )
 from mailer_core.base.errors import InvalidInput
-from mailer_core.uploads import content_type_for, key_name, safe_filename
+from mailer_core.files.uploads import content_type_for, key_name, safe_filename
 
 
 @pytest.mark.parametrize(

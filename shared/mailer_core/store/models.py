@@ -230,7 +230,7 @@ class MessageModel(Model):
     # recording each report once a conditional write.
     bounces = ListAttribute(of=BounceEntry, null=True)
     bounce_keys = UnicodeSetAttribute(null=True)
-    # Uploaded files (mailer_core.attachments; the bytes stay in S3) and links downloaded
+    # Uploaded files (mailer_core.files.attachments; the bytes stay in S3) and links downloaded
     # at send time.
     attachments = ListAttribute(of=AttachmentAttribute, default=list)
     attachment_links = ListAttribute(of=UnicodeAttribute, default=list)
@@ -329,7 +329,7 @@ class SuppressionModel(Model):
 
 
 class UploadModel(Model):
-    """A file uploaded (or about to be) to S3 through a presigned POST (mailer_core.uploads).
+    """A file uploaded (or about to be) to S3 through a presigned POST (mailer_core.files.uploads).
 
     `retention` follows the object's S3 tag: pending (expires with `expires_at`), message
     (kept as long as a scheduled message may wait) or template (no expiry).

@@ -10,10 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import attachments
 from mailer_core.adapters import sqs
 from mailer_core.adapters.web_fetch import Fetcher
 from mailer_core.base.clock import FakeClock
+from mailer_core.files import attachments
 from mailer_core.sending import SendWorker
 from mailer_core.store.models import MessageModel
 

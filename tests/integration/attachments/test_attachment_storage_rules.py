@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import messages, uploads
+from mailer_core import messages
 from mailer_core.adapters import s3
+from mailer_core.files import uploads
 from mailer_core.http import KOMMO_ORIGIN
 
 from devstack.resources import load_template

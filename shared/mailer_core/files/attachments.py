@@ -30,10 +30,10 @@ from typing import Any, BinaryIO, Literal, cast
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import uploads
 from mailer_core.adapters import mime, s3, web_fetch
 from mailer_core.base import limits
 from mailer_core.base.errors import InvalidInput
+from mailer_core.files import uploads
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AttachmentAttribute, UploadModel
 
