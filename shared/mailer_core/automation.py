@@ -33,6 +33,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import scheduler, sqs
+from mailer_core.automation_loops import Suppressed
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
@@ -179,13 +180,6 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.reason = reason
         self.seconds = seconds
-
-
-class Suppressed(MailerError):
-    """The run was refused by a rule (a loop guard, the daily cap): recorded, not retried."""
-
-    status = 409
-    code = "suppressed"
 
 
 def _claim(job: RunJob, now: float) -> str:

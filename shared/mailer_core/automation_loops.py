@@ -14,7 +14,7 @@ At run time, for every automatic email ("send email" trigger):
 - one entity (lead, contact, company; the first address when the email had none) receives at
   most the account's daily number (`auto_email_cap`, 3 by default) of automatic emails from
   one template per UTC day: one conditional counter, so racing runs cannot both pass.
-A refusal raises `automation.Suppressed`, which the run records in the message's timeline.
+A refusal raises `Suppressed`, which the run records in the message's timeline.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from datetime import timedelta
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from mailer_core.accounts import access
 from mailer_core.base.clock import Clock
-from mailer_core.base.errors import InvalidInput
+from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.store import message_state as state
 from mailer_core.store.models import (
     AutomationFactModel,
@@ -39,6 +40,13 @@ from mailer_core.store.models import (
 
 MAX_CHAIN = 20
 _LINK_REFERENCE = re.compile(r"\{triggerlink:(\d{1,9})\}|triggerlink\(\s*(\d{1,9})\s*\)")
+
+
+class Suppressed(MailerError):
+    """The run was refused by a rule (a loop guard, the daily cap): recorded, not retried."""
+
+    status = 409
+    code = "suppressed"
 
 
 def link_ids_in(*texts: str | None) -> list[int]:
@@ -172,8 +180,6 @@ def check_link(account_id: int, link: LinkModel) -> None:
 
 
 def daily_cap(account_id: int) -> int:
-    from mailer_core.accounts import access
-
     return access.auto_email_cap(account_id)
 
 
@@ -186,8 +192,6 @@ def _entity_key(message: MessageModel) -> str:
 
 def check_runtime(message: MessageModel, template_id: str, depth: int, *, clock: Clock) -> None:
     """Raise `Suppressed` when this automatic email would run a loop or pass the daily cap."""
-    from mailer_core.automation import Suppressed
-
     try:
         template = TemplateModel.get(int(message.account_id), template_id)
     except DoesNotExist as exc:

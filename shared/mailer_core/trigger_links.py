@@ -19,6 +19,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
+from mailer_core import automation_loops, triggers
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -83,8 +84,6 @@ def _validated(account_id: int, payload: Any, *, creating: bool) -> dict[str, An
     if creating or "target" in data:
         out["target"] = validate_target(data.get("target"))
     if creating or "trigger_ids" in data:
-        from mailer_core import triggers
-
         out["trigger_ids"] = triggers.validate_ids(account_id, data.get("trigger_ids"), "trigger_ids")
     return out
 
@@ -133,8 +132,6 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
     link = LinkModel(
         caller.account_id, number, user_id=caller.user_id, created_at=now, updated_at=now, **fields
     )
-    from mailer_core import automation_loops  # reads the account's templates, triggers and links
-
     automation_loops.check_link(caller.account_id, link)
     try:
         link.save(condition=LinkModel.link_id.does_not_exist())
@@ -158,8 +155,6 @@ def update(caller: Caller, link_id: Any, payload: Any, *, clock: Clock = SYSTEM_
     for name, value in fields.items():
         setattr(link, name, value)
     if "trigger_ids" in fields:
-        from mailer_core import automation_loops
-
         automation_loops.check_link(caller.account_id, link)
     now = clock.now()
     actions: list[Any] = [

@@ -27,6 +27,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
+from mailer_core import automation_loops
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -275,8 +276,6 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
         updated_at=now,
         **fields,
     )
-    from mailer_core import automation_loops  # the cycle check reads templates and links
-
     automation_loops.check_trigger(caller.account_id, trigger)
     try:
         trigger.save(condition=TriggerModel.trigger_id.does_not_exist())
@@ -300,8 +299,6 @@ def update(caller: Caller, trigger_id: str, payload: Any, *, clock: Clock = SYST
     fields = _validated(caller.account_id, payload, current=trigger)
     for name, value in fields.items():
         setattr(trigger, name, value)
-    from mailer_core import automation_loops
-
     automation_loops.check_trigger(caller.account_id, trigger)
     actions = [getattr(TriggerModel, name).set(value) for name, value in fields.items()]
     actions.append(TriggerModel.updated_at.set(clock.now()))
