@@ -221,35 +221,35 @@ def delete_template(template_id: str) -> Response[str]:
 
 @app.get("/v1/triggers")
 def list_triggers() -> dict[str, Any]:
-    from mailer_core import triggers
+    from mailer_core.triggers import api as triggers
 
     return {"items": triggers.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/triggers")
 def create_trigger() -> Response[str]:
-    from mailer_core import triggers
+    from mailer_core.triggers import api as triggers
 
     return http.json_response(201, triggers.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/triggers/<trigger_id>")
 def get_trigger(trigger_id: str) -> dict[str, Any]:
-    from mailer_core import triggers
+    from mailer_core.triggers import api as triggers
 
     return triggers.get(http.caller_of(app), trigger_id)
 
 
 @app.patch("/v1/triggers/<trigger_id>")
 def update_trigger(trigger_id: str) -> dict[str, Any]:
-    from mailer_core import triggers
+    from mailer_core.triggers import api as triggers
 
     return triggers.update(http.caller_of(app), trigger_id, http.json_body(app))
 
 
 @app.delete("/v1/triggers/<trigger_id>")
 def delete_trigger(trigger_id: str) -> Response[str]:
-    from mailer_core import triggers
+    from mailer_core.triggers import api as triggers
 
     triggers.delete(http.caller_of(app), trigger_id)
     return Response(status_code=204, body="")
@@ -257,35 +257,35 @@ def delete_trigger(trigger_id: str) -> Response[str]:
 
 @app.get("/v1/links")
 def list_links() -> dict[str, Any]:
-    from mailer_core import trigger_links
+    from mailer_core.triggers import links_api as trigger_links
 
     return {"items": trigger_links.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/links")
 def create_link() -> Response[str]:
-    from mailer_core import trigger_links
+    from mailer_core.triggers import links_api as trigger_links
 
     return http.json_response(201, trigger_links.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/links/<link_id>")
 def get_link(link_id: str) -> dict[str, Any]:
-    from mailer_core import trigger_links
+    from mailer_core.triggers import links_api as trigger_links
 
     return trigger_links.get(http.caller_of(app), link_id)
 
 
 @app.patch("/v1/links/<link_id>")
 def update_link(link_id: str) -> dict[str, Any]:
-    from mailer_core import trigger_links
+    from mailer_core.triggers import links_api as trigger_links
 
     return trigger_links.update(http.caller_of(app), link_id, http.json_body(app))
 
 
 @app.delete("/v1/links/<link_id>")
 def delete_link(link_id: str) -> Response[str]:
-    from mailer_core import trigger_links
+    from mailer_core.triggers import links_api as trigger_links
 
     trigger_links.delete(http.caller_of(app), link_id)
     return Response(status_code=204, body="")

@@ -33,7 +33,6 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import scheduler, sqs
-from mailer_core.automation_loops import Suppressed
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
@@ -47,6 +46,7 @@ from mailer_core.store.models import (
     MessageModel,
     TriggerModel,
 )
+from mailer_core.triggers.loops import Suppressed
 
 MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure
 CLAIM_SECONDS = 300  # a run claimed by a worker that died is taken again after this long
@@ -118,7 +118,7 @@ def run_id_for(message_id: str, source: str, trigger_id: str) -> str:
 
 def fan_out(message: MessageModel, event: str, source: str, trigger_ids: list[str], *, clock: Clock) -> int:
     """Queue one run per trigger (delayed as each says); the number queued."""
-    from mailer_core.triggers import find_many
+    from mailer_core.triggers.api import find_many
 
     if not trigger_ids:
         return 0
@@ -313,8 +313,8 @@ class Runner:
         return "done"
 
     def _execute(self, job: RunJob, trigger: TriggerModel, message: MessageModel) -> str:
-        from mailer_core import trigger_actions
         from mailer_core.accounts import access
+        from mailer_core.triggers import actions as trigger_actions
 
         try:
             account = AccountModel.get(job.account_id)
@@ -363,8 +363,9 @@ def send_follow_up(
     same mailbox, with an id derived from the run, within the loop guards."""
     from ulid import ULID
 
-    from mailer_core import automation_loops, messages
+    from mailer_core import messages
     from mailer_core.accounts.auth import Caller
+    from mailer_core.triggers import loops as automation_loops
 
     depth = int(message.chain_depth or 0) + 1
     automation_loops.check_runtime(message, template_id, depth, clock=clock)

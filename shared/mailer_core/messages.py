@@ -241,7 +241,7 @@ def compose(
     files = attachments.validate_attachments(
         caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
     )
-    from mailer_core import triggers as trigger_rules
+    from mailer_core.triggers import api as trigger_rules
 
     chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
     not_opened_after = trigger_rules.validate_not_opened_after(data)

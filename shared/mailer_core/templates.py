@@ -61,7 +61,7 @@ FIELDS = {
     "track_opens",
     "locale",
     "timezone",
-    "triggers",  # trigger ids per event: sent, opened, not_opened, failed (mailer_core.triggers)
+    "triggers",  # trigger ids per event: sent, opened, not_opened, failed (mailer_core.triggers.api)
     "not_opened_after",  # seconds "not opened" waits, 60 or more
     "repeat_max",  # marks an intentional loop: the most automatic emails its chain may send
 }
@@ -232,11 +232,11 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
 
         out["attachment_links"] = attachments.validate_links(data.get("attachment_links"))
     if creating or "triggers" in data:
-        from mailer_core import triggers
+        from mailer_core.triggers import api as triggers
 
         out["triggers"] = triggers.validate_event_triggers(caller.account_id, data.get("triggers"))
     if creating or "not_opened_after" in data:
-        from mailer_core import triggers
+        from mailer_core.triggers import api as triggers
 
         out["not_opened_after"] = triggers.validate_not_opened_after(data)
     if creating or "repeat_max" in data:
@@ -245,8 +245,8 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
 
 
 def _check_loops(caller: Caller, template: TemplateModel, fields: dict[str, Any]) -> None:
-    """Refuse a save that closes an automation loop (mailer_core.automation_loops)."""
-    from mailer_core import automation_loops
+    """Refuse a save that closes an automation loop (mailer_core.triggers.loops)."""
+    from mailer_core.triggers import loops as automation_loops
 
     for name, value in fields.items():
         if name not in ("html", "attachments"):
@@ -272,7 +272,7 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
     fields = _validated(caller, payload, current=None)
     template_id = clock.new_id()
     now = clock.now()
-    from mailer_core.automation_loops import link_ids_in
+    from mailer_core.triggers.loops import link_ids_in
 
     fields["link_ids"] = link_ids_in(fields["subject"], fields["html"]) or None
     probe = TemplateModel(caller.account_id, template_id, name=fields["name"], user_id=caller.user_id)
@@ -320,7 +320,7 @@ def update(caller: Caller, template_id: str, payload: Any, *, clock: Clock = SYS
     template = _editable(caller, template_id)
     fields = _validated(caller, payload, current=template)
     if "html" in fields or "subject" in fields:
-        from mailer_core.automation_loops import link_ids_in
+        from mailer_core.triggers.loops import link_ids_in
 
         subject = fields.get("subject", template.subject)
         body = fields["html"] if "html" in fields else html_of(template)

@@ -427,7 +427,7 @@ def _trigger_link_click(
 ) -> ClickAnswer:
     """Run the link's triggers for a person's GET (never for a machine, never for HEAD, even
     with the account's machine filter off); then the redirect or the thank-you page."""
-    from mailer_core import trigger_link_clicks
+    from mailer_core.triggers import link_clicks as trigger_link_clicks
 
     if not machine and request.method.upper() == "GET" and target.link_id is not None:
         try:

@@ -4,11 +4,12 @@ thank-you page's language. Pure functions."""
 from __future__ import annotations
 
 import pytest
-from mailer_core import link_targets, trigger_link_clicks
+from mailer_core import link_targets
 from mailer_core.base import web_addresses
 from mailer_core.rendering import sandbox as rendering
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store.models import LinkModel
+from mailer_core.triggers import link_clicks as trigger_link_clicks
 
 
 def test_the_marker_is_what_rendering_gives_a_triggerlink() -> None:

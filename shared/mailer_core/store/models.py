@@ -305,7 +305,7 @@ class TemplateModel(Model):
     track_opens = BooleanAttribute(null=True)
     # Automation: trigger ids per event (as on MessageModel.triggers), the not-opened wait
     # (seconds), and, for a chain the user marked as intentionally repeating, how many times
-    # it may send this template to one entity (mailer_core.automation_loops).
+    # it may send this template to one entity (mailer_core.triggers.loops).
     triggers = MapAttribute[str, Any](null=True)
     not_opened_after = NumberAttribute(null=True)
     repeat_max = NumberAttribute(null=True)
@@ -352,7 +352,7 @@ class UploadModel(Model):
 
 
 class TriggerModel(Model):
-    """A CRM action users wire to email events and links (mailer_core.triggers)."""
+    """A CRM action users wire to email events and links (mailer_core.triggers.api)."""
 
     class Meta:
         table_name = _TableName("triggers_table")
@@ -369,7 +369,7 @@ class TriggerModel(Model):
 
 
 class LinkModel(Model):
-    """A trigger link, used in templates as {triggerlink:N} (mailer_core.trigger_links)."""
+    """A trigger link, used in templates as {triggerlink:N} (mailer_core.triggers.links_api)."""
 
     class Meta:
         table_name = _TableName("links_table")

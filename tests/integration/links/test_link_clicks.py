@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import tracking, trigger_link_clicks
+from mailer_core import tracking
 from mailer_core.base.clock import FakeClock
 from mailer_core.store.models import AutomationFactModel
+from mailer_core.triggers import link_clicks as trigger_link_clicks
 from pynamodb.exceptions import DoesNotExist
 
 from devstack import kommo_seed as seed

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import trigger_links
 from mailer_core.accounts.auth import Caller
+from mailer_core.triggers import links_api as trigger_links
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

@@ -27,13 +27,13 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core import automation_loops
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import TemplateModel, TriggerModel, plain_map
+from mailer_core.triggers import loops as automation_loops
 
 TYPES = ("task", "note", "stage", "field", "email", "lead", "tags")
 ENTITIES = ("lead", "contact", "company")

@@ -19,7 +19,6 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core import automation_loops, triggers
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -27,6 +26,8 @@ from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer_core.base.web_addresses import MAX_TARGET_CHARS, web_address
 from mailer_core.rendering.source_checks import has_variables, validate_source
 from mailer_core.store.models import AutomationFactModel, LinkModel
+from mailer_core.triggers import api as triggers
+from mailer_core.triggers import loops as automation_loops
 
 FIELDS = {"name", "once", "target", "trigger_ids"}
 SEQUENCE_KEY = "seq#links"

@@ -28,7 +28,7 @@ from mailer_core.base.errors import MailerError
 from mailer_core.kommo import fields as kommo_fields
 from mailer_core.kommo.client import EntityType, KommoClient, NewNote, NewTask
 from mailer_core.store.models import MessageModel, TriggerModel
-from mailer_core.triggers import params_of
+from mailer_core.triggers.api import params_of
 
 KINDS: dict[str, EntityType] = {"lead": "leads", "contact": "contacts", "company": "companies"}
 
