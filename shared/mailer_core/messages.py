@@ -30,13 +30,15 @@ from mailer_core.base.errors import (
     PayloadTooLarge,
     UpstreamError,
 )
+from mailer_core.base.limits import MAX_RECIPIENTS
 from mailer_core.base.logs import logger
 from mailer_core.files import attachments
+from mailer_core.kommo import contacts
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
-from mailer_core.store.models import AccountModel, MessageModel, event_triggers
+from mailer_core.store.models import MessageModel, event_triggers
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
@@ -44,7 +46,6 @@ FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 FIELDS |= {"triggers", "not_opened_after"}  # the automation (mailer_core.automation), frozen at compose
 MAX_BODY_BYTES = limits.BODY_BYTES
-MAX_RECIPIENTS = 50
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 ENTITY_TYPES = ("leads", "contacts", "companies")
 
@@ -132,28 +133,6 @@ def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
     return kind, entity_id
 
 
-def _entity_recipients(account_id: int, kind: str, entity_id: int, which: str) -> list[str]:
-    from mailer_core.kommo import (
-        accounts as kommo_accounts,  # imported here: only compose-by-entity needs Kommo
-    )
-
-    try:
-        account = AccountModel.get(account_id)
-    except DoesNotExist:
-        raise Conflict("the account is not connected to Kommo", field="entity") from None
-    contacts = kommo_accounts.client_for_account(account).entity_contacts(kind, entity_id)  # type: ignore[arg-type]
-    if which == "main":
-        contacts = [c for c in contacts if c.is_main] or contacts[:1]
-    addresses: list[str] = []
-    for contact in contacts:
-        for address in contact.emails:
-            if address.lower() not in {a.lower() for a in addresses}:
-                addresses.append(address)
-            if which == "main":
-                break
-    return addresses
-
-
 class AlreadyComposed(Conflict):
     """An automatic compose (pipeline, trigger) with a message id that is already stored: a replay."""
 
@@ -218,15 +197,15 @@ def compose(
 
     use = None
     if data.get("template_id") is not None:
-        from mailer_core import templates  # imported here: only a compose from a template needs it
+        from mailer_core import from_template  # cold start: jinja2, babel (only a compose from a template)
 
-        use = templates.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
+        use = from_template.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
         subject, html, to, cc, bcc = use.subject, use.html, use.to, use.cc, use.bcc
     else:  # a raw subject and body may hold variables too: they must compile
         validate_source(subject, field="subject", html=False)
         validate_source(html, field="html", html=True)
     if not to and entity is not None and (use is None or use.to_client != "none"):
-        to = _entity_recipients(caller.account_id, entity[0], entity[1], which)
+        to = contacts.entity_recipients(caller.account_id, entity[0], entity[1], which)
         if not to:
             raise InvalidInput(
                 f"{entity[0]} {entity[1]} has no contact with an email address", field="entity"

@@ -18,6 +18,7 @@ BODY_BYTES = 8 * MB
 EMAIL_ATTACHMENTS_BYTES = 100 * MB
 TEMPLATE_ATTACHMENTS_BYTES = 50 * MB
 INLINE_IMAGE_BYTES = 5 * MB
+MAX_RECIPIENTS = 50  # the addresses of one email: to, cc and bcc together
 
 
 def megabytes(size: int) -> str:
