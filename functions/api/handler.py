@@ -178,42 +178,42 @@ def preview_message() -> dict[str, Any]:
 
 @app.get("/v1/templates")
 def list_templates() -> dict[str, Any]:
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     return {"items": templates.list_for(http.caller_of(app))}
 
 
 @app.post("/v1/templates")
 def create_template() -> Response[str]:
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     return http.json_response(201, templates.create(http.caller_of(app), http.json_body(app)))
 
 
 @app.get("/v1/templates/<template_id>")
 def get_template(template_id: str) -> dict[str, Any]:
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     return templates.get(http.caller_of(app), template_id)
 
 
 @app.get("/v1/templates/<template_id>/stats")
 def get_template_stats(template_id: str) -> dict[str, Any]:
-    from mailer_core import template_stats
+    from mailer_core.templates import stats_view as template_stats
 
     return template_stats.view(http.caller_of(app), template_id)
 
 
 @app.patch("/v1/templates/<template_id>")
 def update_template(template_id: str) -> dict[str, Any]:
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     return templates.update(http.caller_of(app), template_id, http.json_body(app))
 
 
 @app.delete("/v1/templates/<template_id>")
 def delete_template(template_id: str) -> Response[str]:
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     templates.delete(http.caller_of(app), template_id)
     return Response(status_code=204, body="")

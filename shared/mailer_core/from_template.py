@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailer_core import templates
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -17,6 +16,7 @@ from mailer_core.kommo import contacts
 from mailer_core.rendering import personalize
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store.models import MailboxModel, event_triggers
+from mailer_core.templates import api as templates
 
 
 @dataclass(frozen=True)

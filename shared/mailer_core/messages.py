@@ -42,7 +42,7 @@ from mailer_core.store.models import MessageModel, event_triggers
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
-FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates)
+FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 FIELDS |= {"triggers", "not_opened_after"}  # the automation (mailer_core.automation), frozen at compose
 MAX_BODY_BYTES = limits.BODY_BYTES

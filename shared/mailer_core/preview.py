@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import messages, templates
+from mailer_core import messages
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import html_to_text
 from mailer_core.base import validation
@@ -14,6 +14,7 @@ from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone
+from mailer_core.templates import api as templates
 
 PREVIEW_FIELDS = {"template_id", "subject", "html", "entity", "mailbox_id", "locale", "timezone"}
 

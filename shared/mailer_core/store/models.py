@@ -234,7 +234,7 @@ class MessageModel(Model):
     # at send time.
     attachments = ListAttribute(of=AttachmentAttribute, default=list)
     attachment_links = ListAttribute(of=UnicodeAttribute, default=list)
-    # Templates (mailer_core.templates, personalization): subject and html above are template
+    # Templates (mailer_core.templates.api, personalization): subject and html above are template
     # sources rendered at send time with fresh CRM data; the template they came from, if any.
     template_id = UnicodeAttribute(null=True)
     locale = UnicodeAttribute(null=True)
@@ -276,7 +276,7 @@ class MessageModel(Model):
 
 
 class TemplateModel(Model):
-    """A saved email (mailer_core.templates): recipients, subject and body with variables."""
+    """A saved email (mailer_core.templates.api): recipients, subject and body with variables."""
 
     class Meta:
         table_name = _TableName("templates_table")
@@ -408,7 +408,7 @@ class AutomationFactModel(Model):
 
 
 class TemplateStatsModel(Model):
-    """Counters of the emails sent from one template (mailer_core.template_stats).
+    """Counters of the emails sent from one template (mailer_core.templates.stats_view).
 
     Emails, not events: each message counts at most once in sent, failed, bounced, opened
     (a person) and machine_opened. Per link, besides these attributes, the item holds

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def view(caller: Caller, template_id: str) -> dict[str, Any]:
     """The template's counters, for whoever may see the template (404 otherwise)."""
-    from mailer_core import templates
+    from mailer_core.templates import api as templates
 
     templates.for_use(caller, template_id)
     reply = TemplateStatsModel._get_connection().get_item(str(caller.account_id), template_id)
