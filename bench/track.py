@@ -78,12 +78,13 @@ def main() -> None:
     from moto import mock_aws
 
     with mock_aws():
-        from mailer_core import tracking, tracking_tokens
         from mailer_core.base.config import reset_settings
         from mailer_core.store import message_state as state
         from mailer_core.store import models
         from mailer_core.store.models import MessageModel, TemplateStatsModel
         from mailer_core.templates import stats_view as template_stats
+        from mailer_core.tracking import rewrite as tracking
+        from mailer_core.tracking import tokens as tracking_tokens
 
         from devstack.resources import create_stack, function_environment
         from tests.support.api_client import LambdaContext, http_event, load_handler

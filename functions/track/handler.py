@@ -11,9 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import tracking
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.tracking import routes as tracking
 
 app = APIGatewayHttpResolver()
 clock: Clock = SYSTEM_CLOCK  # tests replace it

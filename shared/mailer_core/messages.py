@@ -15,7 +15,6 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core import tracking
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
@@ -39,6 +38,7 @@ from mailer_core.rendering.source_checks import validate_locale, validate_source
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import MessageModel, event_triggers
+from mailer_core.tracking import counters_view as tracking
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}

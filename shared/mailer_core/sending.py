@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import suppressions, tracking
+from mailer_core import suppressions
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
@@ -61,6 +61,7 @@ from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets
 from mailer_core.store.models import MailboxModel, MessageModel
+from mailer_core.tracking import rewrite as tracking
 
 Outcome = Literal[
     "sent",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mailer_core import machine_traffic
 from mailer_core.store import timeline
 from mailer_core.store.models import MessageModel
+from mailer_core.tracking import machine_traffic
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 

@@ -4,11 +4,11 @@ thank-you page's language. Pure functions."""
 from __future__ import annotations
 
 import pytest
-from mailer_core import link_targets
 from mailer_core.base import web_addresses
 from mailer_core.rendering import sandbox as rendering
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store.models import LinkModel
+from mailer_core.tracking import link_targets
 from mailer_core.triggers import link_clicks as trigger_link_clicks
 
 

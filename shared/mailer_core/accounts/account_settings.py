@@ -13,7 +13,7 @@ administer, stock defaults".
 - `default_rate_per_second`, `default_daily_cap`: what a new mailbox gets when the request
   does not say.
 - `track_opens`: whether a new email or template carries the open pixel when it does not say.
-- `filter_machine_traffic`: tell machines' opens and clicks apart (mailer_core.machine_traffic).
+- `filter_machine_traffic`: tell machines' opens and clicks apart (mailer_core.tracking.machine_traffic).
 - `auto_emails_per_entity_per_day`: how many automatic emails one template may send to one
   lead, contact or company a day (the automation reads `auto_email_cap`).
 

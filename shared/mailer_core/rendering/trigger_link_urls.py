@@ -9,15 +9,15 @@
    A target that renders empty, or to something that is not a web address, leads to the
    thank-you page. A link that does not exist renders as `#` and the send writes it into the
    message's history (`note_unknown`).
-3. Sending: tracking.rewrite replaces every marker (in an href or anywhere else, even in a
+3. Sending: tracking/rewrite replaces every marker (in an href or anywhere else, even in a
    link marked `data-mailer-notrack`: a trigger link only works through us) with a click URL
    `/c/{token}` whose stored target on the message is `stored_form(N, target)`:
    `triggerlink:8` (the thank-you page) or `triggerlink:8:https://…`. Without tracking
    configured, and in the preview, markers become the target itself (`direct`).
-4. Clicking: tracking.resolve_click recognises the stored form (`parse_stored`) and
-   trigger_link_clicks decides whether the link's triggers run.
+4. Clicking: tracking/record recognises the stored form (tracking/link_targets) and
+   triggers/link_clicks decides whether the link's triggers run.
 
-This module is imported by the track function: no Jinja2 here.
+No Jinja2 here: the targets are rendered by the caller's `render_target`.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class AccountModel(Model):
     blocked_until = NumberAttribute(null=True)
     status_changed_at = UTCDateTimeAttribute(null=True)
     status_detail = UnicodeAttribute(null=True)
-    # Machine opens and clicks (mailer_core.machine_traffic) are told apart unless this is False.
+    # Machine opens and clicks (mailer_core.tracking.machine_traffic) are told apart unless this is False.
     filter_machine_traffic = BooleanAttribute(null=True)
     # The secret the digital pipeline action's settings carry (mailer_core.accounts.pipeline_secret):
     # made at install when missing, compared in constant time by the webhook.

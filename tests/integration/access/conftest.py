@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic
 from mailer_core.accounts import access
+from mailer_core.tracking import machine_traffic
 
 from tests.conftest import TEST_AUDIENCE, TEST_SECRET
 from tests.support.api_client import ApiClient

@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import Forbidden
 from mailer_core.store.models import AccountModel, MailboxModel
+from mailer_core.tracking import machine_traffic
 
 from tests.integration.access.conftest import ACCOUNT, ANNA, BORIS, OTHER_ACCOUNT, caller, mailbox_body
 from tests.support.api_client import ApiClient

@@ -11,8 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import automation, tracking, tracking_tokens
+from mailer_core import automation
 from mailer_core.events import timers
+from mailer_core.tracking import record as tracking
+from mailer_core.tracking import tokens as tracking_tokens
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import tracking
 from mailer_core.base.clock import FakeClock
 from mailer_core.events import jobs
+from mailer_core.tracking import routes as tracking
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

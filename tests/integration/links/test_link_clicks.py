@@ -8,9 +8,9 @@ import threading
 from typing import Any
 
 import pytest
-from mailer_core import tracking
 from mailer_core.base.clock import FakeClock
 from mailer_core.store.models import AutomationFactModel
+from mailer_core.tracking import routes as tracking
 from mailer_core.triggers import link_clicks as trigger_link_clicks
 from pynamodb.exceptions import DoesNotExist
 
@@ -224,8 +224,8 @@ def test_with_the_machine_filter_off_a_head_request_still_runs_nothing(
     smtp: SmtpTestServer,
     later: FakeClock,
 ) -> None:
-    from mailer_core import machine_traffic
     from mailer_core.store.models import AccountModel
+    from mailer_core.tracking import machine_traffic
 
     AccountModel.get(seed.ACCOUNT_ID).update(actions=[AccountModel.filter_machine_traffic.set(False)])
     machine_traffic.forget_switches()

@@ -9,8 +9,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from mailer_core import tracking_tokens
 from mailer_core.base.config import reset_settings
+from mailer_core.tracking import tokens as tracking_tokens
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic, tracking, tracking_tokens
 from mailer_core.base.config import reset_settings
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel
+from mailer_core.tracking import machine_traffic
+from mailer_core.tracking import rewrite as tracking
+from mailer_core.tracking import tokens as tracking_tokens
 
 from tests.conftest import TEST_AUDIENCE, TEST_SECRET
 from tests.integration.core.conftest import LOGIN, PASSWORD

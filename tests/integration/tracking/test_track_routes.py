@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import tracking
 from mailer_core.events import message_events
 from mailer_core.store import timeline
 from mailer_core.store.models import AccountModel
+from mailer_core.tracking import routes as tracking
 
 from tests.integration.tracking.conftest import (
     ACCOUNT,

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import tracking, tracking_tokens
 from mailer_core.base.clock import FakeClock
+from mailer_core.tracking import rewrite as tracking
+from mailer_core.tracking import routes as tracking_routes
+from mailer_core.tracking import tokens as tracking_tokens
 
 from devstack.resources import StackResources
 from tests.integration.core.conftest import mailbox_body
@@ -90,7 +92,7 @@ def test_a_sent_email_carries_tracked_links_and_the_pixel_and_clicks_work(
     later = FakeClock(current=datetime.now(UTC) + timedelta(minutes=1))
     monkeypatch.setattr(load_handler("track"), "clock", later)
     assert hit(clicks[2]).headers["location"] == "http://blog.example.com/post"
-    assert hit(pixel).body == tracking.PIXEL_GIF
+    assert hit(pixel).body == tracking_routes.PIXEL_GIF
     view = user.get(f"/v1/messages/{message_id}").json()
     assert view["opens"] == {"people": 1, "machines": 0} and view["first_open_at"]
     assert view["clicks"][1] == {"url": "http://blog.example.com/post", "people": 1, "machines": 1}

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic
+from mailer_core.tracking import machine_traffic
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

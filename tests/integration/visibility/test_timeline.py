@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import machine_traffic, tracking, tracking_tokens
 from mailer_core.store import timeline
+from mailer_core.tracking import machine_traffic
+from mailer_core.tracking import record as tracking
+from mailer_core.tracking import tokens as tracking_tokens
 
 from devstack import kommo_seed as seed
 from devstack.resources import StackResources

@@ -7,7 +7,11 @@ read by the click route; no Jinja2, no Kommo here.
 
 from __future__ import annotations
 
+import re
+
 from mailer_core.base.web_addresses import web_address
+
+_UNSUBSCRIBE_LIKE = re.compile(r"unsubscribe|opt-?out", re.IGNORECASE)
 
 STORED_PREFIX = "triggerlink:"
 
@@ -27,3 +31,13 @@ def parse_stored(text: str) -> tuple[int, str | None] | None:
     if target and web_address(target) != target:
         return None
     return int(number), target or None
+
+
+def trackable(url: str, base: str) -> bool:
+    """Whether a link is wrapped for click tracking (`base`: our own public URL, never wrapped)."""
+    lowered = url.strip().lower()
+    if not lowered.startswith(("http://", "https://")):
+        return False  # mailto:, tel:, #anchors, cid:, javascript: …
+    if base and lowered.startswith(base.lower()):
+        return False  # our own routes (pages, unsubscribe) are never wrapped twice
+    return not _UNSUBSCRIBE_LIKE.search(lowered)
