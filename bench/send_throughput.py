@@ -352,8 +352,8 @@ def create_mailbox(smtp_port: int) -> str:
 
 
 def compose(mailbox_id: str, indexes: range) -> list[str]:
-    from mailer_core import messages
     from mailer_core.accounts.auth import Caller
+    from mailer_core.messages import compose as messages
 
     caller = Caller(ACCOUNT_ID, "mailerbench", USER_ID, False)
     return [

@@ -112,7 +112,7 @@ def check_mailbox(mailbox_id: str) -> dict[str, Any]:
 
 @app.get("/v1/suppressions")
 def list_suppressions() -> dict[str, Any]:
-    from mailer_core import suppressions
+    from mailer_core.messages import suppressions
 
     query = app.current_event.query_string_parameters or {}
     caller = http.caller_of(app)
@@ -121,7 +121,7 @@ def list_suppressions() -> dict[str, Any]:
 
 @app.delete("/v1/suppressions/<address>")
 def lift_suppression(address: str) -> Response[str]:
-    from mailer_core import suppressions
+    from mailer_core.messages import suppressions
 
     suppressions.lift(http.caller_of(app), unquote(address))  # "anna%40example.com" or decoded
     return Response(status_code=204, body="")
@@ -129,10 +129,10 @@ def lift_suppression(address: str) -> Response[str]:
 
 @app.get("/v1/messages")
 def list_messages() -> dict[str, Any]:
-    from mailer_core import messages
+    from mailer_core.messages import queries
 
     query = app.current_event.query_string_parameters or {}
-    return messages.list_for(
+    return queries.list_for(
         http.caller_of(app),
         status=query.get("status"),
         limit=http.limit_param(query),
@@ -142,36 +142,36 @@ def list_messages() -> dict[str, Any]:
 
 @app.post("/v1/messages")
 def compose_message() -> Response[str]:
-    from mailer_core import messages
+    from mailer_core.messages import compose
 
-    message = messages.compose(http.caller_of(app), http.json_body(app))
+    message = compose.compose(http.caller_of(app), http.json_body(app))
     return http.json_response(202, message)
 
 
 @app.get("/v1/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
-    from mailer_core import messages
+    from mailer_core.messages import queries
 
-    return messages.get(http.caller_of(app), message_id)
+    return queries.get(http.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
-    from mailer_core import messages
+    from mailer_core.messages import lifecycle
 
-    return messages.cancel(http.caller_of(app), message_id)
+    return lifecycle.cancel(http.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/retry")
 def retry_message(message_id: str) -> Response[str]:
-    from mailer_core import messages
+    from mailer_core.messages import lifecycle
 
-    return http.json_response(202, messages.resend(http.caller_of(app), message_id))
+    return http.json_response(202, lifecycle.resend(http.caller_of(app), message_id))
 
 
 @app.post("/v1/messages/preview")
 def preview_message() -> dict[str, Any]:
-    from mailer_core import preview  # imported here: Jinja2 and babel are not needed at a cold start
+    from mailer_core.messages import preview  # imported here: Jinja2 and babel are not needed at a cold start
 
     return preview.preview(http.caller_of(app), http.json_body(app))
 

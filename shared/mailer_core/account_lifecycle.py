@@ -46,7 +46,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, MalformedRequest
 from mailer_core.base.logs import logger
-from mailer_core.messages import cancel_stored
+from mailer_core.messages.lifecycle import cancel_stored
 from mailer_core.store import message_state as state
 from mailer_core.store.models import AccountModel, MessageModel
 

@@ -363,8 +363,8 @@ def send_follow_up(
     same mailbox, with an id derived from the run, within the loop guards."""
     from ulid import ULID
 
-    from mailer_core import messages
     from mailer_core.accounts.auth import Caller
+    from mailer_core.messages import compose as messages
     from mailer_core.triggers import loops as automation_loops
 
     depth = int(message.chain_depth or 0) + 1

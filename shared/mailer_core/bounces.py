@@ -36,10 +36,10 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core import suppressions
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
+from mailer_core.messages import suppressions
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.message_state import entry
 from mailer_core.store.models import BounceEntry, MailboxModel, MessageModel

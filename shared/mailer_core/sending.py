@@ -43,7 +43,6 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import suppressions
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
 from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
@@ -57,6 +56,7 @@ from mailer_core.files.attachments import AttachmentFailure
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.mailboxes import sent_folder
+from mailer_core.messages import suppressions
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mailer_core import automatic_send, bracket_form, messages
+from mailer_core import automatic_send, bracket_form
 from mailer_core.base.errors import InvalidInput, MalformedRequest
 from mailer_core.kommo import client as kommo
+from mailer_core.messages import compose as messages
 
 
 def test_a_bracket_form_becomes_nested_objects_with_string_values_and_decoded_text() -> None:

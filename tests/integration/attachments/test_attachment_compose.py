@@ -8,13 +8,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from mailer_core import messages
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3
 from mailer_core.base import limits
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.errors import InvalidInput, PayloadTooLarge
 from mailer_core.files import attachments, uploads
+from mailer_core.messages import compose as messages
 from mailer_core.store.models import MessageModel, UploadModel
 
 from devstack.resources import StackResources

@@ -184,8 +184,8 @@ def test_a_delayed_trigger_waits_on_the_queue_or_on_a_schedule(
 def test_a_replayed_automatic_compose_queues_a_message_its_first_compose_left_unqueued(
     aws_stack: StackResources, manager: ApiClient, mailbox: str, kommo: KommoStandIn
 ) -> None:
-    from mailer_core import messages
     from mailer_core.accounts.auth import Caller
+    from mailer_core.messages import compose as messages
 
     caller = Caller(seed.ACCOUNT_ID, seed.SUBDOMAIN, seed.MANAGER_USER_ID, is_admin=True)
     payload = {"entity": LEAD, "subject": "Hi", "html": "<p>Hi</p>"}

@@ -201,7 +201,7 @@ def test_a_suppressed_address_is_skipped_and_an_administrator_lifts_it(
 
 
 def test_suppressions_are_listed_a_page_at_a_time(admin: ApiClient, aws_stack: StackResources) -> None:
-    from mailer_core import suppressions
+    from mailer_core.messages import suppressions
 
     for n in range(5):
         suppressions.add(ACCOUNT, f"a{n}@client.example", reason="bounced", when=CLOCK.now())

@@ -220,7 +220,7 @@ def test_forged_clicks_get_link_not_found_and_there_is_no_open_redirect() -> Non
 
 
 def test_the_message_view_shows_opens_and_clicks(aws_stack: Any) -> None:
-    from mailer_core.messages import public_view
+    from mailer_core.messages.views import public_view
 
     sent_message("V1", [OFFER])
     hit(open_path("V1"))

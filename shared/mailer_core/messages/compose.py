@@ -1,13 +1,11 @@
-"""Compose, read, list, cancel and resend messages: the rules behind /v1/messages.
+"""Compose: a message stored first (conditional put), then queued or scheduled.
 
-A composed message is stored first (conditional put), then queued. If queuing fails the
-message is marked failed with the reason, so nothing is left half-written: a stored message
-is either on its way or says why it is not.
+If queuing fails the message is marked failed with the reason, so nothing is left
+half-written: a stored message is either on its way or says why it is not.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from datetime import timedelta
@@ -24,8 +22,6 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import (
     Conflict,
     InvalidInput,
-    MalformedRequest,
-    NotFound,
     PayloadTooLarge,
     UpstreamError,
 )
@@ -34,75 +30,25 @@ from mailer_core.base.logs import logger
 from mailer_core.files import attachments
 from mailer_core.kommo import contacts
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
-from mailer_core.store import timeline
-from mailer_core.store.models import MessageModel, event_triggers
-from mailer_core.tracking import counters_view as tracking
+from mailer_core.store.models import MessageModel
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 FIELDS |= {"triggers", "not_opened_after"}  # the automation (mailer_core.automation), frozen at compose
+
+
 MAX_BODY_BYTES = limits.BODY_BYTES
+
+
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
 ENTITY_TYPES = ("leads", "contacts", "companies")
-
-
-def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": message.message_id,
-        "status": message.status,
-        "user_id": int(message.user_id),
-        "mailbox_id": message.mailbox_id,
-        "lane": message.lane,
-        "to": list(message.to),
-        "cc": list(message.cc or []),
-        "bcc": list(message.bcc or []),
-        "entity": (
-            {"type": message.entity_type, "id": int(message.entity_id)}
-            if message.entity_type and message.entity_id is not None
-            else None
-        ),
-        "subject": message.subject,
-        "template_id": message.template_id,
-        "message_id_header": message.header_message_id,
-        "send_at": message.send_at.isoformat() if message.send_at else None,
-        "attempts": int(message.attempts or 0),
-        "last_error": message.last_error,
-        "created_at": message.created_at.isoformat(),
-        "updated_at": message.updated_at.isoformat(),
-        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
-        "attachments": [attachments.AttachedFile.from_attribute(a).view() for a in message.attachments or []],
-        "attachment_links": list(message.attachment_links or []),
-        "history": [
-            {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
-        ],
-        "timeline": timeline.view(message),  # the history in time order, with each step's kind
-        "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
-            {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
-        ],
-        "track_opens": message.track_opens is not False,
-        "origin": message.origin or "manual",
-        "triggers": event_triggers(message.triggers),
-        "not_opened_after": int(message.not_opened_after) if message.not_opened_after else None,
-        "parent_message_id": message.parent_message_id,
-        **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
-    }
-    if with_body:
-        view["html"] = message.html if message.html is not None else None
-    return view
-
-
-def _load(caller: Caller, message_id: str) -> MessageModel:
-    try:
-        message = MessageModel.get(caller.account_id, message_id, consistent_read=True)
-    except DoesNotExist:
-        raise NotFound("no such message", field="message_id") from None
-    if not caller.is_admin and int(message.user_id) != caller.user_id:
-        raise NotFound("no such message", field="message_id")
-    return message
 
 
 def templates_locale(payload: dict[str, Any]) -> str | None:
@@ -197,7 +143,7 @@ def compose(
 
     use = None
     if data.get("template_id") is not None:
-        from mailer_core import from_template  # cold start: jinja2, babel (only a compose from a template)
+        from mailer_core.messages import from_template  # cold start: jinja2, babel
 
         use = from_template.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
         subject, html, to, cc, bcc = use.subject, use.html, use.to, use.cc, use.bcc
@@ -279,7 +225,7 @@ def compose(
             _dispatch_again(caller.account_id, message_id, clock=clock)
             raise AlreadyComposed("this message was already composed", message_id=message_id) from exc
         raise
-    _dispatch(message, clock=clock)
+    dispatch(message, clock=clock)
     logger.info(
         "message composed",
         extra={
@@ -310,10 +256,10 @@ def _dispatch_again(account_id: int, message_id: str, *, clock: Clock) -> None:
     except DoesNotExist:
         return
     if stored.status in (state.QUEUED, state.SCHEDULED):
-        _dispatch(stored, clock=clock)
+        dispatch(stored, clock=clock)
 
 
-def _dispatch(message: MessageModel, *, clock: Clock) -> None:
+def dispatch(message: MessageModel, *, clock: Clock) -> None:
     """Queue the message now, after an SQS delay, or through a one-time schedule."""
     job = sqs.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
     if message.entity_type and message.entity_id is not None:  # the worker reads a batch's CRM data at once
@@ -345,108 +291,6 @@ def _dispatch(message: MessageModel, *, clock: Clock) -> None:
             "the message was saved as failed: the queue is unavailable; send it again later",
             message_id=message.message_id,
         ) from exc
-
-
-def get(caller: Caller, message_id: str) -> dict[str, Any]:
-    message = _load(caller, message_id)
-    view = public_view(message)
-    return view
-
-
-def list_for(
-    caller: Caller, *, status: str | None, limit: int = 50, cursor: str | None = None
-) -> dict[str, Any]:
-    if status is not None and status not in state.STATUSES:
-        raise InvalidInput(f"must be one of {', '.join(state.STATUSES)}", field="status")
-    last_key = _decode_cursor(cursor) if cursor else None
-    owner = None if caller.is_admin else (MessageModel.user_id == caller.user_id)
-    if status:
-        results = MessageModel.by_status.query(
-            state.status_key(caller.account_id, status),
-            scan_index_forward=False,
-            limit=limit,
-            last_evaluated_key=last_key,
-            filter_condition=owner,
-        )
-    else:
-        results = MessageModel.query(
-            caller.account_id,
-            scan_index_forward=False,
-            limit=limit,
-            last_evaluated_key=last_key,
-            filter_condition=owner,
-        )
-    items = [public_view(m) for m in results]
-    next_key = results.last_evaluated_key
-    return {"items": items, "next_cursor": _encode_cursor(next_key) if next_key else None}
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError as exc:
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor") from exc
-    if not isinstance(value, dict):
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
-    return value
-
-
-def cancel(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
-    message = _load(caller, message_id)
-    if not cancel_stored(message, detail=f"by user {caller.user_id}", clock=clock):
-        current = _load(caller, message_id)
-        raise Conflict(
-            f"a {current.status} message cannot be canceled", field="status", status=current.status
-        )
-    return public_view(_load(caller, message_id))
-
-
-def cancel_stored(message: MessageModel, *, detail: str, clock: Clock, error: str | None = None) -> bool:
-    """Cancel a queued or scheduled message (one conditional write) and delete its schedule.
-
-    False when it was in no such status (sending, sent, canceled …): nothing changed. `error`
-    is kept as the message's last error (a cancel Mailer made, not the user).
-    """
-    ok = state.transition(
-        message,
-        to=state.CANCELED,
-        when=clock.now(),
-        event="canceled",
-        detail=detail,
-        allowed_from=(state.QUEUED, state.SCHEDULED),
-        extra=[MessageModel.last_error.set(error)] if error else None,
-    )
-    if ok and message.schedule_name:
-        scheduler.delete(message.schedule_name)
-    return ok
-
-
-def resend(caller: Caller, message_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
-    """Send a failed message again: back to queued with a fresh attempt count."""
-    message = _load(caller, message_id)
-    ok = state.transition(
-        message,
-        to=state.QUEUED,
-        when=clock.now(),
-        event="queued",
-        detail=f"sent again by user {caller.user_id}",
-        allowed_from=(state.FAILED,),
-        extra=[MessageModel.attempts.set(0), MessageModel.last_error.remove(), MessageModel.send_at.remove()],
-    )
-    if not ok:
-        current = _load(caller, message_id)
-        raise Conflict(
-            f"only a failed message can be sent again; this one is {current.status}",
-            field="status",
-            status=current.status,
-        )
-    message.send_at = None
-    _dispatch(message, clock=clock)
-    return public_view(_load(caller, message_id))
 
 
 entity_of = _entity  # the `entity` field's rule, shared with the preview

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core import messages
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import html_to_text
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages import compose as messages
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone

@@ -1,0 +1,78 @@
+"""Reading messages: one by id (404 for another user's, unless an administrator), and the
+list with filters and an opaque cursor."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailer_core.accounts.auth import Caller
+from mailer_core.base.errors import (
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+)
+from mailer_core.messages.views import public_view
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MessageModel
+
+
+def load(caller: Caller, message_id: str) -> MessageModel:
+    try:
+        message = MessageModel.get(caller.account_id, message_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound("no such message", field="message_id") from None
+    if not caller.is_admin and int(message.user_id) != caller.user_id:
+        raise NotFound("no such message", field="message_id")
+    return message
+
+
+def get(caller: Caller, message_id: str) -> dict[str, Any]:
+    message = load(caller, message_id)
+    view = public_view(message)
+    return view
+
+
+def list_for(
+    caller: Caller, *, status: str | None, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    if status is not None and status not in state.STATUSES:
+        raise InvalidInput(f"must be one of {', '.join(state.STATUSES)}", field="status")
+    last_key = _decode_cursor(cursor) if cursor else None
+    owner = None if caller.is_admin else (MessageModel.user_id == caller.user_id)
+    if status:
+        results = MessageModel.by_status.query(
+            state.status_key(caller.account_id, status),
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=last_key,
+            filter_condition=owner,
+        )
+    else:
+        results = MessageModel.query(
+            caller.account_id,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=last_key,
+            filter_condition=owner,
+        )
+    items = [public_view(m) for m in results]
+    next_key = results.last_evaluated_key
+    return {"items": items, "next_cursor": _encode_cursor(next_key) if next_key else None}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError as exc:
+        raise MalformedRequest("cursor is not one this API gave out", field="cursor") from exc
+    if not isinstance(value, dict):
+        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
+    return value

@@ -1,0 +1,56 @@
+"""A message as the API shows it: its record, counters, timeline, attachments and delivery
+reports, and its body when asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer_core.files import attachments
+from mailer_core.store import timeline
+from mailer_core.store.models import MessageModel, event_triggers
+from mailer_core.tracking import counters_view as tracking
+
+
+def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": message.message_id,
+        "status": message.status,
+        "user_id": int(message.user_id),
+        "mailbox_id": message.mailbox_id,
+        "lane": message.lane,
+        "to": list(message.to),
+        "cc": list(message.cc or []),
+        "bcc": list(message.bcc or []),
+        "entity": (
+            {"type": message.entity_type, "id": int(message.entity_id)}
+            if message.entity_type and message.entity_id is not None
+            else None
+        ),
+        "subject": message.subject,
+        "template_id": message.template_id,
+        "message_id_header": message.header_message_id,
+        "send_at": message.send_at.isoformat() if message.send_at else None,
+        "attempts": int(message.attempts or 0),
+        "last_error": message.last_error,
+        "created_at": message.created_at.isoformat(),
+        "updated_at": message.updated_at.isoformat(),
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "attachments": [attachments.AttachedFile.from_attribute(a).view() for a in message.attachments or []],
+        "attachment_links": list(message.attachment_links or []),
+        "history": [
+            {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
+        ],
+        "timeline": timeline.view(message),  # the history in time order, with each step's kind
+        "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
+            {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
+        ],
+        "track_opens": message.track_opens is not False,
+        "origin": message.origin or "manual",
+        "triggers": event_triggers(message.triggers),
+        "not_opened_after": int(message.not_opened_after) if message.not_opened_after else None,
+        "parent_message_id": message.parent_message_id,
+        **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
+    }
+    if with_body:
+        view["html"] = message.html if message.html is not None else None
+    return view
