@@ -36,6 +36,7 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from mailer_core.adapters.mime import ENVELOPE_TOKEN
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
@@ -45,7 +46,6 @@ from mailer_core.store.message_state import entry
 from mailer_core.store.models import BounceEntry, MailboxModel, MessageModel
 
 Outcome = Literal["bounced", "delayed", "duplicate", "unmatched", "unknown_recipient"]
-ENVELOPE_TOKEN = "mlr-"
 _ULID = r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}"
 _OUR_MESSAGE_ID = re.compile(rf"<({_ULID})@([^<>\s]+)>")
 _TOKEN = re.compile(rf"\+{ENVELOPE_TOKEN}({_ULID})@", re.I)
@@ -70,12 +70,6 @@ class Bounce:
     tokens: tuple[str, ...]  # message ids found as envelope tokens
     failures: tuple[RecipientFailure, ...]
     reporting_mta: str | None = None
-
-
-def envelope_sender(sender_email: str, message_id: str) -> str:
-    """`local+mlr-{message id}@domain`: bounces come back to an address naming the message."""
-    local, _, domain = sender_email.rpartition("@")
-    return f"{local}+{ENVELOPE_TOKEN}{message_id.lower()}@{domain}"
 
 
 # -- recognising -----------------------------------------------------------------------------

@@ -45,7 +45,14 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
-from mailer_core.adapters.mime import OutgoingEmail, build_message, envelope_recipients, html_to_text, spool
+from mailer_core.adapters.mime import (
+    OutgoingEmail,
+    build_message,
+    envelope_recipients,
+    envelope_sender,
+    html_to_text,
+    spool,
+)
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
@@ -294,8 +301,6 @@ class SendWorker:
             return "failed"
         sender = mailbox.sender_email
         if mailbox.envelope_token:  # bounces come back to an address that names the message
-            from mailer_core.bounces import envelope_sender  # only these mailboxes need the parser's module
-
             sender = envelope_sender(mailbox.sender_email, message.message_id)
         return Ready(job, message, mailbox, smtp_settings, email, mime, sender, recipients)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mailer_core import bounces
-from mailer_core.adapters import imap, smtp
+from mailer_core.adapters import imap, mime, smtp
 from mailer_core.mailboxes import presets
 from mailer_core.mailboxes.check import _cause, _words
 
@@ -178,7 +178,7 @@ def test_a_persons_reply_is_neither_a_candidate_nor_a_report() -> None:
 
 
 def test_the_envelope_token_names_the_message() -> None:
-    sender = bounces.envelope_sender("anna@example.com", "01JDX0000000000000000000AB")
+    sender = mime.envelope_sender("anna@example.com", "01JDX0000000000000000000AB")
     assert sender == "anna+mlr-01jdx0000000000000000000ab@example.com"
     raw = dsn("exim-hard-5.1.1").replace(b"To: anna@example.com", b"To: " + sender.encode())
     report = bounces.parse(raw)

@@ -342,3 +342,12 @@ def _write_base64(attachment: Attachment, out: Any, linesep: bytes) -> None:
 def _base64_lines(data: bytes, linesep: bytes) -> bytes:
     encoded = binascii.b2a_base64(data, newline=False)
     return b"".join(encoded[i : i + 76] + linesep for i in range(0, len(encoded), 76))
+
+
+ENVELOPE_TOKEN = "mlr-"
+
+
+def envelope_sender(sender_email: str, message_id: str) -> str:
+    """`local+mlr-{message id}@domain`: bounces come back to an address naming the message."""
+    local, _, domain = sender_email.rpartition("@")
+    return f"{local}+{ENVELOPE_TOKEN}{message_id.lower()}@{domain}"
