@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.adapters.smtp import SmtpPool
 from mailer_core.adapters.sqs import SendJob
 from mailer_core.base.logs import logger
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 
 processor = BatchProcessor(event_type=EventType.SQS)
 # SMTP sessions outlive one batch: a warm container keeps its mailboxes' connections.

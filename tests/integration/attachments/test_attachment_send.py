@@ -14,7 +14,7 @@ from mailer_core.adapters import sqs
 from mailer_core.adapters.web_fetch import Fetcher
 from mailer_core.base.clock import FakeClock
 from mailer_core.files import attachments
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core.adapters import sqs
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import MessageModel
 
 from devstack.resources import StackResources

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import MailboxModel, MessageModel
 
 from devstack.resources import StackResources

@@ -7,7 +7,7 @@ from typing import Any
 from mailer_core.adapters import imap
 from mailer_core.base.clock import FakeClock
 from mailer_core.mailboxes.sent_folder import SentFiler
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 
 from devstack.imap_server import DovecotServer
 from devstack.resources import StackResources

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from mailer_core.adapters import sqs
 from mailer_core.rendering import variables
-from mailer_core.sending import SendWorker
+from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed as seed
