@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import bounce_poller
 from mailer_core.base.logs import logger
+from mailer_core.bounces import poller as bounce_poller
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -8,8 +8,8 @@ import ssl
 from pathlib import Path
 
 import pytest
-from mailer_core import bounces
 from mailer_core.adapters import imap, mime, smtp
+from mailer_core.bounces import reports as bounces
 from mailer_core.mailboxes import presets
 from mailer_core.mailboxes.check import _cause, _words
 

@@ -41,7 +41,7 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
             {"at": h.at.isoformat(), "event": h.event, "detail": h.detail} for h in (message.history or [])
         ],
         "timeline": timeline.view(message),  # the history in time order, with each step's kind
-        "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces)
+        "bounces": [  # delivery reports read back from the mailbox (mailer_core.bounces.reports)
             {**b.as_dict(), "at": b.at.isoformat()} for b in (message.bounces or [])
         ],
         "track_opens": message.track_opens is not False,

@@ -148,7 +148,7 @@ class MailboxModel(Model):
     sent_folder = UnicodeAttribute(null=True)  # readable name, remembered after it was found
     last_append_error = UnicodeAttribute(null=True)
     last_append_error_at = UTCDateTimeAttribute(null=True)
-    # Bounce polling's place in the inbox (mailer_core.bounce_poller).
+    # Bounce polling's place in the inbox (mailer_core.bounces.poller).
     imap_uidvalidity = NumberAttribute(null=True)
     imap_last_uid = NumberAttribute(null=True)
     imap_polled_at = UTCDateTimeAttribute(null=True)
@@ -226,7 +226,7 @@ class MessageModel(Model):
     updated_at = UTCDateTimeAttribute()
     sent_at = UTCDateTimeAttribute(null=True)
     history = ListAttribute(of=HistoryEntry, default=list)
-    # Delivery reports read back from the mailbox (mailer_core.bounces); `bounce_keys` makes
+    # Delivery reports read back from the mailbox (mailer_core.bounces.reports); `bounce_keys` makes
     # recording each report once a conditional write.
     bounces = ListAttribute(of=BounceEntry, null=True)
     bounce_keys = UnicodeSetAttribute(null=True)

@@ -8,8 +8,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from mailer_core import bounce_poller
 from mailer_core.base.clock import FakeClock
+from mailer_core.bounces import poller as bounce_poller
 from mailer_core.events import message_events
 from mailer_core.store.models import MailboxModel, SuppressionModel
 
@@ -278,7 +278,7 @@ def test_a_report_that_cannot_be_read_is_skipped_and_the_rest_still_count(
     aws_stack: StackResources,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mailer_core import bounces
+    from mailer_core.bounces import reports as bounces
 
     green_mailbox(user, smtp, imap_special, special_user)
     message_id, header = sent_message(user, aws_stack, to=[HARD])

@@ -4,7 +4,7 @@ A recurring schedule runs `poll_all`. For every green mailbox with IMAP, oldest 
 while time is left, the inbox is opened read-only (EXAMINE) and the messages after the last
 UID seen are looked at: headers first, then the whole message (BODY.PEEK, so nothing is
 marked read, moved or deleted) when the headers say it is a delivery report. Reports go to
-`mailer_core.bounces`; the place in the inbox (UIDVALIDITY, last UID) is stored after each
+`mailer_core.bounces.reports`; the place in the inbox (UIDVALIDITY, last UID) is stored after each
 chunk, with a condition so that it only moves forward.
 
 When the inbox's UIDVALIDITY changed (the server renumbered it), the UIDs seen before mean
@@ -23,10 +23,10 @@ from datetime import timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from mailer_core import bounces
 from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.bounces import reports as bounces
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store.conditions import is_condition_failure
