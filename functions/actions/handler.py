@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import automation
+from mailer_core.automation import runner as automation
 from mailer_core.base.logs import logger
 
 # A batch whose every record failed is reported like any partial failure: each failed job is

@@ -1,7 +1,7 @@
 """Announcing a message's events on the actions queue: one SQS message, no reads.
 
 The place that sees an event (the send worker, the track route, the bounce poller, a timer)
-only announces it here; the actions function (`mailer_core.automation`) consumes it. So the
+only announces it here; the actions function (`mailer_core.automation.runner`) consumes it. So the
 pixel and click routes never wait for Kommo, and nothing below the automation imports it.
 """
 

@@ -39,7 +39,10 @@ FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "htm
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
-FIELDS |= {"triggers", "not_opened_after"}  # the automation (mailer_core.automation), frozen at compose
+FIELDS |= {
+    "triggers",
+    "not_opened_after",
+}  # the automation (mailer_core.automation.runner), frozen at compose
 
 
 MAX_BODY_BYTES = limits.BODY_BYTES

@@ -261,7 +261,7 @@ class MessageModel(Model):
     # open, which removes it and reads it back in the same UpdateItem (no read to find the
     # template whose machine_opened counter it adds to).
     machine_open_template = UnicodeAttribute(null=True)
-    # Automation (mailer_core.automation): who composed it (manual, pipeline, salesbot,
+    # Automation (mailer_core.automation.runner): who composed it (manual, pipeline, salesbot,
     # trigger), the trigger ids chosen for each event, frozen when the message was queued
     # ({"sent": [...], "opened": [...], "not_opened": [...], "failed": [...]}), how long
     # "not opened" waits (seconds) and the name of its one-time schedule; for an email a

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import automation
+from mailer_core.automation import runner as automation
 from mailer_core.events import timers
 from mailer_core.tracking import record as tracking
 from mailer_core.tracking import tokens as tracking_tokens

@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import automation
+from mailer_core.automation import runner as automation
 from mailer_core.base.clock import Clock
 from mailer_core.events import jobs
 from mailer_core.kommo.errors import KommoError

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core import automation
+from mailer_core.automation import runner as automation
 from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.events import jobs
 from mailer_core.store import message_state as state

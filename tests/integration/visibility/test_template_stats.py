@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from mailer_core import automation
+from mailer_core.automation import runner as automation
 from mailer_core.bounces import reports as bounces
 from mailer_core.events import jobs, message_events, template_counters
 from mailer_core.store.models import MailboxModel, MessageModel, TemplateStatsModel
