@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.base.logs import logger
-from mailer_core.kommo_oauth import InstallJob, complete_install
+from mailer_core.kommo_hooks.install import InstallJob, complete_install
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

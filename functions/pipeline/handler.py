@@ -1,7 +1,7 @@
 """SQS consumer of the pipeline queue: each record is one email Kommo's automation asked for.
 
 A digital pipeline event (`kind: dp`) or a Salesbot step (`kind: salesbot`), queued by the
-webhook function; the work is in mailer_core.digital_pipeline and mailer_core.salesbot. A
+webhook function; the work is in mailer_core.kommo_hooks (digital_pipeline, salesbot). A
 record that raises stays on the queue (partial batch failure) and is tried again.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.logs import logger
+from mailer_core.kommo_hooks.jobs import AutoSendJob
 
 # A batch whose every record failed (Kommo down) is reported record by record like any other,
 # not raised: the invocation did its job, and SQS retries the records.
@@ -23,10 +23,10 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def handle(record: SQSRecord) -> str:
     job = AutoSendJob.from_body(record.body)
     if job.kind == "salesbot":
-        from mailer_core import salesbot
+        from mailer_core.kommo_hooks import salesbot
 
         return salesbot.process(job)
-    from mailer_core import digital_pipeline
+    from mailer_core.kommo_hooks import digital_pipeline
 
     return digital_pipeline.process(job)
 

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.base.logs import logger
-from mailer_core.kommo_oauth import InstallPage, receive_install
+from mailer_core.kommo_hooks.install import InstallPage, receive_install
 
 app = APIGatewayHttpResolver()
 # The page carries nothing to cache, and the code in its URL must not leak through a Referer.
@@ -41,8 +41,9 @@ def kommo_install() -> Response[str]:
 @app.get("/hooks/kommo/uninstall")
 def kommo_uninstall() -> Response[str]:
     """Kommo's hook when the integration is switched off in an account (signed with the secret)."""
-    from mailer_core import account_lifecycle, http
+    from mailer_core import http
     from mailer_core.base.errors import MailerError
+    from mailer_core.kommo_hooks import uninstall as account_lifecycle
 
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
     try:
@@ -54,23 +55,24 @@ def kommo_uninstall() -> Response[str]:
 
 @app.post("/hooks/kommo/dp")
 def kommo_digital_pipeline() -> Response[str]:
-    """The digital pipeline's Mailer action (mailer_core.digital_pipeline): 202 and queued, at once."""
-    from mailer_core import digital_pipeline
+    """The digital pipeline's Mailer action (kommo_hooks.digital_pipeline): 202 and queued, at once."""
+    from mailer_core.kommo_hooks import digital_pipeline
 
     return _hook_answer("digital pipeline", digital_pipeline.receive)
 
 
 @app.post("/hooks/kommo/salesbot")
 def kommo_salesbot() -> Response[str]:
-    """A Salesbot `widget_request` step (mailer_core.salesbot): 200 within Kommo's 2 s, then queued."""
-    from mailer_core import salesbot
+    """A Salesbot `widget_request` step (kommo_hooks.salesbot): 200 within Kommo's 2 s, then queued."""
+    from mailer_core.kommo_hooks import salesbot
 
     return _hook_answer("Salesbot", salesbot.receive)
 
 
 def _hook_answer(name: str, receive: Callable[[bytes, str | None], Any]) -> Response[str]:
-    from mailer_core import bracket_form, http
+    from mailer_core import http
     from mailer_core.base.errors import MailerError
+    from mailer_core.kommo_hooks import bracket_form
 
     event = app.current_event
     try:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mailer_core.adapters import kms
 from mailer_core.base.config import reset_settings
-from mailer_core.kommo_oauth import token_context
+from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel
 from moto.core.botocore_stubber import BotocoreStubber
 

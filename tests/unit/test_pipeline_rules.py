@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mailer_core import automatic_send, bracket_form
 from mailer_core.base.errors import InvalidInput, MalformedRequest
 from mailer_core.kommo import client as kommo
+from mailer_core.kommo_hooks import bracket_form, jobs
 from mailer_core.messages import compose as messages
 
 
@@ -49,30 +49,28 @@ def test_the_content_type_decides_and_json_is_the_default_for_an_object() -> Non
 
 
 def test_action_settings_take_strings_from_forms_and_numbers_from_json() -> None:
-    from_form = automatic_send.parse_settings(
+    from_form = jobs.parse_settings(
         {"template_id": "01KAXYZ00000000000000000AB", "delay": "3600", "mailbox_id": "", "to": " "},
         prefix="s",
     )
-    from_json = automatic_send.parse_settings(
-        {"template_id": "01KAXYZ00000000000000000AB", "delay": 3600}, prefix="s"
-    )
+    from_json = jobs.parse_settings({"template_id": "01KAXYZ00000000000000000AB", "delay": 3600}, prefix="s")
 
     assert from_form == from_json
     assert from_form.mailbox_id is None and from_form.to is None and from_form.delay == 3600
 
 
 def test_the_longest_delay_is_as_far_as_compose_schedules() -> None:
-    assert messages.MAX_SCHEDULE_AHEAD.total_seconds() == automatic_send.MAX_DELAY_SECONDS
+    assert messages.MAX_SCHEDULE_AHEAD.total_seconds() == jobs.MAX_DELAY_SECONDS
 
 
 def test_a_derived_message_id_is_a_ulid_of_the_event_time_and_the_same_for_the_same_event() -> None:
     from ulid import ULID
 
-    key = automatic_send.event_fact_key("dp", [31000001, 24000001, 1764000000])
-    first = automatic_send.derived_message_id(key, 1764000000000)
+    key = jobs.event_fact_key("dp", [31000001, 24000001, 1764000000])
+    first = jobs.derived_message_id(key, 1764000000000)
 
-    assert first == automatic_send.derived_message_id(key, 1764000000000)
-    assert first != automatic_send.derived_message_id(key + "x", 1764000000000)
+    assert first == jobs.derived_message_id(key, 1764000000000)
+    assert first != jobs.derived_message_id(key + "x", 1764000000000)
     assert ULID.from_str(first).milliseconds == 1764000000000
 
 

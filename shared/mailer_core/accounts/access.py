@@ -4,7 +4,7 @@ The widget token says who calls (mailer_core.accounts.auth); this module says wh
 the token is verified, `authorize` loads the account and refuses, with 403 and a `reason`:
 
 - `account_disabled` / `account_uninstalled`: Mailer was switched off for the account (an
-  operator, or Kommo's uninstall hook: mailer_core.account_lifecycle);
+  operator, or Kommo's uninstall hook: mailer_core.kommo_hooks.uninstall);
 - `user_not_allowed`: the account's settings name the users who may use Mailer and this one
   is not among them (administrators are always allowed).
 

@@ -28,7 +28,9 @@ class Settings:
     automation_table: str = "mailer-automation"
     template_stats_table: str = "mailer-template-stats"  # per-template counters (template_stats)
     actions_queue_url: str = ""
-    pipeline_queue_url: str = ""  # digital pipeline and Salesbot jobs (mailer_core.digital_pipeline)
+    pipeline_queue_url: str = (
+        ""  # digital pipeline and Salesbot jobs (mailer_core.kommo_hooks.digital_pipeline)
+    )
     send_queue_url: str = ""
     bulk_queue_url: str = ""
     kommo_auth_queue_url: str = ""

@@ -48,7 +48,7 @@ class AccountModel(Model):
     # KMS ciphertext (base64) of the Kommo API access token.
     kommo_token_ciphertext = UnicodeAttribute(null=True)
     installed_at = UTCDateTimeAttribute(null=True)
-    # The Kommo connection (mailer_core.kommo_oauth, kommo_limits): the account's host domain
+    # The Kommo connection (mailer_core.kommo_hooks.install, kommo_limits): the account's host domain
     # (kommo.com, amocrm.ru …), the rotating refresh token (KMS ciphertext), when the access
     # token expires (epoch s), `token_version` (+1 on every store: writes are guarded by it),
     # the refresh lease, and why/until when Kommo blocked it (status "blocked"/"disconnected").
@@ -78,7 +78,7 @@ class AccountModel(Model):
     auto_emails_per_entity_per_day = NumberAttribute(null=True)
     settings_updated_at = UTCDateTimeAttribute(null=True)
     settings_updated_by = NumberAttribute(null=True)
-    # When the account was last disabled or uninstalled (mailer_core.account_lifecycle): a
+    # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
     # message composed before it never goes out, even after a reinstall.
     disabled_at = UTCDateTimeAttribute(null=True)
 

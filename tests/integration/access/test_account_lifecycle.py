@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from mailer_core import account_lifecycle, kommo_oauth
 from mailer_core.accounts import access
 from mailer_core.adapters import kms
-from mailer_core.kommo_oauth import token_context
+from mailer_core.kommo_hooks import install as kommo_oauth
+from mailer_core.kommo_hooks import uninstall as account_lifecycle
+from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel, MessageModel
 
 from devstack.resources import StackResources

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from mailer_core import account_lifecycle
+from mailer_core.kommo_hooks import uninstall as account_lifecycle
 from mailer_core.messages import suppressions
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from mailer_core import kommo_oauth
+from mailer_core.kommo_hooks import install as kommo_oauth
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

@@ -8,10 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
-from mailer_core import kommo_oauth
 from mailer_core.adapters import kms
 from mailer_core.kommo.errors import KommoError
-from mailer_core.kommo_oauth import token_context
+from mailer_core.kommo_hooks import install as kommo_oauth
+from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel, KommoInstallModel
 
 from devstack import kommo_seed as seed

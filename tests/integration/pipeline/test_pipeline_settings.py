@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer_core import kommo_oauth
+from mailer_core.kommo_hooks import install as kommo_oauth
 from mailer_core.store.models import AccountModel
 
 from devstack import kommo_seed as seed

@@ -33,12 +33,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mailer_core import automatic_send, bracket_form
 from mailer_core.accounts import pipeline_secret
-from mailer_core.automatic_send import Answer, AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.kommo_hooks import bracket_form, jobs
+from mailer_core.kommo_hooks.jobs import Answer, AutoSendJob
 
 SETTINGS = "action.settings.widget.settings"
 ACCEPTED_TYPES = (1, 14, 15)  # lead added, moved to the stage, moved inside a multi-stage action
@@ -65,7 +65,7 @@ class PipelineEvent:
 def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK) -> Answer:
     """Check one hook and queue its job; `MailerError`s are the 400 and 404 answers."""
     event = parse_event(bracket_form.parse_body(raw, content_type))
-    account = automatic_send.installed_account(event.account_id, event.subdomain)
+    account = jobs.installed_account(event.account_id, event.subdomain)
     presented = event.settings.get("secret")
     if not pipeline_secret.matches(account, presented.strip() if isinstance(presented, str) else ""):
         logger.info(
@@ -76,8 +76,8 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
     reason = _ignored(event)
     if reason:
         return Answer(200, {"status": "ignored", "reason": reason})
-    settings = automatic_send.parse_settings(event.settings, prefix=SETTINGS)
-    key = automatic_send.event_fact_key(
+    settings = jobs.parse_settings(event.settings, prefix=SETTINGS)
+    key = jobs.event_fact_key(
         "dp",
         [
             event.account_id,
@@ -98,7 +98,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         entity_type="leads",
         entity_id=event.lead_id,
         settings=settings,
-        message_id=automatic_send.derived_message_id(key, event.time * 1000),
+        message_id=jobs.derived_message_id(key, event.time * 1000),
         fact_key=key,
         received_at=clock.now().isoformat(),
         event={
@@ -110,7 +110,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         },
     )
     log = {"account_id": event.account_id, "lead_id": event.lead_id, "message_id": job.message_id}
-    if not automatic_send.accept(job, clock=clock):
+    if not jobs.accept(job, clock=clock):
         logger.info("digital pipeline event repeated", extra=log)
         return Answer(200, {"status": "duplicate", "message_id": job.message_id})
     logger.info("digital pipeline event accepted", extra=log)
@@ -184,7 +184,9 @@ def _ignored(event: PipelineEvent) -> str | None:
 
 def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     """The pipeline function's work for one event: compose, or record why not. Raises to retry."""
-    from mailer_core import automatic_compose  # the compose path; the hook never needs it
+    from mailer_core.kommo_hooks import (
+        compose as automatic_compose,  # the compose path; the hook never needs it
+    )
 
     log = {"account_id": job.account_id, "lead_id": job.entity_id, "message_id": job.message_id}
     try:

@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from pynamodb.exceptions import DoesNotExist
 
-from mailer_core import automatic_send, bracket_form
 from mailer_core.accounts.auth import AuthNotConfigured
-from mailer_core.automatic_send import Answer, AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
@@ -40,6 +38,8 @@ from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo_hooks import bracket_form, jobs
+from mailer_core.kommo_hooks.jobs import Answer, AutoSendJob
 from mailer_core.store.models import AccountModel, AutomationFactModel
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 ALGORITHM = "HS512"
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
-ENTITY_TYPES = {**automatic_send.ENTITY_CODES, 12: "customers"}
+ENTITY_TYPES = {**jobs.ENTITY_CODES, 12: "customers"}
 _SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -129,7 +129,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         secret=get_settings().kommo_client_secret,
         now=clock.timestamp(),
     )
-    account = automatic_send.installed_account(claims.account_id, claims.subdomain)
+    account = jobs.installed_account(claims.account_id, claims.subdomain)
     if account is None:
         logger.info("Salesbot hook for an account not installed", extra={"account_id": claims.account_id})
         raise NotFound("no Mailer installation matches this bot")
@@ -141,22 +141,22 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         kommo.salesbot_continue_path(host, return_url)
     except InvalidInput as exc:
         raise MalformedRequest(exc.message, field="return_url") from None
-    settings = automatic_send.parse_settings(data.get("data") or {}, prefix="data")
-    key = automatic_send.event_fact_key("bot", [claims.account_id, return_url])
+    settings = jobs.parse_settings(data.get("data") or {}, prefix="data")
+    key = jobs.event_fact_key("bot", [claims.account_id, return_url])
     job = AutoSendJob(
         kind="salesbot",
         account_id=claims.account_id,
         entity_type=ENTITY_TYPES.get(claims.entity_type, f"entity type {claims.entity_type}"),
         entity_id=claims.entity_id,
         settings=settings,
-        message_id=automatic_send.derived_message_id(key, (claims.issued_at or claims.expires_at) * 1000),
+        message_id=jobs.derived_message_id(key, (claims.issued_at or claims.expires_at) * 1000),
         fact_key=key,
         received_at=clock.now().isoformat(),
         return_url=return_url,
         event={"entity_type": claims.entity_type},
     )
     log = {"account_id": claims.account_id, "entity_id": claims.entity_id, "message_id": job.message_id}
-    if not automatic_send.accept(job, clock=clock):
+    if not jobs.accept(job, clock=clock):
         logger.info("Salesbot step repeated", extra=log)
         return Answer(200, {"status": "duplicate", "message_id": job.message_id})
     logger.info("Salesbot step accepted", extra=log)
@@ -165,7 +165,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
 
 def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     """Compose the step's email (or say why not), then continue the bot, once. Raises to retry."""
-    from mailer_core import automatic_compose
+    from mailer_core.kommo_hooks import compose as automatic_compose
 
     log = {"account_id": job.account_id, "entity_id": job.entity_id, "message_id": job.message_id}
     if _fact_state(job) == "continued":

@@ -27,13 +27,13 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.accounts.auth import Caller
-from mailer_core.automatic_send import AutoSendJob
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, MailerError, UpstreamError
 from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo_hooks.jobs import AutoSendJob
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages import compose as messages
 from mailer_core.rendering.source_checks import has_variables

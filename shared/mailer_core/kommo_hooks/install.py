@@ -352,7 +352,7 @@ def store_account_tokens(
     with the previous grant cannot store over them), status active, any lease or block gone;
     `installed_at` keeps the first install's time. An account that was uninstalled or disabled
     is active again; its settings, mailboxes, templates and messages were never touched, and
-    `disabled_at` stays (mailer_core.account_lifecycle: what was composed before it never goes out).
+    `disabled_at` stays (mailer_core.kommo_hooks.uninstall: what was composed before it never goes out).
     """
     when = datetime.fromtimestamp(now, UTC)
     AccountModel(account_id).update(
