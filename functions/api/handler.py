@@ -12,11 +12,11 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mailer_core import http, openapi
 from mailer_core.base.logs import logger
+from mailer_core.web import edge, openapi
 
 app = APIGatewayHttpResolver()
-app.use(middlewares=[http.api_middleware])
+app.use(middlewares=[edge.api_middleware])
 
 
 @app.get("/health")
@@ -36,7 +36,7 @@ def preflight() -> Response[str]:
 
 @app.get("/v1/me")
 def who_am_i() -> dict[str, Any]:
-    caller = http.caller_of(app)
+    caller = edge.caller_of(app)
     return {
         "account_id": caller.account_id,
         "subdomain": caller.subdomain,
@@ -49,49 +49,49 @@ def who_am_i() -> dict[str, Any]:
 def get_settings() -> dict[str, Any]:
     from mailer_core.accounts import settings_api
 
-    return settings_api.get(http.caller_of(app))
+    return settings_api.get(edge.caller_of(app))
 
 
 @app.patch("/v1/settings")
 def update_settings() -> dict[str, Any]:
     from mailer_core.accounts import settings_api
 
-    return settings_api.update(http.caller_of(app), http.json_body(app))
+    return settings_api.update(edge.caller_of(app), edge.json_body(app))
 
 
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes
 
-    return {"items": mailboxes.list_for(http.caller_of(app))}
+    return {"items": mailboxes.list_for(edge.caller_of(app))}
 
 
 @app.post("/v1/mailboxes")
 def create_mailbox() -> Response[str]:
     from mailer_core.mailboxes import api as mailboxes
 
-    return http.json_response(201, mailboxes.create(http.caller_of(app), http.json_body(app)))
+    return edge.json_response(201, mailboxes.create(edge.caller_of(app), edge.json_body(app)))
 
 
 @app.get("/v1/mailboxes/<mailbox_id>")
 def get_mailbox(mailbox_id: str) -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes
 
-    return mailboxes.get(http.caller_of(app), mailbox_id)
+    return mailboxes.get(edge.caller_of(app), mailbox_id)
 
 
 @app.patch("/v1/mailboxes/<mailbox_id>")
 def update_mailbox(mailbox_id: str) -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes
 
-    return mailboxes.update(http.caller_of(app), mailbox_id, http.json_body(app))
+    return mailboxes.update(edge.caller_of(app), mailbox_id, edge.json_body(app))
 
 
 @app.delete("/v1/mailboxes/<mailbox_id>")
 def delete_mailbox(mailbox_id: str) -> Response[str]:
     from mailer_core.mailboxes import api as mailboxes
 
-    mailboxes.delete(http.caller_of(app), mailbox_id)
+    mailboxes.delete(edge.caller_of(app), mailbox_id)
     return Response(status_code=204, body="")
 
 
@@ -107,7 +107,7 @@ def mailbox_presets() -> dict[str, Any]:
 def check_mailbox(mailbox_id: str) -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes
 
-    return mailboxes.check(http.caller_of(app), mailbox_id)
+    return mailboxes.check(edge.caller_of(app), mailbox_id)
 
 
 @app.get("/v1/suppressions")
@@ -115,15 +115,15 @@ def list_suppressions() -> dict[str, Any]:
     from mailer_core.messages import suppressions
 
     query = app.current_event.query_string_parameters or {}
-    caller = http.caller_of(app)
-    return suppressions.list_for(caller, limit=http.limit_param(query), cursor=query.get("cursor"))
+    caller = edge.caller_of(app)
+    return suppressions.list_for(caller, limit=edge.limit_param(query), cursor=query.get("cursor"))
 
 
 @app.delete("/v1/suppressions/<address>")
 def lift_suppression(address: str) -> Response[str]:
     from mailer_core.messages import suppressions
 
-    suppressions.lift(http.caller_of(app), unquote(address))  # "anna%40example.com" or decoded
+    suppressions.lift(edge.caller_of(app), unquote(address))  # "anna%40example.com" or decoded
     return Response(status_code=204, body="")
 
 
@@ -133,9 +133,9 @@ def list_messages() -> dict[str, Any]:
 
     query = app.current_event.query_string_parameters or {}
     return queries.list_for(
-        http.caller_of(app),
+        edge.caller_of(app),
         status=query.get("status"),
-        limit=http.limit_param(query),
+        limit=edge.limit_param(query),
         cursor=query.get("cursor"),
     )
 
@@ -144,78 +144,78 @@ def list_messages() -> dict[str, Any]:
 def compose_message() -> Response[str]:
     from mailer_core.messages import compose
 
-    message = compose.compose(http.caller_of(app), http.json_body(app))
-    return http.json_response(202, message)
+    message = compose.compose(edge.caller_of(app), edge.json_body(app))
+    return edge.json_response(202, message)
 
 
 @app.get("/v1/messages/<message_id>")
 def get_message(message_id: str) -> dict[str, Any]:
     from mailer_core.messages import queries
 
-    return queries.get(http.caller_of(app), message_id)
+    return queries.get(edge.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
     from mailer_core.messages import lifecycle
 
-    return lifecycle.cancel(http.caller_of(app), message_id)
+    return lifecycle.cancel(edge.caller_of(app), message_id)
 
 
 @app.post("/v1/messages/<message_id>/retry")
 def retry_message(message_id: str) -> Response[str]:
     from mailer_core.messages import lifecycle
 
-    return http.json_response(202, lifecycle.resend(http.caller_of(app), message_id))
+    return edge.json_response(202, lifecycle.resend(edge.caller_of(app), message_id))
 
 
 @app.post("/v1/messages/preview")
 def preview_message() -> dict[str, Any]:
     from mailer_core.messages import preview  # imported here: Jinja2 and babel are not needed at a cold start
 
-    return preview.preview(http.caller_of(app), http.json_body(app))
+    return preview.preview(edge.caller_of(app), edge.json_body(app))
 
 
 @app.get("/v1/templates")
 def list_templates() -> dict[str, Any]:
     from mailer_core.templates import api as templates
 
-    return {"items": templates.list_for(http.caller_of(app))}
+    return {"items": templates.list_for(edge.caller_of(app))}
 
 
 @app.post("/v1/templates")
 def create_template() -> Response[str]:
     from mailer_core.templates import api as templates
 
-    return http.json_response(201, templates.create(http.caller_of(app), http.json_body(app)))
+    return edge.json_response(201, templates.create(edge.caller_of(app), edge.json_body(app)))
 
 
 @app.get("/v1/templates/<template_id>")
 def get_template(template_id: str) -> dict[str, Any]:
     from mailer_core.templates import api as templates
 
-    return templates.get(http.caller_of(app), template_id)
+    return templates.get(edge.caller_of(app), template_id)
 
 
 @app.get("/v1/templates/<template_id>/stats")
 def get_template_stats(template_id: str) -> dict[str, Any]:
     from mailer_core.templates import stats_view as template_stats
 
-    return template_stats.view(http.caller_of(app), template_id)
+    return template_stats.view(edge.caller_of(app), template_id)
 
 
 @app.patch("/v1/templates/<template_id>")
 def update_template(template_id: str) -> dict[str, Any]:
     from mailer_core.templates import api as templates
 
-    return templates.update(http.caller_of(app), template_id, http.json_body(app))
+    return templates.update(edge.caller_of(app), template_id, edge.json_body(app))
 
 
 @app.delete("/v1/templates/<template_id>")
 def delete_template(template_id: str) -> Response[str]:
     from mailer_core.templates import api as templates
 
-    templates.delete(http.caller_of(app), template_id)
+    templates.delete(edge.caller_of(app), template_id)
     return Response(status_code=204, body="")
 
 
@@ -223,35 +223,35 @@ def delete_template(template_id: str) -> Response[str]:
 def list_triggers() -> dict[str, Any]:
     from mailer_core.triggers import api as triggers
 
-    return {"items": triggers.list_for(http.caller_of(app))}
+    return {"items": triggers.list_for(edge.caller_of(app))}
 
 
 @app.post("/v1/triggers")
 def create_trigger() -> Response[str]:
     from mailer_core.triggers import api as triggers
 
-    return http.json_response(201, triggers.create(http.caller_of(app), http.json_body(app)))
+    return edge.json_response(201, triggers.create(edge.caller_of(app), edge.json_body(app)))
 
 
 @app.get("/v1/triggers/<trigger_id>")
 def get_trigger(trigger_id: str) -> dict[str, Any]:
     from mailer_core.triggers import api as triggers
 
-    return triggers.get(http.caller_of(app), trigger_id)
+    return triggers.get(edge.caller_of(app), trigger_id)
 
 
 @app.patch("/v1/triggers/<trigger_id>")
 def update_trigger(trigger_id: str) -> dict[str, Any]:
     from mailer_core.triggers import api as triggers
 
-    return triggers.update(http.caller_of(app), trigger_id, http.json_body(app))
+    return triggers.update(edge.caller_of(app), trigger_id, edge.json_body(app))
 
 
 @app.delete("/v1/triggers/<trigger_id>")
 def delete_trigger(trigger_id: str) -> Response[str]:
     from mailer_core.triggers import api as triggers
 
-    triggers.delete(http.caller_of(app), trigger_id)
+    triggers.delete(edge.caller_of(app), trigger_id)
     return Response(status_code=204, body="")
 
 
@@ -259,35 +259,35 @@ def delete_trigger(trigger_id: str) -> Response[str]:
 def list_links() -> dict[str, Any]:
     from mailer_core.triggers import links_api as trigger_links
 
-    return {"items": trigger_links.list_for(http.caller_of(app))}
+    return {"items": trigger_links.list_for(edge.caller_of(app))}
 
 
 @app.post("/v1/links")
 def create_link() -> Response[str]:
     from mailer_core.triggers import links_api as trigger_links
 
-    return http.json_response(201, trigger_links.create(http.caller_of(app), http.json_body(app)))
+    return edge.json_response(201, trigger_links.create(edge.caller_of(app), edge.json_body(app)))
 
 
 @app.get("/v1/links/<link_id>")
 def get_link(link_id: str) -> dict[str, Any]:
     from mailer_core.triggers import links_api as trigger_links
 
-    return trigger_links.get(http.caller_of(app), link_id)
+    return trigger_links.get(edge.caller_of(app), link_id)
 
 
 @app.patch("/v1/links/<link_id>")
 def update_link(link_id: str) -> dict[str, Any]:
     from mailer_core.triggers import links_api as trigger_links
 
-    return trigger_links.update(http.caller_of(app), link_id, http.json_body(app))
+    return trigger_links.update(edge.caller_of(app), link_id, edge.json_body(app))
 
 
 @app.delete("/v1/links/<link_id>")
 def delete_link(link_id: str) -> Response[str]:
     from mailer_core.triggers import links_api as trigger_links
 
-    trigger_links.delete(http.caller_of(app), link_id)
+    trigger_links.delete(edge.caller_of(app), link_id)
     return Response(status_code=204, body="")
 
 
@@ -295,7 +295,7 @@ def delete_link(link_id: str) -> Response[str]:
 def create_upload() -> Response[str]:
     from mailer_core.files import uploads
 
-    return http.json_response(201, uploads.create(http.caller_of(app), http.json_body(app)))
+    return edge.json_response(201, uploads.create(edge.caller_of(app), edge.json_body(app)))
 
 
 @app.get("/v1/pipeline/settings")
@@ -304,7 +304,7 @@ def pipeline_settings() -> dict[str, Any]:
     from mailer_core.base.config import get_settings
 
     base = get_settings().public_base_url or f"https://{app.current_event.request_context.domain_name}"
-    return pipeline_secret.settings_view(http.caller_of(app), base_url=base)
+    return pipeline_secret.settings_view(edge.caller_of(app), base_url=base)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

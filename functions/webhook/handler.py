@@ -41,16 +41,16 @@ def kommo_install() -> Response[str]:
 @app.get("/hooks/kommo/uninstall")
 def kommo_uninstall() -> Response[str]:
     """Kommo's hook when the integration is switched off in an account (signed with the secret)."""
-    from mailer_core import http
     from mailer_core.base.errors import MailerError
     from mailer_core.kommo_hooks import uninstall as account_lifecycle
+    from mailer_core.web import edge
 
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
     try:
-        return http.json_response(200, account_lifecycle.receive_uninstall_hook(params))
+        return edge.json_response(200, account_lifecycle.receive_uninstall_hook(params))
     except MailerError as exc:
         logger.warning("Kommo uninstall hook refused", extra={"status": exc.status, "reason": exc.message})
-        return http.json_response(exc.status, exc.to_body())
+        return edge.json_response(exc.status, exc.to_body())
 
 
 @app.post("/hooks/kommo/dp")
@@ -70,9 +70,9 @@ def kommo_salesbot() -> Response[str]:
 
 
 def _hook_answer(name: str, receive: Callable[[bytes, str | None], Any]) -> Response[str]:
-    from mailer_core import http
     from mailer_core.base.errors import MailerError
     from mailer_core.kommo_hooks import bracket_form
+    from mailer_core.web import edge
 
     event = app.current_event
     try:
@@ -83,11 +83,11 @@ def _hook_answer(name: str, receive: Callable[[bytes, str | None], Any]) -> Resp
             logger.exception(f"Kommo {name} hook failed")
         else:
             logger.info(f"Kommo {name} hook refused", extra={"status": exc.status, "reason": exc.message})
-        return http.json_response(exc.status, exc.to_body())
+        return edge.json_response(exc.status, exc.to_body())
     except Exception:
         logger.exception(f"Kommo {name} hook failed")
-        return http.json_response(503, {"error": "unavailable", "message": "try again later"})
-    return http.json_response(answer.status, answer.body)
+        return edge.json_response(503, {"error": "unavailable", "message": "try again later"})
+    return edge.json_response(answer.status, answer.body)
 
 
 @logger.inject_lambda_context(clear_state=True)

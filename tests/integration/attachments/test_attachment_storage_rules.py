@@ -6,8 +6,8 @@ from typing import Any
 
 from mailer_core.adapters import s3
 from mailer_core.files import uploads
-from mailer_core.http import KOMMO_ORIGIN
 from mailer_core.messages import compose as messages
+from mailer_core.web.edge import KOMMO_ORIGIN
 
 from devstack.resources import load_template
 from tests.infrastructure.sam_offline import function_roles, load_source, referenced_ids, sub_text, translate

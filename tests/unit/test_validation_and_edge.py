@@ -8,7 +8,7 @@ import pytest
 from mailer_core.base import validation
 from mailer_core.base.config import Settings, from_environment
 from mailer_core.base.errors import InvalidInput
-from mailer_core.http import origin_allowed
+from mailer_core.web.edge import origin_allowed
 
 
 @pytest.mark.parametrize(
