@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared functions devstack
+	$(BIN)/lint-imports  # the core's rows and no import circles (pyproject.toml)
 	$(BIN)/cfn-lint infra/template.yaml
 
 bench: $(STAMP)  ## print the performance figures (not tests)
