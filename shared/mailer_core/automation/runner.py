@@ -32,6 +32,8 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from mailer_core.accounts import access
+from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import scheduler, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
@@ -39,6 +41,15 @@ from mailer_core.base.logs import logger
 from mailer_core.events import template_counters
 from mailer_core.events.announce import announce, chosen, wants_not_opened_timer
 from mailer_core.events.jobs import EventJob, RunJob, parse_job
+from mailer_core.kommo.accounts import client_for_account
+from mailer_core.kommo.errors import (
+    KommoAccessDenied,
+    KommoBusy,
+    KommoDisconnected,
+    KommoError,
+    KommoInvalidGrant,
+)
+from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store import message_state as state
 from mailer_core.store.models import (
     AccountModel,
@@ -46,6 +57,9 @@ from mailer_core.store.models import (
     MessageModel,
     TriggerModel,
 )
+from mailer_core.triggers import actions as trigger_actions
+from mailer_core.triggers import loops as automation_loops
+from mailer_core.triggers.api import find_many
 from mailer_core.triggers.loops import Suppressed
 
 MAX_ATTEMPTS = 5  # the actions queue's maxReceiveCount: the last attempt records the failure
@@ -118,7 +132,6 @@ def run_id_for(message_id: str, source: str, trigger_id: str) -> str:
 
 def fan_out(message: MessageModel, event: str, source: str, trigger_ids: list[str], *, clock: Clock) -> int:
     """Queue one run per trigger (delayed as each says); the number queued."""
-    from mailer_core.triggers.api import find_many
 
     if not trigger_ids:
         return 0
@@ -224,14 +237,6 @@ def _settle(job: RunJob, outcome: str, detail: str) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    from mailer_core.kommo.errors import (
-        KommoAccessDenied,
-        KommoBusy,
-        KommoDisconnected,
-        KommoError,
-        KommoInvalidGrant,
-    )
-
     if isinstance(exc, (KommoDisconnected, KommoInvalidGrant)):
         return False
     if isinstance(exc, (KommoBusy, KommoAccessDenied)):
@@ -242,8 +247,6 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _words(exc: Exception) -> str:
-    from mailer_core.kommo.errors import KommoError
-
     if isinstance(exc, KommoError):
         parts = [exc.message]
         if exc.detail:
@@ -313,9 +316,6 @@ class Runner:
         return "done"
 
     def _execute(self, job: RunJob, trigger: TriggerModel, message: MessageModel) -> str:
-        from mailer_core.accounts import access
-        from mailer_core.triggers import actions as trigger_actions
-
         try:
             account = AccountModel.get(job.account_id)
         except DoesNotExist:
@@ -341,18 +341,13 @@ class Runner:
 
 
 def _render_text(text: str, message: MessageModel, clock: Clock) -> str:
-    from mailer_core.mailboxes import connection as mailbox_connection
-    from mailer_core.rendering import (
-        personalize as personalization,  # cold start: jinja2, only for a text with variables
-    )
+    from mailer_core.rendering import personalize  # cold start: jinja2, babel
 
     mailbox = mailbox_connection.find(int(message.account_id), message.mailbox_id)
-    return personalization.render_text(text, message, mailbox, clock=clock)
+    return personalize.render_text(text, message, mailbox, clock=clock)
 
 
 def _kommo_client(account: AccountModel, clock: Clock) -> Any:
-    from mailer_core.kommo.accounts import client_for_account
-
     return client_for_account(account, clock=clock)
 
 
@@ -363,9 +358,7 @@ def send_follow_up(
     same mailbox, with an id derived from the run, within the loop guards."""
     from ulid import ULID
 
-    from mailer_core.accounts.auth import Caller
-    from mailer_core.messages import compose as messages
-    from mailer_core.triggers import loops as automation_loops
+    from mailer_core.messages import compose  # cold start: S3, SQS, Scheduler (a 'send email' trigger only)
 
     depth = int(message.chain_depth or 0) + 1
     automation_loops.check_runtime(message, template_id, depth, clock=clock)
@@ -387,7 +380,7 @@ def send_follow_up(
     seed = hashlib.sha256(job.run_id.encode()).digest()[:10]
     new_id = str(ULID.from_bytes(job.created_ms.to_bytes(6, "big") + seed))
     try:
-        view = messages.compose(
+        view = compose.compose(
             caller,
             payload,
             clock=clock,
@@ -395,7 +388,7 @@ def send_follow_up(
             origin="trigger",
             chain=(message.message_id, depth),
         )
-    except messages.AlreadyComposed:
+    except compose.AlreadyComposed:
         return f"email {new_id} from template {template_id} was already composed"
     except NotFound as exc:
         raise InvalidInput(f"template {template_id}: {exc.message}", field="template_id") from exc

@@ -156,7 +156,7 @@ def _sender(job: AutoSendJob, responsible: int | None) -> MailboxModel:
 
 def _recipients(job: AutoSendJob, mailbox: MailboxModel, clock: Clock) -> list[str]:
     """The action's `to` for this entity: literal addresses as they are, variables filled in now."""
-    from mailer_core.rendering import personalize as personalization
+    from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
 
     setting = str(job.settings.to)
     if not has_variables(setting):

@@ -184,9 +184,7 @@ def _ignored(event: PipelineEvent) -> str | None:
 
 def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     """The pipeline function's work for one event: compose, or record why not. Raises to retry."""
-    from mailer_core.kommo_hooks import (
-        compose as automatic_compose,  # the compose path; the hook never needs it
-    )
+    from mailer_core.kommo_hooks import compose as automatic_compose  # cold start: the Kommo client
 
     log = {"account_id": job.account_id, "lead_id": job.entity_id, "message_id": job.message_id}
     try:

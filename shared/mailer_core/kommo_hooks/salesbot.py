@@ -165,7 +165,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
 
 def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     """Compose the step's email (or say why not), then continue the bot, once. Raises to retry."""
-    from mailer_core.kommo_hooks import compose as automatic_compose
+    from mailer_core.kommo_hooks import compose as automatic_compose  # cold start: the Kommo client
 
     log = {"account_id": job.account_id, "entity_id": job.entity_id, "message_id": job.message_id}
     if _fact_state(job) == "continued":

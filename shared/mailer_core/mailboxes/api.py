@@ -248,9 +248,7 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
 
 def _checked_view(mailbox: MailboxModel, clock: Clock) -> dict[str, Any]:
     """Check the stored mailbox now and show it with the result (stored unless it changed)."""
-    from mailer_core.mailboxes import (
-        check as mailbox_check,  # cold start: smtplib, imaplib (only saving and checking need them)
-    )
+    from mailer_core.mailboxes import check as mailbox_check  # cold start: smtplib, imaplib
 
     try:
         result = mailbox_check.check_mailbox(mailbox, clock=clock)

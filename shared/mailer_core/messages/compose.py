@@ -34,6 +34,7 @@ from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel
+from mailer_core.triggers import api as trigger_rules
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
@@ -169,7 +170,6 @@ def compose(
     files = attachments.validate_attachments(
         caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
     )
-    from mailer_core.triggers import api as trigger_rules
 
     chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
     not_opened_after = trigger_rules.validate_not_opened_after(data)

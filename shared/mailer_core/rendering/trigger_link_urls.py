@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from mailer_core.base.web_addresses import web_address
+from mailer_core.store import message_state as state
 from mailer_core.store.models import LinkModel, MessageModel
 
 MARKER_PREFIX = "https://mailer.invalid/triggerlink/"  # rendering.PLACEHOLDER_BASE + "/triggerlink/"
@@ -112,7 +113,6 @@ def load_links(account_id: int, ids: list[int]) -> dict[int, LinkModel]:
 
 def note_unknown(message: MessageModel, unknown: Iterable[int], when: datetime) -> None:
     """Write into the message's history that trigger links named in it do not exist."""
-    from mailer_core.store import message_state as state
 
     numbers = [int(n) for n in unknown]
     if not numbers:

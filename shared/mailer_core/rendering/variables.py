@@ -43,6 +43,7 @@ from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.client import EntityType, KommoClient
 from mailer_core.kommo.errors import KommoError
+from mailer_core.rendering import modifiers
 from mailer_core.rendering import sandbox as rendering
 
 ACCOUNT_CACHE_SECONDS = 300.0
@@ -349,8 +350,6 @@ def _user(users: dict[int, dict[str, Any]], user_id: Any, path: str) -> Any:
 
 
 def _person(entity: dict[str, Any], path: str, users: dict[int, dict[str, Any]]) -> Record:
-    from mailer_core.rendering import modifiers
-
     name = str(entity.get("name") or "").strip()
     first = str(entity.get("first_name") or "").strip()
     last = str(entity.get("last_name") or "").strip()

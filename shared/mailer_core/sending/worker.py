@@ -283,7 +283,7 @@ class SendWorker:
         except AttachmentFailure as failure:
             return self._after_failure(job, message, failure)
         except Exception as exc:
-            from mailer_core.rendering.personalize import permanent_failure
+            from mailer_core.rendering.personalize import permanent_failure  # cold start: jinja2, babel
 
             reason = permanent_failure(exc)  # a template error or a deleted lead: retrying cannot help
             if reason is None:
@@ -495,9 +495,7 @@ class SendWorker:
 
     def _render(self, message: MessageModel, mailbox: MailboxModel) -> OutgoingEmail:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
-        from mailer_core.rendering import (
-            personalize as personalization,  # imported here: Jinja2 and babel load on the first send
-        )
+        from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
 
         html = message.html if message.html is not None else s3.get_html(message.html_s3_key or "")
         now = self.clock.now()
@@ -557,7 +555,7 @@ class SendWorker:
             self._batch_reads = self._preparing().submit(self._read_batch, jobs)
 
     def _read_batch(self, jobs: list[sqs.SendJob]) -> None:
-        from mailer_core.rendering import personalize as personalization
+        from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
 
         personalization.prefetch(self.kommo, jobs, clock=self.clock)
         self._read_suppressions(jobs)

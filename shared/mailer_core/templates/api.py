@@ -23,15 +23,18 @@ refused filter such as `|safe`) answers 422 naming the field and the line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
+from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3
-from mailer_core.base import validation
+from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from mailer_core.files import attachments
+from mailer_core.files.attachments import AttachedFile
 from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
@@ -40,9 +43,9 @@ from mailer_core.rendering.source_checks import (
     validate_timezone,
 )
 from mailer_core.store.models import TemplateModel, event_triggers
-
-if TYPE_CHECKING:
-    from mailer_core.files.attachments import AttachedFile
+from mailer_core.triggers import api as triggers
+from mailer_core.triggers import loops as automation_loops
+from mailer_core.triggers.loops import link_ids_in
 
 FIELDS = {
     "name",
@@ -133,8 +136,6 @@ def html_of(template: TemplateModel) -> str:
 
 
 def _attached(template: TemplateModel) -> list[AttachedFile]:
-    from mailer_core.files.attachments import AttachedFile
-
     return [AttachedFile.from_attribute(a) for a in template.attachments or []]
 
 
@@ -200,8 +201,6 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
     if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking); unset: account default
-        from mailer_core.accounts import access
-
         default = access.settings_of(caller.account_id).track_opens
         out["track_opens"] = validation.boolean(data, "track_opens", default=default)
     if creating or "locale" in data:
@@ -217,9 +216,6 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             )
         out["user_id"] = owner
     if creating or "attachments" in data:
-        from mailer_core.base import limits
-        from mailer_core.files import attachments
-
         out["attachments"] = attachments.validate_attachments(
             caller.account_id,
             data.get("attachments"),
@@ -227,16 +223,10 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             what="the attachments of a template",
         )
     if creating or "attachment_links" in data:
-        from mailer_core.files import attachments
-
         out["attachment_links"] = attachments.validate_links(data.get("attachment_links"))
     if creating or "triggers" in data:
-        from mailer_core.triggers import api as triggers
-
         out["triggers"] = triggers.validate_event_triggers(caller.account_id, data.get("triggers"))
     if creating or "not_opened_after" in data:
-        from mailer_core.triggers import api as triggers
-
         out["not_opened_after"] = triggers.validate_not_opened_after(data)
     if creating or "repeat_max" in data:
         out["repeat_max"] = validation.integer(data, "repeat_max", minimum=1, maximum=100)
@@ -245,7 +235,6 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
 
 def _check_loops(caller: Caller, template: TemplateModel, fields: dict[str, Any]) -> None:
     """Refuse a save that closes an automation loop (mailer_core.triggers.loops)."""
-    from mailer_core.triggers import loops as automation_loops
 
     for name, value in fields.items():
         if name not in ("html", "attachments"):
@@ -262,8 +251,6 @@ def _store_html(account_id: int, template_id: str, html: str, clock: Clock) -> t
 
 def _claim_files(caller: Caller, files: list[AttachedFile], clock: Clock) -> None:
     if files:
-        from mailer_core.files import attachments
-
         attachments.claim(caller.account_id, files, keep="template", now=clock.now())
 
 
@@ -271,7 +258,6 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
     fields = _validated(caller, payload, current=None)
     template_id = clock.new_id()
     now = clock.now()
-    from mailer_core.triggers.loops import link_ids_in
 
     fields["link_ids"] = link_ids_in(fields["subject"], fields["html"]) or None
     probe = TemplateModel(caller.account_id, template_id, name=fields["name"], user_id=caller.user_id)
@@ -319,8 +305,6 @@ def update(caller: Caller, template_id: str, payload: Any, *, clock: Clock = SYS
     template = _editable(caller, template_id)
     fields = _validated(caller, payload, current=template)
     if "html" in fields or "subject" in fields:
-        from mailer_core.triggers.loops import link_ids_in
-
         subject = fields.get("subject", template.subject)
         body = fields["html"] if "html" in fields else html_of(template)
         fields["link_ids"] = link_ids_in(subject, body) or None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailer_core.store.models import TemplateStatsModel
+from mailer_core.templates import api as templates
 
 if TYPE_CHECKING:
     from mailer_core.accounts.auth import Caller
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 def view(caller: Caller, template_id: str) -> dict[str, Any]:
     """The template's counters, for whoever may see the template (404 otherwise)."""
-    from mailer_core.templates import api as templates
 
     templates.for_use(caller, template_id)
     reply = TemplateStatsModel._get_connection().get_item(str(caller.account_id), template_id)

@@ -103,7 +103,7 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
         )
     try:
         if path.startswith(PROTECTED_PREFIX):
-            from mailer_core.accounts import access  # imported here: a cold start imports no model
+            from mailer_core.accounts import access  # cold start: pynamodb (the health route needs no model)
 
             caller = authenticate(event.headers)
             logger.append_keys(account_id=caller.account_id, user_id=caller.user_id)
