@@ -26,7 +26,7 @@ test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructur
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions devstack
+	$(BIN)/mypy shared functions devstack scripts
 	$(BIN)/lint-imports  # the core's rows and no import circles (pyproject.toml)
 	$(BIN)/cfn-lint infra/template.yaml
 
