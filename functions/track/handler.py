@@ -1,21 +1,24 @@
 """Public tracking routes: the open pixel (/o/{token}) and clicks (/c/{token}, trigger links
 included); health.
 
-Thin: the rules are in mailer_core.tracking (and machine_traffic). These routes write one
-fact and never call Kommo or SMTP.
+Thin: the rules are in mailer_core.tracking.routes. These routes write one fact and never
+call Kommo or SMTP. This function answers every pixel, so its cold start is kept small: its
+three routes are read straight from API Gateway's HTTP API event (payload 2.0) instead of
+through Powertools' resolver, whose import alone (about 30 ms: every resolver, asyncio) cost
+more than the rest of the function.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.tracking import routes as tracking
 
-app = APIGatewayHttpResolver()
 clock: Clock = SYSTEM_CLOCK  # tests replace it
 
 NOT_FOUND_PAGE = (
@@ -23,55 +26,64 @@ NOT_FOUND_PAGE = (
     "<body><p>Link not found.</p></body></html>"
 )
 _NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
+_HTML = "text/html; charset=utf-8"
 
 
-@app.get("/t/health")
-def health() -> dict[str, str]:
-    return {"status": "ok", "function": "track"}
+def _answer(
+    status: int, body: str | bytes = "", content_type: str | None = None, **headers: str
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) response; binary bodies go base64-encoded, as API Gateway wants."""
+    all_headers = {**_NO_STORE, **headers}
+    if content_type:
+        all_headers["Content-Type"] = content_type
+    if isinstance(body, bytes):
+        return {
+            "statusCode": status,
+            "headers": all_headers,
+            "body": base64.b64encode(body).decode("ascii"),
+            "isBase64Encoded": True,
+        }
+    return {"statusCode": status, "headers": all_headers, "body": body, "isBase64Encoded": False}
 
 
-def _request(token: str) -> tracking.TrackRequest:
-    event = app.current_event
-    http = event.request_context.http
+def _request(event: dict[str, Any], token: str) -> tracking.TrackRequest:
+    http = event.get("requestContext", {}).get("http", {})
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     return tracking.TrackRequest(
         token=token,
-        method=http.method,
-        user_agent=event.headers.get("user-agent") or http.user_agent or "",
-        source_ip=http.source_ip or "",
-        headers={k.lower(): v for k, v in (event.headers or {}).items()},
+        method=str(http.get("method") or "GET"),
+        user_agent=headers.get("user-agent") or str(http.get("userAgent") or ""),
+        source_ip=str(http.get("sourceIp") or ""),
+        headers=headers,
         now=clock.now(),
     )
 
 
-@app.route("/o/<token>", method=["GET", "HEAD"])
-def pixel(token: str) -> Response[bytes]:
-    tracking.handle_open(_request(token))
-    return Response(
-        status_code=200, content_type="image/gif", body=tracking.PIXEL_GIF, headers=dict(_NO_STORE)
-    )
+def pixel(event: dict[str, Any], token: str) -> dict[str, Any]:
+    tracking.handle_open(_request(event, token))
+    return _answer(200, tracking.PIXEL_GIF, "image/gif")
 
 
-@app.route("/c/<token>", method=["GET", "HEAD"])
-def click(token: str) -> Response[str]:
-    answer = tracking.handle_click(_request(token))
+def click(event: dict[str, Any], token: str) -> dict[str, Any]:
+    answer = tracking.handle_click(_request(event, token))
     if answer is None:
-        return Response(
-            status_code=404,
-            content_type="text/html; charset=utf-8",
-            body=NOT_FOUND_PAGE,
-            headers=dict(_NO_STORE),
-        )
+        return _answer(404, NOT_FOUND_PAGE, _HTML)
     if answer.location:
-        return Response(status_code=302, body="", headers={**_NO_STORE, "Location": answer.location})
+        return _answer(302, "", Location=answer.location)
     # A trigger link without a target: the localized thank-you page.
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=answer.page or "",
-        headers=dict(_NO_STORE),
-    )
+    return _answer(200, answer.page or "", _HTML)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    method = str(event.get("requestContext", {}).get("http", {}).get("method") or "").upper()
+    path = str(event.get("rawPath") or "")
+    if path == "/t/health" and method == "GET":
+        return _answer(200, json.dumps({"status": "ok", "function": "track"}), "application/json")
+    kind, _, token = path.removeprefix("/").partition("/")
+    if method in ("GET", "HEAD") and token and "/" not in token:
+        if kind == "o":
+            return pixel(event, token)
+        if kind == "c":
+            return click(event, token)
+    return _answer(404, NOT_FOUND_PAGE, _HTML)
