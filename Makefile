@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test unit integration e2e infrastructure lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,20 @@ lint: $(STAMP)
 	$(BIN)/mypy shared functions devstack scripts
 	$(BIN)/lint-imports  # the core's rows and no import circles (pyproject.toml)
 	$(BIN)/cfn-lint infra/template.yaml
+
+# Each tier alone (make test runs them all, in parallel, after lint).
+unit: $(STAMP)  ## pure rules: no AWS, no servers
+	$(BIN)/python -m pytest -n 2 tests/unit
+
+integration: $(STAMP)  ## the core against moto, real SMTP and IMAP servers, the Kommo stand-in
+	sh scripts/ensure-dovecot.sh
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration
+
+e2e: $(STAMP)  ## the local stack end to end (make run's stack, the worked example)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
+
+infrastructure: $(STAMP)  ## the template, the import contracts, handler imports, the docs' tables
+	$(BIN)/python -m pytest -n 2 tests/infrastructure
 
 bench: $(STAMP)  ## print the performance figures (not tests)
 	$(BIN)/python bench/cold_import.py

@@ -15,7 +15,7 @@ import pytest
 from mailer_core.store.models import MessageModel
 
 from devstack import kommo_seed
-from devstack.example import LocalSystem, call
+from devstack.example import SINK_LOGIN, SINK_PASSWORD, LocalSystem, call
 from devstack.worked_example import EXPECTED_STEPS, play_example
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,14 +90,34 @@ def test_the_demo_account_was_installed_through_kommos_oauth(system: LocalSystem
     assert refused.value.code == 400 and "text/html" in refused.value.headers["Content-Type"]
 
 
+def _sink_mailbox(system: LocalSystem, token: str) -> str:
+    """A mailbox of the test's own on the stack's SMTP sink (not the example's default one)."""
+    status, mailbox = call(
+        "POST",
+        f"{system.stack.api_url}/v1/mailboxes",
+        token,
+        {
+            "sender_email": SINK_LOGIN,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": system.sink.smtp_port,
+            "smtp_security": "none",
+            "smtp_password": SINK_PASSWORD,
+        },
+    )
+    assert status == 201, mailbox
+    return str(mailbox["id"])
+
+
 def test_a_scheduled_email_is_released_by_the_scheduler_loop(system: LocalSystem) -> None:
+    # GIVEN a mailbox of the test's own, and an email composed for tomorrow
     api, token = system.stack.api_url, system.widget_token()
+    mailbox_id = _sink_mailbox(system, token)
     send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     status, message = call(
         "POST",
         f"{api}/v1/messages",
         token,
-        {"to": ["later@example.com"], "subject": "Tomorrow", "send_at": send_at},
+        {"mailbox_id": mailbox_id, "to": ["later@example.com"], "subject": "Tomorrow", "send_at": send_at},
     )
     assert status == 202 and message["status"] == "scheduled"
 
