@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
@@ -33,7 +33,7 @@ from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
-from mailer_core.store.models import MessageModel
+from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.triggers import api as trigger_rules
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
@@ -111,13 +111,9 @@ def compose(
     """
     data = validation.require_object(payload)
     validation.reject_unknown(data, FIELDS)
-    subject = validation.text(data, "subject", max_length=998)
-    html = validation.text(data, "html", max_length=MAX_BODY_BYTES * 2)
-    if len(html.encode("utf-8")) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("the email body is larger than 8 MB", field="html", limit_bytes=MAX_BODY_BYTES)
-    lane = validation.text(data, "lane", default="priority")
-    if lane not in sqs.LANES:
-        raise InvalidInput(f"must be one of {', '.join(sqs.LANES)}", field="lane")
+    now = clock.now()
+    subject, html = _body(data)
+    lane = _lane(data)
     to = validation.email_list(data, "to", max_items=MAX_RECIPIENTS)
     cc = validation.email_list(data, "cc", max_items=MAX_RECIPIENTS)
     bcc = validation.email_list(data, "bcc", max_items=MAX_RECIPIENTS)
@@ -125,25 +121,8 @@ def compose(
     which = validation.text(data, "contacts", default="main")
     if which not in ("main", "all"):
         raise InvalidInput("must be main or all", field="contacts")
-    now = clock.now()
-    send_at = validation.timestamp(data, "send_at")
-    track_opens = validation.boolean(  # unset: the account's default (mailer_core.accounts.account_settings)
-        data, "track_opens", default=access.settings_of(caller.account_id, clock=clock).track_opens
-    )
-    if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
-        raise InvalidInput("is more than a year ahead", field="send_at")
-    if send_at is not None and send_at <= now:
-        send_at = None  # a time in the past means now
-
-    mailbox_id = validation.text(data, "mailbox_id")
-    if mailbox_id:
-        mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
-        if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
-            raise InvalidInput("no such mailbox", field="mailbox_id")
-    else:
-        mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
-        if mailbox is None:
-            raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
+    send_at = _send_at(data, now)
+    mailbox = _sender(caller, data)
 
     use = None
     if data.get("template_id") is not None:
@@ -154,33 +133,11 @@ def compose(
     else:  # a raw subject and body may hold variables too: they must compile
         validate_source(subject, field="subject", html=False)
         validate_source(html, field="html", html=True)
-    if not to and entity is not None and (use is None or use.to_client != "none"):
-        to = contacts.entity_recipients(caller.account_id, entity[0], entity[1], which)
-        if not to:
-            raise InvalidInput(
-                f"{entity[0]} {entity[1]} has no contact with an email address", field="entity"
-            )
-    if not to:
-        raise InvalidInput(
-            "give recipients in 'to' or an entity whose contacts receive the email", field="to"
-        )
+    to = _recipients(caller, to, entity, which, use)
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         raise InvalidInput(f"an email goes to at most {MAX_RECIPIENTS} addresses", field="to")
-    links = attachments.validate_links(data.get("attachment_links"))
-    files = attachments.validate_attachments(
-        caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
-    )
-
-    chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
-    not_opened_after = trigger_rules.validate_not_opened_after(data)
-    if use is not None:  # the template's files unless the compose gives its own
-        files = files if "attachments" in data else use.files
-        track_opens = track_opens if "track_opens" in data else use.track_opens
-        links = links if "attachment_links" in data else use.links
-        chosen = chosen if "triggers" in data else use.triggers
-        not_opened_after = not_opened_after if "not_opened_after" in data else use.not_opened_after
-    if chosen and chosen.get("not_opened") and not not_opened_after:
-        raise InvalidInput("give the not-opened wait (60 seconds or more)", field="not_opened_after")
+    files, links = _files_and_links(caller, data, use, now)
+    track_opens, chosen, not_opened_after = _tracking_and_automation(caller, data, use, clock)
 
     message_id = message_id or clock.new_id()
     status = state.SCHEDULED if send_at else state.QUEUED
@@ -221,13 +178,7 @@ def compose(
         chain_depth=chain[1] if chain else None,
     )
     attachments.claim(caller.account_id, files, keep="message", now=now)  # before the save: never half-kept
-    try:
-        message.save(condition=MessageModel.message_id.does_not_exist())
-    except PutError as exc:
-        if state.is_condition_failure(exc):
-            _dispatch_again(caller.account_id, message_id, clock=clock)
-            raise AlreadyComposed("this message was already composed", message_id=message_id) from exc
-        raise
+    _save_once(message, clock)
     dispatch(message, clock=clock)
     logger.info(
         "message composed",
@@ -239,6 +190,104 @@ def compose(
         },
     )
     return public_view(message)
+
+
+def _body(data: dict[str, Any]) -> tuple[str, str]:
+    subject = validation.text(data, "subject", max_length=998)
+    html = validation.text(data, "html", max_length=MAX_BODY_BYTES * 2)
+    if len(html.encode("utf-8")) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("the email body is larger than 8 MB", field="html", limit_bytes=MAX_BODY_BYTES)
+    return subject, html
+
+
+def _lane(data: dict[str, Any]) -> str:
+    lane = validation.text(data, "lane", default="priority")
+    if lane not in sqs.LANES:
+        raise InvalidInput(f"must be one of {', '.join(sqs.LANES)}", field="lane")
+    return lane
+
+
+def _send_at(data: dict[str, Any], now: datetime) -> datetime | None:
+    """When to send: None for now (a time in the past means now), at most a year ahead."""
+    send_at = validation.timestamp(data, "send_at")
+    if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidInput("is more than a year ahead", field="send_at")
+    return send_at if send_at is not None and send_at > now else None
+
+
+def _sender(caller: Caller, data: dict[str, Any]) -> MailboxModel:
+    """The mailbox named (the caller's own, or any for an administrator), else the caller's default."""
+    mailbox_id = validation.text(data, "mailbox_id")
+    if mailbox_id:
+        mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
+        if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
+            raise InvalidInput("no such mailbox", field="mailbox_id")
+        return mailbox
+    mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
+    if mailbox is None:
+        raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
+    return mailbox
+
+
+def _recipients(
+    caller: Caller, to: list[str], entity: tuple[str, int] | None, which: str, use: Any
+) -> list[str]:
+    """`to` as given, else the entity's contacts (unless the template sends to no client)."""
+    if not to and entity is not None and (use is None or use.to_client != "none"):
+        to = contacts.entity_recipients(caller.account_id, entity[0], entity[1], which)
+        if not to:
+            raise InvalidInput(
+                f"{entity[0]} {entity[1]} has no contact with an email address", field="entity"
+            )
+    if not to:
+        raise InvalidInput(
+            "give recipients in 'to' or an entity whose contacts receive the email", field="to"
+        )
+    return to
+
+
+def _files_and_links(
+    caller: Caller, data: dict[str, Any], use: Any, now: datetime
+) -> tuple[list[Any], list[str]]:
+    """The compose's own attachments and links, else the template's."""
+    links = attachments.validate_links(data.get("attachment_links"))
+    files = attachments.validate_attachments(
+        caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
+    )
+    if use is not None:
+        files = files if "attachments" in data else use.files
+        links = links if "attachment_links" in data else use.links
+    return files, links
+
+
+def _tracking_and_automation(
+    caller: Caller, data: dict[str, Any], use: Any, clock: Clock
+) -> tuple[bool, dict[str, list[str]] | None, int | None]:
+    """The open pixel (unset: the template's, else the account's default), the triggers per
+    event and the not-opened wait (unset: the template's), frozen into the message."""
+    track_opens = validation.boolean(
+        data, "track_opens", default=access.settings_of(caller.account_id, clock=clock).track_opens
+    )
+    chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
+    not_opened_after = trigger_rules.validate_not_opened_after(data)
+    if use is not None:
+        track_opens = track_opens if "track_opens" in data else use.track_opens
+        chosen = chosen if "triggers" in data else use.triggers
+        not_opened_after = not_opened_after if "not_opened_after" in data else use.not_opened_after
+    if chosen and chosen.get("not_opened") and not not_opened_after:
+        raise InvalidInput("give the not-opened wait (60 seconds or more)", field="not_opened_after")
+    return track_opens, chosen, not_opened_after
+
+
+def _save_once(message: MessageModel, clock: Clock) -> None:
+    """A conditional put: a replayed automatic compose meets its stored message and stops."""
+    try:
+        message.save(condition=MessageModel.message_id.does_not_exist())
+    except PutError as exc:
+        if state.is_condition_failure(exc):
+            _dispatch_again(int(message.account_id), message.message_id, clock=clock)
+            raise AlreadyComposed("this message was already composed", message_id=message.message_id) from exc
+        raise
 
 
 def _composed_detail(send_at: Any, origin: str | None, chain: tuple[str, int] | None) -> str | None:
