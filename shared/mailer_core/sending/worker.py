@@ -256,16 +256,10 @@ class SendWorker:
         refusal = access.send_refusal(job.account_id, clock=self.clock)  # cached: one read per 30 s
         if refusal:  # Mailer was switched off for the account: its emails are canceled, not sent
             return self._cancel(MessageModel(job.account_id, job.message_id), refusal)
-        loaded = self._mailbox(job.account_id, job.mailbox_id)
+        loaded = self._usable_mailbox(job)
         if loaded is None:
             return self._without_mailbox(job)
         mailbox, smtp_settings = loaded
-        if mailbox_check.refused_login_reason(mailbox):
-            _mailbox_cache.pop((job.account_id, job.mailbox_id), None)  # it may have been fixed since
-            loaded = self._mailbox(job.account_id, job.mailbox_id)
-            if loaded is None:
-                return self._without_mailbox(job)
-            mailbox, smtp_settings = loaded
         if not self._wait_for_token(job, mailbox):
             return "deferred"
         message = self._claim(job)
@@ -277,6 +271,21 @@ class SendWorker:
             return self._cancel(message, refusal, from_=(state.SENDING,))
         if self._failed_for_refused_login(message, mailbox):
             return "failed"
+        return self._ready(job, message, mailbox, smtp_settings)
+
+    def _usable_mailbox(self, job: sqs.SendJob) -> tuple[MailboxModel, SmtpSettings] | None:
+        """The job's mailbox and its settings; read again when the cached copy had a refused
+        login (it may have been fixed since)."""
+        loaded = self._mailbox(job.account_id, job.mailbox_id)
+        if loaded is not None and mailbox_check.refused_login_reason(loaded[0]):
+            _mailbox_cache.pop((job.account_id, job.mailbox_id), None)
+            loaded = self._mailbox(job.account_id, job.mailbox_id)
+        return loaded
+
+    def _ready(
+        self, job: sqs.SendJob, message: MessageModel, mailbox: MailboxModel, smtp_settings: SmtpSettings
+    ) -> Ready | Outcome:
+        """The claimed message rendered, built and checked against the suppressions."""
         try:
             email = self._render(message, mailbox)
             mime = self._build(message, email)
