@@ -235,7 +235,8 @@ service stats {{
             self._write_user(login)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> DovecotServer:
+    # Many branches on purpose: Dovecot found, configured and started, step by step.
+    def start(self) -> DovecotServer:  # noqa: C901
         binary = dovecot_binary()
         reason = unavailable_reason()
         if binary is None or reason:

@@ -188,7 +188,8 @@ def _searchable(entity: dict[str, Any]) -> list[Any]:
     return [entity.get("name"), [v.get("values") for v in entity.get("custom_fields_values") or []]]
 
 
-def _field_value(
+# Many branches on purpose: one branch per Kommo field type, as Kommo's documentation lists them.
+def _field_value(  # noqa: C901
     definition: dict[str, Any], raw: Any, path: str, bad: Callable[..., Problem]
 ) -> dict[str, Any]:
     """One value written to a field, in the shape a GET shows it."""

@@ -93,7 +93,8 @@ class AddressPolicy:
 
     allow: tuple[IPNetwork, ...] = ()
 
-    def refusal(self, address: IPAddress) -> str | None:
+    # Many branches on purpose: one branch per refused address range.
+    def refusal(self, address: IPAddress) -> str | None:  # noqa: C901
         """Why `address` may not be reached, or None when it may."""
         if any(address in network for network in self.allow if network.version == address.version):
             return None

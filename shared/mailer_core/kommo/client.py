@@ -439,7 +439,8 @@ class KommoClient:
         """POST. A 5xx is not retried unless `idempotent`: Kommo may have created the entities."""
         return self.request("POST", path, body=body, retry_server_errors=idempotent)
 
-    def request(
+    # Many branches on purpose: the documented answer of each status, in one loop of attempts.
+    def request(  # noqa: C901
         self,
         method: str,
         path: str,

@@ -103,7 +103,8 @@ def field_value(
     return {"field_id": field_id, "values": _values(definition, type_, value, current, enum_code, tz)}
 
 
-def _values(
+# Many branches on purpose: one branch per Kommo field type.
+def _values(  # noqa: C901
     definition: Mapping[str, Any],
     type_: str,
     value: Any,

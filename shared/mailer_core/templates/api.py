@@ -169,7 +169,8 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
     return view
 
 
-def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -> dict[str, Any]:
+# Many branches on purpose: one check per field of the request.
+def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -> dict[str, Any]:  # noqa: C901
     data = validation.require_object(payload)
     validation.reject_unknown(data, FIELDS)
     creating = current is None

@@ -66,7 +66,8 @@ def _ids(entity: Mapping[str, Any], kind: str) -> list[int]:
     return [int(e["id"]) for e in (entity.get("_embedded") or {}).get(kind) or [] if "id" in e]
 
 
-def target(ctx: RunContext, kind: str) -> tuple[EntityType, int]:
+# Many branches on purpose: the manual's entity rules, one per pair of kinds.
+def target(ctx: RunContext, kind: str) -> tuple[EntityType, int]:  # noqa: C901
     """The entity of `kind` (lead, contact, company) this email's trigger acts on."""
     message = ctx.message
     source = message.entity_type
