@@ -20,7 +20,7 @@ from moto.core.botocore_stubber import BotocoreStubber
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
-from tests.conftest import TEST_REDIRECT_URI, TEST_SECRET
+from tests.support.constants import TEST_REDIRECT_URI, TEST_SECRET
 
 CLIENT_ID = "test-kommo-client-id"
 

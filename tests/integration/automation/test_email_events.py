@@ -19,7 +19,8 @@ from mailer_core.tracking import tokens as tracking_tokens
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
 from devstack.resources import StackResources
-from tests.integration.automation.conftest import (
+from tests.support.api_client import ApiClient
+from tests.support.fixtures.automation import (
     LEAD,
     actions_jobs,
     drain_actions,
@@ -29,8 +30,7 @@ from tests.integration.automation.conftest import (
     stored,
     trigger,
 )
-from tests.integration.templates.conftest import mailbox_body
-from tests.support.api_client import ApiClient
+from tests.support.fixtures.templates import mailbox_body
 from tests.support.smtp_servers import SmtpTestServer
 
 DAY = 86400

@@ -15,9 +15,8 @@ from mailer_core.store.models import AutomationFactModel, MessageModel
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
 from devstack.resources import StackResources
-from tests.integration.automation.conftest import events_of, trigger
-from tests.integration.automation.test_trigger_types import sent_from
 from tests.support.api_client import ApiClient
+from tests.support.fixtures.automation import events_of, sent_from, trigger
 
 
 def template(client: ApiClient, name: str, **extra: Any) -> str:
@@ -154,7 +153,7 @@ def test_kommo_errors_are_retried_with_backoff_then_recorded_with_kommos_words(
 def test_a_retried_job_comes_back_after_its_backoff_through_the_queue(
     aws_stack: StackResources, admin: ApiClient, kommo: KommoStandIn
 ) -> None:
-    from tests.integration.automation.conftest import drain_actions
+    from tests.support.fixtures.automation import drain_actions
 
     note = trigger(admin, "Note", "note", text="via queue")
     message = sent_from("leads", seed.LEAD_OFFER)

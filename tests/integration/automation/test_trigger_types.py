@@ -13,48 +13,18 @@ import pytest
 from mailer_core.automation import runner as automation
 from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.events import jobs
-from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel, TriggerModel
 
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
 from devstack.resources import StackResources
-from tests.integration.automation.conftest import events_of
-
-SENT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
-_runs = iter(range(1, 10_000))
-
-
-def sent_from(entity_type: str, entity_id: int, *, mailbox_id: str = "mbx", **extra: Any) -> MessageModel:
-    message_id = f"01MSG{next(_runs):021d}"
-    message = MessageModel(
-        seed.ACCOUNT_ID,
-        message_id,
-        status=state.SENT,
-        status_key=state.status_key(seed.ACCOUNT_ID, state.SENT),
-        user_id=seed.MANAGER_USER_ID,
-        mailbox_id=mailbox_id,
-        to=["ivan@example.com"],
-        entity_type=entity_type,
-        entity_id=entity_id,
-        subject="{{ lead.name }}",
-        sent_subject="Коммерческое предложение",
-        html="<p>x</p>",
-        header_message_id=f"<{message_id}@example.com>",
-        created_at=SENT,
-        updated_at=SENT,
-        sent_at=SENT,
-        timezone="Europe/Moscow",
-        **extra,
-    )
-    message.save()
-    return message
+from tests.support.fixtures.automation import SENT, events_of, runs, sent_from
 
 
 def run(kind: str, params: dict[str, Any], message: MessageModel, *, clock: FakeClock | None = None) -> str:
     trigger = TriggerModel(
         seed.ACCOUNT_ID,
-        f"T{next(_runs):025d}",
+        f"T{next(runs):025d}",
         name=f"a {kind}",
         type=kind,
         params=params,

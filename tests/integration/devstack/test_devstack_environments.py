@@ -10,7 +10,7 @@ from typing import Any
 from devstack.functions import FunctionRegistry
 from devstack.resources import StackResources, load_template
 from devstack.template import function_definitions
-from tests.integration.devstack.stack_helpers import write_project
+from tests.support.stack_helpers import write_project
 
 TEMPLATE = """
 Resources:

@@ -16,7 +16,7 @@ from mailer_core.base.clock import FakeClock
 
 from devstack.gateway import MAX_BODY_BYTES, Gateway, Router
 from devstack.template import HttpRoute, http_routes
-from tests.integration.devstack.stack_helpers import MiniStack, mini_stack
+from tests.support.stack_helpers import MiniStack, mini_stack
 
 TEMPLATE = """
 Resources:

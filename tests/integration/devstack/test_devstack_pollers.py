@@ -11,7 +11,7 @@ import pytest
 
 from devstack.pollers import Pollers
 from devstack.template import sqs_event_sources
-from tests.integration.devstack.stack_helpers import MiniStack, client, mini_stack
+from tests.support.stack_helpers import MiniStack, client, mini_stack
 
 TEMPLATE = """
 Resources:

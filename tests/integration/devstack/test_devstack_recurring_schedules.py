@@ -12,7 +12,7 @@ from mailer_core.base.clock import FakeClock
 from devstack.resources import load_template
 from devstack.scheduler_loop import SchedulerLoop
 from devstack.template import parse_rate, recurring_schedules
-from tests.integration.devstack.stack_helpers import client, mini_stack
+from tests.support.stack_helpers import client, mini_stack
 
 TEMPLATE = """
 Resources:

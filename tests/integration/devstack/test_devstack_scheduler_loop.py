@@ -13,7 +13,7 @@ from mailer_core.base.clock import FakeClock
 
 from devstack.scheduler_loop import SchedulerLoop, parse_at
 from devstack.template import schedule_groups
-from tests.integration.devstack.stack_helpers import MiniStack, client, mini_stack
+from tests.support.stack_helpers import MiniStack, client, mini_stack
 
 TEMPLATE = """
 Resources:

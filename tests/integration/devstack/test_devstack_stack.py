@@ -14,7 +14,7 @@ from mailer_core.base.config import get_settings
 
 from devstack.resources import load_template
 from devstack.stack import LocalStack
-from tests.integration.devstack.stack_helpers import client, write_project
+from tests.support.stack_helpers import client, write_project
 
 
 def _logical_ids(template: dict[str, Any], kind: str) -> list[str]:

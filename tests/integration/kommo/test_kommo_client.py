@@ -20,7 +20,7 @@ from mailer_core.store.models import AccountModel
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed
 from devstack.kommo_standin import KommoStandIn
-from tests.integration.kommo.kommo_helpers import TOKEN
+from tests.support.kommo_helpers import TOKEN
 
 
 @contextmanager

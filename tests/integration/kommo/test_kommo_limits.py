@@ -15,8 +15,8 @@ from mailer_core.store.models import AccountModel
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, demo_seed
 from devstack.kommo_standin import KommoStandIn
-from tests.integration.kommo.kommo_helpers import TOKEN
 from tests.support.kommo_accounts import point_at, save_account_with_token, serialize_moto
+from tests.support.kommo_helpers import TOKEN
 from tests.support.sim_clock import SimClock
 
 pytestmark = pytest.mark.usefixtures("aws_stack")

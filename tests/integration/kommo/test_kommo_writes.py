@@ -14,7 +14,7 @@ from mailer_core.kommo.fields import by_id, current_value, field_value
 from devstack import kommo_seed as seed
 from devstack.kommo_seed import Seed, custom_field
 from devstack.kommo_standin import KommoStandIn
-from tests.integration.kommo.kommo_helpers import TOKEN, Api
+from tests.support.kommo_helpers import TOKEN, Api
 
 NOTES = 560101
 CHANNEL = 560102

@@ -7,8 +7,8 @@ from email.message import EmailMessage
 from devstack import kommo_seed as seed
 from devstack.kommo_standin import KommoStandIn
 from devstack.resources import StackResources
-from tests.integration.templates.conftest import LOGIN, OFFER, mailbox_body
 from tests.support.api_client import ApiClient, load_handler
+from tests.support.fixtures.templates import LOGIN, OFFER, mailbox_body
 from tests.support.smtp_servers import SmtpTestServer
 from tests.support.sqs import deliver
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.templates.conftest import COLLEAGUE_ID, OFFER
 from tests.support.api_client import ApiClient
+from tests.support.fixtures.templates import COLLEAGUE_ID, OFFER
 
 
 def create(client: ApiClient, **body: Any) -> dict[str, Any]:

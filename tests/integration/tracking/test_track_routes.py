@@ -12,7 +12,7 @@ from mailer_core.store import timeline
 from mailer_core.store.models import AccountModel
 from mailer_core.tracking import routes as tracking
 
-from tests.integration.tracking.conftest import (
+from tests.support.fixtures.tracking import (
     ACCOUNT,
     BASE,
     click_path,

@@ -13,9 +13,9 @@ from mailer_core.tracking import routes as tracking_routes
 from mailer_core.tracking import tokens as tracking_tokens
 
 from devstack.resources import StackResources
-from tests.integration.core.conftest import mailbox_body
-from tests.integration.tracking.conftest import ACCOUNT, BASE, fresh, hit
 from tests.support.api_client import ApiClient, load_handler
+from tests.support.fixtures.core import mailbox_body
+from tests.support.fixtures.tracking import ACCOUNT, BASE, fresh, hit
 from tests.support.smtp_servers import SmtpTestServer
 from tests.support.sqs import deliver
 

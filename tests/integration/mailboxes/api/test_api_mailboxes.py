@@ -1,0 +1,136 @@
+"""Mailboxes through the api function: validation, secrecy of passwords, ownership."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from mailer_core.adapters import kms
+from mailer_core.store.models import MailboxModel
+
+from tests.support.api_client import ApiClient
+from tests.support.fixtures.core import ACCOUNT, mailbox_body
+
+
+def test_create_returns_the_mailbox_without_its_password(user: ApiClient) -> None:
+    reply = user.post("/v1/mailboxes", mailbox_body())
+
+    assert reply.status == 201
+    view = reply.json()
+    assert view["sender_email"] == "anna@example.com"
+    assert view["smtp_login"] == "anna@example.com"  # defaults to the address
+    assert view["has_password"] is True
+    assert "s3cret-app-password" not in reply.body
+    assert user.get(f"/v1/mailboxes/{view['id']}").json() == view
+
+
+def test_password_is_stored_as_kms_ciphertext_bound_to_the_mailbox(user: ApiClient) -> None:
+    mailbox_id = user.post("/v1/mailboxes", mailbox_body()).json()["id"]
+    stored = MailboxModel.get(ACCOUNT, mailbox_id)
+
+    assert "s3cret" not in stored.password_ciphertext
+    context = {"account_id": str(ACCOUNT), "mailbox_id": mailbox_id, "purpose": "smtp_password"}
+    assert kms.decrypt(stored.password_ciphertext, context) == "s3cret-app-password"
+    with pytest.raises(ClientError, match="InvalidCiphertext"):
+        kms.decrypt(stored.password_ciphertext, {**context, "mailbox_id": "another"})
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"smtp_port": 25}, "smtp_port", "port 25 is blocked"),
+        ({"smtp_port": 70000}, "smtp_port", "at most 65535"),
+        ({"smtp_security": "tls13"}, "smtp_security", "must be one of"),
+        ({"sender_email": "not-an-address"}, "sender_email", "not a valid email"),
+        ({"smtp_host": "bad host!"}, "smtp_host", "not a host name"),
+        ({"smtp_password": ""}, "smtp_password", "must not be empty"),
+        ({"rate_per_second": 0}, "rate_per_second", "between"),
+        ({"daily_cap": "many"}, "daily_cap", "integer"),
+        ({"colour": "red"}, "colour", "unknown field"),
+    ],
+)
+def test_bad_fields_are_named_and_nothing_is_stored(
+    user: ApiClient, change: dict, field: str, words: str
+) -> None:
+    reply = user.post("/v1/mailboxes", mailbox_body(**change))
+
+    assert reply.status == 422
+    assert reply.json()["field"] == field
+    assert words in reply.json()["message"]
+    assert user.get("/v1/mailboxes").json()["items"] == []
+
+
+def test_missing_password_and_broken_json_are_refused(user: ApiClient) -> None:
+    body = mailbox_body()
+    del body["smtp_password"]
+    assert user.post("/v1/mailboxes", body).json() == {
+        "error": "invalid",
+        "message": "is required",
+        "field": "smtp_password",
+    }
+    broken = user.post("/v1/mailboxes", "{not json")
+    assert broken.status == 400 and broken.json()["field"] == "body"
+
+
+def test_patch_changes_fields_and_reencrypts_a_new_password(user: ApiClient) -> None:
+    mailbox_id = user.post("/v1/mailboxes", mailbox_body()).json()["id"]
+    before = MailboxModel.get(ACCOUNT, mailbox_id).password_ciphertext
+
+    reply = user.patch(
+        f"/v1/mailboxes/{mailbox_id}",
+        {"smtp_port": 587, "smtp_security": "starttls", "smtp_password": "new-password"},
+    )
+
+    assert reply.status == 200
+    assert reply.json()["smtp_port"] == 587 and reply.json()["smtp_security"] == "starttls"
+    after = MailboxModel.get(ACCOUNT, mailbox_id).password_ciphertext
+    assert after != before
+    context = {"account_id": str(ACCOUNT), "mailbox_id": mailbox_id, "purpose": "smtp_password"}
+    assert kms.decrypt(after, context) == "new-password"
+
+
+def test_a_failed_patch_changes_nothing(user: ApiClient) -> None:
+    created = user.post("/v1/mailboxes", mailbox_body()).json()
+    reply = user.patch(f"/v1/mailboxes/{created['id']}", {"smtp_host": "ok.example.com", "smtp_port": 25})
+    assert reply.status == 422
+    assert user.get(f"/v1/mailboxes/{created['id']}").json() == created
+
+
+def test_users_see_their_own_mailboxes_and_admins_see_all(
+    user: ApiClient, colleague: ApiClient, admin: ApiClient
+) -> None:
+    mine = user.post("/v1/mailboxes", mailbox_body()).json()["id"]
+    theirs = colleague.post("/v1/mailboxes", mailbox_body(sender_email="boris@example.com")).json()["id"]
+
+    assert [m["id"] for m in user.get("/v1/mailboxes").json()["items"]] == [mine]
+    assert user.get(f"/v1/mailboxes/{theirs}").status == 404
+    assert user.delete(f"/v1/mailboxes/{theirs}").status == 404
+    assert sorted(m["id"] for m in admin.get("/v1/mailboxes").json()["items"]) == sorted([mine, theirs])
+    assert user.post("/v1/mailboxes", mailbox_body(user_id=502)).status == 403
+    assert admin.post("/v1/mailboxes", mailbox_body(user_id=502)).json()["user_id"] == 502
+
+
+def test_another_account_sees_nothing(user: ApiClient, stranger: ApiClient) -> None:
+    mailbox_id = user.post("/v1/mailboxes", mailbox_body()).json()["id"]
+
+    assert stranger.get(f"/v1/mailboxes/{mailbox_id}").status == 404
+    assert stranger.patch(f"/v1/mailboxes/{mailbox_id}", {"sender_name": "x"}).status == 404
+    assert stranger.delete(f"/v1/mailboxes/{mailbox_id}").status == 404
+    assert stranger.get("/v1/mailboxes").json()["items"] == []
+    assert user.get(f"/v1/mailboxes/{mailbox_id}").status == 200
+
+
+def test_delete_removes_the_mailbox(user: ApiClient) -> None:
+    mailbox_id = user.post("/v1/mailboxes", mailbox_body()).json()["id"]
+    assert user.delete(f"/v1/mailboxes/{mailbox_id}").status == 204
+    assert user.get(f"/v1/mailboxes/{mailbox_id}").status == 404
+
+
+def test_plain_smtp_is_refused_outside_the_local_stack(
+    user: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer_core.base.config import reset_settings
+
+    monkeypatch.delenv("MAILER_ALLOW_PLAINTEXT_SMTP")
+    reset_settings()
+    reply = user.post("/v1/mailboxes", mailbox_body(smtp_security="none"))
+    assert reply.status == 422 and reply.json()["field"] == "smtp_security"

@@ -1,0 +1,237 @@
+"""Templates rendered at send time by the send worker, with fresh Kommo data, to a real SMTP server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from email.message import EmailMessage
+from typing import Any
+
+import boto3
+import pytest
+from mailer_core.adapters import sqs
+from mailer_core.rendering import variables
+from mailer_core.sending.worker import SendWorker
+from mailer_core.store.models import MessageModel
+
+from devstack import kommo_seed as seed
+from devstack.kommo_standin import KommoStandIn
+from devstack.resources import StackResources
+from tests.support.api_client import ApiClient, load_handler
+from tests.support.fixtures.templates import OFFER, TOKEN, mailbox_body
+from tests.support.smtp_servers import SmtpTestServer
+from tests.support.sqs import deliver
+
+LEAD = {"type": "leads", "id": seed.LEAD_OFFER}
+
+
+def take_jobs(stack: StackResources) -> list[sqs.SendJob]:
+    sqs_client = boto3.client("sqs")
+    jobs = []
+    while got := sqs_client.receive_message(QueueUrl=stack.refs["SendQueue"], MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
+        for m in got:
+            jobs.append(sqs.SendJob.from_body(m["Body"]))
+            sqs_client.delete_message(QueueUrl=stack.refs["SendQueue"], ReceiptHandle=m["ReceiptHandle"])
+    return jobs
+
+
+def compose(client: ApiClient, **body: Any) -> dict[str, Any]:
+    reply = client.post("/v1/messages", body)
+    assert reply.status == 202, reply.body
+    return dict(reply.json())
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def stored(message_id: str) -> MessageModel:
+    return MessageModel.get(seed.ACCOUNT_ID, message_id, consistent_read=True)
+
+
+@pytest.fixture
+def sending(manager: ApiClient, smtp: SmtpTestServer, kommo: KommoStandIn) -> SmtpTestServer:
+    reply = manager.post("/v1/mailboxes", mailbox_body(smtp, rate_per_second=100))
+    assert reply.status == 201, reply.body
+    return smtp
+
+
+def test_a_saved_template_is_sent_rendered_with_the_leads_data(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    template = manager.post("/v1/templates", OFFER).json()
+    message = compose(manager, template_id=template["id"], entity=LEAD)
+    assert message["template_id"] == template["id"] and message["to"] == ["ivan.petrov@example.com"]
+    assert message["subject"] == OFFER["subject"]  # the source: rendered at send time
+
+    result = deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+
+    assert result["batchItemFailures"] == []
+    [received] = sending.messages
+    parsed = received.parsed()
+    assert parsed["Subject"] == "Предложение для Поставка оборудования для ООО «Ромашка»"
+    html = html_of(parsed)
+    assert "Ивану Петрову, добрый день!" in html
+    assert "сто пятьдесят тысяч рублей 00 копеек" in html
+    assert "Мария Менеджер, +7 495 111-22-33" in html  # the signature
+    text = parsed.get_body(preferencelist=("plain",))
+    assert text is not None and "Ивану Петрову" in str(text.get_content())
+    assert stored(message["id"]).status == "sent"
+
+
+def test_the_crm_data_is_read_when_the_email_is_sent(
+    manager: ApiClient, sending: SmtpTestServer, kommo: KommoStandIn, aws_stack: StackResources
+) -> None:
+    message = compose(
+        manager,
+        subject="Для {{ lead.name }}",
+        html="<p>{{ lead.price|amount('RUB') }}</p>",
+        entity=LEAD,
+        locale="ru",
+    )
+    request = urllib.request.Request(
+        f"{kommo.base_url}/api/v4/leads/{seed.LEAD_OFFER}",
+        data=json.dumps({"name": "Новое имя сделки", "price": 2000}).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+    [job] = take_jobs(aws_stack)
+    assert job.entity == f"leads:{seed.LEAD_OFFER}"
+
+    with SendWorker() as worker:
+        assert worker.process(job) == "sent"
+
+    parsed = sending.messages[0].parsed()
+    assert parsed["Subject"] == "Для Новое имя сделки"
+    assert "2\u00a0000 рублей 00 копеек" in html_of(parsed)
+    assert stored(message["id"]).subject == "Для {{ lead.name }}"
+
+
+def test_a_raw_compose_with_variables_and_legacy_placeholders_is_rendered(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    compose(
+        manager,
+        entity={"type": "contacts", "id": seed.CONTACT_OLGA},
+        subject="Hello {{ contact.first_name }}",
+        html="<p>{{ contact|gender('Dear Sir', 'Dear Madam', 'Hello') }}, id {id}, subject «{subject}»</p>",
+        locale="en",
+    )
+    [job] = take_jobs(aws_stack)
+    with SendWorker() as worker:
+        assert worker.process(job) == "sent"
+    parsed = sending.messages[0].parsed()
+    assert parsed["Subject"] == "Hello Olga"
+    assert "Hello, id " in html_of(parsed) and "subject «Hello Olga»" in html_of(parsed)
+
+
+def test_a_render_failure_fails_the_message_with_the_reason_and_is_not_retried(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    message = compose(manager, subject="x", html="{{ lead.price|in_words(currency='XYZ') }}", entity=LEAD)
+    [job] = take_jobs(aws_stack)
+    with SendWorker() as worker:
+        assert worker.process(job) == "failed"
+    failed = stored(message["id"])
+    assert failed.status == "failed"
+    assert failed.last_error and "could not be rendered" in failed.last_error and "XYZ" in failed.last_error
+    assert take_jobs(aws_stack) == [] and sending.messages == []
+
+
+def test_a_lead_deleted_before_sending_fails_the_message(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    message = compose(
+        manager,
+        to=["client@example.com"],
+        subject="{{ lead.name }}",
+        html="x",
+        entity={"type": "leads", "id": 24999999},
+    )
+    [job] = take_jobs(aws_stack)
+    with SendWorker() as worker:
+        assert worker.process(job) == "failed"
+    assert "24999999" in (stored(message["id"]).last_error or "")
+    assert sending.messages == []
+
+
+def test_a_batch_reads_kommo_a_few_times_not_per_email(
+    manager: ApiClient, sending: SmtpTestServer, kommo: KommoStandIn, aws_stack: StackResources
+) -> None:
+    template = manager.post("/v1/templates", OFFER).json()
+    for lead in (seed.LEAD_OFFER, seed.LEAD_REDESIGN):
+        for _ in range(3):
+            compose(manager, template_id=template["id"], entity={"type": "leads", "id": lead})
+    variables.forget_account_data()
+    before = len(kommo.requests)
+
+    result = deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+
+    assert result["batchItemFailures"] == [] and len(sending.messages) == 6
+    paths = sorted(r.path for r in kommo.requests[before:])
+    # one list of leads, one of contacts, one of companies; users, pipelines, account once
+    assert paths == sorted(
+        [
+            "/api/v4/leads",
+            "/api/v4/contacts",
+            "/api/v4/companies",
+            "/api/v4/users",
+            "/api/v4/leads/pipelines",
+            "/api/v4/account",
+        ]
+    )
+    subjects = sorted(m.parsed()["Subject"] for m in sending.messages)
+    assert subjects[0] == "Предложение для Website redesign for Blue Harbor"
+
+
+def test_template_recipients_may_be_variables_and_the_client(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    template = manager.post(
+        "/v1/templates",
+        {**OFFER, "to_client": "all", "to": ["{{ lead.responsible.email }}"], "bcc": ["{{ manager.email }}"]},
+    ).json()
+    message = compose(manager, template_id=template["id"], entity=LEAD)
+    assert message["to"] == [
+        "ivan.petrov@example.com",
+        "olga.smirnova@example.com",
+        "olga.home@example.org",
+        "maria.manager@example.com",
+    ]
+    assert message["bcc"] == ["maria.manager@example.com"]
+    edited = compose(
+        manager, template_id=template["id"], entity=LEAD, to=["other@example.com"], subject="Edited"
+    )
+    assert edited["to"] == ["other@example.com"] and edited["subject"] == "Edited"
+    assert (
+        manager.post("/v1/messages", {"template_id": "01NOPE00000000000000000000", "entity": LEAD}).status
+        == 404
+    )
+
+
+def test_pasted_images_travel_as_inline_parts(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
+    compose(
+        manager,
+        to=["client@example.com"],
+        subject="Picture",
+        html=f'<style>p {{ color: red }}</style><p>Look</p><img src="data:image/png;base64,{png}">',
+    )
+    [job] = take_jobs(aws_stack)
+    with SendWorker() as worker:
+        assert worker.process(job) == "sent"
+    parsed = sending.messages[0].parsed()
+    kinds = [part.get_content_type() for part in parsed.walk()]
+    assert kinds[:5] == ["multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png"]
+    html = html_of(parsed)
+    image = next(p for p in parsed.walk() if p.get_content_type() == "image/png")
+    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
+    assert '<p style="color: red;">Look</p>' in html

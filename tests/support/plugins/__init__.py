@@ -1,0 +1,1 @@
+"""Patches the whole test session relies on, each a named pytest plugin (tests/conftest.py)."""
