@@ -41,9 +41,9 @@ from mailer_core.rendering import personalize as personalization  # noqa: E402
 from mailer_core.rendering import sandbox as rendering  # noqa: E402
 from mailer_core.rendering import variables  # noqa: E402
 
-from devstack import kommo_seed as seed  # noqa: E402
-from devstack.kommo_seed import Seed, demo_seed  # noqa: E402
-from devstack.kommo_standin import KommoStandIn  # noqa: E402
+from devstack.kommo_standin import seed  # noqa: E402
+from devstack.kommo_standin.seed import Seed, demo_seed  # noqa: E402
+from devstack.kommo_standin.server import KommoStandIn  # noqa: E402
 
 TOKEN = "bench-render-token"
 FIRST_LEAD = 24_100_000

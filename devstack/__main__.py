@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from devstack.example import LocalSystem
+from devstack.system import LocalSystem
 from devstack.worked_example import EXPECTED_STEPS, play_example
 
 

@@ -56,7 +56,7 @@ class _Due:
 
 @dataclass
 class ShiftedClock(Clock):
-    """Another clock's time plus an offset (seconds) that `LocalStack.fast_forward` grows."""
+    """Another clock's time plus an offset (seconds) that `DevStack.fast_forward` grows."""
 
     base: Clock = field(default_factory=Clock)
     offset: float = 0.0

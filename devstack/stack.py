@@ -1,7 +1,7 @@
 """The whole backend on 127.0.0.1: moto, the template's resources, the gateway, the SQS
 pollers and the scheduler loop, with every handler running in this process.
 
-    with LocalStack(extra_env={"MAILER_ALLOW_PLAINTEXT_SMTP": "1"}) as stack:
+    with DevStack(extra_env={"MAILER_ALLOW_PLAINTEXT_SMTP": "1"}) as stack:
         requests.post(f"{stack.api_url}/v1/messages", ...)
         stack.drain()
 
@@ -48,7 +48,7 @@ from devstack.template import (
 log = logging.getLogger(__name__)
 
 
-class LocalStack:
+class DevStack:
     """Starts and stops the local stack; see the module docstring."""
 
     def __init__(
@@ -86,7 +86,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> LocalStack:
+    def start(self) -> DevStack:
         try:
             self._start()
         except BaseException:
@@ -158,7 +158,7 @@ class LocalStack:
         config.reset_settings()
         models.reset_connections()
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> DevStack:
         return self.start()
 
     def __exit__(

@@ -5,7 +5,7 @@ offer», the templates «Offer» and «Second offer»), then the seven steps hap
 Kommo's digital pipeline posts the stage change, the email goes out through the SMTP sink,
 the stand-in Kommo records every change the triggers make, the pixel and the link are fetched
 from the received email as a mail client would, and the 24-hour not-opened timer is met by
-moving the local scheduler's clock a day ahead (`LocalStack.fast_forward`).
+moving the local scheduler's clock a day ahead (`DevStack.fast_forward`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from devstack import kommo_seed as seed
-from devstack.example import SINK_LOGIN, SINK_PASSWORD, LocalSystem, Step, call
+from devstack.kommo_standin import seed
 from devstack.pipeline_post import post_stage_change
 from devstack.smtp_sink import SinkMessage
+from devstack.system import SINK_LOGIN, SINK_PASSWORD, LocalSystem, Step, call
 
 EXPECTED_STEPS = 9  # two set-up steps and the seven of the example
 DAY = 86400

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from mailer_core.store.models import MessageModel
 
-from devstack import kommo_seed
-from devstack.example import SINK_LOGIN, SINK_PASSWORD, LocalSystem, call
+from devstack.kommo_standin import seed as kommo_seed
+from devstack.system import SINK_LOGIN, SINK_PASSWORD, LocalSystem, call
 from devstack.worked_example import EXPECTED_STEPS, play_example
 
 ROOT = Path(__file__).resolve().parents[2]

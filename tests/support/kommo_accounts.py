@@ -18,8 +18,8 @@ from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel
 from moto.core.botocore_stubber import BotocoreStubber
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.constants import TEST_REDIRECT_URI, TEST_SECRET
 
 CLIENT_ID = "test-kommo-client-id"

@@ -16,8 +16,8 @@ from mailer_core.events import timers
 from mailer_core.tracking import record as tracking
 from mailer_core.tracking import tokens as tracking_tokens
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.automation import (

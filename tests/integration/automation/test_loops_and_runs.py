@@ -12,8 +12,8 @@ from mailer_core.events import jobs
 from mailer_core.kommo.errors import KommoError
 from mailer_core.store.models import AutomationFactModel, MessageModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.automation import events_of, sent_from, trigger

@@ -15,8 +15,8 @@ from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.events import jobs
 from mailer_core.store.models import MessageModel, TriggerModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.fixtures.automation import SENT, events_of, runs, sent_from
 

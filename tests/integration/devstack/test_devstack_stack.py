@@ -1,4 +1,4 @@
-"""LocalStack: the real template's resources in moto, and every piece wired together."""
+"""DevStack: the real template's resources in moto, and every piece wired together."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import get_settings
 
 from devstack.resources import load_template
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 from tests.support.stack_helpers import client, write_project
 
 
@@ -37,7 +37,7 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
     endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
     # Twice in one process: starting resets moto, so the same names can be created again.
     for _ in range(2):
-        with LocalStack(
+        with DevStack(
             preload_handlers=False,
             parameters={"KommoClientSecret": "s3cret", "KommoRedirectUri": "https://mailer.example/cb"},
             extra_env={"MAILER_ALLOW_PLAINTEXT_SMTP": "1"},
@@ -162,7 +162,7 @@ def test_a_request_flows_through_queue_and_schedule_to_the_timer(tmp_path: Path)
     # GIVEN a small stack: an HTTP route queues a job, a worker schedules it, a timer gets it
     path = write_project(tmp_path, TEMPLATE, {"front": FRONT, "worker": WORKER, "timers": TIMERS})
     clock = FakeClock(current=datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
-    with LocalStack(template_path=path, stack_name="flow", clock=clock) as stack:
+    with DevStack(template_path=path, stack_name="flow", clock=clock) as stack:
         assert stack.functions is not None
         timers = stack.functions.get("TimersFunction").handler().__globals__
         # WHEN a job is posted and the stack drains

@@ -17,9 +17,9 @@ from mailer_core.kommo.client import Contact, KommoClient
 from mailer_core.kommo.errors import KommoAccessDenied, KommoError, KommoNotFound
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_helpers import TOKEN
 
 

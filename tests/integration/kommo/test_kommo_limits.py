@@ -12,9 +12,9 @@ from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError
 from mailer_core.kommo.limits import AccountGate
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed, demo_seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed, demo_seed
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_accounts import point_at, save_account_with_token, serialize_moto
 from tests.support.kommo_helpers import TOKEN
 from tests.support.sim_clock import SimClock

@@ -11,9 +11,9 @@ from mailer_core.base.clock import FakeClock
 from mailer_core.kommo.client import KommoClient, NewNote, NewTask
 from mailer_core.kommo.fields import by_id, current_value, field_value
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed, custom_field
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed, custom_field
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_helpers import TOKEN, Api
 
 NOTES = 560101

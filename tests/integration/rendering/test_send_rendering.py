@@ -15,8 +15,8 @@ from mailer_core.rendering import variables
 from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import MessageModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, load_handler
 from tests.support.fixtures.templates import OFFER, TOKEN, mailbox_body

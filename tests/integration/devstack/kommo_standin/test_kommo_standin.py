@@ -7,9 +7,9 @@ import urllib.request
 
 from mailer_core.base.clock import FakeClock
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed, custom_field
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed, custom_field
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_helpers import MANAGER_TOKEN, Api
 
 PROBLEM_KEYS = {"title", "type", "status", "detail"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mailer_core.base.clock import FakeClock
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_helpers import MANAGER_TOKEN, TOKEN, Answer, Api
 
 CLIENT, SECRET, REDIRECT = "client-1", "secret-1", "https://mailer.example/hooks/kommo/install"

@@ -14,8 +14,8 @@ from mailer_core.kommo_hooks import install as kommo_oauth
 from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel, KommoInstallModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.fixtures.kommo_oauth import Redirect
 from tests.support.kommo_accounts import CLIENT_ID, stored_tokens

@@ -13,8 +13,8 @@ from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.errors import KommoDisconnected
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.constants import TEST_REDIRECT_URI, TEST_SECRET
 from tests.support.fixtures.kommo_oauth import install_through_oauth

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 from mailer_core.accounts import access
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, LambdaContext, http_event, load_handler
 from tests.support.constants import TEST_AUDIENCE, TEST_SECRET

@@ -24,12 +24,12 @@ import pytest
 from mailer_core.accounts.auth import mint_widget_token
 from mailer_core.store.models import MessageModel
 
-from devstack import kommo_seed as seed
-from devstack.example import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI, call
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.pipeline_post import post_stage_change
 from devstack.smtp_sink import SmtpSink
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
+from devstack.system import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI, call
 from tests.support.fixtures.pipeline import SECRET, TOKEN
 from tests.support.kommo_accounts import save_account_with_token
 
@@ -43,7 +43,7 @@ FIRST_EVENT_TIME = 1_795_000_000
 
 @dataclass
 class Stack:
-    stack: LocalStack
+    stack: DevStack
     kommo: KommoStandIn
     sink: SmtpSink
     template_id: str
@@ -53,7 +53,7 @@ class Stack:
 def local() -> Iterator[Stack]:
     with SmtpSink() as sink, KommoStandIn(rate_limit=100_000) as kommo:
         kommo.add_token(seed.ACCOUNT_ID, TOKEN)
-        stack = LocalStack(
+        stack = DevStack(
             parameters={
                 "KommoClientId": DEV_CLIENT_ID,
                 "KommoClientSecret": DEV_CLIENT_SECRET,

@@ -12,8 +12,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.pipeline_post import dp_form_body
 from devstack.resources import StackResources
 from tests.support.fixtures.pipeline import (

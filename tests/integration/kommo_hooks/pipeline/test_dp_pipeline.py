@@ -11,9 +11,9 @@ from mailer_core.adapters.sqs import SendJob
 from mailer_core.base import clock as clock_module
 from mailer_core.store.models import MessageModel, TemplateModel
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import LambdaContext, load_handler
 from tests.support.fixtures.pipeline import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailer_core.kommo_hooks import install as kommo_oauth
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed as seed
+from devstack.kommo_standin import seed
 from devstack.resources import StackResources
 from tests.support.fixtures.pipeline import SECRET, TEMPLATE_ID, TOKEN, caller, form_fields, post_hook
 from tests.support.kommo_accounts import save_account_with_token

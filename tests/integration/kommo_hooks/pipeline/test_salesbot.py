@@ -10,8 +10,8 @@ from typing import Any
 import jwt
 import pytest
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.constants import TEST_SECRET
 from tests.support.fixtures.pipeline import TEMPLATE_ID, messages, post_hook, queued_jobs, run_pipeline

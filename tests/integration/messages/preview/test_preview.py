@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from mailer_core.rendering import variables
 
-from devstack import kommo_seed as seed
-from devstack.kommo_seed import Seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed
+from devstack.kommo_standin.server import KommoStandIn
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.templates import OFFER, mailbox_body
 

@@ -11,7 +11,7 @@ from mailer_core.tracking import machine_traffic
 from mailer_core.tracking import record as tracking
 from mailer_core.tracking import tokens as tracking_tokens
 
-from devstack import kommo_seed as seed
+from devstack.kommo_standin import seed
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.tracking import ACCOUNT, fresh, sent_message

@@ -10,7 +10,7 @@ from mailer_core.bounces import reports as bounces
 from mailer_core.events import jobs, message_events, template_counters
 from mailer_core.store.models import MailboxModel, MessageModel, TemplateStatsModel
 
-from devstack import kommo_seed as seed
+from devstack.kommo_standin import seed
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.visibility import (

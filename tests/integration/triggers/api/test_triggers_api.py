@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from devstack import kommo_seed as seed
+from devstack.kommo_standin import seed
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.automation import trigger
 

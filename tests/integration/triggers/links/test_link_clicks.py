@@ -14,8 +14,8 @@ from mailer_core.tracking import routes as tracking
 from mailer_core.triggers import link_clicks as trigger_link_clicks
 from pynamodb.exceptions import DoesNotExist
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.automation import drain_actions, events_of

@@ -12,8 +12,8 @@ import pytest
 from mailer_core.base.config import reset_settings
 from mailer_core.tracking import tokens as tracking_tokens
 
-from devstack import kommo_seed as seed
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.automation import send_queued, stored

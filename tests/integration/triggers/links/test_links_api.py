@@ -9,7 +9,7 @@ import pytest
 from mailer_core.accounts.auth import Caller
 from mailer_core.triggers import links_api as trigger_links
 
-from devstack import kommo_seed as seed
+from devstack.kommo_standin import seed
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.fixtures.links import make_link, trigger

@@ -56,9 +56,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
-from devstack.kommo_seed import Seed, demo_seed
-from devstack.kommo_standin_oauth import StandInOAuth, TokenCall
-from devstack.kommo_standin_shapes import (
+from devstack.kommo_standin.oauth import StandInOAuth, TokenCall
+from devstack.kommo_standin.seed import Seed, demo_seed
+from devstack.kommo_standin.shapes import (
     _ID_BASES,
     _ROUTES,
     CUSTOM_FIELDS_PAGE,
@@ -76,7 +76,7 @@ from devstack.kommo_standin_shapes import (
     _Request,
     _searchable,
 )
-from devstack.kommo_standin_writes import StandInWrites
+from devstack.kommo_standin.writes import StandInWrites
 
 
 class KommoStandIn(StandInWrites):

@@ -19,11 +19,11 @@ from urllib.parse import urlencode
 from mailer_core.accounts.auth import mint_widget_token
 from mailer_core.store.models import AccountModel
 
-from devstack import kommo_seed
 from devstack.imap_server import DovecotServer, unavailable_reason
-from devstack.kommo_standin import KommoStandIn
+from devstack.kommo_standin import seed as kommo_seed
+from devstack.kommo_standin.server import KommoStandIn
 from devstack.smtp_sink import SmtpSink
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 
 DEV_CLIENT_ID = "mailer-local-client-id"
 DEV_CLIENT_SECRET = "local-development-client-secret-not-for-production"
@@ -37,7 +37,7 @@ SINK_PASSWORD = "local-password"
 class LocalSystem:
     """Everything `make run` starts, on 127.0.0.1."""
 
-    stack: LocalStack = field(init=False)
+    stack: DevStack = field(init=False)
     sink: SmtpSink = field(init=False)
     kommo: KommoStandIn = field(init=False)
     # The demo mailbox's IMAP server (Sent folder, bounces); None, with the reason, without Dovecot.
@@ -49,7 +49,7 @@ class LocalSystem:
         self._start_imap()
         self.kommo = KommoStandIn().start()
         self.kommo.register_integration(DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI)
-        self.stack = LocalStack(
+        self.stack = DevStack(
             parameters={
                 "KommoClientId": DEV_CLIENT_ID,
                 "KommoClientSecret": DEV_CLIENT_SECRET,

@@ -13,7 +13,7 @@ from typing import Any
 
 from mailer_core.base.clock import Clock
 
-from devstack.kommo_standin_shapes import (
+from devstack.kommo_standin.shapes import (
     _COMMON_WRITE_FIELDS,
     _SINGLE_VALUE_TYPES,
     _WRITE_FIELDS,
