@@ -80,7 +80,7 @@ def main() -> None:
     with mock_aws():
         from mailer_core.base.config import reset_settings
         from mailer_core.store import message_state as state
-        from mailer_core.store import models
+        from mailer_core.store import models, timeline
         from mailer_core.store.models import MessageModel, TemplateStatsModel
         from mailer_core.templates import stats_view as template_stats
         from mailer_core.tracking import rewrite as tracking
@@ -118,7 +118,7 @@ def main() -> None:
                 sent_at=sent,
                 template_id=TEMPLATE,
                 machine_open_template=TEMPLATE,  # as compose leaves a template's email
-                history=[state.entry(sent, "sent", "250 2.0.0 Ok: queued as Q" + "x" * 40)] * 10,
+                history=[timeline.entry(sent, "sent", "250 2.0.0 Ok: queued as Q" + "x" * 40)] * 10,
             )
             message.save()
             tracking.store_links(message, [URL])

@@ -51,6 +51,7 @@ from mailer_core.kommo.errors import (
 )
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store import message_state as state
+from mailer_core.store import timeline
 from mailer_core.store.models import (
     AccountModel,
     AutomationFactModel,
@@ -79,17 +80,7 @@ BACKOFF_CAP_SECONDS = 900
 
 
 def _timeline(message: MessageModel, when: datetime, event: str, detail: str) -> None:
-    try:
-        message.update(
-            actions=[
-                MessageModel.history.set(
-                    MessageModel.history.append([state.entry(when, event, detail[:1000])])
-                ),
-                MessageModel.updated_at.set(when),
-            ],
-            condition=MessageModel.message_id.exists(),
-        )
-    except UpdateError:
+    if not timeline.note(message, when, event, detail, extra=[MessageModel.updated_at.set(when)]):
         logger.warning("timeline entry lost: the message is gone", extra={"event": event})
 
 

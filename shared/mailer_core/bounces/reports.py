@@ -41,8 +41,8 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.events import message_events
 from mailer_core.messages import suppressions
+from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.message_state import entry
 from mailer_core.store.models import BounceEntry, MailboxModel, MessageModel
 
 Outcome = Literal["bounced", "delayed", "duplicate", "unmatched", "unknown_recipient"]
@@ -300,7 +300,7 @@ def _record_failure(
             actions=[
                 MessageModel.bounces.set((MessageModel.bounces | []).append([record])),
                 MessageModel.bounce_keys.add({key}),
-                MessageModel.history.set((MessageModel.history | []).append([entry(now, event, detail)])),
+                timeline.history_append(timeline.entry(now, event, detail)),
                 MessageModel.updated_at.set(now),
             ],
             condition=~MessageModel.bounce_keys.contains(key),

@@ -27,7 +27,7 @@ from mailer_core.adapters import imap, mime
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.mailboxes import connection as mailbox_connection
-from mailer_core.store.message_state import entry
+from mailer_core.store import timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 
 Outcome = Literal["filed", "skipped", "not_filed"]
@@ -125,12 +125,8 @@ class SentFiler:
 
     def _note(self, message: MessageModel, event: str, detail: str) -> None:
         """A history entry that changes nothing else (best effort: the send is recorded)."""
-        now = self.clock.now()
         try:
-            history = (MessageModel.history | []).append([entry(now, event, detail)])
-            message.update(
-                actions=[MessageModel.history.set(history)], condition=MessageModel.message_id.exists()
-            )
+            timeline.note(message, self.clock.now(), event, detail)
         except Exception:
             logger.exception("could not record the filing in the message's history")
 

@@ -33,6 +33,7 @@ from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
 from mailer_core.store import message_state as state
+from mailer_core.store import timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.triggers import api as trigger_rules
 
@@ -162,7 +163,7 @@ def compose(
         send_at=send_at,
         created_at=now,
         updated_at=now,
-        history=[state.entry(now, status, _composed_detail(send_at, origin, chain))],
+        history=[timeline.entry(now, status, _composed_detail(send_at, origin, chain))],
         attachments=[f.to_attribute() for f in files],
         attachment_links=links,
         template_id=use.template_id if use else None,

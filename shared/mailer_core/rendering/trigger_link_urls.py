@@ -26,10 +26,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from mailer_core.base.web_addresses import web_address
-from mailer_core.store import message_state as state
+from mailer_core.store import timeline
 from mailer_core.store.models import LinkModel, MessageModel
 
 MARKER_PREFIX = "https://mailer.invalid/triggerlink/"  # rendering.PLACEHOLDER_BASE + "/triggerlink/"
@@ -118,6 +117,4 @@ def note_unknown(message: MessageModel, unknown: Iterable[int], when: datetime) 
     if not numbers:
         return
     listed = ", ".join(f"{{triggerlink:{n}}}" for n in numbers)
-    note = state.entry(when, "trigger_link_missing", f"no such trigger link: {listed}; rendered as #")
-    actions: list[Any] = [MessageModel.history.set(MessageModel.history.append([note]))]
-    message.update(actions=actions, condition=MessageModel.message_id.exists())
+    timeline.note(message, when, "trigger_link_missing", f"no such trigger link: {listed}; rendered as #")

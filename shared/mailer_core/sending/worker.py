@@ -66,7 +66,7 @@ from mailer_core.mailboxes import sent_folder
 from mailer_core.messages import suppressions
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store import message_state as state
-from mailer_core.store import rate_buckets
+from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.tracking import rewrite as tracking
 
@@ -677,9 +677,7 @@ class SendWorker:
         if not kept:
             self._fail(message, f"every recipient is suppressed: {words}", from_=(state.SENDING,))
             return []
-        now = self.clock.now()
-        note = state.entry(now, "skipped", f"suppressed: {words}")
-        message.update(actions=[MessageModel.history.set(MessageModel.history.append([note]))])
+        timeline.note(message, self.clock.now(), "skipped", f"suppressed: {words}")
         return kept
 
     def _cancel(

@@ -13,8 +13,9 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import HistoryEntry, MessageModel
+from mailer_core.store.models import MessageModel
 
 DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
     "draft",
@@ -31,10 +32,6 @@ FINAL = (SENT, FAILED, CANCELED)
 
 def status_key(account_id: int, status: str) -> str:
     return f"{account_id}#{status}"
-
-
-def entry(at: datetime, event: str, detail: str | None = None) -> HistoryEntry:
-    return HistoryEntry(at=at, event=event, detail=detail)
 
 
 def set_status(message: MessageModel, status: str) -> list[Action]:
@@ -72,7 +69,7 @@ def transition(
     actions: list[Action] = [
         *set_status(message, to),
         MessageModel.updated_at.set(when),
-        MessageModel.history.set(MessageModel.history.append([entry(when, event, detail)])),
+        timeline.history_append(timeline.entry(when, event, detail)),
         *(extra or []),
     ]
     try:

@@ -24,11 +24,11 @@ from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from mailer_core.store.message_state import is_condition_failure
+from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import HistoryEntry, MessageModel
 
 CAP = 50  # entries listed per kind of open and click, per message
-DETAIL_CHARS = 500
+DETAIL_CHARS = 1000  # an entry's detail (a server's words, Kommo's error) is cut here
 OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK = "opened", "machine_open", "clicked", "machine_click"
 
 _KINDS = {
@@ -80,7 +80,33 @@ def view(message: MessageModel) -> list[dict[str, Any]]:
 
 
 def entry(at: datetime, event: str, detail: str | None = None) -> HistoryEntry:
+    """The one way to make a timeline entry: every writer cuts its detail the same way."""
     return HistoryEntry(at=at, event=event, detail=detail[:DETAIL_CHARS] if detail else None)
+
+
+def history_append(*entries: HistoryEntry) -> Action:
+    """The action that appends to a message's history (which may not exist yet)."""
+    return MessageModel.history.set((MessageModel.history | []).append(list(entries)))
+
+
+def note(
+    message: MessageModel,
+    at: datetime,
+    event: str,
+    detail: str | None = None,
+    *,
+    extra: list[Action] | None = None,
+) -> bool:
+    """Append one entry (and `extra` actions) to a stored message's timeline in one UpdateItem;
+    False when the message is gone (nothing is written then)."""
+    actions = [history_append(entry(at, event, detail)), *(extra or [])]
+    try:
+        message.update(actions=actions, condition=MessageModel.message_id.exists())
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
 
 
 def counted(
@@ -101,7 +127,7 @@ def counted(
     guard = MessageModel.message_id.exists()
     if condition is not None:
         guard = guard & condition
-    listed = [*actions, MessageModel.history.set((MessageModel.history | []).append([note]))]
+    listed = [*actions, history_append(note)]
     below_cap = counter.does_not_exist() | (counter < CAP)
     try:
         return _update(account_id, message_id, listed, guard & below_cap, values)
