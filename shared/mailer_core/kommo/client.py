@@ -46,6 +46,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput
@@ -248,10 +249,6 @@ def _error(
     )
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    return min(cap, base * (2**attempt))
-
-
 def request_token(
     subdomain: str,
     payload: Mapping[str, str],
@@ -282,7 +279,7 @@ def request_token(
         try:
             status, headers, raw = transport.send("POST", TOKEN_PATH, data)
         except _NETWORK_ERRORS as exc:
-            wait = _backoff(attempt, 0.5, 8.0)
+            wait = backoff.exponential(attempt, base=0.5, cap=8.0)
             if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
                 clock.sleep(wait)
                 attempt += 1
@@ -303,7 +300,11 @@ def request_token(
                 ) from exc
         retry_after = _retry_after(problem, headers)
         if status == 429 or status >= 500:
-            wait = min(retry_after, 8.0) if retry_after is not None else _backoff(attempt, 0.5, 8.0)
+            wait = (
+                min(retry_after, 8.0)
+                if retry_after is not None
+                else backoff.exponential(attempt, base=0.5, cap=8.0)
+            )
             if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
                 clock.sleep(wait)
                 attempt += 1
@@ -505,7 +506,7 @@ class KommoClient:
             raise error
 
     def _backoff(self, attempt: int) -> float:
-        return _backoff(attempt, self.backoff_base, self.max_retry_wait)
+        return backoff.exponential(attempt, base=self.backoff_base, cap=self.max_retry_wait)
 
     # -- pages and batches -----------------------------------------------------------------
 

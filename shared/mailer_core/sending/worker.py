@@ -54,6 +54,7 @@ from mailer_core.adapters.mime import (
     spool,
 )
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
+from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
@@ -611,7 +612,9 @@ class SendWorker:
         attempts = int(message.attempts or 0)
         words = str(failure)
         if failure.retryable and attempts < get_settings().max_send_attempts:
-            delay = min(sqs.MAX_DELAY_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+            delay = backoff.exponential(
+                attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1
+            )
             state.transition(
                 message,
                 to=state.QUEUED,
