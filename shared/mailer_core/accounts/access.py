@@ -33,6 +33,7 @@ from mailer_core.accounts.account_settings import AccountSettings, from_account
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import Settings, get_settings
 from mailer_core.base.errors import Forbidden
+from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.store.models import AccountModel
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class AccountState:
         return self.status not in INACTIVE
 
 
-_cache: dict[int, tuple[float, AccountState]] = {}
+_cache: TtlCache[int, AccountState] = TtlCache(CACHE_SECONDS)
 # The configuration the cache belongs to: another one (the tests' next stack) starts it afresh.
 _cache_owner: list[Settings] = []
 
@@ -88,13 +89,7 @@ def state(account_id: int, *, clock: Clock = SYSTEM_CLOCK) -> AccountState:
     if not _cache_owner or _cache_owner[0] is not settings:
         _cache.clear()
         _cache_owner[:] = [settings]
-    now = clock.timestamp()
-    cached = _cache.get(account_id)
-    if cached is not None and 0 <= now - cached[0] < CACHE_SECONDS:
-        return cached[1]
-    loaded = _load(account_id)
-    _cache[account_id] = (now, loaded)
-    return loaded
+    return _cache.get_or_load(account_id, clock.timestamp(), lambda: _load(account_id))
 
 
 def forget(account_id: int | None = None) -> None:
@@ -102,7 +97,7 @@ def forget(account_id: int | None = None) -> None:
     if account_id is None:
         _cache.clear()
     else:
-        _cache.pop(account_id, None)
+        _cache.pop(account_id)
 
 
 def account_active(account_id: int, *, clock: Clock = SYSTEM_CLOCK) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from mailer_core.base.errors import MailerError, Unauthorized
+from mailer_core.kommo.hosts import is_subdomain
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -27,7 +28,6 @@ ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
 DEFAULT_TTL_SECONDS = 1800  # Kommo's tokens live 30 minutes.
 MAX_TOKEN_LENGTH = 8192
-_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 _TRUE = {"y", "yes", "1", "true"}
 _FALSE = {"n", "no", "0", "false", ""}
@@ -196,7 +196,7 @@ def _subdomain(claims: dict[str, Any]) -> str:
     if value is None or value == "":
         raise Unauthorized("claim subdomain missing")
     # The subdomain is put into Kommo API URLs: accept a bare DNS label only.
-    if not isinstance(value, str) or not _SUBDOMAIN.match(value.strip().lower()):
+    if not isinstance(value, str) or not is_subdomain(value.strip()):
         raise Unauthorized("claim subdomain is not a valid subdomain")
     return value.strip().lower()
 

@@ -35,6 +35,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import scheduler, sqs
+from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
@@ -251,7 +252,7 @@ def _words(exc: Exception) -> str:
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> int:
-    wait = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    wait = backoff.exponential(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, first_attempt=1)
     return int(max(wait, retry_after or 0))
 
 

@@ -46,9 +46,11 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput
+from mailer_core.kommo import hosts
 from mailer_core.kommo.errors import (
     KommoAccessDenied,
     KommoError,
@@ -61,8 +63,6 @@ if TYPE_CHECKING:
 
 EntityType = Literal["leads", "contacts", "companies"]
 ENTITY_TYPES: tuple[EntityType, ...] = ("leads", "contacts", "companies")
-# The account hosts Kommo serves: Kommo itself and amoCRM (the same platform, older domains).
-KOMMO_DOMAINS = ("kommo.com", "amocrm.ru", "amocrm.com")
 
 MAX_PAGE_SIZE = 250  # Kommo's largest `limit`, and the most ids one filter may carry
 MAX_WRITE_BATCH = 250  # the most entities one add/update request may carry
@@ -70,7 +70,6 @@ CUSTOM_FIELDS_PAGE = 50  # custom field definitions come at most 50 per page
 MAX_COMPLEX_LEADS = 50  # POST /api/v4/leads/complex takes at most 50 leads
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 TOKEN_PATH = "/oauth2/access_token"
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 _USER_AGENT = "Mailer/0.1 (+kommo widget backend)"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -162,10 +161,10 @@ def _is_loopback(host: str) -> bool:
 
 def account_base_url(subdomain: str, domain: str = "kommo.com", base_url: str | None = None) -> str:
     """`https://{subdomain}.{domain}` (or the configured template, e.g. the local stand-in)."""
-    if not _SUBDOMAIN.fullmatch(subdomain or ""):
+    if not hosts.is_subdomain(subdomain or ""):
         raise InvalidInput("this is not a Kommo subdomain", field="subdomain")
-    if domain not in KOMMO_DOMAINS:
-        raise InvalidInput(f"Kommo accounts live on {', '.join(KOMMO_DOMAINS)}", field="domain")
+    if not hosts.is_account_domain(domain):
+        raise InvalidInput(f"Kommo accounts live on {', '.join(hosts.ACCOUNT_DOMAINS)}", field="domain")
     template = base_url if base_url is not None else get_settings().kommo_base_url
     url = template.replace("{subdomain}", subdomain.lower()).replace("{domain}", domain).rstrip("/")
     parts = urlsplit(url)
@@ -250,10 +249,6 @@ def _error(
     )
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    return min(cap, base * (2**attempt))
-
-
 def request_token(
     subdomain: str,
     payload: Mapping[str, str],
@@ -284,7 +279,7 @@ def request_token(
         try:
             status, headers, raw = transport.send("POST", TOKEN_PATH, data)
         except _NETWORK_ERRORS as exc:
-            wait = _backoff(attempt, 0.5, 8.0)
+            wait = backoff.exponential(attempt, base=0.5, cap=8.0)
             if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
                 clock.sleep(wait)
                 attempt += 1
@@ -305,7 +300,11 @@ def request_token(
                 ) from exc
         retry_after = _retry_after(problem, headers)
         if status == 429 or status >= 500:
-            wait = min(retry_after, 8.0) if retry_after is not None else _backoff(attempt, 0.5, 8.0)
+            wait = (
+                min(retry_after, 8.0)
+                if retry_after is not None
+                else backoff.exponential(attempt, base=0.5, cap=8.0)
+            )
             if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
                 clock.sleep(wait)
                 attempt += 1
@@ -507,7 +506,7 @@ class KommoClient:
             raise error
 
     def _backoff(self, attempt: int) -> float:
-        return _backoff(attempt, self.backoff_base, self.max_retry_wait)
+        return backoff.exponential(attempt, base=self.backoff_base, cap=self.max_retry_wait)
 
     # -- pages and batches -----------------------------------------------------------------
 

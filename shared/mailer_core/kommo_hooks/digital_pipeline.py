@@ -37,6 +37,7 @@ from mailer_core.accounts import pipeline_secret
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import MalformedRequest, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.kommo.hosts import is_subdomain
 from mailer_core.kommo_hooks import bracket_form, jobs
 from mailer_core.kommo_hooks.jobs import Answer, AutoSendJob
 
@@ -44,7 +45,6 @@ SETTINGS = "action.settings.widget.settings"
 ACCEPTED_TYPES = (1, 14, 15)  # lead added, moved to the stage, moved inside a multi-stage action
 LEAD = 2  # element_type of a lead (12: a customer)
 IGNORED_DIRECTIONS = ("went_from_trigger",)  # the lead left the action's stages
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -123,7 +123,7 @@ def parse_event(data: dict[str, Any]) -> PipelineEvent:
     details = _object(event, "data", "event.data")
     widget_settings = _settings(data)
     subdomain = data.get("subdomain")
-    if not isinstance(subdomain, str) or not _SUBDOMAIN.fullmatch(subdomain.strip()):
+    if not isinstance(subdomain, str) or not is_subdomain(subdomain.strip()):
         raise MalformedRequest("must be the account's Kommo subdomain", field="subdomain")
     direction = details.get("direction_of_movement")
     if direction is not None and not isinstance(direction, str):

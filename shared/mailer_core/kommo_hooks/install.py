@@ -39,6 +39,7 @@ from mailer_core.base.errors import MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo import hosts
 from mailer_core.kommo import tokens as kommo_tokens
 from mailer_core.kommo.limits import ACTIVE
 from mailer_core.kommo.tokens import token_context
@@ -52,11 +53,6 @@ EXCHANGE_CLAIM_SECONDS = 120.0  # one consumer at a time works on an install
 STATE_LIFETIME_SECONDS = 3600
 PENDING, EXCHANGING, EXCHANGED, DONE, FAILED = "pending", "exchanging", "exchanged", "done", "failed"
 
-_REFERER = re.compile(
-    r"(?:https?://)?(?P<subdomain>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\."
-    r"(?P<domain>kommo\.com|amocrm\.ru|amocrm\.com)/?",
-    re.IGNORECASE,
-)
 _CODE = re.compile(r"[A-Za-z0-9._~+/=-]{8,4096}")
 Outcome = Literal["connected", "failed", "duplicate", "unknown"]
 
@@ -67,10 +63,7 @@ def _install_context(code_hash: str, purpose: Literal["access", "refresh"]) -> d
 
 def parse_referer(referer: str | None) -> tuple[str, str] | None:
     """(subdomain, domain) of a Kommo or amoCRM account host, e.g. `acme.kommo.com`; None otherwise."""
-    match = _REFERER.fullmatch((referer or "").strip())
-    if not match:
-        return None
-    return match["subdomain"].lower(), match["domain"].lower()
+    return hosts.parse_account_host((referer or "").strip())
 
 
 def code_hash(code: str) -> str:

@@ -38,6 +38,7 @@ from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
+from mailer_core.kommo.hosts import is_subdomain
 from mailer_core.kommo_hooks import bracket_form, jobs
 from mailer_core.kommo_hooks.jobs import Answer, AutoSendJob
 from mailer_core.store.models import AccountModel, AutomationFactModel
@@ -49,7 +50,6 @@ ALGORITHM = "HS512"
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
 ENTITY_TYPES = {**jobs.ENTITY_CODES, 12: "customers"}
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -97,7 +97,7 @@ def verify_bot_token(token: str | None, *, secret: str, now: float) -> BotClaims
     if expires_at <= now - LEEWAY_SECONDS:
         raise Unauthorized("token expired")
     subdomain = claims.get("subdomain")
-    if not isinstance(subdomain, str) or not _SUBDOMAIN.fullmatch(subdomain.strip().lower()):
+    if not isinstance(subdomain, str) or not is_subdomain(subdomain.strip()):
         raise Unauthorized("claim subdomain missing or not a subdomain")
     return BotClaims(
         account_id=_claim_int(claims, "account_id"),

@@ -3,8 +3,6 @@ list with filters and an opaque cursor."""
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -12,12 +10,16 @@ from pynamodb.exceptions import DoesNotExist
 from mailer_core.accounts.auth import Caller
 from mailer_core.base.errors import (
     InvalidInput,
-    MalformedRequest,
     NotFound,
 )
 from mailer_core.messages.views import public_view
 from mailer_core.store import message_state as state
 from mailer_core.store.models import MessageModel
+from mailer_core.store.pages import decode_cursor, encode_cursor
+
+# The attributes of a page's last key: the table's, and the by_status index's besides.
+LIST_KEYS = frozenset({"account_id", "message_id"})
+BY_STATUS_KEYS = LIST_KEYS | {"status_key"}
 
 
 def load(caller: Caller, message_id: str) -> MessageModel:
@@ -41,7 +43,7 @@ def list_for(
 ) -> dict[str, Any]:
     if status is not None and status not in state.STATUSES:
         raise InvalidInput(f"must be one of {', '.join(state.STATUSES)}", field="status")
-    last_key = _decode_cursor(cursor) if cursor else None
+    last_key = decode_cursor(cursor, keys=BY_STATUS_KEYS if status else LIST_KEYS) if cursor else None
     owner = None if caller.is_admin else (MessageModel.user_id == caller.user_id)
     if status:
         results = MessageModel.by_status.query(
@@ -61,18 +63,4 @@ def list_for(
         )
     items = [public_view(m) for m in results]
     next_key = results.last_evaluated_key
-    return {"items": items, "next_cursor": _encode_cursor(next_key) if next_key else None}
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError as exc:
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor") from exc
-    if not isinstance(value, dict):
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
-    return value
+    return {"items": items, "next_cursor": encode_cursor(next_key) if next_key else None}

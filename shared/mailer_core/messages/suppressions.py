@@ -11,8 +11,6 @@ administrator may lift one.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from mailer_core.base.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import SuppressionModel
+from mailer_core.store.pages import NOT_OURS, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
     from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
@@ -85,13 +84,13 @@ def suppressed(account_id: int, addresses: Iterable[str]) -> dict[str, Suppressi
 
 def list_for(caller: Caller, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
     """The account's suppressions in address order, a page at a time."""
-    last_key = _decode_cursor(cursor) if cursor else None
+    last_key = decode_cursor(cursor, keys=("account_id", "address")) if cursor else None
     if last_key is not None and last_key.get("account_id") != {"N": str(caller.account_id)}:
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
+        raise MalformedRequest(NOT_OURS, field="cursor")  # another account's
     results = SuppressionModel.query(caller.account_id, limit=limit, last_evaluated_key=last_key)
     items = [public_view(item) for item in results]
     next_key = results.last_evaluated_key
-    return {"items": items, "next_cursor": _encode_cursor(next_key) if next_key else None}
+    return {"items": items, "next_cursor": encode_cursor(next_key) if next_key else None}
 
 
 def lift(caller: Caller, address: str) -> None:
@@ -107,17 +106,3 @@ def lift(caller: Caller, address: str) -> None:
         if is_condition_failure(error):
             raise NotFound("this address is not suppressed", field="address") from None
         raise
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError as exc:
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor") from exc
-    if not isinstance(value, dict) or set(value) != {"account_id", "address"}:
-        raise MalformedRequest("cursor is not one this API gave out", field="cursor")
-    return value

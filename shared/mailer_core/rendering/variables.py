@@ -39,6 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.client import EntityType, KommoClient
@@ -47,7 +48,7 @@ from mailer_core.rendering import modifiers
 from mailer_core.rendering import sandbox as rendering
 
 ACCOUNT_CACHE_SECONDS = 300.0
-_SHARED: dict[tuple[str, str], tuple[float, Any]] = {}
+_SHARED: TtlCache[tuple[str, str], Any] = TtlCache(ACCOUNT_CACHE_SECONDS)  # by time.monotonic()
 _MULTI_TYPES = {"multiselect", "multitext"}
 _NUMBER_TYPES = {"numeric", "price", "monetary"}
 _DATE_TYPES = {"date", "birthday"}
@@ -220,14 +221,7 @@ def _code_value(entity: dict[str, Any], code: str) -> Any:
 
 
 def _shared(client: KommoClient, kind: str, load: Callable[[], Any]) -> Any:
-    key = (client.base_url, kind)
-    now = time.monotonic()
-    cached = _SHARED.get(key)
-    if cached and cached[0] > now:
-        return cached[1]
-    value = load()
-    _SHARED[key] = (now + ACCOUNT_CACHE_SECONDS, value)
-    return value
+    return _SHARED.get_or_load((client.base_url, kind), time.monotonic(), load)
 
 
 def forget_account_data() -> None:

@@ -54,9 +54,11 @@ from mailer_core.adapters.mime import (
     spool,
 )
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
+from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.events import message_events
 from mailer_core.files import attachments
 from mailer_core.files.attachments import AttachmentFailure
@@ -91,7 +93,9 @@ SCHEDULE_SLACK_SECONDS = 1.0
 _MAILBOX_CACHE_SECONDS = 60.0
 # Mailboxes with their decrypted SMTP settings, shared by the batches a warm container
 # handles: a changed mailbox is seen within a minute.
-_mailbox_cache: dict[tuple[int, str], tuple[float, tuple[MailboxModel, SmtpSettings] | None]] = {}
+_mailbox_cache: TtlCache[tuple[int, str], tuple[MailboxModel, SmtpSettings] | None] = TtlCache(
+    _MAILBOX_CACHE_SECONDS
+)
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,7 @@ class SendWorker:
         login (it may have been fixed since)."""
         loaded = self._mailbox(job.account_id, job.mailbox_id)
         if loaded is not None and mailbox_check.refused_login_reason(loaded[0]):
-            _mailbox_cache.pop((job.account_id, job.mailbox_id), None)
+            _mailbox_cache.pop((job.account_id, job.mailbox_id))
             loaded = self._mailbox(job.account_id, job.mailbox_id)
         return loaded
 
@@ -455,14 +459,11 @@ class SendWorker:
         return "failed" if failed else "skipped"
 
     def _mailbox(self, account_id: int, mailbox_id: str) -> tuple[MailboxModel, SmtpSettings] | None:
-        key = (account_id, mailbox_id)
-        now = self.clock.timestamp()
-        cached = _mailbox_cache.get(key)
-        if cached is None or not 0 <= now - cached[0] < _MAILBOX_CACHE_SECONDS:
+        def load() -> tuple[MailboxModel, SmtpSettings] | None:
             mailbox = mailbox_connection.find(account_id, mailbox_id)
-            cached = (now, (mailbox, mailbox_connection.smtp_settings(mailbox)) if mailbox else None)
-            _mailbox_cache[key] = cached
-        return cached[1]
+            return (mailbox, mailbox_connection.smtp_settings(mailbox)) if mailbox else None
+
+        return _mailbox_cache.get_or_load((account_id, mailbox_id), self.clock.timestamp(), load)
 
     def _wait_for_token(self, job: sqs.SendJob, mailbox: MailboxModel) -> bool:
         """Take a rate token, waiting in-process for short waits; else re-queue with a delay.
@@ -611,7 +612,9 @@ class SendWorker:
         attempts = int(message.attempts or 0)
         words = str(failure)
         if failure.retryable and attempts < get_settings().max_send_attempts:
-            delay = min(sqs.MAX_DELAY_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+            delay = backoff.exponential(
+                attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1
+            )
             state.transition(
                 message,
                 to=state.QUEUED,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist
 
+from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.store.models import AccountModel
 
 CLICK_GRACE_SECONDS = 10
@@ -142,22 +143,20 @@ def classify(
     return PERSON
 
 
-_switches: dict[int, tuple[bool, float]] = {}
+_switches: TtlCache[int, bool] = TtlCache(SWITCH_CACHE_SECONDS)  # by time.monotonic()
 
 
 def filter_on(account_id: int) -> bool:
     """The account's switch (default on), cached in memory; on when the account cannot be read."""
-    now = time.monotonic()
-    cached = _switches.get(account_id)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    try:
-        account = AccountModel.get(account_id, attributes_to_get=["filter_machine_traffic"])
-        value = account.filter_machine_traffic is not False
-    except DoesNotExist:
-        value = True
-    _switches[account_id] = (value, now + SWITCH_CACHE_SECONDS)
-    return value
+
+    def load() -> bool:
+        try:
+            account = AccountModel.get(account_id, attributes_to_get=["filter_machine_traffic"])
+        except DoesNotExist:
+            return True
+        return account.filter_machine_traffic is not False
+
+    return _switches.get_or_load(account_id, time.monotonic(), load)
 
 
 def forget_switches() -> None:

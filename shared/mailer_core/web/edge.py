@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -21,18 +20,18 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MailerError, MalformedRequest
 from mailer_core.base.logs import logger
+from mailer_core.kommo.hosts import is_account_origin
 
-# Kommo (and amoCRM) account pages: https://<subdomain>.kommo.com and the amoCRM domains.
-KOMMO_ORIGIN = re.compile(r"^https://[a-z0-9](?:[a-z0-9-]{0,62})\.(?:kommo\.com|amocrm\.ru|amocrm\.com)$")
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
 ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 PROTECTED_PREFIX = "/v1/"
 
 
 def origin_allowed(origin: str | None) -> bool:
+    """A Kommo (or amoCRM) account page, `https://<subdomain>.kommo.com`, or an origin configured extra."""
     if not origin:
         return False
-    return bool(KOMMO_ORIGIN.match(origin)) or origin in get_settings().extra_cors_origins
+    return is_account_origin(origin) or origin in get_settings().extra_cors_origins
 
 
 def cors_headers(origin: str | None, *, preflight: bool = False) -> dict[str, str]:

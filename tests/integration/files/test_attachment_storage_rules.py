@@ -6,8 +6,8 @@ from typing import Any
 
 from mailer_core.adapters import s3
 from mailer_core.files import uploads
+from mailer_core.kommo.hosts import is_account_origin
 from mailer_core.messages import compose as messages
-from mailer_core.web.edge import KOMMO_ORIGIN
 
 from devstack.resources import load_template
 from tests.infrastructure.sam_offline import function_roles, load_source, referenced_ids, sub_text, translate
@@ -52,7 +52,7 @@ def test_the_widget_on_a_kommo_page_may_post_files_to_the_bucket() -> None:
 
     assert cors["AllowedMethods"] == ["POST"]
     for origin in cors["AllowedOrigins"]:
-        assert KOMMO_ORIGIN.match(origin.replace("*", "mailerdemo")), origin
+        assert is_account_origin(origin.replace("*", "mailerdemo")), origin
     assert uploads.POST_EXPIRES_SECONDS <= 3600
 
 

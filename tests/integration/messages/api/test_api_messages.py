@@ -186,6 +186,23 @@ def test_list_by_status_newest_first_with_a_cursor(user: ApiClient, mailbox_id: 
     assert user.get("/v1/messages?limit=0").status == 400
 
 
+def test_the_whole_list_pages_with_a_cursor_and_refuses_another_listings(
+    user: ApiClient, mailbox_id: str
+) -> None:
+    ids = [
+        user.post("/v1/messages", {"to": ["a@example.com"], "subject": str(i)}).json()["id"] for i in range(2)
+    ]
+
+    first = user.get("/v1/messages?limit=1").json()
+    second = user.get(f"/v1/messages?limit=1&cursor={first['next_cursor']}").json()
+    by_status = user.get("/v1/messages?status=queued&limit=1").json()["next_cursor"]
+
+    assert [m["id"] for m in first["items"] + second["items"]] == ids[::-1]
+    refused = user.get(f"/v1/messages?limit=1&cursor={by_status}")
+    assert refused.status == 400 and refused.json()["field"] == "cursor"
+    assert user.get(f"/v1/messages?status=queued&cursor={first['next_cursor']}").status == 400
+
+
 def test_messages_are_private_to_their_account_and_user(
     user: ApiClient, colleague: ApiClient, admin: ApiClient, stranger: ApiClient, mailbox_id: str
 ) -> None:
