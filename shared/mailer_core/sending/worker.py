@@ -37,11 +37,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
-from typing import Any, Literal
-
-from pynamodb.exceptions import DoesNotExist
+from typing import Any
 
 from mailer_core.accounts import access
 from mailer_core.adapters import s3, sqs, web_fetch
@@ -54,12 +52,10 @@ from mailer_core.adapters.mime import (
     spool,
 )
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
-from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
 from mailer_core.base.ttl_cache import TtlCache
-from mailer_core.events import message_events
 from mailer_core.files import attachments
 from mailer_core.files.attachments import AttachmentFailure
 from mailer_core.mailboxes import check as mailbox_check
@@ -67,27 +63,17 @@ from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.mailboxes import sent_folder
 from mailer_core.messages import suppressions
 from mailer_core.rendering import trigger_link_urls
+from mailer_core.sending import outcomes
+from mailer_core.sending.outcomes import Outcome
+from mailer_core.sending.records import BackgroundRecords
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.tracking import rewrite as tracking
 
-Outcome = Literal[
-    "sent",
-    "failed",
-    "retrying",
-    "deferred",
-    "skipped",
-    "interrupted",
-    "not_found",
-    "canceled",
-]
-CLAIM_LEASE = timedelta(minutes=5)
 # The next email is prepared during the current one's SMTP only while the invocation has this
 # much time left: more than an SMTP timeout (30 s), so a Lambda timeout does not strand it.
 LOOK_AHEAD_MIN_SECONDS_LEFT = 40.0
-RETRY_BASE_SECONDS = 30
-SCHEDULE_SLACK_SECONDS = 1.0
 
 
 _MAILBOX_CACHE_SECONDS = 60.0
@@ -136,12 +122,8 @@ class SendWorker:
     # (the addresses looked up, the suppressed ones among them).
     _suppression_reads: dict[int, tuple[set[str], dict[str, Any]]] = field(default_factory=dict)
     _reserved: dict[str, list[float]] = field(default_factory=dict)
-    _writer: ThreadPoolExecutor | None = None
-    _pending: list[Future[None]] = field(default_factory=list)
-    # Records of emails sent, not yet handed to the writer (see `_in_background`).
-    _records: list[tuple[dict[str, Any], Callable[..., None], tuple[object, ...]]] = field(
-        default_factory=list
-    )
+    # The "sent" records and Sent-folder copies, written while the next email goes out.
+    records: BackgroundRecords = field(default_factory=BackgroundRecords)
     # Seconds the invocation has left (the handler passes Lambda's); None: no limit.
     time_left: Callable[[], float] | None = None
     # The batch's jobs in order (`prefetch`), the next one `process` expects, and the one
@@ -164,17 +146,14 @@ class SendWorker:
             if self.close_pool:
                 self.pool.close()
             self.filer.close()
-            for executor in (self._preparer, self._writer):
-                if executor is not None:
-                    executor.shutdown(wait=True)
-            self._preparer = self._writer = None
+            self.records.close()
+            if self._preparer is not None:
+                self._preparer.shutdown(wait=True)
+            self._preparer = None
 
     def flush(self) -> None:
         """Wait until every result recorded in the background is stored."""
-        self._start_records()
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        self.records.flush()
 
     def __enter__(self) -> SendWorker:
         return self
@@ -187,7 +166,7 @@ class SendWorker:
         ready = self._take_ready(job)
         outcome = ready if isinstance(ready, str) else self._deliver(ready)
         if outcome != "sent":  # no email of this job went out: nothing to wait for
-            self._start_records()
+            self.records.start()
         logger.info("send job done", extra={"outcome": outcome})
         return outcome
 
@@ -209,7 +188,7 @@ class SendWorker:
         if planned:
             self._cursor = index + 1
         if ahead is None or not ahead[1].done():  # this email will take a while to get to its data
-            self._start_records()
+            self.records.start()
         return ahead[1].result() if ahead is not None else self._prepare(job)
 
     def _look_ahead(self) -> None:
@@ -219,7 +198,7 @@ class SendWorker:
         time to answer keeps the connection busy with back-to-back emails. Started only now,
         not earlier, so that the claim is taken as late as the pipelining allows (guarantee 5).
         """
-        self._start_records()
+        self.records.start()
         index = self._next
         self._next = None
         if index is None or index >= len(self._plan) or self._ahead is not None:
@@ -248,7 +227,7 @@ class SendWorker:
         except Exception:  # it failed before SMTP and has already given its claim back
             return
         if not isinstance(ready, str):
-            self._release(ready.message)
+            outcomes.release(ready.message, self.clock)
 
     # -- one email ---------------------------------------------------------------------
 
@@ -259,21 +238,21 @@ class SendWorker:
         """
         refusal = access.send_refusal(job.account_id, clock=self.clock)  # cached: one read per 30 s
         if refusal:  # Mailer was switched off for the account: its emails are canceled, not sent
-            return self._cancel(MessageModel(job.account_id, job.message_id), refusal)
+            return outcomes.cancel(MessageModel(job.account_id, job.message_id), refusal, clock=self.clock)
         loaded = self._usable_mailbox(job)
         if loaded is None:
-            return self._without_mailbox(job)
+            return outcomes.without_mailbox(job, self.clock)
         mailbox, smtp_settings = loaded
         if not self._wait_for_token(job, mailbox):
             return "deferred"
-        message = self._claim(job)
+        message = outcomes.claim(job, self.clock)
         if isinstance(message, str):
             return message
         self._wait_for_batch_reads()
         refusal = access.send_refusal(job.account_id, composed_at=message.created_at, clock=self.clock)
         if refusal:  # composed before the account was switched off (and on again since)
-            return self._cancel(message, refusal, from_=(state.SENDING,))
-        if self._failed_for_refused_login(message, mailbox):
+            return outcomes.cancel(message, refusal, from_=(state.SENDING,), clock=self.clock)
+        if outcomes.failed_for_refused_login(message, mailbox, self.clock):
             return "failed"
         return self._ready(job, message, mailbox, smtp_settings)
 
@@ -294,21 +273,21 @@ class SendWorker:
             email = self._render(message, mailbox)
             mime = self._build(message, email)
         except AttachmentFailure as failure:
-            return self._after_failure(job, message, failure)
+            return outcomes.after_failure(job, message, failure, self.clock)
         except Exception as exc:
             from mailer_core.rendering.personalize import permanent_failure  # cold start: jinja2, babel
 
             reason = permanent_failure(exc)  # a template error or a deleted lead: retrying cannot help
             if reason is None:
-                self._release(message)
+                outcomes.release(message, self.clock)
                 raise
-            self._fail(message, reason, from_=(state.SENDING,))
+            outcomes.fail(message, reason, from_=(state.SENDING,), clock=self.clock)
             return "failed"
 
         try:
             recipients = self._unsuppressed(message, envelope_recipients(email))
         except Exception:  # still before SMTP: give the claim back, SQS retries the job
-            self._release(message)
+            outcomes.release(message, self.clock)
             raise
         if not recipients:
             return "failed"
@@ -317,19 +296,11 @@ class SendWorker:
             sender = envelope_sender(mailbox.sender_email, message.message_id)
         return Ready(job, message, mailbox, smtp_settings, email, mime, sender, recipients)
 
-    def _failed_for_refused_login(self, message: MessageModel, mailbox: MailboxModel) -> bool:
-        refused = mailbox_check.refused_login_reason(mailbox)
-        if refused:  # trying the same password again only counts failed logins against the account
-            self._fail(
-                message, f"auth: {refused}; check the mailbox, then send again", from_=(state.SENDING,)
-            )
-        return bool(refused)
-
     def _deliver(self, ready: Ready) -> Outcome:
         """Hand the prepared email to SMTP and record the result (in the background when sent)."""
         mailbox, message, email, mime = ready.mailbox, ready.message, ready.email, ready.mime
         # The email before it may have turned the mailbox red while this one was being prepared.
-        if self._failed_for_refused_login(message, mailbox):
+        if outcomes.failed_for_refused_login(message, mailbox, self.clock):
             return "failed"
         try:
             result = self.pool.send(
@@ -343,120 +314,22 @@ class SendWorker:
         except SmtpFailure as failure:
             if failure.kind == "auth" and (failure.code is None or failure.code >= 500):
                 mailbox_check.mark_smtp_refused_login(mailbox, failure, clock=self.clock)
-            return self._after_failure(ready.job, message, failure)
+            return outcomes.after_failure(ready.job, message, failure, self.clock)
 
         detail = result.reply or "accepted"
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
-        self._in_background(self._record_sent, message, detail, self.clock.now(), email.subject)
+        self.records.add(outcomes.record_sent, message, detail, self.clock.now(), email.subject)
         if sent_folder.wants_copy(mailbox):  # after the "sent" record: the same writer, in order
-            self._in_background(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
+            self.records.add(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
         return "sent"
-
-    def _record_sent(self, message: MessageModel, detail: str, when: datetime, subject: str = "") -> None:
-        recorded = state.transition(
-            message,
-            to=state.SENT,
-            when=when,
-            event="sent",
-            detail=detail,
-            allowed_from=(state.SENDING,),
-            extra=[
-                MessageModel.sent_at.set(when),
-                MessageModel.claim_expires_at.remove(),
-                MessageModel.last_error.remove(),
-                MessageModel.sent_subject.set(subject[:998]),  # as rendered: triggers' {subject}
-            ],
-            refresh=False,  # the hooks read what the claim returned; the fields set here are set below
-        )
-        if recorded:  # once: a repeated record finds the message sent already
-            message.sent_at, message.sent_subject = when, subject[:998]
-            message_events.on_message_sent(message, when)
 
     def _file_sent(
         self, mailbox: MailboxModel, message: MessageModel, data: bytes | None, when: datetime
     ) -> None:
         self.filer.file(mailbox, message, data, when)  # never raises: a failure goes into the history
 
-    def _in_background(self, work: Callable[..., None], *args: object) -> None:
-        """Record a result while the next email is being sent; `flush` waits for it.
-
-        Only writes after SMTP go here: a write lost with the container leaves the message
-        `sending`, which the claim lease resolves (guarantee 4 above), never a duplicate.
-        The write starts once the next email's data is out (`_start_records`), or at once when
-        no next email is about to get there: its CPU then overlaps the server's answer, not the
-        next email's envelope, where every reply waited for is on the critical path.
-        """
-        keys = logger.get_current_keys()  # the ids of this email, not of the one sent meanwhile
-        ids: dict[str, Any] = {k: keys[k] for k in ("account_id", "message_id", "mailbox_id") if k in keys}
-        self._records.append((ids, work, args))
-
-    def _start_records(self) -> None:
-        if not self._records:
-            return
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-record")
-        records, self._records = self._records, []
-        for ids, work, args in records:
-            self._pending.append(self._writer.submit(_with_log_keys, ids, work, *args))
-
     # -- steps -------------------------------------------------------------------------
-
-    def _claim(self, job: sqs.SendJob) -> MessageModel | Outcome:
-        """Take the message for sending: one conditional UpdateItem that returns it.
-
-        Only a queued message, or a scheduled one whose time has come, can be claimed. When
-        the claim fails the message is read to tell why (the slow path).
-        """
-        now = self.clock.now()
-        message = MessageModel(job.account_id, job.message_id)
-        due = MessageModel.send_at.does_not_exist() | (
-            MessageModel.send_at <= now + timedelta(seconds=SCHEDULE_SLACK_SECONDS)
-        )
-        claimed = state.transition(
-            message,
-            to=state.SENDING,
-            when=now,
-            event="sending",
-            allowed_from=(state.QUEUED, state.SCHEDULED),
-            condition=due,
-            extra=[MessageModel.attempts.add(1), MessageModel.claim_expires_at.set(now + CLAIM_LEASE)],
-        )
-        if claimed:
-            return message
-        try:
-            current = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
-        except DoesNotExist:
-            logger.warning("send job for a message that does not exist")
-            return "not_found"
-        if current.status == state.SENDING:
-            if current.claim_expires_at and current.claim_expires_at > now:
-                return "skipped"  # another worker holds the claim
-            return self._resolve_interrupted(current)
-        if current.status in (state.SCHEDULED, state.QUEUED) and current.send_at and current.send_at > now:
-            # Early: an SQS delay, or a schedule that fired seconds before send_at (60 s precision).
-            early = (current.send_at - now).total_seconds()
-            sqs.enqueue_send(job, delay_seconds=math.ceil(early))
-            return "deferred"
-        return "skipped"  # sent, failed, canceled or a draft: nothing to do
-
-    def _without_mailbox(self, job: sqs.SendJob) -> Outcome:
-        try:
-            message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
-        except DoesNotExist:
-            return "not_found"
-        failed = state.transition(
-            message,
-            to=state.FAILED,
-            when=self.clock.now(),
-            event="failed",
-            detail="the mailbox of this message no longer exists",
-            allowed_from=(state.QUEUED, state.SCHEDULED),
-            extra=[MessageModel.last_error.set("the mailbox of this message no longer exists")],
-        )
-        if failed:
-            message_events.on_message_failed(message, "the mailbox of this message no longer exists")
-        return "failed" if failed else "skipped"
 
     def _mailbox(self, account_id: int, mailbox_id: str) -> tuple[MailboxModel, SmtpSettings] | None:
         def load() -> tuple[MailboxModel, SmtpSettings] | None:
@@ -606,43 +479,6 @@ class SendWorker:
         rendered = self.rendered_links.pop(message.message_id, None)  # filled in by _render
         return rendered if rendered is not None else [str(link) for link in message.attachment_links or []]
 
-    def _after_failure(
-        self, job: sqs.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure
-    ) -> Outcome:
-        attempts = int(message.attempts or 0)
-        words = str(failure)
-        if failure.retryable and attempts < get_settings().max_send_attempts:
-            delay = backoff.exponential(
-                attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1
-            )
-            state.transition(
-                message,
-                to=state.QUEUED,
-                when=self.clock.now(),
-                event="retrying",
-                detail=f"{failure.kind}: {words}; next attempt in {delay} s",
-                allowed_from=(state.SENDING,),
-                extra=[MessageModel.last_error.set(words), MessageModel.claim_expires_at.remove()],
-            )
-            sqs.enqueue_send(job, delay_seconds=delay)
-            return "retrying"
-        self._fail(message, f"{failure.kind}: {words}", from_=(state.SENDING,))
-        return "failed"
-
-    def _fail(self, message: MessageModel, reason: str, *, from_: tuple[str, ...]) -> None:
-        failed = state.transition(
-            message,
-            to=state.FAILED,
-            when=self.clock.now(),
-            event="failed",
-            detail=reason,
-            allowed_from=from_,
-            extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
-        )
-        logger.warning("message failed", extra={"reason": reason})
-        if failed:
-            message_events.on_message_failed(message, reason)
-
     def _read_suppressions(self, jobs: list[sqs.SendJob]) -> None:
         """Look the whole batch's recipients up at once (one BatchGetItem per account), so no
         email waits for its own lookup; a failed read leaves each email to look up its own."""
@@ -678,53 +514,12 @@ class SendWorker:
         kept = [r for r in recipients if suppressions.normalize(r) not in suppressed]
         words = ", ".join(f"{r} ({suppressed[suppressions.normalize(r)].reason})" for r in skipped)
         if not kept:
-            self._fail(message, f"every recipient is suppressed: {words}", from_=(state.SENDING,))
+            outcomes.fail(
+                message, f"every recipient is suppressed: {words}", from_=(state.SENDING,), clock=self.clock
+            )
             return []
         timeline.note(message, self.clock.now(), "skipped", f"suppressed: {words}")
         return kept
-
-    def _cancel(
-        self, message: MessageModel, reason: str, *, from_: tuple[str, ...] = (state.QUEUED, state.SCHEDULED)
-    ) -> Outcome:
-        canceled = state.transition(
-            message,
-            to=state.CANCELED,
-            when=self.clock.now(),
-            event="canceled",
-            detail=reason,
-            allowed_from=from_,
-            extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
-        )
-        logger.info("message canceled: the account is switched off", extra={"reason": reason})
-        return "canceled" if canceled else "skipped"
-
-    def _release(self, message: MessageModel) -> None:
-        """Give the claim back after a failure before SMTP: the job will be retried by SQS."""
-        state.transition(
-            message,
-            to=state.QUEUED,
-            when=self.clock.now(),
-            event="released",
-            detail="error before sending; will retry",
-            allowed_from=(state.SENDING,),
-            extra=[MessageModel.claim_expires_at.remove()],
-        )
-
-    def _resolve_interrupted(self, message: MessageModel) -> Outcome:
-        reason = (
-            "interrupted during SMTP: the worker stopped before the result was recorded; "
-            "not re-sent automatically to avoid a duplicate. Check the Sent folder, then send it again"
-        )
-        self._fail(message, reason, from_=(state.SENDING,))
-        return "interrupted"
-
-
-def _with_log_keys(keys: dict[str, Any], work: Callable[..., None], *args: object) -> None:
-    logger.thread_safe_append_keys(**keys)
-    try:
-        work(*args)
-    finally:
-        logger.thread_safe_clear_keys()
 
 
 def _strings(values: object) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from mailer_core.adapters import sqs
 from mailer_core.automation import runner
 from mailer_core.base.backoff import exponential
 from mailer_core.kommo.client import KommoClient
-from mailer_core.sending import worker
+from mailer_core.sending import outcomes
 
 
 def test_the_wait_doubles_from_the_base_up_to_the_cap() -> None:
@@ -27,12 +27,12 @@ def test_the_send_worker_waits_30_s_doubling_up_to_sqs_longest_delay() -> None:
     """Before: min(sqs.MAX_DELAY_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1)), attempts >= 1
     (the claim counts the attempt before any send)."""
     mine = [
-        exponential(a, base=worker.RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1)
+        exponential(a, base=outcomes.RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1)
         for a in range(1, 11)
     ]
     assert mine == [30, 60, 120, 240, 480, 900, 900, 900, 900, 900]
     assert mine == [
-        min(sqs.MAX_DELAY_SECONDS, worker.RETRY_BASE_SECONDS * 2 ** (a - 1)) for a in range(1, 11)
+        min(sqs.MAX_DELAY_SECONDS, outcomes.RETRY_BASE_SECONDS * 2 ** (a - 1)) for a in range(1, 11)
     ]
     assert [str(wait) for wait in mine[:2]] == ["30", "60"]  # the timeline says "next attempt in 30 s"
 

@@ -1,0 +1,215 @@
+"""What becomes of a message in the send worker's hands: claimed, sent, retried, failed,
+canceled, released. Each is one conditional transition (`store.message_state`), so a repeated
+job or a second worker changes nothing twice; "sent" and "failed" are announced once
+(`events.message_events`), by the write that made them true.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailer_core.adapters import sqs
+from mailer_core.adapters.smtp import SmtpFailure
+from mailer_core.base import backoff
+from mailer_core.base.clock import Clock
+from mailer_core.base.config import get_settings
+from mailer_core.base.logs import logger
+from mailer_core.events import message_events
+from mailer_core.files.attachments import AttachmentFailure
+from mailer_core.mailboxes import check as mailbox_check
+from mailer_core.store import message_state as state
+from mailer_core.store.models import MailboxModel, MessageModel
+
+Outcome = Literal[
+    "sent",
+    "failed",
+    "retrying",
+    "deferred",
+    "skipped",
+    "interrupted",
+    "not_found",
+    "canceled",
+]
+CLAIM_LEASE = timedelta(minutes=5)
+RETRY_BASE_SECONDS = 30
+SCHEDULE_SLACK_SECONDS = 1.0
+INTERRUPTED = (
+    "interrupted during SMTP: the worker stopped before the result was recorded; "
+    "not re-sent automatically to avoid a duplicate. Check the Sent folder, then send it again"
+)
+
+
+def claim(job: sqs.SendJob, clock: Clock) -> MessageModel | Outcome:
+    """Take the message for sending: one conditional UpdateItem that returns it.
+
+    Only a queued message, or a scheduled one whose time has come, can be claimed. When
+    the claim fails the message is read to tell why (the slow path).
+    """
+    now = clock.now()
+    message = MessageModel(job.account_id, job.message_id)
+    due = MessageModel.send_at.does_not_exist() | (
+        MessageModel.send_at <= now + timedelta(seconds=SCHEDULE_SLACK_SECONDS)
+    )
+    claimed = state.transition(
+        message,
+        to=state.SENDING,
+        when=now,
+        event="sending",
+        allowed_from=(state.QUEUED, state.SCHEDULED),
+        condition=due,
+        extra=[MessageModel.attempts.add(1), MessageModel.claim_expires_at.set(now + CLAIM_LEASE)],
+    )
+    if claimed:
+        return message
+    try:
+        current = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+    except DoesNotExist:
+        logger.warning("send job for a message that does not exist")
+        return "not_found"
+    if current.status == state.SENDING:
+        if current.claim_expires_at and current.claim_expires_at > now:
+            return "skipped"  # another worker holds the claim
+        fail(current, INTERRUPTED, from_=(state.SENDING,), clock=clock)
+        return "interrupted"
+    if current.status in (state.SCHEDULED, state.QUEUED) and current.send_at and current.send_at > now:
+        # Early: an SQS delay, or a schedule that fired seconds before send_at (60 s precision).
+        early = (current.send_at - now).total_seconds()
+        sqs.enqueue_send(job, delay_seconds=math.ceil(early))
+        return "deferred"
+    return "skipped"  # sent, failed, canceled or a draft: nothing to do
+
+
+def without_mailbox(job: sqs.SendJob, clock: Clock) -> Outcome:
+    """The job's mailbox was deleted: the message fails with that reason (once)."""
+    try:
+        message = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+    except DoesNotExist:
+        return "not_found"
+    reason = "the mailbox of this message no longer exists"
+    failed = state.transition(
+        message,
+        to=state.FAILED,
+        when=clock.now(),
+        event="failed",
+        detail=reason,
+        allowed_from=(state.QUEUED, state.SCHEDULED),
+        extra=[MessageModel.last_error.set(reason)],
+    )
+    if failed:
+        message_events.on_message_failed(message, reason)
+    return "failed" if failed else "skipped"
+
+
+def failed_for_refused_login(message: MessageModel, mailbox: MailboxModel, clock: Clock) -> bool:
+    """Fail a claimed message whose mailbox's login was refused: trying the same password
+    again only counts failed logins against the account."""
+    refused = mailbox_check.refused_login_reason(mailbox)
+    if refused:
+        fail(
+            message,
+            f"auth: {refused}; check the mailbox, then send again",
+            from_=(state.SENDING,),
+            clock=clock,
+        )
+    return bool(refused)
+
+
+def record_sent(message: MessageModel, detail: str, when: datetime, subject: str = "") -> None:
+    """The "sent" record (the server's words), announced once."""
+    recorded = state.transition(
+        message,
+        to=state.SENT,
+        when=when,
+        event="sent",
+        detail=detail,
+        allowed_from=(state.SENDING,),
+        extra=[
+            MessageModel.sent_at.set(when),
+            MessageModel.claim_expires_at.remove(),
+            MessageModel.last_error.remove(),
+            MessageModel.sent_subject.set(subject[:998]),  # as rendered: triggers' {subject}
+        ],
+        refresh=False,  # the hooks read what the claim returned; the fields set here are set below
+    )
+    if recorded:  # once: a repeated record finds the message sent already
+        message.sent_at, message.sent_subject = when, subject[:998]
+        message_events.on_message_sent(message, when)
+
+
+def after_failure(
+    job: sqs.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure, clock: Clock
+) -> Outcome:
+    """A retryable failure goes back on the queue with backoff (until the attempts run out);
+    any other fails the message with the server's words."""
+    attempts = int(message.attempts or 0)
+    words = str(failure)
+    if failure.retryable and attempts < get_settings().max_send_attempts:
+        delay = backoff.exponential(
+            attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1
+        )
+        state.transition(
+            message,
+            to=state.QUEUED,
+            when=clock.now(),
+            event="retrying",
+            detail=f"{failure.kind}: {words}; next attempt in {delay} s",
+            allowed_from=(state.SENDING,),
+            extra=[MessageModel.last_error.set(words), MessageModel.claim_expires_at.remove()],
+        )
+        sqs.enqueue_send(job, delay_seconds=delay)
+        return "retrying"
+    fail(message, f"{failure.kind}: {words}", from_=(state.SENDING,), clock=clock)
+    return "failed"
+
+
+def fail(message: MessageModel, reason: str, *, from_: tuple[str, ...], clock: Clock) -> None:
+    failed = state.transition(
+        message,
+        to=state.FAILED,
+        when=clock.now(),
+        event="failed",
+        detail=reason,
+        allowed_from=from_,
+        extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
+    )
+    logger.warning("message failed", extra={"reason": reason})
+    if failed:
+        message_events.on_message_failed(message, reason)
+
+
+def cancel(
+    message: MessageModel,
+    reason: str,
+    *,
+    clock: Clock,
+    from_: tuple[str, ...] = (state.QUEUED, state.SCHEDULED),
+) -> Outcome:
+    """Mailer was switched off for the account: its emails are canceled, not sent."""
+    canceled = state.transition(
+        message,
+        to=state.CANCELED,
+        when=clock.now(),
+        event="canceled",
+        detail=reason,
+        allowed_from=from_,
+        extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
+    )
+    logger.info("message canceled: the account is switched off", extra={"reason": reason})
+    return "canceled" if canceled else "skipped"
+
+
+def release(message: MessageModel, clock: Clock) -> None:
+    """Give the claim back after a failure before SMTP: the job will be retried by SQS."""
+    state.transition(
+        message,
+        to=state.QUEUED,
+        when=clock.now(),
+        event="released",
+        detail="error before sending; will retry",
+        allowed_from=(state.SENDING,),
+        extra=[MessageModel.claim_expires_at.remove()],
+    )
