@@ -43,13 +43,7 @@ from mailer_core.events import template_counters
 from mailer_core.events.announce import announce, chosen, wants_not_opened_timer
 from mailer_core.events.jobs import EventJob, RunJob, parse_job
 from mailer_core.kommo.accounts import client_for_account
-from mailer_core.kommo.errors import (
-    KommoAccessDenied,
-    KommoBusy,
-    KommoDisconnected,
-    KommoError,
-    KommoInvalidGrant,
-)
+from mailer_core.kommo.errors import KommoError, is_retryable
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
@@ -228,16 +222,6 @@ def _settle(job: RunJob, outcome: str, detail: str) -> None:
     )
 
 
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, (KommoDisconnected, KommoInvalidGrant)):
-        return False
-    if isinstance(exc, (KommoBusy, KommoAccessDenied)):
-        return True  # busy, or the 15-minute block after a 403
-    if isinstance(exc, KommoError):
-        return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500
-    return not isinstance(exc, MailerError)  # our own refusals are final; the unexpected may pass
-
-
 def _words(exc: Exception) -> str:
     if isinstance(exc, KommoError):
         parts = [exc.message]
@@ -290,11 +274,11 @@ class Runner:
             return "suppressed"
         except Exception as exc:
             words = _words(exc)
-            if _retryable(exc) and attempt < MAX_ATTEMPTS:
+            if is_retryable(exc) and attempt < MAX_ATTEMPTS:
                 _settle(job, "retry", words)
                 logger.warning("trigger run will be retried", extra={"run_id": job.run_id, "reason": words})
                 raise RetryLater(words, backoff_seconds(attempt, getattr(exc, "retry_after", None))) from exc
-            final = _retryable(exc)
+            final = is_retryable(exc)
             _settle(job, "gave_up" if final else "failed", words)
             detail = f"{label}: {words}" + (f" (gave up after {attempt} attempts)" if final else "")
             _timeline(message, self.clock.now(), "trigger_failed", detail)

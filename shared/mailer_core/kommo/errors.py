@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core.base.errors import NotFound, UpstreamError
+from mailer_core.base.errors import MailerError, NotFound, UpstreamError
 
 
 class KommoError(UpstreamError):
@@ -65,3 +65,29 @@ class KommoNotFound(NotFound):
     def __init__(self, message: str, *, kommo_status: int, **details: Any) -> None:
         super().__init__(message, kommo_status=kommo_status, **details)
         self.kommo_status = kommo_status
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether doing the same work again later may succeed: the queue consumers' one reading
+    (the automation runner, the digital pipeline and Salesbot jobs).
+
+    - the connection is gone (`KommoDisconnected`, `KommoInvalidGrant`): no, only a reinstall helps;
+    - `KommoBusy`: yes, after `retry_after`;
+    - `KommoAccessDenied` otherwise (a 403 and the account's block, a 401 after a refresh): yes,
+      the block ends after its cool-off (15 minutes);
+    - any other `KommoError`: yes for no answer, 429 and 5xx; no for the other 4xx;
+    - any other `MailerError` (`KommoNotFound` included): no, a refusal is final;
+    - anything else (AWS, a bug): yes, it may pass.
+
+    The send worker is the exception, kept as it was: a Kommo error met while rendering an email
+    is read by `rendering.personalize.permanent_failure`, where a `KommoAccessDenied` (a 403
+    included) fails the email at once with the reason (the user sees it and can send again)
+    instead of waiting out the block, and every other Kommo error but `KommoNotFound` is retried.
+    """
+    if isinstance(exc, KommoDisconnected | KommoInvalidGrant):
+        return False
+    if isinstance(exc, KommoBusy | KommoAccessDenied):
+        return True
+    if isinstance(exc, KommoError):
+        return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500
+    return not isinstance(exc, MailerError)

@@ -70,7 +70,7 @@ def compose_for(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
     except kommo_errors.KommoNotFound:
         raise Skip(f"Kommo has no {job.entity_type} {job.entity_id} any more: nothing was sent") from None
     except (kommo_errors.KommoError, Conflict) as exc:
-        if retryable(exc):
+        if kommo_errors.is_retryable(exc):
             raise
         raise Skip(exc.message) from None
     responsible = _positive(record.get("responsible_user_id"))
@@ -93,24 +93,14 @@ def compose_for(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
     except messages.AlreadyComposed:
         return Outcome("duplicate", job.message_id)
     except MailerError as exc:
-        if retryable(exc):
+        # Kommo busy or down is retried; any other UpstreamError comes from compose after it
+        # stored the message as failed.
+        if kommo_errors.is_retryable(exc):
             raise
         if isinstance(exc, UpstreamError) and exc.details.get("message_id") == job.message_id:
             return Outcome("composed", job.message_id, "failed")  # stored, failed: the queue refused it
         raise Skip(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
     return Outcome("composed", job.message_id, str(view.get("status")))
-
-
-def retryable(exc: Exception) -> bool:
-    """Whether trying the job again later may succeed."""
-    if isinstance(exc, kommo_errors.KommoDisconnected):
-        return False
-    if isinstance(exc, kommo_errors.KommoBusy | kommo_errors.KommoAccessDenied):
-        return True  # busy, or blocked for a cool-off
-    if isinstance(exc, kommo_errors.KommoError):
-        return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500
-    # Any other UpstreamError comes from compose after it stored the message as failed.
-    return not isinstance(exc, MailerError)
 
 
 def record(job: AutoSendJob, state: str, detail: str) -> None:

@@ -186,7 +186,7 @@ def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         logger.warning("the Salesbot cannot be continued", extra={**log, "reason": str(exc)})
         return "stuck"
     except kommo_errors.KommoError as exc:
-        if automatic_compose.retryable(exc):
+        if kommo_errors.is_retryable(exc):
             raise
         logger.warning("Kommo refused to continue the Salesbot", extra={**log, "reason": exc.message})
     automatic_compose.record(job, "continued", str(answer.get("message_id") or answer.get("error")))

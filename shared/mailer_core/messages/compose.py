@@ -47,9 +47,6 @@ FIELDS |= {
 }  # the automation (mailer_core.automation.runner), frozen at compose
 
 
-MAX_BODY_BYTES = limits.BODY_BYTES
-
-
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
@@ -195,9 +192,13 @@ def compose(
 
 def _body(data: dict[str, Any]) -> tuple[str, str]:
     subject = validation.text(data, "subject", max_length=998)
-    html = validation.text(data, "html", max_length=MAX_BODY_BYTES * 2)
-    if len(html.encode("utf-8")) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("the email body is larger than 8 MB", field="html", limit_bytes=MAX_BODY_BYTES)
+    html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
+    if len(html.encode("utf-8")) > limits.BODY_BYTES:
+        raise PayloadTooLarge(
+            f"the email body is larger than {limits.megabytes(limits.BODY_BYTES)}",
+            field="html",
+            limit_bytes=limits.BODY_BYTES,
+        )
     return subject, html
 
 

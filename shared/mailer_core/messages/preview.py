@@ -6,7 +6,7 @@ from typing import Any
 
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters.mime import html_to_text
-from mailer_core.base import validation
+from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.mailboxes import connection as mailbox_connection
@@ -34,7 +34,7 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         else template.subject or ""
     )
     html = (
-        validation.text(data, "html", max_length=templates.MAX_HTML_BYTES * 2)
+        validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
         if "html" in data or template is None
         else templates.html_of(template)
     )

@@ -70,7 +70,6 @@ FIELDS = {
 TO_CLIENT = ("main", "all", "none")
 MAX_NAME_CHARS = 200
 MAX_SUBJECT_CHARS = 998
-MAX_HTML_BYTES = 8 * 1024 * 1024
 MAX_ADDRESSES = 50
 
 
@@ -184,10 +183,12 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
             raise InvalidInput("must be one line", field="subject")
         out["subject"] = validate_source(subject, field="subject", html=False)
     if creating or "html" in data:
-        html = validation.text(data, "html", max_length=MAX_HTML_BYTES * 2)
-        if len(html.encode("utf-8")) > MAX_HTML_BYTES:
+        html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
+        if len(html.encode("utf-8")) > limits.BODY_BYTES:
             raise PayloadTooLarge(
-                "the template body is larger than 8 MB", field="html", limit_bytes=MAX_HTML_BYTES
+                f"the template body is larger than {limits.megabytes(limits.BODY_BYTES)}",
+                field="html",
+                limit_bytes=limits.BODY_BYTES,
             )
         out["html"] = validate_source(html, field="html", html=True)
     if creating or "to_client" in data:
