@@ -357,7 +357,8 @@ def compose(mailbox_id: str, indexes: range) -> list[str]:
 
     caller = Caller(ACCOUNT_ID, "mailerbench", USER_ID, False)
     return [
-        str(messages.compose(caller, {"mailbox_id": mailbox_id, **message_content(i)})["id"]) for i in indexes
+        str(messages.compose_json(caller, {"mailbox_id": mailbox_id, **message_content(i)})["id"])
+        for i in indexes
     ]
 
 

@@ -144,7 +144,7 @@ def list_messages() -> dict[str, Any]:
 def compose_message() -> Response[str]:
     from mailer_core.messages import compose
 
-    message = compose.compose(edge.caller_of(app), edge.json_body(app))
+    message = compose.compose_json(edge.caller_of(app), edge.json_body(app))
     return edge.json_response(202, message)
 
 

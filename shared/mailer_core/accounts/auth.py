@@ -49,6 +49,11 @@ class Caller:
     user_id: int
     is_admin: bool
 
+    @property
+    def account_wide(self) -> bool:
+        """An administrator reaches every user's mailboxes and templates of the account."""
+        return self.is_admin
+
 
 def verify_widget_token(token: str | None, *, secret: str, audience: str, now: float) -> Caller:
     """Verify a widget token and return its caller; raise `Unauthorized` with a short reason."""

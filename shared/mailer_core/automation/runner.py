@@ -33,7 +33,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.accounts import access
-from mailer_core.accounts.auth import Caller
+from mailer_core.accounts.actors import Actor
 from mailer_core.adapters import scheduler, sqs
 from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -45,6 +45,7 @@ from mailer_core.events.jobs import EventJob, RunJob, parse_job
 from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.errors import KommoError, is_retryable
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages.requests import ComposeRequest
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import (
@@ -338,27 +339,23 @@ def send_follow_up(
 
     depth = int(message.chain_depth or 0) + 1
     automation_loops.check_runtime(message, template_id, depth, clock=clock)
-    payload: dict[str, Any] = {
-        "template_id": template_id,
-        "mailbox_id": message.mailbox_id,
-        "lane": message.lane,
-    }
-    if message.entity_type and message.entity_id is not None:
-        payload["entity"] = {"type": message.entity_type, "id": int(message.entity_id)}
-    else:
-        payload["to"] = list(message.to)
-    caller = Caller(
-        account_id=int(message.account_id),
-        subdomain=account.subdomain if account is not None else "",
-        user_id=int(message.user_id),
-        is_admin=True,
+    same_recipients: dict[str, Any] = (
+        {"entity": (str(message.entity_type), int(message.entity_id))}
+        if message.entity_type and message.entity_id is not None
+        else {"to": list(message.to)}
+    )
+    request = ComposeRequest.of(
+        template_id=template_id,
+        mailbox_id=message.mailbox_id,
+        lane=message.lane or "priority",
+        **same_recipients,
     )
     seed = hashlib.sha256(job.run_id.encode()).digest()[:10]
     new_id = str(ULID.from_bytes(job.created_ms.to_bytes(6, "big") + seed))
     try:
         view = compose.compose(
-            caller,
-            payload,
+            request,
+            Actor.automatic(int(message.account_id), int(message.user_id)),
             clock=clock,
             message_id=new_id,
             origin="trigger",

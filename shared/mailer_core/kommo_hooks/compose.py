@@ -26,9 +26,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core.accounts.auth import Caller
+from mailer_core.accounts.actors import Actor
+from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, MailerError, UpstreamError
+from mailer_core.base.limits import MAX_RECIPIENTS
 from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import client as kommo
@@ -36,6 +38,7 @@ from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo_hooks.jobs import AutoSendJob
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages import compose as messages
+from mailer_core.messages.requests import ComposeRequest
 from mailer_core.rendering.source_checks import has_variables
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel, MailboxModel
@@ -75,21 +78,22 @@ def compose_for(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome:
         raise Skip(exc.message) from None
     responsible = _positive(record.get("responsible_user_id"))
     mailbox = _sender(job, responsible)
-    caller = Caller(
-        job.account_id, str(account.subdomain), user_id=responsible or int(mailbox.user_id), is_admin=True
-    )
-    payload: dict[str, Any] = {
+    actor = Actor.automatic(job.account_id, responsible or int(mailbox.user_id))
+    fields: dict[str, Any] = {
         "template_id": job.settings.template_id,
-        "entity": {"type": job.entity_type, "id": job.entity_id},
+        "entity": (job.entity_type, job.entity_id),
         "mailbox_id": mailbox.mailbox_id,
     }
     try:
         if job.settings.to:
-            payload["to"] = _recipients(job, mailbox, clock)
+            fields["to"] = _recipients(job, mailbox, clock)
         if job.settings.delay:
-            send_at = datetime.fromisoformat(job.received_at) + timedelta(seconds=job.settings.delay)
-            payload["send_at"] = send_at.isoformat()
-        view = messages.compose(caller, payload, clock=clock, message_id=job.message_id, origin=job.origin)
+            fields["send_at"] = datetime.fromisoformat(job.received_at) + timedelta(
+                seconds=job.settings.delay
+            )
+        view = messages.compose(
+            ComposeRequest.of(**fields), actor, clock=clock, message_id=job.message_id, origin=job.origin
+        )
     except messages.AlreadyComposed:
         return Outcome("duplicate", job.message_id)
     except MailerError as exc:
@@ -149,8 +153,9 @@ def _recipients(job: AutoSendJob, mailbox: MailboxModel, clock: Clock) -> list[s
     from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
 
     setting = str(job.settings.to)
-    if not has_variables(setting):
-        return [p.strip() for p in re.split(r"[,;]", setting) if p.strip()]
+    if not has_variables(setting):  # literal addresses, checked as the API checks its `to`
+        literal = [p.strip() for p in re.split(r"[,;]", setting) if p.strip()]
+        return validation.email_list({"to": literal}, "to", max_items=MAX_RECIPIENTS)
     resolved = personalization.resolve_addresses(
         {"to": [setting]},
         account_id=job.account_id,

@@ -14,15 +14,15 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from mailer_core.accounts import access
+from mailer_core.accounts.actors import Acting
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
 from mailer_core.adapters.mime import make_message_id
-from mailer_core.base import limits, validation
+from mailer_core.base import limits
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import (
     Conflict,
     InvalidInput,
-    PayloadTooLarge,
     UpstreamError,
 )
 from mailer_core.base.limits import MAX_RECIPIENTS
@@ -30,55 +30,20 @@ from mailer_core.base.logs import logger
 from mailer_core.files import attachments
 from mailer_core.kommo import contacts
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages.requests import ComposeRequest, parse_request
 from mailer_core.messages.views import public_view
-from mailer_core.rendering.source_checks import validate_locale, validate_source, validate_timezone
+from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.triggers import api as trigger_rules
 
-FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
-FIELDS |= {"attachments", "attachment_links"}
-FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
-FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
-FIELDS |= {
-    "triggers",
-    "not_opened_after",
-}  # the automation (mailer_core.automation.runner), frozen at compose
-
-
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
-ENTITY_TYPES = ("leads", "contacts", "companies")
-
-
-def templates_locale(payload: dict[str, Any]) -> str | None:
-    if payload.get("locale") in (None, ""):
-        return None
-    return validate_locale(payload.get("locale"))
-
-
-def templates_timezone(payload: dict[str, Any]) -> str | None:
-    if payload.get("timezone") in (None, ""):
-        return None
-    return validate_timezone(payload.get("timezone"))
-
-
-def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
-    value = payload.get("entity")
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidInput('must be an object like {"type": "leads", "id": 123}', field="entity")
-    validation.reject_unknown({f"entity.{k}": v for k, v in value.items()}, {"entity.type", "entity.id"})
-    kind = value.get("type")
-    if kind not in ENTITY_TYPES:
-        raise InvalidInput(f"must be one of {', '.join(ENTITY_TYPES)}", field="entity.type")
-    entity_id = value.get("id")
-    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or entity_id < 1:
-        raise InvalidInput("must be a positive integer", field="entity.id")
-    return kind, entity_id
+def compose_json(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+    """`POST /v1/messages`: the JSON body parsed into a request, composed by its caller."""
+    return compose(parse_request(payload), caller, clock=clock)
 
 
 class AlreadyComposed(Conflict):
@@ -88,15 +53,15 @@ class AlreadyComposed(Conflict):
 
 
 def compose(
-    caller: Caller,
-    payload: Any,
+    request: ComposeRequest,
+    actor: Acting,
     *,
     clock: Clock = SYSTEM_CLOCK,
     message_id: str | None = None,
     origin: str | None = None,
     chain: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Validate, store and queue one email.
+    """Store and queue one email for `actor` (a widget user, or Mailer for a user: `Actor`).
 
     Automatic composes (the digital pipeline, a "send email" trigger) pass a `message_id`
     derived from the event that caused them: a replay of the event then meets the stored
@@ -107,47 +72,38 @@ def compose(
     The triggers chosen for each event (`triggers`, else the template's) and the not-opened
     wait are frozen into the message: later edits of the template do not change its automation.
     """
-    data = validation.require_object(payload)
-    validation.reject_unknown(data, FIELDS)
     now = clock.now()
-    subject, html = _body(data)
-    lane = _lane(data)
-    to = validation.email_list(data, "to", max_items=MAX_RECIPIENTS)
-    cc = validation.email_list(data, "cc", max_items=MAX_RECIPIENTS)
-    bcc = validation.email_list(data, "bcc", max_items=MAX_RECIPIENTS)
-    entity = _entity(data)
-    which = validation.text(data, "contacts", default="main")
-    if which not in ("main", "all"):
-        raise InvalidInput("must be main or all", field="contacts")
-    send_at = _send_at(data, now)
-    mailbox = _sender(caller, data)
+    subject, html, to, cc, bcc = request.subject, request.html, request.to, request.cc, request.bcc
+    entity = request.entity
+    send_at = _send_at(request.send_at, now)
+    mailbox = _sender(actor, request.mailbox_id)
 
     use = None
-    if data.get("template_id") is not None:
+    if request.template_id is not None:
         from mailer_core.messages import from_template  # cold start: jinja2, babel
 
-        use = from_template.for_compose(caller, data, entity=entity, mailbox=mailbox, clock=clock)
+        use = from_template.for_compose(actor, request, mailbox=mailbox, clock=clock)
         subject, html, to, cc, bcc = use.subject, use.html, use.to, use.cc, use.bcc
     else:  # a raw subject and body may hold variables too: they must compile
         validate_source(subject, field="subject", html=False)
         validate_source(html, field="html", html=True)
-    to = _recipients(caller, to, entity, which, use)
+    to = _recipients(actor, to, entity, request.contacts, use)
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         raise InvalidInput(f"an email goes to at most {MAX_RECIPIENTS} addresses", field="to")
-    files, links = _files_and_links(caller, data, use, now)
-    track_opens, chosen, not_opened_after = _tracking_and_automation(caller, data, use, clock)
+    files, links = _files_and_links(actor, request, use, now)
+    track_opens, chosen, not_opened_after = _tracking_and_automation(actor, request, use, clock)
 
     message_id = message_id or clock.new_id()
     status = state.SCHEDULED if send_at else state.QUEUED
     inline = len(html.encode("utf-8")) <= s3.INLINE_LIMIT
     message = MessageModel(
-        caller.account_id,
+        actor.account_id,
         message_id,
         status=status,
-        status_key=state.status_key(caller.account_id, status),
-        user_id=caller.user_id,
+        status_key=state.status_key(actor.account_id, status),
+        user_id=actor.user_id,
         mailbox_id=mailbox.mailbox_id,
-        lane=lane,
+        lane=request.lane,
         to=to,
         cc=cc,
         bcc=bcc,
@@ -155,7 +111,7 @@ def compose(
         entity_id=entity[1] if entity else None,
         subject=subject,
         html=html if inline else None,
-        html_s3_key=None if inline else s3.put_html(caller.account_id, message_id, html),
+        html_s3_key=None if inline else s3.put_html(actor.account_id, message_id, html),
         header_message_id=make_message_id(message_id, mailbox.sender_email),
         send_at=send_at,
         created_at=now,
@@ -165,8 +121,8 @@ def compose(
         attachment_links=links,
         template_id=use.template_id if use else None,
         machine_open_template=use.template_id if use else None,  # template_stats: the first machine open
-        locale=use.locale if use else templates_locale(data),
-        timezone=use.timezone if use else templates_timezone(data),
+        locale=use.locale if use else request.locale,
+        timezone=use.timezone if use else request.timezone,
         disable_signature=use.disable_signature if use else None,
         track_opens=None if track_opens else False,
         origin=origin,
@@ -175,13 +131,13 @@ def compose(
         parent_message_id=chain[0] if chain else None,
         chain_depth=chain[1] if chain else None,
     )
-    attachments.claim(caller.account_id, files, keep="message", now=now)  # before the save: never half-kept
+    attachments.claim(actor.account_id, files, keep="message", now=now)  # before the save: never half-kept
     _save_once(message, clock)
     dispatch(message, clock=clock)
     logger.info(
         "message composed",
         extra={
-            "account_id": caller.account_id,
+            "account_id": actor.account_id,
             "message_id": message_id,
             "mailbox_id": mailbox.mailbox_id,
             "status": message.status,
@@ -190,53 +146,32 @@ def compose(
     return public_view(message)
 
 
-def _body(data: dict[str, Any]) -> tuple[str, str]:
-    subject = validation.text(data, "subject", max_length=998)
-    html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
-    if len(html.encode("utf-8")) > limits.BODY_BYTES:
-        raise PayloadTooLarge(
-            f"the email body is larger than {limits.megabytes(limits.BODY_BYTES)}",
-            field="html",
-            limit_bytes=limits.BODY_BYTES,
-        )
-    return subject, html
-
-
-def _lane(data: dict[str, Any]) -> str:
-    lane = validation.text(data, "lane", default="priority")
-    if lane not in sqs.LANES:
-        raise InvalidInput(f"must be one of {', '.join(sqs.LANES)}", field="lane")
-    return lane
-
-
-def _send_at(data: dict[str, Any], now: datetime) -> datetime | None:
+def _send_at(send_at: datetime | None, now: datetime) -> datetime | None:
     """When to send: None for now (a time in the past means now), at most a year ahead."""
-    send_at = validation.timestamp(data, "send_at")
     if send_at is not None and send_at - now > MAX_SCHEDULE_AHEAD:
         raise InvalidInput("is more than a year ahead", field="send_at")
     return send_at if send_at is not None and send_at > now else None
 
 
-def _sender(caller: Caller, data: dict[str, Any]) -> MailboxModel:
-    """The mailbox named (the caller's own, or any for an administrator), else the caller's default."""
-    mailbox_id = validation.text(data, "mailbox_id")
+def _sender(actor: Acting, mailbox_id: str | None) -> MailboxModel:
+    """The mailbox named (the actor's own, or any when account-wide), else the actor's default."""
     if mailbox_id:
-        mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
-        if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):
+        mailbox = mailbox_connection.find(actor.account_id, mailbox_id)
+        if mailbox is None or (not actor.account_wide and int(mailbox.user_id) != actor.user_id):
             raise InvalidInput("no such mailbox", field="mailbox_id")
         return mailbox
-    mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
+    mailbox = mailbox_connection.default_for_user(actor.account_id, actor.user_id)
     if mailbox is None:
         raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
     return mailbox
 
 
 def _recipients(
-    caller: Caller, to: list[str], entity: tuple[str, int] | None, which: str, use: Any
+    actor: Acting, to: list[str], entity: tuple[str, int] | None, which: str, use: Any
 ) -> list[str]:
     """`to` as given, else the entity's contacts (unless the template sends to no client)."""
     if not to and entity is not None and (use is None or use.to_client != "none"):
-        to = contacts.entity_recipients(caller.account_id, entity[0], entity[1], which)
+        to = contacts.entity_recipients(actor.account_id, entity[0], entity[1], which)
         if not to:
             raise InvalidInput(
                 f"{entity[0]} {entity[1]} has no contact with an email address", field="entity"
@@ -249,33 +184,33 @@ def _recipients(
 
 
 def _files_and_links(
-    caller: Caller, data: dict[str, Any], use: Any, now: datetime
+    actor: Acting, request: ComposeRequest, use: Any, now: datetime
 ) -> tuple[list[Any], list[str]]:
     """The compose's own attachments and links, else the template's."""
-    links = attachments.validate_links(data.get("attachment_links"))
+    links = attachments.validate_links(request.attachment_links)
     files = attachments.validate_attachments(
-        caller.account_id, data.get("attachments"), limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
+        actor.account_id, request.attachments, limit_bytes=limits.EMAIL_ATTACHMENTS_BYTES, now=now
     )
     if use is not None:
-        files = files if "attachments" in data else use.files
-        links = links if "attachment_links" in data else use.links
+        files = files if "attachments" in request.given else use.files
+        links = links if "attachment_links" in request.given else use.links
     return files, links
 
 
 def _tracking_and_automation(
-    caller: Caller, data: dict[str, Any], use: Any, clock: Clock
+    actor: Acting, request: ComposeRequest, use: Any, clock: Clock
 ) -> tuple[bool, dict[str, list[str]] | None, int | None]:
     """The open pixel (unset: the template's, else the account's default), the triggers per
     event and the not-opened wait (unset: the template's), frozen into the message."""
-    track_opens = validation.boolean(
-        data, "track_opens", default=access.settings_of(caller.account_id, clock=clock).track_opens
-    )
-    chosen = trigger_rules.validate_event_triggers(caller.account_id, data.get("triggers"))
-    not_opened_after = trigger_rules.validate_not_opened_after(data)
+    track_opens = request.track_opens
+    if track_opens is None:
+        track_opens = access.settings_of(actor.account_id, clock=clock).track_opens
+    chosen = trigger_rules.validate_event_triggers(actor.account_id, request.triggers)
+    not_opened_after = request.not_opened_after
     if use is not None:
-        track_opens = track_opens if "track_opens" in data else use.track_opens
-        chosen = chosen if "triggers" in data else use.triggers
-        not_opened_after = not_opened_after if "not_opened_after" in data else use.not_opened_after
+        track_opens = track_opens if "track_opens" in request.given else use.track_opens
+        chosen = chosen if "triggers" in request.given else use.triggers
+        not_opened_after = not_opened_after if "not_opened_after" in request.given else use.not_opened_after
     if chosen and chosen.get("not_opened") and not not_opened_after:
         raise InvalidInput("give the not-opened wait (60 seconds or more)", field="not_opened_after")
     return track_opens, chosen, not_opened_after
@@ -345,6 +280,3 @@ def dispatch(message: MessageModel, *, clock: Clock) -> None:
             "the message was saved as failed: the queue is unavailable; send it again later",
             message_id=message.message_id,
         ) from exc
-
-
-entity_of = _entity  # the `entity` field's rule, shared with the preview

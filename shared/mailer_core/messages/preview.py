@@ -10,7 +10,7 @@ from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.mailboxes import connection as mailbox_connection
-from mailer_core.messages import compose as messages
+from mailer_core.messages import requests as compose_requests
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone
@@ -40,7 +40,7 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     )
     locale = validate_locale(data.get("locale")) or (template.locale if template else None)
     timezone = validate_timezone(data.get("timezone")) or (template.timezone if template else None)
-    entity = messages.entity_of(data)
+    entity = compose_requests.entity_of(data)
     mailbox_id = validation.text(data, "mailbox_id")
     if mailbox_id:
         mailbox = mailbox_connection.find(caller.account_id, mailbox_id)

@@ -28,6 +28,7 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from mailer_core.accounts import access
+from mailer_core.accounts.actors import Acting
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3
 from mailer_core.base import limits, validation
@@ -99,20 +100,20 @@ def address_list(payload: dict[str, Any], name: str) -> list[str]:
     return out
 
 
-def _can_see(caller: Caller, template: TemplateModel) -> bool:
-    return caller.is_admin or int(template.user_id) == caller.user_id or bool(template.is_public)
+def _can_see(who: Acting, template: TemplateModel) -> bool:
+    return who.account_wide or int(template.user_id) == who.user_id or bool(template.is_public)
 
 
 def _can_edit(caller: Caller, template: TemplateModel) -> bool:
     return caller.is_admin or int(template.user_id) == caller.user_id
 
 
-def _load(caller: Caller, template_id: str, *, field: str = "template_id") -> TemplateModel:
+def _load(who: Acting, template_id: str, *, field: str = "template_id") -> TemplateModel:
     try:
-        template = TemplateModel.get(caller.account_id, template_id, consistent_read=True)
+        template = TemplateModel.get(who.account_id, template_id, consistent_read=True)
     except DoesNotExist:
         raise NotFound("no such template", field=field) from None
-    if not _can_see(caller, template):
+    if not _can_see(who, template):
         raise NotFound("no such template", field=field)
     return template
 
@@ -357,11 +358,11 @@ def delete(caller: Caller, template_id: str) -> None:
         raise NotFound("no such template", field="template_id") from exc
 
 
-def for_use(caller: Caller, template_id: str) -> TemplateModel:
-    """A template the caller may send (their own, a public one, any for an administrator)."""
+def for_use(who: Acting, template_id: Any) -> TemplateModel:
+    """A template `who` may send (their own, a public one, any when account-wide)."""
     if not isinstance(template_id, str) or not template_id or len(template_id) > 64:
         raise InvalidInput("must be a template id", field="template_id")
-    return _load(caller, template_id)
+    return _load(who, template_id)
 
 
 def attached_files(template: TemplateModel) -> list[AttachedFile]:

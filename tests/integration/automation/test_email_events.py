@@ -184,17 +184,19 @@ def test_a_delayed_trigger_waits_on_the_queue_or_on_a_schedule(
 def test_a_replayed_automatic_compose_queues_a_message_its_first_compose_left_unqueued(
     aws_stack: StackResources, manager: ApiClient, mailbox: str, kommo: KommoStandIn
 ) -> None:
-    from mailer_core.accounts.auth import Caller
+    from mailer_core.accounts.actors import Actor
     from mailer_core.messages import compose as messages
+    from mailer_core.messages.requests import ComposeRequest
 
-    caller = Caller(seed.ACCOUNT_ID, seed.SUBDOMAIN, seed.MANAGER_USER_ID, is_admin=True)
-    payload = {"entity": LEAD, "subject": "Hi", "html": "<p>Hi</p>"}
-    messages.compose(caller, payload, message_id="01MREPLAY00000000000000000", origin="trigger")
+    # GIVEN an automatic compose (Mailer for the manager, as a trigger's "send email" does)
+    actor = Actor.automatic(seed.ACCOUNT_ID, seed.MANAGER_USER_ID)
+    request = ComposeRequest.of(entity=(LEAD["type"], LEAD["id"]), subject="Hi", html="<p>Hi</p>")
+    messages.compose(request, actor, message_id="01MREPLAY00000000000000000", origin="trigger")
     # GIVEN the first compose died after saving and before its job reached the queue
     boto3.client("sqs").purge_queue(QueueUrl=aws_stack.refs["SendQueue"])
     # WHEN the event is replayed
     with pytest.raises(messages.AlreadyComposed):  # never a second message
-        messages.compose(caller, payload, message_id="01MREPLAY00000000000000000", origin="trigger")
+        messages.compose(request, actor, message_id="01MREPLAY00000000000000000", origin="trigger")
     # THEN the stored message is queued again and sent once
     assert send_queued(aws_stack) == 1
     assert stored("01MREPLAY00000000000000000").status == "sent"

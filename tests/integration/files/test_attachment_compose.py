@@ -153,7 +153,7 @@ def test_an_unused_upload_expires_after_a_day(sender: ApiClient, aws_stack: Stac
     clock.advance(timedelta(days=1, seconds=1).total_seconds())
 
     with pytest.raises(InvalidInput, match="expired") as expired:
-        messages.compose(
+        messages.compose_json(
             caller, {"to": ["c@example.com"], "attachments": [{"upload_id": created["id"]}]}, clock=clock
         )
     assert expired.value.field == "attachments[0].upload_id"

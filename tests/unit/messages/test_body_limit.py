@@ -6,7 +6,7 @@ import pytest
 from mailer_core.accounts.auth import Caller
 from mailer_core.base import limits
 from mailer_core.base.errors import PayloadTooLarge
-from mailer_core.messages import compose
+from mailer_core.messages.requests import parse_request
 from mailer_core.templates import api as templates
 
 CALLER = Caller(31000001, "acme", user_id=1, is_admin=True)
@@ -19,9 +19,10 @@ def test_the_limit_is_8_mb() -> None:
 
 
 def test_an_email_body_may_take_8_mb_and_no_more() -> None:
-    assert compose._body({"subject": "s", "html": AT_LIMIT}) == ("s", AT_LIMIT)
+    request = parse_request({"subject": "s", "html": AT_LIMIT})
+    assert (request.subject, request.html) == ("s", AT_LIMIT)
     with pytest.raises(PayloadTooLarge) as err:
-        compose._body({"subject": "s", "html": OVER})
+        parse_request({"subject": "s", "html": OVER})
     assert err.value.message == "the email body is larger than 8 MB"
     assert (err.value.field, err.value.details["limit_bytes"]) == ("html", limits.BODY_BYTES)
 
