@@ -13,7 +13,9 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 
-@dataclass(frozen=True)
+# No __repr__ (it would print the secrets) and no __eq__ (settings are compared by identity): both
+# also cost a cold start (40 fields).
+@dataclass(frozen=True, repr=False, eq=False)
 class Settings:
     accounts_table: str = "mailer-accounts"
     mailboxes_table: str = "mailer-mailboxes"
