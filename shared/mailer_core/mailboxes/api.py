@@ -279,6 +279,7 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
     mailbox = _load(caller, mailbox_id)
     data = validation.require_object(payload)
     fields = _validated(data, current=mailbox, caller=caller)
+    _require_password_for_new_hosts(mailbox, fields)
     password = fields.pop("smtp_password", None)
     wants_default = fields.pop("is_default", None)
     imap_password_given = "imap_password" in fields
@@ -315,6 +316,33 @@ def update(caller: Caller, mailbox_id: str, payload: Any, *, clock: Clock = SYST
     if (CONNECTION_FIELDS | IMAP_FIELDS) & set(data):
         return _checked_view(mailbox, clock)
     return public_view(mailbox)
+
+
+def _new_host(current: str | None, given: object) -> bool:
+    return isinstance(given, str) and given.strip().lower() != (current or "").strip().lower()
+
+
+def _require_password_for_new_hosts(mailbox: MailboxModel, fields: dict[str, Any]) -> None:
+    """A stored password never goes to a server it was not given for: moving a mailbox to
+    another SMTP or IMAP host needs that side's password in the same request (422 otherwise).
+    Without it, anyone who may edit the mailbox could send its owner's password to a host of
+    their own by the check that follows every change."""
+    if _new_host(mailbox.smtp_host, fields.get("smtp_host")) and "smtp_password" not in fields:
+        raise InvalidInput(
+            f"give the password again: the mailbox moves to another server ({fields['smtp_host']})",
+            field="smtp_password",
+        )
+    imap_host = fields.get("imap_host")
+    if not imap_host or not _new_host(mailbox.imap_host, imap_host) or fields.get("imap_password"):
+        return
+    if "imap_password" not in fields and mailbox.imap_password_ciphertext is not None:
+        raise InvalidInput(
+            f"give the IMAP password again: IMAP moves to another server ({imap_host})", field="imap_password"
+        )
+    if "smtp_password" not in fields:  # IMAP signs in with the SMTP password
+        raise InvalidInput(
+            f"give the password again: IMAP moves to another server ({imap_host})", field="smtp_password"
+        )
 
 
 def delete(caller: Caller, mailbox_id: str) -> None:

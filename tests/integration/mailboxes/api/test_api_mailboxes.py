@@ -8,7 +8,8 @@ from mailer_core.adapters import kms
 from mailer_core.store.models import MailboxModel
 
 from tests.support.api_client import ApiClient
-from tests.support.fixtures.core import ACCOUNT, mailbox_body
+from tests.support.fixtures.core import ACCOUNT, PASSWORD, mailbox_body
+from tests.support.smtp_servers import SmtpTestServer
 
 
 def test_create_returns_the_mailbox_without_its_password(user: ApiClient) -> None:
@@ -134,3 +135,39 @@ def test_plain_smtp_is_refused_outside_the_local_stack(
     reset_settings()
     reply = user.post("/v1/mailboxes", mailbox_body(smtp_security="none"))
     assert reply.status == 422 and reply.json()["field"] == "smtp_security"
+
+
+def test_a_stored_password_is_never_sent_to_a_new_host_without_being_given_again(
+    user: ApiClient, admin: ApiClient, smtp: SmtpTestServer
+) -> None:
+    # GIVEN a user's mailbox (its check reaches no server: smtp.example.com does not resolve here)
+    created = user.post("/v1/mailboxes", mailbox_body()).json()
+    # WHEN an administrator points it at a server of their own without giving the password
+    moved = {"smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_security": "none"}
+    reply = admin.patch(f"/v1/mailboxes/{created['id']}", moved)
+    # THEN it is refused, naming the password; nothing changed; the new host heard nothing
+    assert reply.status == 422 and reply.json()["field"] == "smtp_password"
+    assert "another server" in reply.json()["message"]
+    assert user.get(f"/v1/mailboxes/{created['id']}").json()["smtp_host"] == "smtp.example.com"
+    assert smtp.connections == 0
+    # WHEN the same change comes with the password: it is saved and checked against the new host
+    reply = admin.patch(f"/v1/mailboxes/{created['id']}", {**moved, "smtp_password": PASSWORD})
+    assert reply.status == 200 and reply.json()["smtp_host"] == smtp.host
+    assert smtp.connections >= 1
+
+
+def test_moving_imap_to_a_new_host_needs_the_password_it_signs_in_with(user: ApiClient) -> None:
+    # GIVEN a mailbox whose IMAP signs in with the SMTP password
+    created = user.post("/v1/mailboxes", mailbox_body(imap_host="imap.example.com")).json()
+    url = f"/v1/mailboxes/{created['id']}"
+    # THEN moving IMAP elsewhere needs the password again; the same host does not
+    refused = user.patch(url, {"imap_host": "imap.elsewhere.example"})
+    assert refused.status == 422 and refused.json()["field"] == "smtp_password"
+    assert user.patch(url, {"imap_host": "IMAP.example.com"}).status == 200
+    # GIVEN a separate IMAP password: moving IMAP needs that one
+    assert user.patch(url, {"imap_password": "imap-secret"}).status == 200
+    refused = user.patch(url, {"imap_host": "imap.elsewhere.example", "smtp_password": PASSWORD})
+    assert refused.status == 422 and refused.json()["field"] == "imap_password"
+    assert (
+        user.patch(url, {"imap_host": "imap.elsewhere.example", "imap_password": "imap-secret"}).status == 200
+    )
