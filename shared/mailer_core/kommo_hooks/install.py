@@ -31,6 +31,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from mailer_core.accounts import pipeline_secret
+from mailer_core.accounts.access import DISABLED
 from mailer_core.accounts.access import forget as forget_account_access
 from mailer_core.adapters import kms, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -343,31 +344,45 @@ def store_account_tokens(
 
     One UpdateItem (an upsert): new tokens, `token_version + 1` (so a refresh still running
     with the previous grant cannot store over them), status active, any lease or block gone;
-    `installed_at` keeps the first install's time. An account that was uninstalled or disabled
-    is active again; its settings, mailboxes, templates and messages were never touched, and
-    `disabled_at` stays (mailer_core.kommo_hooks.uninstall: what was composed before it never goes out).
+    `installed_at` keeps the first install's time. An account that was uninstalled is active
+    again; its settings, mailboxes, templates and messages were never touched, and
+    `disabled_at` stays (mailer_core.kommo_hooks.uninstall: what was composed before it never
+    goes out). An account an operator disabled stays disabled: a reinstall stores its new
+    tokens (ready for when the operator switches it on) and changes nothing else; only the
+    operator undoes their own switch.
     """
     when = datetime.fromtimestamp(now, UTC)
-    AccountModel(account_id).update(
-        actions=[
-            AccountModel.subdomain.set(subdomain),
-            AccountModel.kommo_domain.set(domain),
-            AccountModel.status.set(ACTIVE),
-            AccountModel.kommo_token_ciphertext.set(kms.encrypt(access, token_context(account_id, "access"))),
-            AccountModel.kommo_refresh_token_ciphertext.set(
-                kms.encrypt(refresh, token_context(account_id, "refresh"))
-            ),
-            AccountModel.token_expires_at.set(int(expires_at)),
-            AccountModel.token_version.add(1),
-            AccountModel.installed_at.set(AccountModel.installed_at | when),
-            # The digital pipeline action's secret: made at the first install, kept on reinstall.
-            AccountModel.dp_secret.set(AccountModel.dp_secret | pipeline_secret.new_secret()),
-            AccountModel.connected_at.set(when),
-            AccountModel.status_changed_at.set(when),
-            AccountModel.refresh_lease_owner.remove(),
-            AccountModel.refresh_lease_until.remove(),
-            AccountModel.blocked_until.remove(),
-            AccountModel.status_detail.remove(),
-        ]
-    )
+    connection: list[Action] = [
+        AccountModel.subdomain.set(subdomain),
+        AccountModel.kommo_domain.set(domain),
+        AccountModel.kommo_token_ciphertext.set(kms.encrypt(access, token_context(account_id, "access"))),
+        AccountModel.kommo_refresh_token_ciphertext.set(
+            kms.encrypt(refresh, token_context(account_id, "refresh"))
+        ),
+        AccountModel.token_expires_at.set(int(expires_at)),
+        AccountModel.token_version.add(1),
+        AccountModel.installed_at.set(AccountModel.installed_at | when),
+        # The digital pipeline action's secret: made at the first install, kept on reinstall.
+        AccountModel.dp_secret.set(AccountModel.dp_secret | pipeline_secret.new_secret()),
+        AccountModel.connected_at.set(when),
+        AccountModel.refresh_lease_owner.remove(),
+        AccountModel.refresh_lease_until.remove(),
+        AccountModel.blocked_until.remove(),
+    ]
+    switched_on: list[Action] = [
+        AccountModel.status.set(ACTIVE),
+        AccountModel.status_changed_at.set(when),
+        AccountModel.status_detail.remove(),
+    ]
+    not_disabled = AccountModel.status.does_not_exist() | (AccountModel.status != DISABLED)
+    try:
+        AccountModel(account_id).update(actions=[*connection, *switched_on], condition=not_disabled)
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        AccountModel(account_id).update(actions=connection)
+        logger.warning(
+            "reinstalled while an operator has it disabled: the tokens are stored, it stays disabled",
+            extra={"account_id": account_id},
+        )
     forget_account_access(account_id)  # this container serves the account at once; others within 30 s

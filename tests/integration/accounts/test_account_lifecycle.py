@@ -252,3 +252,42 @@ def test_a_timer_of_a_swept_message_fires_harmlessly(
     account_lifecycle.disable(ACCOUNT, "unpaid")
     assert load_handler("timers").lambda_handler(payload, LambdaContext()) == {"result": "ignored"}
     assert status_of(scheduled) == "canceled"
+
+
+def _reinstall(access_token: str) -> None:
+    kommo_oauth.store_account_tokens(
+        ACCOUNT,
+        subdomain="mailerdemo",
+        domain="kommo.com",
+        access=access_token,
+        refresh="new-refresh",
+        expires_at=2_000_000_000,
+        now=datetime.now(UTC).timestamp(),
+    )
+
+
+def test_a_reinstall_does_not_undo_an_operators_disabling(installed: AccountModel, anna: ApiClient) -> None:
+    # GIVEN an operator switched the account off
+    account_lifecycle.disable(ACCOUNT, "unpaid", budget_seconds=0)
+    version = AccountModel.get(ACCOUNT, consistent_read=True).token_version or 0
+    # WHEN the widget is installed again
+    _reinstall("reinstall-access")
+    # THEN the new tokens are kept, and the account stays off until the operator says otherwise
+    account = AccountModel.get(ACCOUNT, consistent_read=True)
+    assert account.status == "disabled" and "unpaid" in str(account.status_detail)
+    assert account.token_version == version + 1
+    assert (
+        kms.decrypt(str(account.kommo_token_ciphertext), token_context(ACCOUNT, "access"))
+        == "reinstall-access"
+    )
+    reply = anna.get("/v1/mailboxes")
+    assert reply.status == 403 and reply.json()["reason"] == "account_disabled"
+
+
+def test_a_reinstall_switches_an_uninstalled_account_on_again(
+    installed: AccountModel, anna: ApiClient
+) -> None:
+    account_lifecycle.disable(ACCOUNT, "switched off in Kommo", status="uninstalled", budget_seconds=0)
+    _reinstall("reinstall-access")
+    assert AccountModel.get(ACCOUNT, consistent_read=True).status == "active"
+    assert anna.get("/v1/mailboxes").status == 200
