@@ -309,9 +309,7 @@ class Runner:
             message=message,
             kommo=client,
             now=self.clock.now(),
-            send_template=lambda template_id: send_follow_up(
-                message, template_id, job, account, clock=self.clock
-            ),
+            send_template=lambda template_id: send_follow_up(message, template_id, job, clock=self.clock),
             render=lambda text: _render_text(text, message, self.clock),
         )
         return trigger_actions.execute(trigger, ctx)
@@ -328,9 +326,7 @@ def _kommo_client(account: AccountModel, clock: Clock) -> Any:
     return client_for_account(account, clock=clock)
 
 
-def send_follow_up(
-    message: MessageModel, template_id: str, job: RunJob, account: AccountModel | None, *, clock: Clock
-) -> str:
+def send_follow_up(message: MessageModel, template_id: str, job: RunJob, *, clock: Clock) -> str:
     """A "send email" trigger: the template to the same entity (or the same addresses), from the
     same mailbox, with an id derived from the run, within the loop guards."""
     from ulid import ULID

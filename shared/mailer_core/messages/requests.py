@@ -39,7 +39,8 @@ def templates_timezone(payload: dict[str, Any]) -> str | None:
     return validate_timezone(payload.get("timezone"))
 
 
-def _entity(payload: dict[str, Any]) -> tuple[str, int] | None:
+def entity_of(payload: dict[str, Any]) -> tuple[str, int] | None:
+    """The `entity` field's rule (compose and the preview)."""
     value = payload.get("entity")
     if value is None:
         return None
@@ -97,7 +98,7 @@ def parse_request(payload: Any) -> ComposeRequest:
     to = validation.email_list(data, "to", max_items=MAX_RECIPIENTS)
     cc = validation.email_list(data, "cc", max_items=MAX_RECIPIENTS)
     bcc = validation.email_list(data, "bcc", max_items=MAX_RECIPIENTS)
-    entity = _entity(data)
+    entity = entity_of(data)
     contacts = validation.text(data, "contacts", default="main")
     if contacts not in ("main", "all"):
         raise InvalidInput("must be main or all", field="contacts")
@@ -141,6 +142,3 @@ def _lane(data: dict[str, Any]) -> str:
     if lane not in sqs.LANES:
         raise InvalidInput(f"must be one of {', '.join(sqs.LANES)}", field="lane")
     return lane
-
-
-entity_of = _entity  # the `entity` field's rule, shared with the preview
