@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,3 +232,25 @@ def test_the_message_view_shows_opens_and_clicks(aws_stack: Any) -> None:
     assert view["first_open_at"] is not None
     assert view["clicks"] == [{"url": OFFER, "people": 1, "machines": 0}]
     assert BASE  # the base URL is configured for these tests
+
+
+def test_the_function_answers_only_its_own_routes() -> None:
+    """The track function reads its routes from the event itself (no resolver): health, the
+    pixel and clicks for GET and HEAD; anything else is the link-not-found page, recording nothing."""
+    sent_message("R1", [OFFER])
+    health = hit("/t/health")
+    assert health.status == 200 and json.loads(health.body) == {"status": "ok", "function": "track"}
+    pixel = hit(open_path("R1"))
+    assert pixel.status == 200 and pixel.headers["content-type"] == "image/gif"
+    for method, path in (
+        ("POST", open_path("R1")),
+        ("DELETE", click_path("R1", 0, OFFER)),
+        ("GET", open_path("R1") + "/extra"),
+        ("GET", "/o/"),
+        ("GET", "/x/" + open_path("R1")[3:]),
+        ("POST", "/t/health"),
+    ):
+        reply = hit(path, method=method)
+        assert reply.status == 404 and b"Link not found" in reply.body, (method, path)
+    assert fresh("R1").first_open_at is not None  # the GET pixel counted; nothing else did
+    assert [int(n) for n in fresh("R1").link_clicks] == [0]
