@@ -116,7 +116,20 @@ def list_suppressions() -> dict[str, Any]:
 
     query = app.current_event.query_string_parameters or {}
     caller = edge.caller_of(app)
-    return suppressions.list_for(caller, limit=edge.limit_param(query), cursor=query.get("cursor"))
+    return suppressions.list_for(
+        caller,
+        limit=edge.limit_param(query),
+        cursor=query.get("cursor"),
+        reason=query.get("reason") or None,
+        state=query.get("state") or "suppressed",
+    )
+
+
+@app.get("/v1/suppressions/<address>")
+def get_suppression(address: str) -> dict[str, Any]:
+    from mailer_core.messages import suppressions
+
+    return suppressions.get_for(edge.caller_of(app), unquote(address))
 
 
 @app.delete("/v1/suppressions/<address>")

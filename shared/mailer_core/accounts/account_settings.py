@@ -16,6 +16,8 @@ administer, stock defaults".
 - `filter_machine_traffic`: tell machines' opens and clicks apart (mailer_core.tracking.machine_traffic).
 - `auto_emails_per_entity_per_day`: how many automatic emails one template may send to one
   lead, contact or company a day (the automation reads `auto_email_cap`).
+- `complaints_run_failed`: whether a recipient's spam complaint runs the email's "failed"
+  triggers (default false: a complaint only suppresses the address; docs/bounces.md).
 
 The value only: `access.settings_of` gives an account's settings as the warm container knows
 them, `settings_api` reads and changes them for the widget.
@@ -43,6 +45,7 @@ FIELDS = (
     "track_opens",
     "filter_machine_traffic",
     "auto_emails_per_entity_per_day",
+    "complaints_run_failed",
 )
 
 
@@ -57,6 +60,7 @@ class AccountSettings:
     track_opens: bool = True
     filter_machine_traffic: bool = True
     auto_emails_per_entity_per_day: int = DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY
+    complaints_run_failed: bool = False
 
     def is_admin(self, user_id: int, *, kommo_admin: bool) -> bool:
         return kommo_admin or user_id in self.admin_user_ids
@@ -73,6 +77,7 @@ class AccountSettings:
             "track_opens": self.track_opens,
             "filter_machine_traffic": self.filter_machine_traffic,
             "auto_emails_per_entity_per_day": self.auto_emails_per_entity_per_day,
+            "complaints_run_failed": self.complaints_run_failed,
         }
 
 
@@ -103,4 +108,5 @@ def from_account(account: AccountModel | None) -> AccountSettings:
             if account.auto_emails_per_entity_per_day is not None
             else DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY
         ),
+        complaints_run_failed=account.complaints_run_failed is True,
     )

@@ -73,9 +73,13 @@ def validated(payload: Any) -> dict[str, Any]:
             minimum=1,
             maximum=1000,
         )
-    for flag in ("track_opens", "filter_machine_traffic"):
+    for flag, default in (
+        ("track_opens", True),
+        ("filter_machine_traffic", True),
+        ("complaints_run_failed", False),
+    ):
         if flag in data:
-            out[flag] = validation.boolean(data, flag, default=True)
+            out[flag] = validation.boolean(data, flag, default=default)
     return out
 
 

@@ -85,7 +85,11 @@ def not_opened_schedule_name(account_id: int, message_id: str) -> str:
 
 
 def _set_not_opened_timer(message: MessageModel, clock: Clock) -> None:
-    if not wants_not_opened_timer(message) or message.first_open_at is not None:
+    if (
+        not wants_not_opened_timer(message)
+        or message.first_open_at is not None
+        or message.first_reply_at is not None
+    ):
         return
     start = message.sent_at or clock.now()
     due = start + timedelta(seconds=int(message.not_opened_after))
@@ -157,8 +161,14 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
     elif job.event == "opened":
         template_counters.on_opened(message, clock.now())
         _cancel_not_opened_timer(message, clock)
+    elif job.event == "replied":
+        _cancel_not_opened_timer(message, clock)  # an answer says it was read
     elif job.event == "not_opened":
-        if message.first_open_at is not None or message.status != state.SENT:
+        if (
+            message.first_open_at is not None
+            or message.first_reply_at is not None
+            or message.status != state.SENT
+        ):
             logger.info("not-opened timer came after an open: nothing to do")
             return "ignored"
         if not any(h.event == "not_opened" for h in message.history or []):  # a repeated timer: once

@@ -1,10 +1,11 @@
-"""Bounce polling: read each green mailbox's new inbox mail and act on delivery reports.
+"""Bounce polling: read each green mailbox's new inbox mail; act on reports and replies.
 
 A recurring schedule runs `poll_all`. For every green mailbox with IMAP, oldest poll first and
 while time is left, the inbox is opened read-only (EXAMINE) and the messages after the last
 UID seen are looked at: headers first, then the whole message (BODY.PEEK, so nothing is
-marked read, moved or deleted) when the headers say it is a delivery report. Reports go to
-`mailer_core.bounces.reports`; the place in the inbox (UIDVALIDITY, last UID) is stored after each
+marked read, moved or deleted) when the headers say it is a report (`reading`, acted on by
+`reports`); a reply to one of our emails is counted from its headers alone (`replies`). The
+place in the inbox (UIDVALIDITY, last UID) is stored after each
 chunk, with a condition so that it only moves forward.
 
 When the inbox's UIDVALIDITY changed (the server renumbered it), the UIDs seen before mean
@@ -26,7 +27,7 @@ from pynamodb.exceptions import UpdateError
 from mailer_core.adapters import imap
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.bounces import reports as bounces
+from mailer_core.bounces import reading, replies, reports
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.store.conditions import is_condition_failure
@@ -44,6 +45,7 @@ class MailboxPoll:
     mailbox_id: str
     looked_at: int = 0
     reports: int = 0
+    replies: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -53,6 +55,7 @@ class MailboxPoll:
             "mailbox_id": self.mailbox_id,
             "looked_at": self.looked_at,
             "reports": self.reports,
+            "replies": self.replies,
             "outcomes": dict(self.outcomes),
             "error": self.error,
         }
@@ -137,21 +140,31 @@ def _poll_session(
         chunk = uids[start : start + CHUNK]
         for mail in session.headers(chunk):
             poll.looked_at += 1
-            if mail.size > MAX_REPORT_BYTES or not bounces.is_candidate(mail.headers):
-                continue
-            raw = session.message(mail.uid)
-            try:
-                report = bounces.parse(raw)
-            except Exception:  # a malformed report must not stop the mailbox's polling
-                logger.exception("a delivery report could not be read", extra={"uid": mail.uid})
-                poll.outcomes["unreadable"] = poll.outcomes.get("unreadable", 0) + 1
-                continue
-            if report is None:
-                continue
-            poll.reports += 1
-            for outcome in bounces.record(mailbox, report, clock=clock):
+            kind, outcomes = _read_one(mailbox, session, mail, clock)
+            poll.reports += kind == "report"
+            poll.replies += kind == "reply"
+            for outcome in outcomes:
                 poll.outcomes[outcome] = poll.outcomes.get(outcome, 0) + 1
         _save_place(mailbox, inbox.uidvalidity, chunk[-1], clock, force_validity=True)
+
+
+def _read_one(
+    mailbox: MailboxModel, session: imap.ImapSession, mail: imap.NewMail, clock: Clock
+) -> tuple[str | None, list[str]]:
+    """What one inbox message is to us: a report (read whole), a reply (headers only) or nothing."""
+    if replies.looks_like_reply(mail.headers):
+        return "reply", [replies.record(mailbox, mail.headers, now=clock.now())]
+    if mail.size > MAX_REPORT_BYTES or not reading.is_candidate(mail.headers):
+        return None, []
+    raw = session.message(mail.uid)
+    try:
+        report = reading.parse(raw)
+    except Exception:  # a malformed report must not stop the mailbox's polling
+        logger.exception("a delivery report could not be read", extra={"uid": mail.uid})
+        return None, ["unreadable"]
+    if report is None:
+        return None, []
+    return "report", list(reports.record(mailbox, report, clock=clock))
 
 
 def _save_place(

@@ -38,6 +38,12 @@ def announce_failed(message: MessageModel, when: datetime) -> None:
         announce(int(message.account_id), message.message_id, "failed", when)
 
 
+def announce_replied(message: MessageModel, when: datetime) -> None:
+    """A reply runs the "replied" triggers and stops the not-opened timer: it costs a request only then."""
+    if chosen(message, "replied") or wants_not_opened_timer(message):
+        announce(int(message.account_id), message.message_id, "replied", when)
+
+
 def announce_link(
     account_id: int,
     message_id: str,

@@ -53,6 +53,18 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
     template_counters.on_failed(message, reason, clock.now())  # never raises
 
 
+def on_message_replied(message: MessageModel, when: datetime) -> None:
+    """The recipient answered (the first reply, recorded once): its "replied" triggers run and
+    its not-opened timer is deleted. Called from the bounce poller, which reads the inbox."""
+    try:
+        announce.announce_replied(message, when)
+    except Exception:
+        logger.exception(
+            "could not queue the replied event",
+            extra=_logged("replied", message.account_id, message.message_id),
+        )
+
+
 def on_message_opened(message_key: tuple[int, str], when: datetime) -> None:
     """A person opened the message for the first time (recorded once, by a conditional write):
     its "opened" triggers run and its not-opened timer is deleted. Called from the track route."""

@@ -24,7 +24,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.base.logs import logger
-from mailer_core.mailboxes import connection, presets
+from mailer_core.mailboxes import connection, health, presets
 from mailer_core.mailboxes import defaults as mailbox_defaults
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import MailboxModel
@@ -66,7 +66,7 @@ DEFAULT_RATE_PER_SECOND = account_settings.DEFAULT_RATE_PER_SECOND
 DEFAULT_DAILY_CAP = account_settings.DEFAULT_DAILY_CAP
 
 
-def public_view(mailbox: MailboxModel) -> dict[str, Any]:
+def public_view(mailbox: MailboxModel, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """What the API shows: everything but the password."""
     return {
         "id": mailbox.mailbox_id,
@@ -100,6 +100,7 @@ def public_view(mailbox: MailboxModel) -> dict[str, Any]:
         "last_append_error_at": (
             mailbox.last_append_error_at.isoformat() if mailbox.last_append_error_at else None
         ),
+        "delivery_problem": health.problem_view(mailbox, clock.now()),
     }
 
 

@@ -50,6 +50,8 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         "not_opened_after": int(message.not_opened_after) if message.not_opened_after else None,
         "parent_message_id": message.parent_message_id,
         **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
+        "replies": int(message.replies or 0),  # answers read from the inbox (mailer_core.bounces.replies)
+        "first_reply_at": message.first_reply_at.isoformat() if message.first_reply_at else None,
     }
     if with_body:
         view["html"] = message.html if message.html is not None else None

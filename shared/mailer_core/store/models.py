@@ -76,6 +76,7 @@ class AccountModel(Model):
     default_daily_cap = NumberAttribute(null=True)
     track_opens = BooleanAttribute(null=True)
     auto_emails_per_entity_per_day = NumberAttribute(null=True)
+    complaints_run_failed = BooleanAttribute(null=True)
     settings_updated_at = UTCDateTimeAttribute(null=True)
     settings_updated_by = NumberAttribute(null=True)
     # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
@@ -152,6 +153,9 @@ class MailboxModel(Model):
     imap_uidvalidity = NumberAttribute(null=True)
     imap_last_uid = NumberAttribute(null=True)
     imap_polled_at = UTCDateTimeAttribute(null=True)
+    # The latest refusal for the sender's sake (mailer_core.mailboxes.health): DMARC, block lists, spam.
+    delivery_problem = MapAttribute[str, Any](null=True)
+    delivery_problem_at = UTCDateTimeAttribute(null=True)
 
 
 class HistoryEntry(MapAttribute[str, Any]):
@@ -161,11 +165,12 @@ class HistoryEntry(MapAttribute[str, Any]):
 
 
 class BounceEntry(MapAttribute[str, Any]):
-    """One recipient's delivery report: permanent (5.x.x, suppressed) or temporary (4.x.x)."""
+    """One recipient's delivery report: permanent (given up) or temporary (delayed), and why."""
 
     at = UTCDateTimeAttribute()
     address = UnicodeAttribute()
     permanent = BooleanAttribute()
+    reason = UnicodeAttribute(null=True)  # mailer_core.bounces.classify.Reason
     status = UnicodeAttribute(null=True)  # the enhanced status code, e.g. "5.1.1"
     diagnostic = UnicodeAttribute(null=True)  # the remote server's words
     reported_by = UnicodeAttribute(null=True)  # the reporting MTA
@@ -247,6 +252,9 @@ class MessageModel(Model):
     opens = NumberAttribute(null=True)
     machine_opens = NumberAttribute(null=True)
     first_open_at = UTCDateTimeAttribute(null=True)
+    # Answers read from the mailbox's inbox (mailer_core.bounces.replies); automatic replies do not count.
+    first_reply_at = UTCDateTimeAttribute(null=True)
+    replies = NumberAttribute(null=True)
     last_open_at = UTCDateTimeAttribute(null=True)
     tracked_links = ListAttribute(of=UnicodeAttribute, null=True)
     link_clicks = ListAttribute(of=NumberAttribute, null=True)
@@ -312,20 +320,45 @@ class TemplateModel(Model):
     link_ids = ListAttribute(of=NumberAttribute, null=True)  # the {triggerlink:N} its subject and body use
 
 
+class SuppressionEvent(MapAttribute[str, Any]):
+    """A line of a suppression's history: a report, the suppression itself, a lift."""
+
+    at = UTCDateTimeAttribute()
+    what = UnicodeAttribute()  # reported, suppressed, lifted
+    reason = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    words = UnicodeAttribute(null=True)  # the report's words
+    message_id = UnicodeAttribute(null=True)
+    user_id = NumberAttribute(null=True)  # who lifted it
+
+
 class SuppressionModel(Model):
-    """An address the account never writes to again until an administrator lifts it."""
+    """An address of the account's suppression list, with its history (mailer_core.messages.suppressions).
+
+    `state`: suppressed (never written to), watching (reports counted, not yet suppressed:
+    a full mailbox) or lifted by an administrator; a row without it was written suppressed.
+    """
 
     class Meta:
         table_name = _TableName("suppressions_table")
 
     account_id = NumberAttribute(hash_key=True)
     address = UnicodeAttribute(range_key=True)  # lower case
-    reason = UnicodeAttribute()  # "bounced"
-    status = UnicodeAttribute(null=True)  # e.g. "5.1.1"
-    diagnostic = UnicodeAttribute(null=True)
-    message_id = UnicodeAttribute(null=True)  # the message whose bounce put it here
+    reason = UnicodeAttribute()  # the reason that suppressed it (or is counted), e.g. "user_unknown"
+    state = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)  # the last report's, e.g. "5.1.1"
+    diagnostic = UnicodeAttribute(null=True)  # the last report's words
+    message_id = UnicodeAttribute(null=True)  # the message of the last report
     mailbox_id = UnicodeAttribute(null=True)
-    created_at = UTCDateTimeAttribute()
+    created_at = UTCDateTimeAttribute()  # the first report
+    last_at = UTCDateTimeAttribute(null=True)  # the last report
+    report_count = NumberAttribute(null=True)  # reports received
+    suppressed_at = UTCDateTimeAttribute(null=True)
+    lifted_at = UTCDateTimeAttribute(null=True)
+    lifted_by = NumberAttribute(null=True)
+    repeats = ListAttribute(of=UnicodeAttribute, null=True)  # when each counted report came (ISO 8601)
+    report_keys = UnicodeSetAttribute(null=True)  # each report counted once
+    events = ListAttribute(of=SuppressionEvent, null=True)
 
 
 class UploadModel(Model):

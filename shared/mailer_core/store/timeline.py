@@ -2,7 +2,8 @@
 
 The steps are the message's history (MessageModel.history), written by each part as the step
 happens: compose (queued, scheduled), the send worker (sending, sent, retrying, failed with the
-server's words …), the Sent-folder filing, the bounce poller (bounced, delayed), the automation
+server's words …), the Sent-folder filing, the bounce poller (bounced, delayed, complained,
+delivered, replied), the automation
 (each trigger run with its result or Kommo's words, timers) and the track routes (each open and
 click). `view` sorts them by time and says what kind each one is.
 
@@ -43,7 +44,8 @@ _KINDS = {
         "failed",
         "canceled",
     ),
-    "delivery": ("skipped", "filed", "not_filed", "bounced", "delayed"),
+    "delivery": ("skipped", "filed", "not_filed", "bounced", "delayed", "complained", "delivered"),
+    "reply": ("replied",),
     "tracking": (OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK),
     "automation": (
         "trigger",
@@ -57,7 +59,9 @@ _KINDS = {
 }
 KIND_OF = {event: kind for kind, events in _KINDS.items() for event in events}
 # Steps that went wrong: the detail holds the server's, the mailbox's or Kommo's words.
-FAILURES = frozenset({"failed", "retrying", "bounced", "not_filed", "trigger_failed", "trigger_link_missing"})
+FAILURES = frozenset(
+    {"failed", "retrying", "bounced", "complained", "not_filed", "trigger_failed", "trigger_link_missing"}
+)
 
 
 def kind_of(event: str) -> str:

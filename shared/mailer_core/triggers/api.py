@@ -344,7 +344,7 @@ def validate_ids(account_id: int, value: Any, field: str) -> list[str]:
     return ids
 
 
-EVENTS = ("sent", "opened", "not_opened", "failed")
+EVENTS = ("sent", "opened", "not_opened", "failed", "replied")
 MIN_NOT_OPENED_SECONDS = 60
 MAX_NOT_OPENED_SECONDS = 366 * 86400
 
@@ -352,8 +352,8 @@ MAX_NOT_OPENED_SECONDS = 366 * 86400
 def validate_event_triggers(
     account_id: int, value: Any, field: str = "triggers"
 ) -> dict[str, list[str]] | None:
-    """`{"sent": [...], "opened": [...], "not_opened": [...], "failed": [...]}`: the triggers
-    an email runs on each event (unknown events and trigger ids are refused, naming them)."""
+    """`{"sent": [...], "opened": [...], "not_opened": [...], "failed": [...], "replied": [...]}`:
+    the triggers an email runs on each event (unknown events and trigger ids are refused, naming them)."""
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""The worked example's automation, event by event: sent, opened, not opened, failed.
+"""The worked example's automation, event by event: sent, opened, not opened, replied, failed.
 
 A template chooses triggers for each event; an email composed from it is sent to a real SMTP
 server; the actions function (fed from the actions queue as Lambda would) runs the triggers
@@ -111,6 +111,44 @@ def test_an_open_runs_the_opened_triggers_and_cancels_the_timer_and_a_late_timer
     # THEN nothing was sent again
     assert send_queued(aws_stack) == 0
     assert not any(e == "trigger" and "Resend" in d for e, d in events_of(message_id))
+
+
+def test_a_reply_runs_the_replied_triggers_once_and_stops_the_not_opened_timer(
+    aws_stack: StackResources, admin: ApiClient, manager: ApiClient, mailbox: str, kommo: KommoStandIn
+) -> None:
+    from mailer_core.bounces import replies
+    from mailer_core.store.models import MailboxModel
+
+    # GIVEN an email whose "replied" trigger sets a task, with a not-opened follow-up in a day
+    task = trigger(admin, "Call back", "task", text="The client answered: {subject}", deadline_seconds=3600)
+    follow_up = offer_template(admin)
+    resend = trigger(admin, "Resend email", "email", template_id=follow_up)
+    offer = offer_template(admin, triggers={"replied": [task], "not_opened": [resend]}, not_opened_after=DAY)
+    message_id = compose(manager, template_id=offer)
+    send_queued(aws_stack)
+    drain_actions(aws_stack)
+    timer = automation.not_opened_schedule_name(seed.ACCOUNT_ID, message_id)
+    assert timer in schedules()
+    # WHEN the client answers twice (the pixel blocked: no open was ever seen)
+    sent = stored(message_id)
+    box = MailboxModel.get(seed.ACCOUNT_ID, mailbox)
+    for n in (1, 2):
+        headers = (
+            f"From: client@example.com\r\nSubject: Re: Offer\r\nIn-Reply-To: {sent.header_message_id}\r\n"
+            f"Message-ID: <answer-{n}@example.com>\r\n\r\n"
+        ).encode()
+        assert replies.record(box, headers, now=sent.sent_at) == "replied"  # type: ignore[arg-type]
+    drain_actions(aws_stack)
+    # THEN one task, no timer; and when the timer fires anyway, no follow-up goes out
+    tasks = [t for t in kommo.tasks if t.get("entity_id") == seed.LEAD_OFFER]
+    assert [t["text"] for t in tasks] == [
+        "The client answered: Offer for " + kommo.lead(seed.LEAD_OFFER)["name"]
+    ]  # type: ignore[index]
+    assert timer not in schedules()
+    timers.fire({"kind": "not_opened", "account_id": seed.ACCOUNT_ID, "message_id": message_id})
+    drain_actions(aws_stack)
+    assert send_queued(aws_stack) == 0
+    assert stored(message_id).replies == 2
 
 
 def test_an_unopened_email_sends_the_follow_up_once_even_when_the_timer_fires_twice(

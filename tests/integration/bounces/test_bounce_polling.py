@@ -2,64 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from mailer_core.base.clock import FakeClock
-from mailer_core.bounces import poller as bounce_poller
-from mailer_core.events import message_events
 from mailer_core.store.models import MailboxModel, SuppressionModel
 
 from devstack.imap_server import DovecotServer
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, LambdaContext, load_handler
-from tests.support.fixtures.imap import ACCOUNT, SENDER, mailbox_body
+from tests.support.bounce_helpers import CLOCK, green_mailbox, poll, report, sent_message
+from tests.support.fixtures.imap import ACCOUNT, SENDER
 from tests.support.imap_helpers import compose, events, mailbox, message, send_queued
 from tests.support.imap_servers import ImapUser, append, new_user, read_folder
 from tests.support.smtp_servers import SmtpTestServer
 
-DSN = Path(__file__).parent / "dsn"
 MTAS = ["postfix", "exim", "exchange", "gmail"]
 HARD, SOFT = "gone@client.example", "full@client.example"
-CLOCK = FakeClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
-
-
-def report(name: str, *, message_id: str, recipient: str, sender: str = SENDER) -> bytes:
-    """A delivery report from dsn/, about our message and recipient, with CRLF line ends."""
-    text = (DSN / f"{name}.eml").read_text(encoding="utf-8")
-    text = text.replace("{message_id}", message_id).replace("{recipient}", recipient)
-    return text.replace("{sender}", sender).replace("\n", "\r\n").encode()
-
-
-@pytest.fixture
-def failed_hooks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(
-        message_events, "on_message_failed", lambda m, reason: calls.append((m.message_id, reason))
-    )
-    return calls
-
-
-def green_mailbox(
-    user: ApiClient, smtp: SmtpTestServer, imap: DovecotServer, imap_user: ImapUser, **kw: Any
-) -> str:
-    reply = user.post("/v1/mailboxes", mailbox_body(smtp, imap, imap_user, **kw))
-    assert reply.status == 201 and reply.json()["status"] == "green", reply.body
-    return str(reply.json()["id"])
-
-
-def sent_message(user: ApiClient, stack: StackResources, **body: Any) -> tuple[str, str]:
-    """(message id, Message-ID header) of a message sent for real."""
-    message_id = compose(user, **body)
-    assert send_queued(stack) == ["sent"]
-    return message_id, message(message_id).header_message_id
-
-
-def poll() -> list[bounce_poller.MailboxPoll]:
-    return bounce_poller.poll_all(clock=CLOCK)
 
 
 @pytest.mark.parametrize("mta", MTAS)
@@ -134,7 +92,7 @@ def test_a_poll_that_runs_twice_processes_nothing_twice_and_marks_nothing_read(
     assert mailbox(mailbox_id).imap_uidvalidity != 1
 
 
-def test_replies_and_reports_about_other_mail_are_left_alone(
+def test_a_reply_quoting_an_error_is_a_reply_and_a_report_about_other_mail_is_left_alone(
     user: ApiClient,
     smtp: SmtpTestServer,
     imap_special: DovecotServer,
@@ -156,9 +114,9 @@ def test_replies_and_reports_about_other_mail_are_left_alone(
 
     [result] = poll()
 
-    assert result.looked_at == 2 and result.reports == 1
-    assert result.outcomes == {"unmatched": 1}
-    assert message(message_id).bounces is None
+    assert (result.looked_at, result.reports, result.replies) == (2, 1, 1)
+    assert result.outcomes == {"unmatched": 1, "replied": 1}
+    assert message(message_id).bounces is None and message(message_id).replies == 1
     assert list(SuppressionModel.query(ACCOUNT)) == []
 
 
@@ -183,17 +141,24 @@ def test_a_suppressed_address_is_skipped_and_an_administrator_lifts_it(
     [received] = smtp.messages
     assert received.rcpt_tos == ("other@client.example",)
     assert events(both) == ["queued", "sending", "skipped", "sent", "filed"]
-    assert "Gone@Client.example (bounced)" in (message(both).history[2].detail or "")
+    assert "Gone@Client.example (user_unknown)" in (message(both).history[2].detail or "")
     assert message(only).status == "failed"
     assert "every recipient is suppressed" in (message(only).last_error or "")
 
     listed = user.get("/v1/suppressions").json()  # every user may see the list
-    assert [(s["address"], s["reason"], s["status"]) for s in listed["items"]] == [(HARD, "bounced", "5.1.1")]
+    assert [(s["address"], s["reason"], s["status"], s["state"]) for s in listed["items"]] == [
+        (HARD, "user_unknown", "5.1.1", "suppressed")
+    ]
     assert listed["next_cursor"] is None
     assert user.delete(f"/v1/suppressions/{quote(HARD)}").status == 403
     assert admin.delete(f"/v1/suppressions/{quote(HARD)}").status == 204
     assert admin.delete(f"/v1/suppressions/{quote(HARD)}").status == 404
     assert user.get("/v1/suppressions").json()["items"] == []
+    [lifted] = user.get("/v1/suppressions?state=lifted").json()["items"]
+    assert lifted["lifted_by"] == admin.user_id and lifted["reports"] == 1
+    row = user.get(f"/v1/suppressions/{quote(HARD)}").json()
+    assert [line["what"] for line in row["history"]] == ["reported", "suppressed", "lifted"]
+    assert "No such user here" in row["history"][0]["words"]
 
     again = compose(user, to=[HARD])
     assert send_queued(aws_stack) == ["sent"]
@@ -203,9 +168,13 @@ def test_a_suppressed_address_is_skipped_and_an_administrator_lifts_it(
 def test_suppressions_are_listed_a_page_at_a_time(admin: ApiClient, aws_stack: StackResources) -> None:
     from mailer_core.messages import suppressions
 
+    def gone(account_id: int, address: str) -> None:
+        report = suppressions.Report(f"r-{address}", "user_unknown", "suppress", CLOCK.now(), "5.1.1")
+        assert suppressions.record(account_id, address, report)
+
     for n in range(5):
-        suppressions.add(ACCOUNT, f"a{n}@client.example", reason="bounced", when=CLOCK.now())
-    suppressions.add(ACCOUNT + 1, "elsewhere@client.example", reason="bounced", when=CLOCK.now())
+        gone(ACCOUNT, f"a{n}@client.example")
+    gone(ACCOUNT + 1, "elsewhere@client.example")
 
     first = admin.get("/v1/suppressions?limit=3").json()
     rest = admin.get(f"/v1/suppressions?limit=3&cursor={first['next_cursor']}").json()
@@ -278,7 +247,7 @@ def test_a_report_that_cannot_be_read_is_skipped_and_the_rest_still_count(
     aws_stack: StackResources,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mailer_core.bounces import reports as bounces
+    from mailer_core.bounces import reading
 
     green_mailbox(user, smtp, imap_special, special_user)
     message_id, header = sent_message(user, aws_stack, to=[HARD])
@@ -288,15 +257,15 @@ def test_a_report_that_cannot_be_read_is_skipped_and_the_rest_still_count(
     append(
         imap_special, special_user, "INBOX", report("postfix-hard-5.1.1", message_id=header, recipient=HARD)
     )
-    real_parse, calls = bounces.parse, []
+    real_parse, calls = reading.parse, []
 
-    def breaks_once(raw: bytes) -> bounces.Bounce | None:
+    def breaks_once(raw: bytes) -> reading.Report | None:
         calls.append(raw)
         if len(calls) == 1:
             raise ValueError("a detector tripped over this one")
         return real_parse(raw)
 
-    monkeypatch.setattr(bounces, "parse", breaks_once)
+    monkeypatch.setattr(reading, "parse", breaks_once)
 
     [result] = poll()
 

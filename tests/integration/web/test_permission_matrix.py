@@ -55,6 +55,11 @@ EXPECTED: dict[Route, dict[str, str]] = {
     ("DELETE", "/v1/mailboxes/{mailbox_id}"): {"admin": "204", "user": "204", "other": "404"},
     ("POST", "/v1/mailboxes/{mailbox_id}/check"): {"admin": "200", "user": "200", "other": "404"},
     ("GET", "/v1/suppressions"): {"admin": "200 sees address", "user": "200 sees address", "other": "200"},
+    ("GET", "/v1/suppressions/{address}"): {
+        "admin": "200 sees address",
+        "user": "200 sees address",
+        "other": "404",
+    },
     ("DELETE", "/v1/suppressions/{address}"): {"admin": "204", "user": "403 admin_only", "other": "404"},
     ("GET", "/v1/messages"): {"admin": "200 sees message", "user": "200 sees message", "other": "200"},
     ("POST", "/v1/messages"): {"admin": "202", "user": "202", "other": "422 mailbox_id"},
@@ -204,7 +209,8 @@ def build_world(route: Route | None = None) -> World:
         template = made.json()["id"]
     if needs["suppressions"]:
         address = f"bounced-{uuid.uuid4().hex[:8]}@example.com"
-        assert suppressions.add(ACCOUNT, address, reason="bounced", when=datetime.now(UTC))
+        gone = suppressions.Report("matrix", "user_unknown", "suppress", datetime.now(UTC), "5.1.1")
+        assert suppressions.record(ACCOUNT, address, gone)
     if needs["triggers"]:
         made = client(ACCOUNT, OWNER, kommo_admin=True).post("/v1/triggers", TRIGGER)
         assert made.status == 201, made.body

@@ -8,8 +8,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from mailer_core.adapters import imap, mime, smtp
-from mailer_core.bounces import reports as bounces
+from mailer_core.adapters import imap, smtp
 from mailer_core.mailboxes import presets
 from mailer_core.mailboxes.check import _cause, _words
 
@@ -129,57 +128,3 @@ def test_the_words_name_the_fix() -> None:
     assert "port 587 uses STARTTLS" in _words("tls", "SMTP", "smtp.example.com", 587, "ssl", "x")
     assert "Port 465 expects SSL" in _words("timeout", "SMTP", "smtp.example.com", 465, "starttls", "x")
     assert "554 go away" in _words("refused", "SMTP", "smtp.example.com", 465, "ssl", "554 go away")
-
-
-# -- delivery reports -------------------------------------------------------------------------
-
-
-def dsn(name: str, recipient: str = "client@client.example") -> bytes:
-    text = (DSN / f"{name}.eml").read_text(encoding="utf-8")
-    text = text.replace("{message_id}", OUR_ID).replace("{recipient}", recipient)
-    return text.replace("{sender}", "anna@example.com").replace("\n", "\r\n").encode()
-
-
-@pytest.mark.parametrize("mta", ["postfix", "exim", "exchange", "gmail"])
-@pytest.mark.parametrize(("kind", "status", "permanent"), [("hard", "5.1.1", True), ("soft", "4.2.2", False)])
-def test_reports_of_four_mtas_are_read(mta: str, kind: str, status: str, permanent: bool) -> None:
-    raw = dsn(f"{mta}-{kind}-{status}")
-    headers = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-
-    report = bounces.parse(raw)
-
-    assert bounces.is_candidate(headers)
-    assert report is not None
-    assert OUR_ID in report.message_ids
-    [failure] = report.failures
-    assert (failure.address, failure.permanent, failure.status) == (
-        "client@client.example",
-        permanent,
-        status,
-    )
-    assert failure.diagnostic and status.replace(".", "") in failure.diagnostic.replace(".", "")
-    assert report.reporting_mta and ";" not in report.reporting_mta
-    assert report.report_id.startswith("<")
-
-
-def test_a_failed_action_with_a_temporary_status_is_not_permanent() -> None:
-    raw = dsn("postfix-soft-4.2.2").replace(b"Action: delayed", b"Action: failed")
-    report = bounces.parse(raw)
-    assert report is not None and report.failures[0].permanent is False
-
-
-def test_a_persons_reply_is_neither_a_candidate_nor_a_report() -> None:
-    reply = (
-        b"From: Client <client@client.example>\r\nTo: anna@example.com\r\nSubject: Re: Offer\r\n"
-        b"In-Reply-To: " + OUR_ID.encode() + b"\r\n\r\nGot it. (My colleague got 550 5.1.1 User unknown.)\r\n"
-    )
-    assert not bounces.is_candidate(reply)
-    assert bounces.parse(reply) is None
-
-
-def test_the_envelope_token_names_the_message() -> None:
-    sender = mime.envelope_sender("anna@example.com", "01JDX0000000000000000000AB")
-    assert sender == "anna+mlr-01jdx0000000000000000000ab@example.com"
-    raw = dsn("exim-hard-5.1.1").replace(b"To: anna@example.com", b"To: " + sender.encode())
-    report = bounces.parse(raw)
-    assert report is not None and report.tokens == ("01JDX0000000000000000000AB",)

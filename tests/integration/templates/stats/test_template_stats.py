@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from mailer_core.automation import runner as automation
-from mailer_core.bounces import reports as bounces
+from mailer_core.bounces import reading, reports
 from mailer_core.events import jobs, message_events, template_counters
 from mailer_core.store.models import MailboxModel, MessageModel, TemplateStatsModel
 
@@ -37,9 +37,10 @@ def stored(message_id: str) -> MessageModel:
 def bounce(message_id: str, report: str) -> list[str]:
     """A permanent delivery report for the message, as the bounce poller records it."""
     message = stored(message_id)
-    failure = bounces.RecipientFailure(str(message.to[0]).lower(), True, "5.1.1", "550 5.1.1 no such user")
+    address = str(message.to[0]).lower()
+    failure = reading.RecipientFailure(address, "user_unknown", True, "5.1.1", "550 5.1.1 no such user")
     mailbox = MailboxModel.get(seed.ACCOUNT_ID, message.mailbox_id)
-    return list(bounces.record(mailbox, bounces.Bounce(report, (), (message_id,), (failure,))))
+    return list(reports.record(mailbox, reading.Report("bounce", report, (), (message_id,), (failure,))))
 
 
 def test_counters_after_sends_a_failure_a_bounce_opens_and_clicks_count_each_email_once(
