@@ -1,4 +1,4 @@
-"""EventBridge Scheduler target (every 5 minutes): poll the mailboxes' inboxes for bounces."""
+"""The bounce function: the schedule queues a poll job per due mailbox; each job polls one."""
 
 from __future__ import annotations
 
@@ -11,6 +11,17 @@ from mailer_core.bounces import poller as bounce_poller
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    polls = bounce_poller.poll_all(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
-    reports = sum(p.reports for p in polls)
-    return {"mailboxes": len(polls), "reports": reports, "polls": [p.view() for p in polls]}
+    if "Records" not in event:  # EventBridge Scheduler, every 5 minutes
+        return {"queued": bounce_poller.dispatch()}
+    failures = []
+    polls = []
+    for record in event["Records"]:
+        try:
+            poll = bounce_poller.poll_job(record["body"])
+        except Exception:  # a store failure: the job comes back, its lease keeps others off
+            logger.exception("a bounce poll job failed")
+            failures.append({"itemIdentifier": record["messageId"]})
+            continue
+        if poll is not None:
+            polls.append(poll.view())
+    return {"batchItemFailures": failures, "polls": polls}

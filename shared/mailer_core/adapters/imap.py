@@ -19,7 +19,9 @@ import base64
 import contextlib
 import logging
 import re
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -45,8 +47,11 @@ SENT_NAMES = (
     "INBOX.Sent",
     "INBOX/Sent",
 )
-# Largest message (bytes) fetched whole when reading new mail; bounces are far smaller.
+# Largest literal (bytes) the server may send, one message or header block: a server that
+# announces more is cut off (bounces are far smaller); and all a session may receive.
 MAX_FETCH_BYTES = 10 * 1024 * 1024
+MAX_SESSION_BYTES = 64 * 1024 * 1024
+HEADER_BYTES = 64 * 1024  # the header block read of each new message (a partial FETCH)
 _FETCH_CHUNK = 25
 
 
@@ -57,8 +62,13 @@ class ImapSettings:
     security: Security
     login: str
     password: str = field(repr=False)
-    timeout: float = 30.0
+    timeout: float = 30.0  # each socket operation
     ca_file: str = ""  # an extra CA bundle to trust (tests use trustme), besides the system's
+    # The whole session, connect to logout: past it the socket is shut, whatever the server
+    # does (one byte every 20 s never ends a 30 s per-read timeout). None: no limit.
+    time_limit: float | None = None
+    max_literal: int = MAX_FETCH_BYTES
+    max_received: int = MAX_SESSION_BYTES
 
 
 class ImapFailure(Exception):
@@ -265,13 +275,81 @@ def _tls_context(settings: ImapSettings) -> ssl.SSLContext:
     return context
 
 
+class _Guard:
+    """A session's limits: its time (a timer shuts the socket) and the bytes the server may send."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.received = 0
+        self.expired = False
+        self._socket: Any = None
+        self._timer: threading.Timer | None = None
+        if settings.time_limit is not None:
+            self._timer = threading.Timer(max(0.0, settings.time_limit), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock: Any) -> None:
+        self._socket = sock
+        if self.expired:
+            self._expire()
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def take(self, size: int) -> None:
+        """Before reading a literal of `size` bytes: refuse one too large, or one too many."""
+        import imaplib
+
+        self.received += size
+        if size > self.settings.max_literal or self.received > self.settings.max_received:
+            raise imaplib.IMAP4.abort(
+                f"the server sent {size:,} bytes at once ({self.received:,} in this session); "
+                f"the limits are {self.settings.max_literal:,} and {self.settings.max_received:,}"
+            )
+
+    def failure(self, failure: ImapFailure) -> ImapFailure:
+        """The failure as the session's limit explains it, when the limit caused it."""
+        if not self.expired:
+            return failure
+        words = f"the server did not finish within {self.settings.time_limit:g} s; the connection was cut"
+        return ImapFailure("connection", words, failure.error or failure)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _client_class(settings: ImapSettings, guard: _Guard) -> Callable[..., imaplib.IMAP4]:
+    """imaplib's client for the security asked, its socket watched and its literals counted."""
+    import imaplib
+
+    base: type[imaplib.IMAP4] = imaplib.IMAP4_SSL if settings.security == "ssl" else imaplib.IMAP4
+
+    class Guarded(base):  # type: ignore[misc, valid-type]
+        def _create_socket(self, timeout: float | None) -> Any:
+            sock = super()._create_socket(timeout)
+            guard.watch(sock)
+            return sock
+
+        def read(self, size: int) -> bytes:
+            guard.take(size)
+            return bytes(super().read(size))
+
+    return Guarded
+
+
 class ImapSession:
     """One open, logged-in IMAP connection."""
 
-    def __init__(self, client: imaplib.IMAP4, login_reply: str = "") -> None:
+    def __init__(self, client: imaplib.IMAP4, login_reply: str = "", guard: _Guard | None = None) -> None:
         self._client = client
         self.login_reply = login_reply
         self._sent: Folder | None = None
+        self._guard = guard
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -288,10 +366,13 @@ class ImapSession:
 
         try:
             return self._ok(fn(*args), what)
-        except ImapFailure:
-            raise
+        except ImapFailure as failure:
+            raise self._explained(failure) from None
         except (imaplib.IMAP4.error, OSError) as error:
-            raise classify(error) from None
+            raise self._explained(classify(error)) from None
+
+    def _explained(self, failure: ImapFailure) -> ImapFailure:
+        return self._guard.failure(failure) if self._guard is not None else failure
 
     # folders
     def folders(self) -> list[Folder]:
@@ -370,7 +451,7 @@ class ImapSession:
                 self._client.uid,
                 "FETCH",
                 ",".join(map(str, chunk)),
-                "(UID RFC822.SIZE BODY.PEEK[HEADER])",
+                f"(UID RFC822.SIZE BODY.PEEK[HEADER]<0.{HEADER_BYTES}>)",
             )
             for meta, literal in _fetched(data):
                 uid, size = _meta_number(meta, "UID"), _meta_number(meta, "RFC822.SIZE")
@@ -399,10 +480,15 @@ class ImapSession:
         import imaplib
 
         try:
+            if self._guard is not None and self._guard.expired:
+                raise OSError("the session's time is up")
             self._client.logout()
         except (imaplib.IMAP4.error, OSError):
             with contextlib.suppress(OSError):
                 self._client.shutdown()
+        finally:
+            if self._guard is not None:
+                self._guard.stop()
 
 
 def _numbers(data: Any) -> list[int]:
@@ -432,13 +518,13 @@ def open_session(settings: ImapSettings) -> ImapSession:
     context = _tls_context(settings) if settings.security != "none" else None
     client: imaplib.IMAP4 | None = None
     during = "connect"
+    guard = _Guard(settings)
+    client_class = _client_class(settings, guard)
     try:
         if settings.security == "ssl":
-            client = imaplib.IMAP4_SSL(
-                settings.host, settings.port, ssl_context=context, timeout=settings.timeout
-            )
+            client = client_class(settings.host, settings.port, ssl_context=context, timeout=settings.timeout)
         else:
-            client = imaplib.IMAP4(settings.host, settings.port, timeout=settings.timeout)
+            client = client_class(settings.host, settings.port, timeout=settings.timeout)
         if settings.security == "starttls":
             if "STARTTLS" not in client.capabilities:
                 raise ImapFailure("tls", f"{settings.host} does not offer STARTTLS")
@@ -447,14 +533,15 @@ def open_session(settings: ImapSettings) -> ImapSession:
         during = "login"
         reply = _login(client, settings.login, settings.password)
     except BaseException as error:
+        guard.stop()
         if client is not None:
             _shutdown(client)
         if isinstance(error, (imaplib.IMAP4.error, OSError, ImapFailure)):
-            failure = classify(error, during=during)
+            failure = guard.failure(classify(error, during=during))
             logger.info("IMAP connection to %s:%s failed: %s", settings.host, settings.port, failure)
             raise failure from None
         raise
-    return ImapSession(client, reply)
+    return ImapSession(client, reply, guard)
 
 
 def _login(client: imaplib.IMAP4, login: str, password: str) -> str:

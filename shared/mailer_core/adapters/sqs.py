@@ -90,6 +90,18 @@ def enqueue_pipeline(body: str) -> None:
     aws.client("sqs").send_message(QueueUrl=get_settings().pipeline_queue_url, MessageBody=body)
 
 
+def enqueue_bounce_polls(bodies: list[str]) -> None:
+    """Queue one poll job per mailbox for the bounce function, ten to a request."""
+    client = aws.client("sqs")
+    url = get_settings().bounce_poll_queue_url
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies[start : start + 10])]
+        answer = client.send_message_batch(QueueUrl=url, Entries=entries)
+        if answer.get("Failed"):
+            failed = answer["Failed"][0]
+            raise RuntimeError(f"SQS refused a bounce poll job: {failed.get('Code')} {failed.get('Message')}")
+
+
 def enqueue_actions(bodies: list[tuple[str, int]]) -> None:
     """Queue automation work (`events.jobs.EventJob` / `RunJob` bodies, each with its delay in
     seconds, at most 15 minutes) for the actions function, ten to a request."""

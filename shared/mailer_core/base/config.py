@@ -36,6 +36,7 @@ class Settings:
     send_queue_url: str = ""
     bulk_queue_url: str = ""
     kommo_auth_queue_url: str = ""
+    bounce_poll_queue_url: str = ""
     kms_key_id: str = ""
     bucket: str = ""
     schedule_group: str = "default"
@@ -111,6 +112,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         send_queue_url=get("MAILER_SEND_QUEUE_URL", ""),
         bulk_queue_url=get("MAILER_BULK_QUEUE_URL", ""),
         kommo_auth_queue_url=get("MAILER_KOMMO_AUTH_QUEUE_URL", ""),
+        bounce_poll_queue_url=get("MAILER_BOUNCE_POLL_QUEUE_URL", ""),
         kms_key_id=get("MAILER_KMS_KEY_ID", ""),
         bucket=get("MAILER_BUCKET", ""),
         schedule_group=get("MAILER_SCHEDULE_GROUP", defaults.schedule_group),

@@ -101,6 +101,7 @@ def public_view(mailbox: MailboxModel, *, clock: Clock = SYSTEM_CLOCK) -> dict[s
             mailbox.last_append_error_at.isoformat() if mailbox.last_append_error_at else None
         ),
         "delivery_problem": health.problem_view(mailbox, clock.now()),
+        "bounce_polling": health.polling_view(mailbox),
     }
 
 

@@ -5,7 +5,8 @@ when a recipient's server refuses the mail for the sender's sake: its domain fai
 sending server's IP is on a block list, the content looks like spam. Such a report says
 nothing against the recipient (no suppression) and everything to the mailbox's owner, so the
 bounce path notes it here (`note_refusal`) and the mailbox's view shows the latest one, with
-the cause in the manager's words, for `SHOWN_FOR` after it came.
+the cause in the manager's words, for `SHOWN_FOR` after it came. The view also says when
+reading the inbox for bounces keeps failing (`polling_view`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MailboxModel
 
 SHOWN_FOR = timedelta(days=14)
+QUARANTINE_AFTER = 8  # failed bounce polls in a row before the mailbox is polled once a day
 
 # The sender's own failures, most specific first: (pattern of the server's words, the cause).
 _CAUSES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -88,3 +90,16 @@ def problem_view(mailbox: MailboxModel, now: datetime) -> dict[str, Any] | None:
     if now - mailbox.delivery_problem_at > SHOWN_FOR:
         return None
     return dict(mailbox.delivery_problem.as_dict())
+
+
+def polling_view(mailbox: MailboxModel) -> dict[str, Any] | None:
+    """The bounce polling's trouble (mailer_core.bounces.poller) for the mailbox's view; None if none."""
+    if not mailbox.imap_poll_failures:
+        return None
+    failures = int(mailbox.imap_poll_failures)
+    return {
+        "failures": failures,
+        "error": mailbox.imap_poll_error,
+        "next_poll_at": mailbox.imap_next_poll_at.isoformat() if mailbox.imap_next_poll_at else None,
+        "quarantined": failures >= QUARANTINE_AFTER,
+    }

@@ -153,6 +153,12 @@ class MailboxModel(Model):
     imap_uidvalidity = NumberAttribute(null=True)
     imap_last_uid = NumberAttribute(null=True)
     imap_polled_at = UTCDateTimeAttribute(null=True)
+    # Failed polls in a row, the last one's words, when the next poll may start (back-off,
+    # quarantine after many), and the lease of the poll job on its way (epoch seconds).
+    imap_poll_failures = NumberAttribute(null=True)
+    imap_poll_error = UnicodeAttribute(null=True)
+    imap_next_poll_at = UTCDateTimeAttribute(null=True)
+    imap_poll_lease_until = NumberAttribute(null=True)
     # The latest refusal for the sender's sake (mailer_core.mailboxes.health): DMARC, block lists, spam.
     delivery_problem = MapAttribute[str, Any](null=True)
     delivery_problem_at = UTCDateTimeAttribute(null=True)

@@ -15,6 +15,7 @@ from tests.support.fixtures.imap import ACCOUNT, SENDER
 from tests.support.imap_helpers import compose, events, mailbox, message, send_queued
 from tests.support.imap_servers import ImapUser, append, new_user, read_folder
 from tests.support.smtp_servers import SmtpTestServer
+from tests.support.sqs import deliver
 
 MTAS = ["postfix", "exim", "exchange", "gmail"]
 HARD, SOFT = "gone@client.example", "full@client.example"
@@ -212,7 +213,7 @@ def test_a_bounce_names_the_message_in_the_envelope_sender_when_the_mailbox_allo
     assert message(message_id).bounces[0].address == HARD
 
 
-def test_the_bounce_function_polls_on_its_schedule_and_a_refused_login_turns_the_mailbox_gray(
+def test_the_schedule_queues_a_job_per_mailbox_each_job_polls_one_and_a_refused_login_turns_it_gray(
     user: ApiClient,
     smtp: SmtpTestServer,
     imap_special: DovecotServer,
@@ -223,20 +224,24 @@ def test_the_bounce_function_polls_on_its_schedule_and_a_refused_login_turns_the
     _, header = sent_message(user, aws_stack, to=[HARD])
     append(imap_special, imap_user, "INBOX", report("exchange-hard-5.1.1", message_id=header, recipient=HARD))
     handler = load_handler("bounces")
+    queue = aws_stack.refs["BouncePollQueue"], aws_stack.attrs[("BouncePollQueue", "Arn")]
 
-    result = handler.lambda_handler({}, LambdaContext())
+    assert handler.lambda_handler({}, LambdaContext()) == {"queued": 1}
+    assert handler.lambda_handler({}, LambdaContext()) == {"queued": 0}  # its job is on its way
+    result = deliver(handler, *queue)
 
-    assert result["mailboxes"] == 1 and result["reports"] == 1
+    assert result["batchItemFailures"] == [] and result["polls"][0]["reports"] == 1
     MailboxModel(ACCOUNT, mailbox_id).update(actions=[MailboxModel.imap_password_ciphertext.remove()])
     # Now the SMTP password is tried for IMAP, and refused.
-    result = handler.lambda_handler({}, LambdaContext())
-    assert result["polls"][0]["error"].startswith("auth")
+    assert handler.lambda_handler({}, LambdaContext()) == {"queued": 1}
+    assert deliver(handler, *queue)["polls"][0]["error"].startswith("auth")
     shown = user.get(f"/v1/mailboxes/{mailbox_id}").json()
     assert shown["status"] == "gray"
     assert shown["last_check"]["source"] == "bounce polling"
     assert shown["last_check"]["imap"]["cause"] == "auth"
     assert shown["last_check"]["smtp"]["ok"]
-    assert handler.lambda_handler({}, LambdaContext())["mailboxes"] == 0  # gray: not polled
+    assert shown["bounce_polling"]["failures"] == 1
+    assert handler.lambda_handler({}, LambdaContext()) == {"queued": 0}  # gray: not polled
 
 
 def test_a_report_that_cannot_be_read_is_skipped_and_the_rest_still_count(
