@@ -25,6 +25,8 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from typing import Any, BinaryIO
 
+from mailer_core.base import plain_text
+
 # SMTP's policy (CRLF line ends, RFC 2047 headers) with bodies kept 7-bit clean.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
@@ -121,23 +123,9 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
 
 
 def html_to_text(html: str) -> str:
-    """A readable plain-text version of `html`: words kept, links as `[text](url)`.
-
-    Images are replaced by their alt text (so a tracking pixel leaves nothing behind),
-    and paragraphs are not re-wrapped: mail clients wrap text themselves.
-    """
-    import html2text  # imported here: only the send worker converts HTML
-
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.unicode_snob = True  # keep Cyrillic and accents as they are
-    converter.ignore_emphasis = True
-    converter.images_to_alt = True
-    converter.inline_links = True
-    converter.protect_links = False
-    text = converter.handle(html)
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    return "\n".join(lines) + "\n" if lines else ""
+    """The plain-text alternative of `html` (base.plain_text): the words and link targets,
+    no Markdown, the signature under `-- `, nothing of a tracking pixel."""
+    return plain_text.from_html(html)
 
 
 def envelope_recipients(email: OutgoingEmail) -> list[str]:

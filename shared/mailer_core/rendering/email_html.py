@@ -23,9 +23,10 @@ import re
 from dataclasses import dataclass
 
 from mailer_core.adapters.mime import InlineImage
+from mailer_core.base import plain_text
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
-SIGNATURE_CLASS = "mailer-signature"
+SIGNATURE_CLASS = plain_text.SIGNATURE_CLASS  # the text part puts it under "-- "
 _IMAGE_TYPES = {"png", "jpeg", "jpg", "gif", "webp", "bmp"}
 _DATA_IMAGE = re.compile(
     r"""(?P<attr>\bsrc\s*=\s*)(?P<quote>["']?)data:image/(?P<type>[a-zA-Z0-9.+-]+);base64,(?P<data>[A-Za-z0-9+/=\s]+)(?P=quote)""",

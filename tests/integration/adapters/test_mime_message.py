@@ -106,6 +106,13 @@ def test_tracking_pixel_leaves_nothing_in_the_text() -> None:
     assert "track.test" not in html_to_text(HTML)
 
 
+def test_the_signature_separator_keeps_its_trailing_space_through_the_transfer_encoding() -> None:
+    signed = "<p>Hello, Anna.</p><div class='mailer-signature'><br><p>--<br>Ivan Petrov</p></div>"
+    for html in (signed, "<p>Здравствуйте, Анна.</p>" + signed):  # quoted-printable, then base64
+        plain, _ = parse(build_message(outgoing(html=html)).as_bytes()).iter_parts()
+        assert "\n\n-- \nIvan Petrov" in body(plain)
+
+
 def test_a_very_long_html_line_is_wrapped_by_the_transfer_encoding_and_decodes_unchanged() -> None:
     # GIVEN a body with one 20,000-character line (minified HTML does this)
     long_html = "<p>" + " ".join(f"слово{i}" for i in range(2500)) + "</p>"
