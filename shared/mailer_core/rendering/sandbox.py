@@ -16,6 +16,12 @@ cannot do:
   iterations, calls and wall time. The budget is checked at every loop step, call,
   concatenation and output chunk; exceeding it raises `RenderLimitExceeded`.
 
+A sentence that ends in a value ending in an abbreviation's dot gets one full stop, not two:
+`до {{ day|date("long") }}.` is «до 24 декабря 2025 г.» in Russian (CLDR's long date ends in
+«г.») and "until December 24, 2025." in English. The template's author cannot know which, so
+a printed value that ends in a single dot loses it when the template's own text goes on
+with a dot (an ellipsis, `..`, is left alone).
+
 Missing values (an unknown variable, an empty CRM field) render as nothing and are
 recorded with their full name (`lead.cf["Delivery"]`), so the preview can list them.
 
@@ -334,6 +340,35 @@ def _safe_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | No
 
 _safe_replace.jinja_pass_arg = BUILTIN_FILTERS["replace"].jinja_pass_arg  # type: ignore[attr-defined]
 
+_ONE_FINAL_DOT = re.compile(r"(?<![.])\.\Z")
+_FULL_STOP = "_before_full_stop"
+
+
+def _before_full_stop(value: Any) -> Any:
+    """A value printed right before the template's full stop: without a final dot of its own."""
+    text = modifiers.default_text(value)
+    if isinstance(text, str) and _ONE_FINAL_DOT.search(text):
+        return text[:-1]
+    return text
+
+
+def _one_full_stop(tree: nodes.Template) -> None:
+    """Every `{{ value }}` that the template's text follows with a dot (and no second dot)
+    prints through `_before_full_stop`, in place."""
+    for output in tree.find_all(nodes.Output):
+        children = output.nodes
+        for index in range(len(children) - 1):
+            value = children[index]
+            if _full_stop_follows(value, children[index + 1]):
+                children[index] = nodes.Filter(value, _FULL_STOP, [], [], None, None, lineno=value.lineno)
+
+
+def _full_stop_follows(value: nodes.Node, after: nodes.Node) -> bool:
+    if isinstance(value, nodes.TemplateData) or not isinstance(after, nodes.TemplateData):
+        return False
+    return after.data.startswith(".") and not after.data.startswith("..")
+
+
 # Filters a template may not use: they would mark CRM data as safe HTML or are of no use here.
 _REFUSED_FILTERS = {"safe", "attr", "pprint", "xmlattr"}
 
@@ -356,6 +391,7 @@ def _filters() -> dict[str, Callable[..., Any]]:
     guarded = {name: _guarded(name, function) for name, function in chosen.items()}
     guarded["_guard_loop"] = _guard_loop
     guarded["_guard_concat"] = _guard_concat
+    guarded[_FULL_STOP] = _before_full_stop
     return guarded
 
 
@@ -415,6 +451,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, "_guard_loop", [], [], None, None, lineno=loop.lineno)
         _replace_concat(tree)
+        _one_full_stop(tree)
         return tree
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:

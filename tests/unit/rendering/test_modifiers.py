@@ -93,6 +93,34 @@ def test_dates_print_in_the_render_locale_without_a_modifier() -> None:
     assert render("{{ yes }}", locale="en", yes=True) == "Yes"
 
 
+@pytest.mark.parametrize(
+    ("source", "locale", "expected"),
+    [
+        # CLDR's long Russian date ends in the abbreviation «г.»: the sentence gets one full stop
+        ('<p>Оно действует до {{ d|date("long") }}.</p>', "ru", "<p>Оно действует до 24 ноября 2026 г.</p>"),
+        ('<p>Valid until {{ d|date("long") }}.</p>', "en", "<p>Valid until November 24, 2026.</p>"),
+        ('{{ d|date("long") }} и {{ d|date("long") }}.', "ru", "24 ноября 2026 г. и 24 ноября 2026 г."),
+        ('{% if d %}до {{ d|date("long") }}.{% endif %}', "ru", "до 24 ноября 2026 г."),
+        ('до {{ d|date("long") }}, затем', "ru", "до 24 ноября 2026 г., затем"),
+        ('до {{ d|date("long") }}...', "ru", "до 24 ноября 2026 г...."),  # an ellipsis stays whole
+        ("{{ firm }}.", "en", "Smith &amp; Co."),
+        ("{{ wait }}.", "en", "wait...."),
+    ],
+)
+def test_a_value_ending_in_an_abbreviation_takes_the_sentences_full_stop(
+    source: str, locale: str, expected: str
+) -> None:
+    context = {"d": date(2026, 11, 24), "firm": "Smith & Co.", "wait": "wait..."}
+    assert nbsp(render(source, locale=locale, **context)) == expected
+
+
+def test_a_subject_ending_in_an_abbreviation_gets_one_full_stop() -> None:
+    subject = rendering.render_subject(
+        'Оплата до {{ d|date("long") }}.', {"d": date(2026, 11, 24)}, locale="ru"
+    )
+    assert nbsp(subject.text) == "Оплата до 24 ноября 2026 г."
+
+
 # -- declension, names, gender ----------------------------------------------------------------
 
 
