@@ -2,11 +2,12 @@
 
 Every message is multipart/alternative: a text/plain part generated from the HTML (so
 clients and spam filters that prefer text get the same words and link targets), then the
-HTML itself; with attachments, a multipart/mixed holds that part and the files (see
-"attachments" below). Headers that may hold non-ASCII text (the sender's display name, the
-subject) are RFC 2047 encoded, and both bodies get a 7-bit transfer encoding
-(quoted-printable or base64), so no line exceeds SMTP's limit and no server needs
-8BITMIME. Bcc recipients go only into the envelope, never into a header.
+HTML itself, as a whole document (base.html_document frames a fragment); with attachments,
+a multipart/mixed holds that part and the files (see "attachments" below). Headers that
+may hold non-ASCII text (the sender's display name, the subject) are RFC 2047 encoded,
+and both bodies get a 7-bit transfer encoding (quoted-printable or base64), so no line
+exceeds SMTP's limit and no server needs 8BITMIME. Bcc recipients go only into the
+envelope, never into a header.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from typing import Any, BinaryIO
 
-from mailer_core.base import plain_text
+from mailer_core.base import html_document, plain_text
 
 # SMTP's policy (CRLF line ends, RFC 2047 headers) with bodies kept 7-bit clean.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -67,6 +68,8 @@ class OutgoingEmail:
     inline_images: tuple[InlineImage, ...] = ()
     # The plain-text alternative; None: made from `html` (tracking gives the untracked text).
     text: str | None = None
+    # The language of the words ("ru", "en_US"): the HTML document's `lang`; "" when unknown.
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
         message[name] = value
     text = email.text if email.text is not None else html_to_text(email.html)
     message.set_content(text, subtype="plain", charset="utf-8")
-    message.add_alternative(email.html, subtype="html", charset="utf-8")
+    document = html_document.frame(email.html, title=email.subject, language=email.language)
+    message.add_alternative(document, subtype="html", charset="utf-8")
     html_part: Any = message.get_payload()[-1]  # type: ignore[index]
     for image in email.inline_images:  # before the attachments: they wrap the whole body
         maintype, _, subtype = image.content_type.partition("/")

@@ -415,6 +415,7 @@ class SendWorker:
             date=now,
             inline_images=rendered.images,
             text=text,
+            language=message.locale or "",
         )
 
     def prefetch(self, bodies: Iterable[str]) -> None:

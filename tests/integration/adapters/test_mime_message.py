@@ -17,6 +17,7 @@ from mailer_core.adapters.mime import (
     html_to_text,
     make_message_id,
 )
+from mailer_core.base import html_document
 
 MOSCOW = timezone(timedelta(hours=3))
 HTML = (
@@ -122,10 +123,21 @@ def test_a_very_long_html_line_is_wrapped_by_the_transfer_encoding_and_decodes_u
 
     # THEN no line on the wire comes near SMTP's 998-character limit
     assert max(len(line) for line in data.split(b"\r\n")) <= 78
-    # AND the HTML decodes back exactly
+    # AND the HTML decodes back exactly (inside the document that frames a fragment)
     _, html = parse(data).iter_parts()
     assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
-    assert body(html) == long_html
+    assert f"\n{long_html}\n" in body(html)
+    assert body(html) == html_document.frame(long_html, title=outgoing().subject).rstrip("\n")
+
+
+def test_a_fragment_goes_out_as_a_whole_document_in_the_emails_language() -> None:
+    fragment = "<p>Здравствуйте, Анна!</p>"
+    _, html = parse(build_message(outgoing(html=fragment, language="ru")).as_bytes()).iter_parts()
+
+    document = body(html)
+    assert document.startswith('<!DOCTYPE html>\n<html lang="ru" ')
+    assert "<title>Коммерческое предложение: скидка 15% до пятницы</title>" in document
+    assert f"\n{fragment}\n</div>\n</body>\n</html>" in document
 
 
 def test_date_and_message_id_are_the_callers() -> None:
