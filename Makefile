@@ -21,6 +21,7 @@ demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 o
 
 test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructure
 	sh scripts/ensure-dovecot.sh  # the IMAP tests need Debian's Dovecot; installed when missing
+	sh scripts/ensure-spamassassin.sh  # the spam score test needs Debian's SpamAssassin; likewise
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -38,7 +39,8 @@ integration: $(STAMP)  ## the core against moto, real SMTP and IMAP servers, the
 	sh scripts/ensure-dovecot.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration
 
-e2e: $(STAMP)  ## the local stack end to end (make run's stack, the worked example)
+e2e: $(STAMP)  ## the local stack end to end (make run's stack, the worked example, its spam scores)
+	sh scripts/ensure-spamassassin.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
 
 infrastructure: $(STAMP)  ## the template, the import contracts, handler imports, the docs' tables
