@@ -11,7 +11,11 @@ triggers as they are now) and then:
   only the winner announces the triggers (announce.announce_link with no click id, so the
   run ids are the message's own and a redelivered job runs once). If announcing fails, the
   fact is taken back so that a later click can try again;
-- any other link: every click announces its triggers with a fresh click id.
+- any other link (repeatable): a click announces its triggers with a fresh click id, at most
+  once per `REPEAT_EVERY` and `REPEATS_PER_DAY` times a UTC day for one link and one entity
+  (a token bucket per link and entity: store.rate_buckets, one conditional UpdateItem). A
+  person who clicks again and again, or a loop of requests with a browser's user agent, gets
+  the redirect every time but no more Kommo tasks or notes than that.
 
 Nothing here calls Kommo: the actions function runs the triggers.
 """
@@ -26,7 +30,11 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from mailer_core.base.logs import logger
 from mailer_core.events import announce
 from mailer_core.store import message_state as state
+from mailer_core.store import rate_buckets
 from mailer_core.store.models import AutomationFactModel, LinkModel
+
+REPEAT_EVERY = 600  # seconds between two runs of a repeatable link for one entity
+REPEATS_PER_DAY = 20
 
 LANGUAGES = ("en", "ru", "es", "pt")
 _THANKS = {
@@ -41,6 +49,17 @@ def once_key(link_id: int, entity: str | None, message_id: str) -> str:
     return f"once#{int(link_id)}#{entity}" if entity else f"once#{int(link_id)}#msg:{message_id}"
 
 
+def _repeat_allowed(
+    account_id: int, link_id: int, entity: str | None, message_id: str, when: datetime
+) -> bool:
+    """Whether a repeatable link may run for this entity now (its bucket grants a token)."""
+    bucket = f"link#{int(account_id)}#{once_key(link_id, entity, message_id).removeprefix('once#')}"
+    decision = rate_buckets.take(
+        bucket, rate_per_second=1 / REPEAT_EVERY, daily_cap=REPEATS_PER_DAY, now=when.timestamp()
+    )
+    return decision.allowed
+
+
 def _click_id(when: datetime) -> str:
     from ulid import ULID
 
@@ -51,7 +70,8 @@ def on_person_click(
     account_id: int, message_id: str, link_id: int, entity: str | None, when: datetime
 ) -> str:
     """Run the link's triggers for this click if it should; what happened, for the logs:
-    "announced", "used" (a one-time link clicked before), "no link" or "no triggers"."""
+    "announced", "used" (a one-time link clicked before), "capped" (a repeatable link that ran
+    for this entity a moment ago, or too often today), "no link" or "no triggers"."""
     try:
         link = LinkModel.get(int(account_id), int(link_id))
     except DoesNotExist:
@@ -61,6 +81,8 @@ def on_person_click(
         return "no triggers"
     click_id = _click_id(when)
     if not link.once:
+        if not _repeat_allowed(account_id, link_id, entity, message_id, when):
+            return "capped"
         announce.announce_link(account_id, message_id, link_id, trigger_ids, when, click_id=click_id)
         return "announced"
     fact = AutomationFactModel(

@@ -5,6 +5,7 @@ machines (scanners, HEAD, clicks right after delivery) run nothing and use nothi
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -153,7 +154,7 @@ def test_a_one_time_link_in_an_email_without_an_entity_runs_once_for_that_email(
     assert once_fact(f"msg:{email.message_id}") is not None and once_fact(LEAD_KEY) is None
 
 
-def test_a_link_that_is_not_one_time_runs_its_triggers_on_every_click(
+def test_a_repeatable_link_runs_again_after_ten_minutes_not_on_every_click_of_a_loop(
     admin: ApiClient,
     manager: ApiClient,
     aws_stack: StackResources,
@@ -163,13 +164,24 @@ def test_a_link_that_is_not_one_time_runs_its_triggers_on_every_click(
     task = trigger(admin, "Call the client", "task", text="The client asked for a call")
     make_link(admin, "Call me", trigger_ids=[task])
     email = send(manager, aws_stack, smtp, HTML)
-    for _ in range(3):
+    # WHEN, early on a day, a browser-like loop clicks 30 times, then once more 10 minutes later
+    tomorrow = (later.now() + timedelta(days=1)).replace(hour=0, minute=5, second=0)
+    later.current = tomorrow
+    for _ in range(30):
         page = hit(email.clicks()[0])
         assert page.status == 200 and "Thank you!" in page.body.decode()
+    assert len(link_jobs(aws_stack)) == 1
+    later.advance(trigger_link_clicks.REPEAT_EVERY)
+    assert hit(email.clicks()[0]).status == 200
     jobs = link_jobs(aws_stack)
-    assert len(jobs) == 3 and len({j.source for j in jobs}) == 3
-    assert all(j.source.startswith("link1.") and j.trigger_ids == (task,) for j in jobs)
+    assert len(jobs) == 1 and jobs[0].source.startswith("link1.") and jobs[0].trigger_ids == (task,)
     assert once_fact(LEAD_KEY) is None
+    # THEN no more than REPEATS_PER_DAY runs that day, however patient the loop
+    for _ in range(trigger_link_clicks.REPEATS_PER_DAY + 5):
+        later.advance(trigger_link_clicks.REPEAT_EVERY)
+        hit(email.clicks()[0])
+    assert 2 + len(link_jobs(aws_stack)) == trigger_link_clicks.REPEATS_PER_DAY
+    assert later.now().date() == tomorrow.date()
 
 
 @pytest.mark.parametrize(
