@@ -12,6 +12,13 @@ KMS-encrypted, reads `GET /api/v4/account` to learn the account id, stores the a
 marks the install done. A failure after the exchange resumes from the kept tokens (the code is
 single-use); a refused or expired code marks the install failed, loudly.
 
+The redirect is public: anyone can call it with made-up codes and any account host. So that a
+flood cannot bury real installs under queued exchanges, each redirect takes a token from two
+buckets before anything is written (store.rate_buckets): one per account host (a few per
+minute, `HOST_INSTALLS_PER_DAY` a day) and one for all hosts (`INSTALLS_PER_SECOND`, a burst
+of `INSTALL_BURST`). A refused redirect answers 429 with a page that says to try again in a
+minute; Kommo's codes live 20 minutes.
+
 The stored tokens are refreshed by `mailer_core.kommo.client.tokens`.
 """
 
@@ -44,8 +51,12 @@ from mailer_core.kommo import hosts
 from mailer_core.kommo import tokens as kommo_tokens
 from mailer_core.kommo.limits import ACTIVE
 from mailer_core.kommo.tokens import token_context
+from mailer_core.store import rate_buckets
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel, KommoInstallModel
+
+INSTALLS_PER_SECOND, INSTALL_BURST, INSTALLS_PER_DAY = 2.0, 30, 5000  # every account host together
+HOST_INSTALLS_PER_MINUTE, HOST_INSTALL_BURST, HOST_INSTALLS_PER_DAY = 1.0, 5, 30  # one account host
 
 INSTALL_PATH = "/hooks/kommo/install"
 CODE_LIFETIME_SECONDS = 20 * 60  # Kommo's authorization codes expire after 20 minutes
@@ -172,6 +183,11 @@ def receive_install(params: Mapping[str, str], *, clock: Clock = SYSTEM_CLOCK) -
     if state and not params.get("from_widget") and not verify_state(state, now):
         return InstallPage(400, not_connected, "This connection link has expired or was not made by Mailer.")
 
+    if not _install_allowed(subdomain, domain, now):
+        logger.warning("Kommo install redirect throttled", extra={"subdomain": subdomain, "domain": domain})
+        return InstallPage(
+            429, not_connected, "Too many connection attempts right now. Please try again in a minute."
+        )
     digest = code_hash(code)
     connecting = InstallPage(
         200,
@@ -201,6 +217,27 @@ def receive_install(params: Mapping[str, str], *, clock: Clock = SYSTEM_CLOCK) -
         raise
     logger.info("Kommo install queued", extra={"subdomain": subdomain, "domain": domain})
     return connecting
+
+
+def _install_allowed(subdomain: str, domain: str, now: float) -> bool:
+    """A token from the account host's bucket, then from everyone's (a flood of made-up hosts)."""
+    host = rate_buckets.take(
+        f"install#{subdomain}.{domain}",
+        rate_per_second=HOST_INSTALLS_PER_MINUTE / 60,
+        daily_cap=HOST_INSTALLS_PER_DAY,
+        burst=HOST_INSTALL_BURST,
+        now=now,
+    )
+    if not host.allowed:
+        return False
+    everyone = rate_buckets.take(
+        "install#all",
+        rate_per_second=INSTALLS_PER_SECOND,
+        daily_cap=INSTALLS_PER_DAY,
+        burst=INSTALL_BURST,
+        now=now,
+    )
+    return everyone.allowed
 
 
 # -- the exchange ------------------------------------------------------------------------------

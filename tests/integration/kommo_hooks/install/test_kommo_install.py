@@ -214,3 +214,30 @@ def test_reinstalling_keeps_the_account_and_replaces_its_tokens(
     assert (account.status, account.status_detail, account.token_version) == ("active", None, 2)
     assert account.installed_at == first_install and account.connected_at != first_install
     assert stored_tokens()[1] == standin.refresh_token
+
+
+def test_a_flood_of_made_up_codes_is_throttled_and_a_real_install_gets_through_a_minute_later(
+    clock: SimClock, standin: KommoStandIn, aws_stack: StackResources
+) -> None:
+    def redirect(code: str, host: str) -> int:
+        return kommo_oauth.receive_install(
+            {"code": code, "referer": host, "from_widget": "1"}, clock=clock
+        ).status
+
+    # WHEN one host is hit with made-up codes: its burst passes, then it waits its turn
+    statuses = [redirect(f"def50200flood{n:04d}", "victim.kommo.com") for n in range(10)]
+    assert statuses == [200] * kommo_oauth.HOST_INSTALL_BURST + [429] * (10 - kommo_oauth.HOST_INSTALL_BURST)
+    # WHEN made-up hosts flood the route: everyone's burst passes, then every host is refused
+    flood = [redirect(f"def50200many{n:04d}", f"made-up-{n}.kommo.com") for n in range(60)]
+    passed = flood.count(200)
+    assert passed == kommo_oauth.INSTALL_BURST - kommo_oauth.HOST_INSTALL_BURST and flood[-1] == 429
+    assert queued(aws_stack) == kommo_oauth.INSTALL_BURST
+    # THEN a real administrator who tries again a minute later gets through
+    page = kommo_oauth.receive_install(
+        {"code": standin.issue_code(CLIENT_ID), "referer": REFERER, "from_widget": "1"}, clock=clock
+    )
+    assert page.status == 429 and "try again in a minute" in page.message
+    clock.advance(60)
+    real = standin.issue_code(CLIENT_ID)
+    assert redirect(real, REFERER) == 200
+    assert queued(aws_stack) == kommo_oauth.INSTALL_BURST + 1
