@@ -60,6 +60,13 @@ class PayloadTooLarge(MailerError):
     code = "too_large"
 
 
+class TooManyRequests(MailerError):
+    """A limit of the account's (a daily cap) or of the route's; the body says which and until when."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class UpstreamError(MailerError):
     """An external system (Kommo, KMS …) failed in a way the caller may retry later."""
 

@@ -19,6 +19,7 @@ Kommo documents no signature for this request, so nothing in it is trusted:
   200 `ignored`;
 - the same event again (account, lead, pipeline, stage, type, time and the action's
   settings): 200 `duplicate`, nothing queued;
+- over the account's daily cap of automatic emails (`jobs.AUTO_SENDS_PER_DAY`): 429;
 - accepted: 202 with the id the email will have; the work is done from the pipeline queue.
 
 The secret is the installation's (`pipeline_secret`), compared in constant time. The action's

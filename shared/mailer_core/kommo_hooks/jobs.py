@@ -2,8 +2,11 @@
 
 Both hooks (`digital_pipeline`, `salesbot`) check who is asking, then `accept` the event:
 one conditional put remembers it in the Automation table (a replay within `FACT_DAYS` is
-answered "duplicate" and queues nothing) and one SQS message queues an `AutoSendJob` for the
-pipeline function, so Kommo gets its answer in milliseconds. The job is done there by
+answered "duplicate" and queues nothing), a new event takes one of the account's
+`AUTO_SENDS_PER_DAY` (a daily cap for pipeline and Salesbot emails together: the hooks carry
+no signature Kommo makes, so a leaked secret can cost an account at most a day's cap; past it,
+429 and nothing queued), and one SQS message queues an `AutoSendJob` for the pipeline
+function, so Kommo gets its answer in milliseconds. The job is done there by
 `automatic_compose.compose_for`. This module stays light: the hooks import it on a cold start.
 
 The action's settings (`parse_settings`) are checked at the hook, so a mistake in them is a
@@ -24,13 +27,15 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from mailer_core.adapters import sqs
 from mailer_core.base import validation
 from mailer_core.base.clock import Clock
-from mailer_core.base.errors import MailerError, MalformedRequest, UpstreamError
+from mailer_core.base.errors import MailerError, MalformedRequest, TooManyRequests, UpstreamError
 from mailer_core.base.logs import logger
 from mailer_core.rendering.source_checks import MAX_ADDRESS_CHARS, has_variables, validate_source
+from mailer_core.store import rate_buckets
 from mailer_core.store.message_state import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel
 
 FACT_DAYS = 30  # a hook's event is remembered this long: a replay within it sends nothing
+AUTO_SENDS_PER_DAY = 5000  # pipeline and Salesbot emails of one account, per UTC day
 MAX_DELAY_SECONDS = 366 * 86400  # as far ahead as compose schedules (messages.MAX_SCHEDULE_AHEAD)
 INSTALLED = ("active", "blocked")  # a blocked account is still installed: its jobs wait out the block
 ENTITY_CODES = {1: "contacts", 2: "leads", 3: "companies"}  # Kommo's numeric entity types
@@ -215,6 +220,20 @@ def accept(job: AutoSendJob, *, clock: Clock) -> bool:
         if is_condition_failure(exc):
             return False
         raise
+    cap = rate_buckets.take(
+        f"auto#{job.account_id}",
+        rate_per_second=1000,
+        burst=10**6,  # only the daily cap binds: a late thread's clock never counts as a burst
+        daily_cap=AUTO_SENDS_PER_DAY,
+        now=now.timestamp(),
+    )
+    if not cap.allowed:
+        fact.delete()  # a later delivery, on a day with room, may still go
+        logger.warning("automatic emails over the daily cap", extra={"account_id": job.account_id})
+        raise TooManyRequests(
+            f"the account's {AUTO_SENDS_PER_DAY} automatic emails a day are used up; more after midnight UTC",
+            reason="daily_cap",
+        )
     try:
         sqs.enqueue_pipeline(job.to_body())
     except Exception as exc:

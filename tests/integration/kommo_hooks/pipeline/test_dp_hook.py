@@ -319,3 +319,22 @@ def test_given_empty_settings_as_php_encodes_them_in_json_then_404_not_400(insta
     }
 
     assert post_hook(DP, json.dumps(body), content_type="application/json").status == 404
+
+
+def test_given_the_accounts_daily_cap_is_used_up_then_429_and_nothing_is_queued_or_remembered(
+    installed: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer_core.kommo_hooks import jobs
+
+    monkeypatch.setattr(jobs, "AUTO_SENDS_PER_DAY", 2)
+    replies = [
+        post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(1764000000 + n)})))
+        for n in range(3)
+    ]
+
+    assert [r.status for r in replies] == [202, 202, 429]
+    assert replies[2].json()["reason"] == "daily_cap" and "2 automatic emails" in replies[2].json()["message"]
+    assert queued_jobs(installed) == 2
+    # the refused event is not remembered: on a day with room, Kommo's next delivery of it goes
+    monkeypatch.setattr(jobs, "AUTO_SENDS_PER_DAY", 3)
+    assert post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": "1764000002"}))).status == 202
