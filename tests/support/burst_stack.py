@@ -23,7 +23,7 @@ from devstack.system import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_
 from tests.support.fixtures.pipeline import SECRET, TOKEN
 from tests.support.kommo_accounts import save_account_with_token
 
-FIRST_EVENT_TIME = 1_795_000_000
+FIRST_EVENT_TIME = int(time.time()) - 1800  # distinct recent events: the hook ignores older ones
 
 
 @dataclass

@@ -17,6 +17,9 @@ Kommo documents no signature for this request, so nothing in it is trusted:
   404, one answer for all;
 - event types other than 1, 14, 15, `went_from_trigger`, an element that is not a lead:
   200 `ignored`;
+- an event whose `event[time]` is more than `MAX_AGE` old or `MAX_AHEAD` ahead of ours:
+  200 `ignored` (Kommo posts at once: an old or forged time is no stage change to send for,
+  and a captured post cannot be replayed later with a new time);
 - the same event again (account, lead, pipeline, stage, type, time and the action's
   settings): 200 `duplicate`, nothing queued;
 - over the account's daily cap of automatic emails (`jobs.AUTO_SENDS_PER_DAY`): 429;
@@ -47,6 +50,7 @@ ACCEPTED_TYPES = (1, 14, 15)  # lead added, moved to the stage, moved inside a m
 LEAD = 2  # element_type of a lead (12: a customer)
 IGNORED_DIRECTIONS = ("went_from_trigger",)  # the lead left the action's stages
 _DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_AGE, MAX_AHEAD = 3600, 300  # seconds an event's time may lie behind or ahead of ours
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,12 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
     if reason:
         return Answer(200, {"status": "ignored", "reason": reason})
     settings = jobs.parse_settings(event.settings, prefix=SETTINGS)
+    stale = _stale(event.time, clock.timestamp())
+    if stale:
+        logger.info(
+            "digital pipeline event out of time", extra={"account_id": event.account_id, "reason": stale}
+        )
+        return Answer(200, {"status": "ignored", "reason": stale})
     key = jobs.event_fact_key(
         "dp",
         [
@@ -171,6 +181,14 @@ def _id(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MalformedRequest("is missing or not a positive integer", field=where)
     return value
+
+
+def _stale(event_time: int, now: float) -> str | None:
+    if event_time < now - MAX_AGE:
+        return f"the event's time is more than {MAX_AGE // 60} minutes old"
+    if event_time > now + MAX_AHEAD:
+        return "the event's time is in the future"
+    return None
 
 
 def _ignored(event: PipelineEvent) -> str | None:

@@ -7,6 +7,7 @@ writes them), every value a string, `+` for spaces, %XX escapes, UTF-8 Cyrillic.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -17,6 +18,7 @@ from devstack.kommo_standin.server import KommoStandIn
 from devstack.pipeline_post import dp_form_body
 from devstack.resources import StackResources
 from tests.support.fixtures.pipeline import (
+    EVENT_TIME,
     FORM,
     SECRET,
     TEMPLATE_ID,
@@ -93,7 +95,7 @@ def test_given_the_same_fields_as_json_then_it_is_accepted(installed: StackResou
                 "pipeline_id": seed.PIPELINE_ID,
                 "direction_of_movement": "went_in_trigger",
             },
-            "time": 1764000100,
+            "time": EVENT_TIME + 1,
         },
         "action": {"settings": {"widget": {"settings": {"template_id": TEMPLATE_ID, "secret": SECRET}}}},
         "subdomain": seed.SUBDOMAIN,
@@ -266,9 +268,9 @@ def test_given_two_mailer_actions_on_one_stage_then_each_is_its_own_event(instal
 def test_given_a_hook_then_its_message_id_is_a_ulid_of_the_event_time(installed: StackResources) -> None:
     from ulid import ULID
 
-    reply = post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": "1764000000"})))
+    reply = post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(EVENT_TIME)})))
 
-    assert ULID.from_str(reply.json()["message_id"]).milliseconds == 1764000000 * 1000
+    assert ULID.from_str(reply.json()["message_id"]).milliseconds == EVENT_TIME * 1000
 
 
 def test_the_devstack_body_builder_writes_what_the_hook_reads(installed: StackResources) -> None:
@@ -328,7 +330,7 @@ def test_given_the_accounts_daily_cap_is_used_up_then_429_and_nothing_is_queued_
 
     monkeypatch.setattr(jobs, "AUTO_SENDS_PER_DAY", 2)
     replies = [
-        post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(1764000000 + n)})))
+        post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(EVENT_TIME + n)})))
         for n in range(3)
     ]
 
@@ -337,4 +339,21 @@ def test_given_the_accounts_daily_cap_is_used_up_then_429_and_nothing_is_queued_
     assert queued_jobs(installed) == 2
     # the refused event is not remembered: on a day with room, Kommo's next delivery of it goes
     monkeypatch.setattr(jobs, "AUTO_SENDS_PER_DAY", 3)
-    assert post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": "1764000002"}))).status == 202
+    assert (
+        post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(EVENT_TIME + 2)}))).status
+        == 202
+    )
+
+
+@pytest.mark.parametrize(
+    ("shift", "words"), [(-3601, "more than 60 minutes old"), (301, "in the future")], ids=["old", "ahead"]
+)
+def test_given_an_event_out_of_time_then_200_ignored_and_nothing_queued(
+    installed: StackResources, shift: int, words: str
+) -> None:
+    now = int(time.time())
+    reply = post_hook(DP, raw_form(form_fields(TEMPLATE_ID, **{"event[time]": str(now + shift)})))
+
+    assert reply.status == 200 and reply.json()["status"] == "ignored"
+    assert words in reply.json()["reason"]
+    assert queued_jobs(installed) == 0
