@@ -59,6 +59,11 @@ class KommoBusy(KommoError):
     code = "kommo_busy"
 
 
+class KommoRateLimited(KommoBusy):
+    """Kommo answered 429 and asked for a longer wait than a caller may sleep: the calls through
+    its budget are paused until then; retry after `retry_after` (the queue redelivers)."""
+
+
 class KommoNotFound(NotFound):
     """The entity does not exist in Kommo (Kommo answers 204 No Content, or 404)."""
 
@@ -72,7 +77,7 @@ def is_retryable(exc: BaseException) -> bool:
     (the automation runner, the digital pipeline and Salesbot jobs).
 
     - the connection is gone (`KommoDisconnected`, `KommoInvalidGrant`): no, only a reinstall helps;
-    - `KommoBusy`: yes, after `retry_after`;
+    - `KommoBusy` (`KommoRateLimited` included: a 429's pause): yes, after `retry_after`;
     - `KommoAccessDenied` otherwise (a 403 and the account's block, a 401 after a refresh): yes,
       the block ends after its cool-off (15 minutes);
     - any other `KommoError`: yes for no answer, 429 and 5xx; no for the other 4xx;

@@ -1,4 +1,4 @@
-"""Kommo's limits per account: the shared 7-requests-per-second bucket and the 403 block.
+"""Kommo's limits per account: the shared 7-requests-per-second bucket, a 429's pause and the 403 block.
 
 Rate. Kommo allows 7 API requests per second per account, and answers 429 over it; every
 Lambda that calls an account shares one GCRA bucket in the RateLimits table
@@ -10,6 +10,12 @@ jitter). A burst would not do: with a burst of 7, GCRA lets 14 through in one se
 once, then one every 1/7 s from the start). A caller whose token is due within
 `kommo_max_rate_wait_seconds` sleeps for it through the injected clock; a longer wait raises
 `KommoBusy` so that a queue consumer can put its job back with a delay instead.
+
+429. Kommo's answer says how long to wait (`retry_after`, e.g. 300 s) and warns that 429s
+repeated turn into a ban of the IP. `pause` holds the account's bucket until then
+(`rate_buckets.hold`: the bucket's next free time moves forward), so no caller, in any
+Lambda, sends a request to the account before Kommo's time; a caller that meets the hold
+sleeps it out if it is short, else gets `KommoRateLimited` (retryable, with the wait).
 
 Block. Repeated 429s make Kommo block the caller's IP, after which it answers 403 to
 everything. On a 403 the account is marked `blocked` with the time (a conditional update
@@ -29,7 +35,7 @@ from pynamodb.exceptions import UpdateError
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy
+from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError, KommoRateLimited
 from mailer_core.store import rate_buckets
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel
@@ -152,11 +158,33 @@ class AccountGate:
             if decision.allowed:
                 return
             if waited + decision.retry_after > self.max_wait:
-                raise KommoBusy(
-                    f"Kommo's rate limit for account {self.account_id} is taken by other callers; "
-                    f"try again in {decision.retry_after:.1f} s",
-                    retry_after=decision.retry_after,
-                )
+                raise self._busy(decision)
             self.clock.sleep(decision.retry_after)
             waited += decision.retry_after
             self.waited += decision.retry_after
+
+    def _busy(self, decision: rate_buckets.RateDecision) -> KommoBusy:
+        wait = decision.retry_after
+        if decision.reason == "held":
+            return KommoRateLimited(
+                f"Kommo asked for a pause: no request goes to account {self.account_id} for {wait:.0f} s",
+                retry_after=wait,
+            )
+        return KommoBusy(
+            f"Kommo's rate limit for account {self.account_id} is taken by other callers; "
+            f"try again in {wait:.1f} s",
+            retry_after=wait,
+        )
+
+    def pause(self, seconds: float, error: KommoError) -> None:
+        """Kommo answered 429 asking for `seconds`: no request to the account until then."""
+        now = self.clock.timestamp()
+        until = now + seconds
+        rate_buckets.hold(bucket_key(self.account_id), until=until, now=now)
+        logger.warning(
+            "Kommo answered 429: the account's budget is paused for the wait it asked",
+            extra={
+                "account_id": self.account_id,
+                "paused_until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+            },
+        )

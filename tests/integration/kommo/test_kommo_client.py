@@ -14,7 +14,13 @@ from mailer_core.base.config import reset_settings
 from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.client import Contact, KommoClient
-from mailer_core.kommo.errors import KommoAccessDenied, KommoError, KommoNotFound
+from mailer_core.kommo.errors import (
+    KommoAccessDenied,
+    KommoError,
+    KommoNotFound,
+    KommoRateLimited,
+    is_retryable,
+)
 from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
@@ -124,14 +130,43 @@ def test_429_is_waited_out_through_the_clock(
     assert sleeps == [1.0]
 
 
-def test_retry_after_header_is_honoured_and_capped(
+def test_a_short_retry_after_header_is_slept_and_the_call_repeated(
     standin: KommoStandIn, clock: FakeClock, sleeps: list[float]
 ) -> None:
     client = KommoClient(seed.SUBDOMAIN, TOKEN, base_url=standin.base_url, clock=clock, max_retry_wait=8.0)
     standin.fail_next(429, body={"title": "Too Many Requests", "status": 429}, headers={"Retry-After": "3"})
-    standin.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 300})
     assert client.get("/api/v4/account") is not None
-    assert sleeps == [3.0, 8.0]
+    assert sleeps == [3.0]
+    assert [r.status for r in standin.requests] == [429, 200]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "wait"),
+    [
+        ({"title": "Too Many Requests", "status": 429, "retry_after": 300}, {}, 300.0),
+        ({"title": "Too Many Requests", "status": 429}, {"Retry-After": "120"}, 120.0),
+    ],
+    ids=["retry_after in the body", "Retry-After header"],
+)
+def test_a_429_asking_for_minutes_stops_the_call_at_once_with_kommos_wait(
+    standin: KommoStandIn,
+    client: KommoClient,
+    sleeps: list[float],
+    body: dict[str, object],
+    headers: dict[str, str],
+    wait: float,
+) -> None:
+    # GIVEN Kommo answers 429 and asks for a wait far longer than a caller may sleep
+    standin.fail_next(429, body=body, headers=headers)
+    # WHEN the client calls
+    with pytest.raises(KommoRateLimited) as caught:
+        client.get("/api/v4/account")
+    # THEN it asked once, slept nothing and did not ask again (429s repeated get the IP banned)
+    assert [r.status for r in standin.requests] == [429]
+    assert sleeps == []
+    # AND the error carries Kommo's wait, for the queue to redeliver the job that late
+    assert (caught.value.kommo_status, caught.value.retry_after) == (429, wait)
+    assert is_retryable(caught.value)
 
 
 def test_server_errors_are_retried_with_backoff(

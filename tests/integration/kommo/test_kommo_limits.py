@@ -8,7 +8,7 @@ from typing import cast
 import pytest
 from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.client import KommoClient, NewTask
-from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError
+from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError, KommoRateLimited, is_retryable
 from mailer_core.kommo.limits import AccountGate
 from mailer_core.store.models import AccountModel
 
@@ -87,6 +87,30 @@ def test_a_429_is_waited_out_and_retried(kommo: KommoStandIn, sim: SimClock) -> 
     assert worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}") is not None
     assert [r.status for r in kommo.requests] == [429, 200]
     assert sim.timestamp() - started >= 2.0
+
+
+def test_a_429_asking_for_300_s_pauses_every_caller_of_the_account_until_then(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    lead = f"/api/v4/leads/{seed.LEAD_OFFER}"
+    kommo.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 300})
+    started = sim.timestamp()
+    # WHEN Kommo answers 429 with retry_after 300
+    with pytest.raises(KommoRateLimited) as caught:
+        client(sim).get(lead)
+    # THEN the caller stops at once, with Kommo's wait for its queue
+    assert caught.value.retry_after == 300 and is_retryable(caught.value)
+    assert sim.timestamp() == started and [r.status for r in kommo.requests] == [429]
+    # AND another Lambda's client sends nothing until then: it is told what is left of the wait
+    sim.advance(100)
+    with pytest.raises(KommoRateLimited) as again:
+        client(sim).get(lead)
+    assert again.value.retry_after == pytest.approx(200)
+    assert len(kommo.requests) == 1
+    # WHEN the wait is over, calls go through again
+    sim.advance(200)
+    assert client(sim).get(lead) is not None
+    assert [r.status for r in kommo.requests] == [429, 200]
 
 
 def test_a_403_blocks_the_account_and_later_calls_refuse_without_reaching_kommo(

@@ -10,7 +10,7 @@ import pytest
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import tokens as kommo_tokens
 from mailer_core.kommo.accounts import client_for_account
-from mailer_core.kommo.errors import KommoDisconnected
+from mailer_core.kommo.errors import KommoDisconnected, KommoRateLimited, is_retryable
 from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
@@ -112,6 +112,36 @@ def test_a_refused_refresh_disconnects_the_account_loudly_and_stops_calling(
     with pytest.raises(KommoDisconnected):
         client_for_account(account(), clock=clock)
     assert len(standin.requests) == seen
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_429_at_the_token_endpoint_is_asked_once_and_disconnects_nothing(
+    standin: KommoStandIn, clock: SimClock
+) -> None:
+    # GIVEN the access token is due for a refresh, and Kommo's token endpoint answers 429 (300 s)
+    kept = stored_tokens()
+    clock.advance(NEAR_EXPIRY)
+    standin.fail_next(
+        429,
+        body={"title": "Too Many Requests", "status": 429, "retry_after": 300},
+        path="/oauth2/access_token",
+    )
+    seen = len(standin.requests)
+    # WHEN a caller needs Kommo: the refresh is refused, and its call waits Kommo's 300 s
+    client = client_for_account(account(), clock=clock)
+    with pytest.raises(KommoRateLimited) as caught:
+        client.account()
+    assert is_retryable(caught.value) and caught.value.retry_after == pytest.approx(300)
+    # THEN Kommo was asked once, and nothing more during its wait
+    assert [r.status for r in standin.requests[seen:]] == [429]
+    # AND the account keeps its tokens and stays connected
+    assert stored_tokens() == kept and account().status == "active"
+    # WHEN the wait is over, the kept refresh token refreshes, and the call goes through
+    clock.advance(300)
+    assert client_for_account(account(), clock=clock).account()["id"] == seed.ACCOUNT_ID
+    token_calls = [r.status for r in standin.requests[seen:] if r.path == "/oauth2/access_token"]
+    assert token_calls == [429, 200]
+    assert stored_tokens()[1] == standin.refresh_token != kept[1]
 
 
 @pytest.mark.usefixtures("installed")
