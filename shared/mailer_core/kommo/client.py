@@ -17,8 +17,11 @@ blocked; it takes the bearer token from its `TokenProvider` (for an installed ac
   `max_retry_wait` is slept and the call repeated (for every method: Kommo did nothing); a
   longer one raises `KommoRateLimited` at once: repeated 429s make Kommo ban the IP;
 - 401: the token provider is asked once for a newer token (a refresh), then the call is retried;
-- 403: Kommo blocked the IP (or the token lost its rights): the gate marks the account blocked
-  for a cool-off and the client raises `KommoAccessDenied` without retrying;
+- 403 without a problem+json body (nginx's "403 Forbidden" page, or words about a blocked IP):
+  Kommo banned our IP; the gate blocks the account for a cool-off and the client raises
+  `KommoAccessDenied` without retrying. A 403 with a problem+json body refuses this one call
+  for lack of rights (`KommoInsufficientRights`, e.g. `/api/v4/users` with a manager's token):
+  nothing else changes;
 - 5xx and network errors: retried with backoff only for idempotent calls: GET, PATCH (it sets
   values; `tags_to_add`/`tags_to_delete` are set operations), POST .../link (linking twice is
   one link) and the token endpoint. POST of tasks, notes and leads is never retried after a
@@ -27,10 +30,10 @@ blocked; it takes the bearer token from its `TokenProvider` (for an installed ac
   (`_in_halving_batches`); a batch create (POST) is not split, for the reason above.
 
 Errors carry Kommo's own words: `KommoError` (`kommo_status`, `title`, `detail`,
-`validation_errors`), `KommoAccessDenied` (401/403: stop calling), `KommoNotFound`,
-`KommoBusy` (the shared rate limit would make the caller wait too long: try again later),
-`KommoRateLimited` (a 429's long wait), `KommoInvalidGrant` (the token endpoint refused the
-code or refresh token).
+`validation_errors`), `KommoAccessDenied` (401, the ban: stop calling), `KommoInsufficientRights`
+(403 for this call), `KommoNotFound`, `KommoBusy` (the shared rate limit would make the caller
+wait too long: try again later), `KommoRateLimited` (a 429's long wait), `KommoInvalidGrant`
+(the token endpoint refused the code or refresh token).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from mailer_core.kommo import hosts
 from mailer_core.kommo.errors import (
     KommoAccessDenied,
     KommoError,
+    KommoInsufficientRights,
     KommoInvalidGrant,
     KommoNotFound,
     KommoRateLimited,
@@ -112,7 +116,7 @@ class RequestGate(Protocol):
         ...
 
     def access_denied(self, error: KommoAccessDenied) -> None:
-        """Kommo answered 403: block the account for a while."""
+        """Kommo banned our IP (403): block the account for a while."""
         ...
 
     def pause(self, seconds: float, error: KommoError) -> None:
@@ -234,6 +238,19 @@ def _retry_after(problem: Mapping[str, Any], headers: Message) -> float | None:
     return found if found is not None else _seconds(headers.get("Retry-After"))
 
 
+_BAN_WORDS = re.compile(r"\bip\b|\bblock|\bbann?ed\b", re.IGNORECASE)
+
+
+def is_ip_ban(problem: Mapping[str, Any]) -> bool:
+    """Whether a 403 is Kommo's ban of our IP rather than a refusal for lack of rights.
+
+    The ban is nginx's plain "403 Forbidden" page (HTML, or nothing), not a problem+json body;
+    a problem body refuses one call for lack of rights, unless its words speak of a blocked IP.
+    """
+    words = " ".join(str(problem.get(k) or "") for k in ("title", "detail", "hint"))
+    return not problem or bool(_BAN_WORDS.search(words))
+
+
 def _message(method: str, path: str, status: int, problem: Mapping[str, Any]) -> str:
     words = ": ".join(str(problem.get(k)) for k in ("title", "detail", "hint") if problem.get(k))
     return f"Kommo answered {status} to {method} {path} ({words or 'no details'})"
@@ -242,7 +259,11 @@ def _message(method: str, path: str, status: int, problem: Mapping[str, Any]) ->
 def _error(
     method: str, path: str, status: int, problem: Mapping[str, Any], retry_after: float | None
 ) -> KommoError:
-    kind = KommoAccessDenied if status in (401, 403) else KommoError
+    kind: type[KommoError] = KommoError
+    if status == 401 or (status == 403 and is_ip_ban(problem)):
+        kind = KommoAccessDenied
+    elif status == 403:
+        kind = KommoInsufficientRights
     return kind(
         _message(method, path, status, problem),
         kommo_status=status,
@@ -335,6 +356,8 @@ def request_token(  # noqa: C901 - the documented answer of each status, in one 
                 continue
             if status == 429:
                 raise _rate_limited(error, wait)
+        if isinstance(error, KommoAccessDenied) and status == 403 and gate is not None:
+            gate.access_denied(error)
         words = " ".join(str(problem.get(k) or "") for k in ("error", "hint", "detail")).lower()
         if status in (400, 401) and not ("invalid_client" in words or "client authentication" in words):
             raise KommoInvalidGrant(

@@ -17,8 +17,10 @@ repeated turn into a ban of the IP. `pause` holds the account's bucket until the
 Lambda, sends a request to the account before Kommo's time; a caller that meets the hold
 sleeps it out if it is short, else gets `KommoRateLimited` (retryable, with the wait).
 
-Block. Repeated 429s make Kommo block the caller's IP, after which it answers 403 to
-everything. On a 403 the account is marked `blocked` with the time (a conditional update
+Block. Repeated 429s make Kommo ban the caller's IP, after which it answers a plain "403
+Forbidden" page to everything (a 403 with a problem+json body only refuses that one call for
+lack of rights: `KommoInsufficientRights`, never seen here). On the ban the account is marked
+`blocked` with the time (a conditional update
 that never recreates a deleted account), the event is logged as an error with the account
 id, and no request goes to that account until `kommo_block_cooloff_seconds` have passed:
 `check_open` reads that from the account item when a client is made, and the gate remembers
@@ -88,7 +90,7 @@ class AccountGate:
             )
 
     def access_denied(self, error: KommoAccessDenied) -> None:
-        """Kommo answered 403: mark the account blocked for the cool-off, loudly."""
+        """Kommo banned the IP (403): mark the account blocked for the cool-off, loudly."""
         now = self.clock.timestamp()
         until = now + self.cooloff
         self._blocked_until = max(self._blocked_until, until)
@@ -108,7 +110,7 @@ class AccountGate:
                     AccountModel.blocked_until.set(until),
                     AccountModel.status_changed_at.set(datetime.fromtimestamp(now, UTC)),
                     AccountModel.status_detail.set(
-                        f"Kommo answered 403: {error.detail or error.title or ''}"
+                        f"Kommo answered 403: {error.detail or error.title or 'the IP is banned'}"
                     ),
                 ],
                 # A disconnected, disabled or uninstalled account keeps its status.

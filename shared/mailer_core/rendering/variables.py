@@ -43,7 +43,7 @@ from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.client import EntityType, KommoClient
-from mailer_core.kommo.errors import KommoError
+from mailer_core.kommo.errors import KommoInsufficientRights
 from mailer_core.rendering import modifiers
 from mailer_core.rendering import sandbox as rendering
 
@@ -244,10 +244,8 @@ class KommoData:
         def load() -> dict[int, dict[str, Any]]:
             try:
                 return {int(u["id"]): u for u in self.client.iter_pages("/api/v4/users", "users")}
-            except KommoError as exc:
-                if exc.kommo_status == 403:  # only administrators may list users
-                    return {}
-                raise
+            except KommoInsufficientRights:  # only administrators may list users
+                return {}
 
         return dict(_shared(self.client, "users", load))
 

@@ -8,7 +8,14 @@ from typing import cast
 import pytest
 from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.client import KommoClient, NewTask
-from mailer_core.kommo.errors import KommoAccessDenied, KommoBusy, KommoError, KommoRateLimited, is_retryable
+from mailer_core.kommo.errors import (
+    KommoAccessDenied,
+    KommoBusy,
+    KommoError,
+    KommoInsufficientRights,
+    KommoRateLimited,
+    is_retryable,
+)
 from mailer_core.kommo.limits import AccountGate
 from mailer_core.store.models import AccountModel
 
@@ -16,7 +23,7 @@ from devstack.kommo_standin import seed
 from devstack.kommo_standin.seed import Seed, demo_seed
 from devstack.kommo_standin.server import KommoStandIn
 from tests.support.kommo_accounts import point_at, save_account_with_token, serialize_moto
-from tests.support.kommo_helpers import TOKEN
+from tests.support.kommo_helpers import MANAGER_TOKEN, TOKEN
 from tests.support.sim_clock import SimClock
 
 pytestmark = pytest.mark.usefixtures("aws_stack")
@@ -140,6 +147,26 @@ def test_a_403_blocks_the_account_and_later_calls_refuse_without_reaching_kommo(
     assert client(sim).get("/api/v4/account") is not None
     # THEN calls go through again and the account is active
     assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+
+
+def test_a_403_refusing_a_managers_token_its_rights_refuses_that_call_and_blocks_nothing(
+    kommo: KommoStandIn, sim: SimClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the account's token is a manager's: Kommo lists users to administrators only
+    kommo.add_token(seed.ACCOUNT_ID, MANAGER_TOKEN, user_id=seed.MANAGER_USER_ID)
+    save_account_with_token(MANAGER_TOKEN)
+    worker = client(sim)
+    # WHEN Kommo refuses the call with its rights 403 (a problem+json body)
+    with pytest.raises(KommoInsufficientRights) as caught:
+        worker.users()
+    assert caught.value.kommo_status == 403 and not is_retryable(caught.value)
+    # THEN the account is not blocked, nothing was logged as an error
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    # AND this client and any other go on calling what the token may do
+    assert worker.get("/api/v4/account") is not None
+    assert client(sim).get(f"/api/v4/leads/{seed.LEAD_OFFER}") is not None
+    assert [r.status for r in kommo.requests] == [403, 200, 200]
 
 
 def test_a_504_on_a_250_id_batch_halves_it_and_succeeds(kommo: KommoStandIn, sim: SimClock) -> None:

@@ -10,6 +10,7 @@ from mailer_core.kommo.errors import (
     KommoBusy,
     KommoDisconnected,
     KommoError,
+    KommoInsufficientRights,
     KommoInvalidGrant,
     KommoNotFound,
     KommoRateLimited,
@@ -73,3 +74,9 @@ def test_a_429s_pause_is_retried_after_kommos_wait() -> None:
     paused = KommoRateLimited("Kommo asked to wait 300 s", kommo_status=429, retry_after=300)
     assert is_retryable(paused) and paused.retry_after == 300
     assert permanent_failure(paused) is None  # the send worker gives the claim back
+
+
+def test_a_403_refusing_rights_is_final_for_the_queues_and_fails_an_email_at_once() -> None:
+    rights = KommoInsufficientRights("Kommo answered 403 (Forbidden)", kommo_status=403)
+    assert not is_retryable(rights)
+    assert permanent_failure(rights) == f"Kommo refused to give the email's CRM data: {rights}"
