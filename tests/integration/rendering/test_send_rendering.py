@@ -83,6 +83,23 @@ def test_an_email_rendered_with_a_managers_token_goes_out_without_users_and_bloc
     assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
 
 
+def test_an_email_that_names_no_user_reads_no_users(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources, kommo: KommoStandIn
+) -> None:
+    # GIVEN an email in Russian whose template names the lead and its contact, but no user
+    compose(
+        manager, subject="{{ lead.name }}", html="<p>{{ contact.first_name }}</p>", entity=LEAD, locale="ru"
+    )
+
+    result = deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+
+    # THEN it went out filled in, and Kommo's users (an administrators' list) were never asked for
+    assert result["batchItemFailures"] == []
+    [received] = sending.messages
+    assert "Иван" in html_of(received.parsed())
+    assert "/api/v4/users" not in [r.path for r in kommo.requests]
+
+
 def test_a_saved_template_is_sent_rendered_with_the_leads_data(
     manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
 ) -> None:
@@ -197,13 +214,13 @@ def test_a_batch_reads_kommo_a_few_times_not_per_email(
 
     assert result["batchItemFailures"] == [] and len(sending.messages) == 6
     paths = sorted(r.path for r in kommo.requests[before:])
-    # one list of leads, one of contacts, one of companies; users, pipelines, account once
+    # one list of leads, one of contacts, one of companies; pipelines, account once; no users:
+    # the template names no user, and the mailbox has a sender name
     assert paths == sorted(
         [
             "/api/v4/leads",
             "/api/v4/contacts",
             "/api/v4/companies",
-            "/api/v4/users",
             "/api/v4/leads/pipelines",
             "/api/v4/account",
         ]
