@@ -33,7 +33,8 @@ Errors carry Kommo's own words: `KommoError` (`kommo_status`, `title`, `detail`,
 `validation_errors`), `KommoAccessDenied` (401, the ban: stop calling), `KommoInsufficientRights`
 (403 for this call), `KommoNotFound`, `KommoBusy` (the shared rate limit would make the caller
 wait too long: try again later), `KommoRateLimited` (a 429's long wait), `KommoInvalidGrant`
-(the token endpoint refused the code or refresh token).
+(the token endpoint refused the code or refresh token), `KommoMisconfigured` (it refused our
+client id, secret or redirect URI).
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput
+from mailer_core.base.logs import logger
 from mailer_core.kommo import hosts
 from mailer_core.kommo.errors import (
     KommoAccessDenied,
     KommoError,
     KommoInsufficientRights,
     KommoInvalidGrant,
+    KommoMisconfigured,
     KommoNotFound,
     KommoRateLimited,
 )
@@ -285,6 +288,30 @@ def _rate_limited(error: KommoError, wait: float) -> KommoRateLimited:
     )
 
 
+_CLIENT_TITLE = re.compile(r"некорректный клиент|invalid.client", re.IGNORECASE)
+_CLIENT_HINT = re.compile(r"client|redirect", re.IGNORECASE)
+_DEAD_GRANT = re.compile(r"revoked|expired|cannot decrypt|invalid_grant", re.IGNORECASE)
+
+
+def _token_refusal(status: int, problem: Mapping[str, Any], error: KommoError) -> KommoError:
+    """What a 400 or 401 of the token endpoint means (see `request_token`)."""
+    title = str(problem.get("title") or "")
+    hint = " ".join(str(problem.get(k) or "") for k in ("error", "hint"))
+    ours = _CLIENT_TITLE.search(title) or _CLIENT_HINT.search(hint)
+    kind = KommoInvalidGrant if not ours and _DEAD_GRANT.search(hint) else KommoMisconfigured
+    refusal = kind(
+        error.message, kommo_status=status, title=error.title, detail=error.detail, hint=error.hint
+    )
+    if kind is KommoInvalidGrant:
+        return refusal
+    logger.error(
+        "Kommo refused our integration at the token endpoint: check KOMMO_CLIENT_ID, "
+        "KOMMO_CLIENT_SECRET and KOMMO_REDIRECT_URI; no account is disconnected",
+        extra={"kommo_status": status, "kommo_title": error.title, "kommo_hint": error.hint},
+    )
+    return refusal
+
+
 def _token_grant(status: int, problem: Mapping[str, Any]) -> TokenGrant:
     try:
         return TokenGrant(
@@ -316,9 +343,13 @@ def request_token(  # noqa: C901 - the documented answer of each status, in one 
     process cannot be recovered by anything else (its new refresh token is lost either way).
     A 429 pauses the gate's budgets for Kommo's wait, and is retried only when that wait is
     short (at most 8 s; else `KommoRateLimited`).
-    400 and 401 raise `KommoInvalidGrant` (the code or refresh token is used, expired or
-    revoked), except a 401 about the client itself (wrong client id or secret), which is a
-    configuration error (`KommoError`).
+
+    A 400 or 401 raises `KommoInvalidGrant` only when Kommo's hint says the code or refresh
+    token is dead (revoked, expired, cannot be decrypted: `{"hint": "Token has been revoked",
+    "title": "Некорректный запрос", "status": 401, …}`); that disconnects an account. Anything
+    else, above all the answer to a wrong client id or secret (`401`, `"title": "Некорректный
+    клиент"`, no hint), or a hint naming the client or the redirect URI, is our configuration:
+    `KommoMisconfigured`, logged as an error, retryable, and no account is disconnected.
     """
     transport = KommoTransport(account_base_url(subdomain, domain, base_url), timeout=timeout)
     data = json.dumps(dict(payload)).encode("utf-8")
@@ -358,15 +389,8 @@ def request_token(  # noqa: C901 - the documented answer of each status, in one 
                 raise _rate_limited(error, wait)
         if isinstance(error, KommoAccessDenied) and status == 403 and gate is not None:
             gate.access_denied(error)
-        words = " ".join(str(problem.get(k) or "") for k in ("error", "hint", "detail")).lower()
-        if status in (400, 401) and not ("invalid_client" in words or "client authentication" in words):
-            raise KommoInvalidGrant(
-                error.message,
-                kommo_status=status,
-                title=error.title,
-                detail=error.detail,
-                hint=error.hint,
-            )
+        if status in (400, 401):
+            raise _token_refusal(status, problem, error)
         raise error
 
 

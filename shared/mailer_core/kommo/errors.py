@@ -49,6 +49,14 @@ class KommoInsufficientRights(KommoError):
     code = "kommo_insufficient_rights"
 
 
+class KommoMisconfigured(KommoError):
+    """The token endpoint refused our integration itself (a wrong client id, secret or redirect
+    URI): an operator must fix the stack's settings. No account's tokens are at fault, so none
+    is disconnected; the work is retried once the settings are right."""
+
+    code = "kommo_misconfigured"
+
+
 class KommoInvalidGrant(KommoAccessDenied):
     """The token endpoint refused the authorization code or the refresh token (400/401)."""
 
@@ -86,6 +94,7 @@ def is_retryable(exc: BaseException) -> bool:
 
     - the connection is gone (`KommoDisconnected`, `KommoInvalidGrant`): no, only a reinstall helps;
     - `KommoBusy` (`KommoRateLimited` included: a 429's pause): yes, after `retry_after`;
+    - `KommoMisconfigured` (Kommo refused our client id or secret): yes, once an operator fixed it;
     - `KommoAccessDenied` otherwise (the IP ban and the account's block, a 401 after a refresh):
       yes, the block ends after its cool-off (15 minutes);
     - any other `KommoError`: yes for no answer, 429 and 5xx; no for the other 4xx (a 403 for
@@ -101,7 +110,7 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, KommoDisconnected | KommoInvalidGrant):
         return False
-    if isinstance(exc, KommoBusy | KommoAccessDenied):
+    if isinstance(exc, KommoBusy | KommoAccessDenied | KommoMisconfigured):
         return True
     if isinstance(exc, KommoError):
         return exc.kommo_status is None or exc.kommo_status == 429 or exc.kommo_status >= 500

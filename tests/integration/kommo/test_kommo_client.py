@@ -13,10 +13,12 @@ from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import reset_settings
 from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.kommo.accounts import client_for_account
-from mailer_core.kommo.client import Contact, KommoClient
+from mailer_core.kommo.client import Contact, KommoClient, request_token
 from mailer_core.kommo.errors import (
     KommoAccessDenied,
     KommoError,
+    KommoInvalidGrant,
+    KommoMisconfigured,
     KommoNotFound,
     KommoRateLimited,
     is_retryable,
@@ -26,7 +28,7 @@ from mailer_core.store.models import AccountModel
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.seed import Seed
 from devstack.kommo_standin.server import KommoStandIn
-from tests.support.kommo_helpers import TOKEN
+from tests.support.kommo_helpers import TOKEN, WRONG_CLIENT_ANSWER, refused_grant
 
 
 @contextmanager
@@ -216,6 +218,31 @@ def test_a_blocked_ip_403_is_access_denied(standin: KommoStandIn, client: KommoC
     with pytest.raises(KommoAccessDenied) as caught:
         client.get("/api/v4/account")
     assert caught.value.detail == "IP blocked"
+
+
+def test_the_token_endpoints_refusals_are_told_apart_by_kommos_words(
+    standin: KommoStandIn, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = [
+        (WRONG_CLIENT_ANSWER, KommoMisconfigured),  # our client id or secret is wrong
+        (refused_grant("Check the `client_id` parameter", status=400), KommoMisconfigured),
+        (refused_grant("Token is not linked to client"), KommoMisconfigured),  # another integration's
+        (refused_grant("Token has been revoked"), KommoInvalidGrant),  # the refresh token is dead
+        (refused_grant("Token has expired"), KommoInvalidGrant),
+        (refused_grant("Authorization code has expired", status=400), KommoInvalidGrant),
+    ]
+    for body, kind in answers:
+        standin.fail_next(int(str(body["status"])), body=body, path="/oauth2/access_token")
+        with pytest.raises(KommoError) as caught:
+            request_token(
+                seed.SUBDOMAIN, {"grant_type": "refresh_token"}, base_url=standin.base_url, clock=clock
+            )
+        assert type(caught.value) is kind, body
+        # only a dead grant is final (it disconnects an account); our configuration is retried
+        assert is_retryable(caught.value) is (kind is KommoMisconfigured)
+    # AND each refusal of our integration is logged as an error naming the settings to check
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3 and all("KOMMO_CLIENT_SECRET" in e for e in errors)
 
 
 def test_a_missing_lead_is_not_found(standin: KommoStandIn, client: KommoClient) -> None:

@@ -12,6 +12,7 @@ from mailer_core.kommo.errors import (
     KommoError,
     KommoInsufficientRights,
     KommoInvalidGrant,
+    KommoMisconfigured,
     KommoNotFound,
     KommoRateLimited,
     is_retryable,
@@ -80,3 +81,7 @@ def test_a_403_refusing_rights_is_final_for_the_queues_and_fails_an_email_at_onc
     rights = KommoInsufficientRights("Kommo answered 403 (Forbidden)", kommo_status=403)
     assert not is_retryable(rights)
     assert permanent_failure(rights) == f"Kommo refused to give the email's CRM data: {rights}"
+
+
+def test_kommo_refusing_our_client_is_retried_once_an_operator_fixed_it() -> None:
+    assert is_retryable(KommoMisconfigured("Некорректный клиент", kommo_status=401))
