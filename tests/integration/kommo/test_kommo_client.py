@@ -120,16 +120,19 @@ def test_more_than_250_contacts_are_read_in_batches_of_250(sample: Seed, clock: 
     assert all(r.query.count("filter%5Bid%5D") <= 250 for r in requests)
 
 
-def test_429_is_waited_out_through_the_clock(
+def test_kommos_own_429_stops_the_client_at_once_with_kommos_wait(
     standin: KommoStandIn, client: KommoClient, sleeps: list[float]
 ) -> None:
     # GIVEN a frozen clock, so that every request falls into the same second
+    answers = []
     # WHEN the client makes ten calls
-    answers = [client.get("/api/v4/account") for _ in range(10)]
-    # THEN all succeed: the 8th was refused once, and the client slept what Kommo asked for
-    assert all(a is not None and a["id"] == seed.ACCOUNT_ID for a in answers)
-    assert [r.status for r in standin.requests].count(429) == 1
-    assert sleeps == [1.0]
+    with pytest.raises(KommoRateLimited) as caught:
+        for _ in range(10):
+            answers.append(client.get("/api/v4/account"))
+    # THEN seven went through, Kommo refused the 8th with its wait, and the client stopped there
+    assert len(answers) == 7 and caught.value.retry_after == 300
+    assert [r.status for r in standin.requests] == [200] * 7 + [429]
+    assert sleeps == []
 
 
 def test_a_short_retry_after_header_is_slept_and_the_call_repeated(

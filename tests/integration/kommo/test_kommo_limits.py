@@ -120,6 +120,33 @@ def test_a_429_asking_for_300_s_pauses_every_caller_of_the_account_until_then(
     assert [r.status for r in kommo.requests] == [429, 200]
 
 
+def test_callers_that_meet_kommos_own_429_stop_so_the_address_is_never_banned(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    # GIVEN Kommo lets only 3 requests per second through this address (others use it too)
+    kommo.limits.rate_limit = 3
+
+    # WHEN four workers each try ten calls at once, as our budget of 7 per second allows
+    def work(n: int) -> int:
+        worker, refused = client(sim), 0
+        for _ in range(10):
+            try:
+                worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}")
+            except KommoBusy:
+                refused += 1
+        return refused
+
+    refused = sum(sim.run_threads(4, work))
+    # THEN Kommo answered one 429 (with its 300 s) and was asked nothing more: never banned
+    statuses = [r.status for r in kommo.requests]
+    assert statuses == [200, 200, 200, 429]
+    assert refused == 40 - 3  # every other call was refused here, with Kommo's wait
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+    # AND after Kommo's wait the calls go through again
+    sim.advance(300)
+    assert client(sim).get(f"/api/v4/leads/{seed.LEAD_OFFER}") is not None
+
+
 def test_a_403_blocks_the_account_and_later_calls_refuse_without_reaching_kommo(
     kommo: KommoStandIn, sim: SimClock, caplog: pytest.LogCaptureFixture
 ) -> None:

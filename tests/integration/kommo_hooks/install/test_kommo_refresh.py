@@ -101,8 +101,8 @@ def test_a_refused_refresh_disconnects_the_account_loudly_and_stops_calling(
     # WHEN a caller needs the token refreshed
     with pytest.raises(KommoDisconnected):
         client_for_account(account(), clock=clock)
-    # THEN Kommo answered 400 invalid_grant, and the account is disconnected, with the reason
-    assert [c.status for c in refreshes(standin)] == [200, 400]
+    # THEN Kommo answered 401 "Token has been revoked", and the account is disconnected, with the reason
+    assert [c.status for c in refreshes(standin)] == [200, 401]
     stored = account()
     assert stored.status == "disconnected" and "revoked" in str(stored.status_detail)
     assert stored.refresh_lease_until is None
