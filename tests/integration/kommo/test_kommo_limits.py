@@ -56,6 +56,9 @@ def kommo(sim: SimClock, sample300: Seed, monkeypatch: pytest.MonkeyPatch) -> It
         yield running
 
 
+OTHER_ACCOUNT = seed.ACCOUNT_ID + 1
+
+
 def client(sim: SimClock) -> KommoClient:
     """A client as a Lambda makes it: from the stored account, with its gate."""
     return client_for_account(AccountModel.get(seed.ACCOUNT_ID, consistent_read=True), clock=sim)
@@ -94,6 +97,60 @@ def test_a_429_is_waited_out_and_retried(kommo: KommoStandIn, sim: SimClock) -> 
     assert worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}") is not None
     assert [r.status for r in kommo.requests] == [429, 200]
     assert sim.timestamp() - started >= 2.0
+
+
+def test_two_accounts_leaving_through_one_address_share_its_seven_requests_per_second(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    # GIVEN a second account (Kommo counts per IP address, whatever the account)
+    save_account_with_token(TOKEN, account_id=OTHER_ACCOUNT)
+
+    # WHEN two workers of each account make 20 requests each, at once
+    def work(n: int) -> None:
+        account_id = (seed.ACCOUNT_ID, OTHER_ACCOUNT)[n % 2]
+        worker = client_for_account(AccountModel.get(account_id, consistent_read=True), clock=sim)
+        for _ in range(20):
+            worker.get(f"/api/v4/leads/{seed.LEAD_OFFER}")
+
+    sim.run_threads(4, work)
+    # THEN all 80 went through without a 429, never more than 7 in any second from this address
+    requests = kommo.requests
+    assert len(requests) == 80 and {r.status for r in requests} == {200}
+    assert busiest_second([r.time for r in requests]) <= 7
+
+
+def test_a_429_pauses_every_account_leaving_through_the_same_address(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    other = save_account_with_token(TOKEN, account_id=OTHER_ACCOUNT)
+    kommo.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 300})
+    with pytest.raises(KommoRateLimited):
+        client(sim).get("/api/v4/account")
+    # WHEN another account calls during Kommo's wait: nothing leaves this address
+    with pytest.raises(KommoRateLimited) as caught:
+        client_for_account(other, clock=sim).get("/api/v4/account")
+    assert caught.value.retry_after == pytest.approx(300) and len(kommo.requests) == 1
+
+
+def test_kommos_ban_page_blocks_the_account_and_holds_every_account_of_the_address(
+    kommo: KommoStandIn, sim: SimClock
+) -> None:
+    other = save_account_with_token(TOKEN, account_id=OTHER_ACCOUNT)
+    # WHEN Kommo has banned the address, and answers nginx's plain 403 page
+    kommo.ban()
+    with pytest.raises(KommoAccessDenied):
+        client(sim).get("/api/v4/account")
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "blocked"
+    # THEN the other account is not blocked, but sends nothing through the banned address
+    with pytest.raises(KommoBusy) as caught:
+        client_for_account(other, clock=sim).get("/api/v4/account")
+    assert caught.value.retry_after == pytest.approx(900) and is_retryable(caught.value)
+    assert AccountModel.get(OTHER_ACCOUNT, consistent_read=True).status == "active"
+    assert len(kommo.requests) == 1
+    # AND after the cool-off both call again
+    sim.advance(900)
+    assert client_for_account(other, clock=sim).get("/api/v4/account") is not None
+    assert client(sim).get("/api/v4/account") is not None
 
 
 def test_a_429_asking_for_300_s_pauses_every_caller_of_the_account_until_then(
