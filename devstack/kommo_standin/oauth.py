@@ -8,10 +8,17 @@
   works once.
 - `refresh_token`: the refresh token must be the newest of its grant. Every refresh issues a
   new access token (24 h) and a new refresh token (3 months) and retires the old refresh
-  token: sending it again answers 400, as Kommo does. Earlier access tokens keep working
-  until they expire.
-- Errors are problem+json in the shape of Kommo's OAuth errors (`title`, `type`, `status`,
-  `detail`, `hint`): 400 for a bad grant, 401 for a wrong client id or secret.
+  token: sending it again answers 401 "Token has been revoked", as Kommo does. Earlier
+  access tokens keep working until they expire.
+- Errors are problem+json in Kommo's own words, as integrators quote them (kommo-api.md;
+  amocrm-api-php #123, #315, #414; ufee/amoapi#26; Krukov/amocrm_api#41):
+  - a wrong client id or secret: 401 `{"title": "Некорректный клиент", "type": …,
+    "status": 401, "detail": "Авторизация клиента не прошла"}`, with no `hint` and no
+    `invalid_client` anywhere;
+  - a refused grant: `{"hint": <the cause>, "title": "Некорректный запрос", "type": …,
+    "status": …, "detail": "В запросе отсутствует ряд параметров или параметры невалидны"}`,
+    401 for a refresh token (revoked, expired, not linked to the client), 400 for a code
+    or a request without what it needs (no report shows Kommo's status there; OAuth says 400).
 
 Bodies may be JSON or form-encoded. Tokens are random; nothing here is secret.
 """
@@ -27,12 +34,15 @@ from urllib.parse import parse_qsl
 CODE_LIFETIME = 20 * 60
 ACCESS_LIFETIME = 24 * 3600
 REFRESH_LIFETIME = 90 * 24 * 3600
-_ERROR_TYPE = "https://developers.kommo.com/docs/oauth-errors"
-_INVALID_GRANT = (
-    "The provided authorization grant (e.g., authorization code, resource owner credentials) or "
-    "refresh token is invalid, expired, revoked, does not match the redirection URI used in the "
-    "authorization request, or was issued to another client."
-)
+_ERROR_TYPE = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
+_BAD_REQUEST = "Некорректный запрос"
+_BAD_REQUEST_DETAIL = "В запросе отсутствует ряд параметров или параметры невалидны"
+WRONG_CLIENT = {
+    "title": "Некорректный клиент",
+    "type": _ERROR_TYPE,
+    "status": 401,
+    "detail": "Авторизация клиента не прошла",
+}
 
 
 @dataclass(frozen=True)
@@ -77,12 +87,20 @@ class TokenCall:
     refresh_token: str | None = field(default=None, repr=False)
 
 
-def _problem(status: int, title: str, detail: str, hint: str) -> tuple[int, dict[str, Any]]:
-    return status, {"title": title, "type": _ERROR_TYPE, "status": status, "detail": detail, "hint": hint}
+def _invalid_grant(hint: str, status: int = 400) -> tuple[int, dict[str, Any]]:
+    """A refused grant or request, in Kommo's words; `hint` says why."""
+    body = {
+        "hint": hint,
+        "title": _BAD_REQUEST,
+        "type": _ERROR_TYPE,
+        "status": status,
+        "detail": _BAD_REQUEST_DETAIL,
+    }
+    return status, body
 
 
-def _invalid_grant(hint: str) -> tuple[int, dict[str, Any]]:
-    return _problem(400, "Bad Request", _INVALID_GRANT, hint)
+def _refused_refresh(hint: str) -> tuple[int, dict[str, Any]]:
+    return _invalid_grant(hint, status=401)
 
 
 class StandInOAuth:
@@ -123,7 +141,7 @@ class StandInOAuth:
     def _answer(self, body: dict[str, Any], grant_type: str, now: float) -> tuple[int, dict[str, Any]]:
         integration = self.integrations.get(str(body.get("client_id") or ""))
         if integration is None or body.get("client_secret") != integration.client_secret:
-            return _problem(401, "Unauthorized", "Client authentication failed", "invalid_client")
+            return 401, dict(WRONG_CLIENT)
         if grant_type == "authorization_code":
             code = self._codes.get(str(body.get("code") or ""))
             if code is None or code.client_id != integration.client_id:
@@ -140,15 +158,15 @@ class StandInOAuth:
             token = str(body.get("refresh_token") or "")
             grant = self._grants.get(token)
             if grant is None or token in self._retired:
-                return _invalid_grant("Token has been revoked")
+                return _refused_refresh("Token has been revoked")
             if grant.client_id != integration.client_id:
-                return _invalid_grant("Token is not linked to the client")
+                return _refused_refresh("Token is not linked to client")
             if now > grant.refresh_expires_at:
-                return _invalid_grant("Token has expired")
+                return _refused_refresh("Token has expired")
             if body.get("redirect_uri") != integration.redirect_uri:
                 return _invalid_grant("Invalid redirect URI")
             return 200, self._issue(grant.client_id, grant.user_id, now, previous=token)
-        return _problem(400, "Bad Request", "The authorization grant type is not supported", "grant_type")
+        return _invalid_grant("The authorization grant type is not supported by the authorization server.")
 
     def _issue(self, client_id: str, user_id: int, now: float, previous: str | None) -> dict[str, Any]:
         access = "stand-in-access-" + secrets.token_urlsafe(24)

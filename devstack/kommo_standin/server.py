@@ -4,14 +4,16 @@ It answers the calls Mailer makes (and will make next) the way Kommo's documenta
 (../shared/reference/kommo-api.md §3): `Authorization: Bearer <token>`, HAL JSON
 (`application/hal+json`, `_links.self.href`, `_embedded.<entities>`, `_page`, `_links.next`),
 errors as `application/problem+json` ({"title", "type", "status", "detail"}, plus
-`validation-errors` for a 400 on a write), at most 7 requests per second per token (429 over it),
-at most 250 entities per page and per write, custom-field definitions 50 per page.
+`validation-errors` for a 400 on a write), at most 7 requests per second per IP address, then
+429 with Kommo's `retry_after` (300 s by default), and a ban (nginx's HTML "403 Forbidden")
+for an address that does not wait (kommo_standin/limits.py), at most 250 entities per page and
+per write, custom-field definitions 50 per page. Administrators' endpoints (`/api/v4/users`,
+the Salesbot continue) refuse other users with a 403 problem+json ("Forbidden"): a refusal of
+one call, not a ban.
 
 Choices where the documentation is silent, taken from the official PHP SDK's behaviour:
 - A GET of a missing entity by id, and a list with nothing to show, answer **204 No Content**
   (the SDK turns both into "no content"). Unknown paths answer 404 problem+json.
-- The 429 body carries `retry_after` (seconds until the one-second window frees up); no
-  `Retry-After` header is sent, as none is documented.
 - A lead always embeds `tags` and `companies`; `with=contacts` adds `contacts[{id, is_main}]`.
 - A PATCH of a missing id answers 404 problem+json (by id) or a 400 validation error (batch).
 - A write is all or nothing: one bad element of a batch leaves every entity unchanged.
@@ -26,14 +28,15 @@ type, `_embedded.tags`, `tags_to_add`/`tags_to_delete`, a lead's stage), `POST /
 (administrators, 202; kept in `salesbot_continues`). `remove_entity` deletes an entity as a
 user would in Kommo's interface.
 
-OAuth: `POST /oauth2/access_token` with rotating refresh tokens (kommo_standin_oauth.py);
-the access tokens it issues expire after 24 h by the stand-in's clock, and the tokens of one
-integration share one rate window (Kommo counts per integration and account), while tokens
-given with `add_token` never expire and count alone.
+OAuth: `POST /oauth2/access_token` with rotating refresh tokens and Kommo's error answers
+(kommo_standin/oauth.py); the access tokens it issues expire after 24 h by the stand-in's
+clock, while tokens given with `add_token` never expire. Every request from one address
+shares its rate window, whatever its token.
 
 Failures for tests: `fail_next` answers the next matching requests (optionally of one token,
-or of another path such as the token endpoint) with any status; `gateway_timeout_over` makes
-batches bigger than a size answer 504, as Kommo's gateway does.
+or of another path such as the token endpoint) with any status and body (a `str` body goes
+out as it is, e.g. an HTML page); `ban` bans this machine's address now;
+`gateway_timeout_over` makes batches bigger than a size answer 504, as Kommo's gateway does.
 
 Everything lives in memory. Every accepted write is appended to `changes`; every request
 (with its status) to `requests`. `GET /_standin/state` and `GET /_standin/changes` show them
@@ -48,7 +51,6 @@ import json
 import math
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +58,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 
+from devstack.kommo_standin.limits import DEFAULT_WAIT, AddressLimits, ban_page
 from devstack.kommo_standin.oauth import StandInOAuth, TokenCall
 from devstack.kommo_standin.seed import Seed, demo_seed
 from devstack.kommo_standin.shapes import (
@@ -90,10 +93,13 @@ class KommoStandIn(StandInWrites):
         host: str = "127.0.0.1",
         port: int = 0,
         rate_limit: int = RATE_LIMIT_PER_SECOND,
+        rate_limit_wait: int = DEFAULT_WAIT,
     ) -> None:
         data = copy.deepcopy(seed) if seed is not None else demo_seed()
         self.clock = clock
-        self.rate_limit = rate_limit
+        # The limits per address: `limits.wait` is the 429's `retry_after`, `limits.ban_after`
+        # and `limits.ban_seconds` when an address is banned.
+        self.limits = AddressLimits(rate_limit, wait=rate_limit_wait)
         self._host, self._port = host, port
         self._lock = threading.RLock()
         self._account = data.account
@@ -128,7 +134,6 @@ class KommoStandIn(StandInWrites):
         self._changes: list[Change] = []
         self._requests: list[RequestRecord] = []
         self._tokens: dict[str, int] = {}
-        self._windows: dict[str, deque[float]] = {}
         self._failures: list[_Failure] = []
         admin = next(u["id"] for u in self._users.values() if u["rights"]["is_admin"])
         self.oauth = StandInOAuth(default_user_id=admin)
@@ -205,6 +210,11 @@ class KommoStandIn(StandInWrites):
             self._failures.extend(
                 _Failure(Response(status, body, dict(headers or {})), token, path) for _ in range(count)
             )
+
+    def ban(self, seconds: float | None = None, address: str = "127.0.0.1") -> None:
+        """Ban an address now, as Kommo does after repeated 429s (`limits.ban_seconds` by default)."""
+        with self._lock:
+            self.limits.ban(address, self.clock.timestamp(), seconds)
 
     def register_integration(self, client_id: str, client_secret: str, redirect_uri: str) -> None:
         """Let an integration (our client id and secret) use the token endpoint."""
@@ -296,8 +306,9 @@ class KommoStandIn(StandInWrites):
         authorization: str | None,
         raw_body: bytes,
         content_type: str = "application/json",
+        address: str = "127.0.0.1",
     ) -> Response:
-        """Answer one HTTP request; the server calls this, and tests may call it directly."""
+        """Answer one HTTP request from `address`; the server calls this, and tests may call it directly."""
         parts = urlsplit(target)
         path = parts.path.rstrip("/") or "/"
         if path.startswith("/_standin/"):
@@ -305,10 +316,12 @@ class KommoStandIn(StandInWrites):
         query = parse_qsl(parts.query, keep_blank_values=True)
         with self._lock:
             now = self.clock.timestamp()
-            if path == "/oauth2/access_token":
+            if self.limits.banned(address, now):
+                response = ban_page()
+            elif path == "/oauth2/access_token":
                 response = self._token_endpoint(method, path, raw_body, content_type, now)
             else:
-                response = self._api(method, path, query, authorization, raw_body, now)
+                response = self._api(method, path, query, authorization, raw_body, now, address)
             self._requests.append(RequestRecord(method, path, parts.query, response.status, now))
             return response
 
@@ -338,10 +351,13 @@ class KommoStandIn(StandInWrites):
         authorization: str | None,
         raw_body: bytes,
         now: float,
+        address: str,
     ) -> Response:
         try:
-            token, user_id, window = self._authenticate(authorization, now)
-            self._take_rate_slot(window, now)
+            token, user_id = self._authenticate(authorization, now)
+            limited = self.limits.take(address, now)
+            if limited is not None:
+                return limited
             injected = self._injected(path, token)
             if injected is not None:
                 return injected
@@ -375,31 +391,16 @@ class KommoStandIn(StandInWrites):
             return Response(200, [c.to_json() for c in self.changes])
         return Response(404, Problem(404, "Not Found", f"no stand-in view at {path}").body)
 
-    def _authenticate(self, authorization: str | None, now: float) -> tuple[str, int, str]:
-        """(token, user id, rate window): tokens of one integration share its window, as at Kommo."""
+    def _authenticate(self, authorization: str | None, now: float) -> tuple[str, int]:
+        """(token, user id) of the request's bearer token; 401 when it is unknown or expired."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() == "bearer" and token in self._tokens:
-            return token, self._tokens[token], token
+            return token, self._tokens[token]
         issued = self.oauth.access_tokens.get(token) if scheme.lower() == "bearer" else None
         if issued is None or now >= issued.expires_at:
             raise Problem(401, "Unauthorized", "Unauthorized")
-        return token, issued.user_id, f"integration:{issued.client_id}"
-
-    def _take_rate_slot(self, window_key: str, now: float) -> None:
-        """A sliding one-second window: the 8th request within a second is refused."""
-        window = self._windows.setdefault(window_key, deque())
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if len(window) >= self.rate_limit:
-            retry_after = max(1, math.ceil(window[0] + 1.0 - now))
-            raise Problem(
-                429,
-                "Too Many Requests",
-                f"more than {self.rate_limit} requests per second",
-                retry_after=retry_after,
-            )
-        window.append(now)
+        return token, issued.user_id
 
     @staticmethod
     def _parse_body(method: str, raw: bytes) -> Any:
@@ -656,16 +657,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Authorization"),
             raw,
             self.headers.get("Content-Type") or "",
+            address=str(self.client_address[0]),
         )
         self.send_response(response.status)
         for name, value in response.headers.items():
-            self.send_header(name, value)
+            if name.lower() != "content-type":
+                self.send_header(name, value)
         if response.status == 204 or response.body is None:
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        data = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
-        kind = "application/problem+json" if response.status >= 400 else "application/hal+json"
+        if isinstance(response.body, str):  # a page as it is (nginx's ban), not JSON
+            data = response.body.encode("utf-8")
+            kind = response.headers.get("Content-Type", "text/html")
+        else:
+            data = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+            kind = "application/problem+json" if response.status >= 400 else "application/hal+json"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

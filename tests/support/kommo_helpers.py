@@ -9,6 +9,27 @@ from typing import Any
 TOKEN = "test-admin-token"
 MANAGER_TOKEN = "test-manager-token"
 
+# Kommo's token endpoint, in its own words, as integrators quote it (kommo-api.md; ufee/amoapi#26,
+# Krukov/amocrm_api#41; amocrm/amocrm-api-php#123, #218, #315, #414).
+OAUTH_PROBLEM = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
+WRONG_CLIENT_ANSWER = {  # a wrong client id or secret: no hint, no invalid_client
+    "title": "Некорректный клиент",
+    "type": OAUTH_PROBLEM,
+    "status": 401,
+    "detail": "Авторизация клиента не прошла",
+}
+
+
+def refused_grant(hint: str, status: int = 401) -> dict[str, Any]:
+    """A refused grant or request: `hint` says why."""
+    return {
+        "hint": hint,
+        "title": "Некорректный запрос",
+        "type": OAUTH_PROBLEM,
+        "status": status,
+        "detail": "В запросе отсутствует ряд параметров или параметры невалидны",
+    }
+
 
 @dataclass
 class Answer:

@@ -49,6 +49,11 @@ class Settings:
     kommo_base_url: str = "https://{subdomain}.{domain}"
     # Kommo allows 7 API requests per second per account; every Lambda shares one bucket.
     kommo_requests_per_second: float = 7.0
+    # Kommo also counts 7 per second per IP address: every function leaving through one address
+    # (one NAT gateway) shares the budget named by this key, across accounts; "none": no such budget.
+    kommo_egress_key: str = "shared"
+    # That budget's rate; unset, the same as `kommo_requests_per_second`.
+    kommo_egress_requests_per_second: float | None = None
     # A caller waits in-process for a Kommo rate token at most this long (else KommoBusy).
     kommo_max_rate_wait_seconds: float = 10.0
     # Access tokens are refreshed when they expire within this margin.
@@ -123,6 +128,12 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         kommo_redirect_uri=get("KOMMO_REDIRECT_URI", ""),
         kommo_base_url=get("MAILER_KOMMO_BASE_URL", defaults.kommo_base_url),
         kommo_requests_per_second=float(get("MAILER_KOMMO_REQUESTS_PER_SECOND", "7")),
+        kommo_egress_key=get("MAILER_KOMMO_EGRESS_KEY", defaults.kommo_egress_key).strip(),
+        kommo_egress_requests_per_second=(
+            float(e["MAILER_KOMMO_EGRESS_REQUESTS_PER_SECOND"])
+            if e.get("MAILER_KOMMO_EGRESS_REQUESTS_PER_SECOND")
+            else None
+        ),
         kommo_max_rate_wait_seconds=float(get("MAILER_KOMMO_MAX_RATE_WAIT_SECONDS", "10")),
         kommo_refresh_margin_seconds=float(get("MAILER_KOMMO_REFRESH_MARGIN_SECONDS", "3600")),
         kommo_block_cooloff_seconds=float(get("MAILER_KOMMO_BLOCK_COOLOFF_SECONDS", "900")),

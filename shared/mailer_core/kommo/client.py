@@ -12,12 +12,16 @@ blocked; it takes the bearer token from its `TokenProvider` (for an installed ac
 `kommo_tokens.AccountTokens`, which refreshes before expiry). Then:
 
 - 2xx: the decoded JSON (None for 204 No Content, which Kommo uses for "nothing found");
-- 429: waited out (`retry_after` in the body, or a `Retry-After` header, capped at
-  `max_retry_wait`; exponential backoff otherwise) and retried, for every method: Kommo did
-  nothing;
+- 429: Kommo's wait (`retry_after` in the body, or a `Retry-After` header; exponential backoff
+  without either) pauses the gate's budgets until then, for every caller. A wait within
+  `max_retry_wait` is slept and the call repeated (for every method: Kommo did nothing); a
+  longer one raises `KommoRateLimited` at once: repeated 429s make Kommo ban the IP;
 - 401: the token provider is asked once for a newer token (a refresh), then the call is retried;
-- 403: Kommo blocked the IP (or the token lost its rights): the gate marks the account blocked
-  for a cool-off and the client raises `KommoAccessDenied` without retrying;
+- 403 without a problem+json body (nginx's "403 Forbidden" page, or words about a blocked IP):
+  Kommo banned our IP; the gate blocks the account for a cool-off and the client raises
+  `KommoAccessDenied` without retrying. A 403 with a problem+json body refuses this one call
+  for lack of rights (`KommoInsufficientRights`, e.g. `/api/v4/users` with a manager's token):
+  nothing else changes;
 - 5xx and network errors: retried with backoff only for idempotent calls: GET, PATCH (it sets
   values; `tags_to_add`/`tags_to_delete` are set operations), POST .../link (linking twice is
   one link) and the token endpoint. POST of tasks, notes and leads is never retried after a
@@ -26,9 +30,11 @@ blocked; it takes the bearer token from its `TokenProvider` (for an installed ac
   (`_in_halving_batches`); a batch create (POST) is not split, for the reason above.
 
 Errors carry Kommo's own words: `KommoError` (`kommo_status`, `title`, `detail`,
-`validation_errors`), `KommoAccessDenied` (401/403: stop calling), `KommoNotFound`,
-`KommoBusy` (the shared rate limit would make the caller wait too long: try again later),
-`KommoInvalidGrant` (the token endpoint refused the code or refresh token).
+`validation_errors`), `KommoAccessDenied` (401, the ban: stop calling), `KommoInsufficientRights`
+(403 for this call), `KommoNotFound`, `KommoBusy` (the shared rate limit would make the caller
+wait too long: try again later), `KommoRateLimited` (a 429's long wait), `KommoInvalidGrant`
+(the token endpoint refused the code or refresh token), `KommoMisconfigured` (it refused our
+client id, secret or redirect URI).
 """
 
 from __future__ import annotations
@@ -50,12 +56,16 @@ from mailer_core.base import backoff
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput
+from mailer_core.base.logs import logger
 from mailer_core.kommo import hosts
 from mailer_core.kommo.errors import (
     KommoAccessDenied,
     KommoError,
+    KommoInsufficientRights,
     KommoInvalidGrant,
+    KommoMisconfigured,
     KommoNotFound,
+    KommoRateLimited,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +119,11 @@ class RequestGate(Protocol):
         ...
 
     def access_denied(self, error: KommoAccessDenied) -> None:
-        """Kommo answered 403: block the account for a while."""
+        """Kommo banned our IP (403): block the account for a while."""
+        ...
+
+    def pause(self, seconds: float, error: KommoError) -> None:
+        """Kommo answered 429 asking for `seconds`: no request through this gate until then."""
         ...
 
 
@@ -227,29 +241,90 @@ def _retry_after(problem: Mapping[str, Any], headers: Message) -> float | None:
     return found if found is not None else _seconds(headers.get("Retry-After"))
 
 
+_BAN_WORDS = re.compile(r"\bip\b|\bblock|\bbann?ed\b", re.IGNORECASE)
+
+
+def is_ip_ban(problem: Mapping[str, Any]) -> bool:
+    """Whether a 403 is Kommo's ban of our IP rather than a refusal for lack of rights.
+
+    The ban is nginx's plain "403 Forbidden" page (HTML, or nothing), not a problem+json body;
+    a problem body refuses one call for lack of rights, unless its words speak of a blocked IP.
+    """
+    words = " ".join(str(problem.get(k) or "") for k in ("title", "detail", "hint"))
+    return not problem or bool(_BAN_WORDS.search(words))
+
+
+def _message(method: str, path: str, status: int, problem: Mapping[str, Any]) -> str:
+    words = ": ".join(str(problem.get(k)) for k in ("title", "detail", "hint") if problem.get(k))
+    return f"Kommo answered {status} to {method} {path} ({words or 'no details'})"
+
+
 def _error(
     method: str, path: str, status: int, problem: Mapping[str, Any], retry_after: float | None
-) -> KommoError | KommoNotFound:
-    title = str(problem.get("title") or "") or None
-    detail = str(problem.get("detail") or "") or None
-    hint = str(problem.get("hint") or "") or None
-    words = ": ".join(w for w in (title, detail, hint) if w) or "no details"
-    message = f"Kommo answered {status} to {method} {path} ({words})"
-    if status == 404:
-        return KommoNotFound(message, kommo_status=status)
-    kind = KommoAccessDenied if status in (401, 403) else KommoError
+) -> KommoError:
+    kind: type[KommoError] = KommoError
+    if status == 401 or (status == 403 and is_ip_ban(problem)):
+        kind = KommoAccessDenied
+    elif status == 403:
+        kind = KommoInsufficientRights
     return kind(
-        message,
+        _message(method, path, status, problem),
         kommo_status=status,
-        title=title,
-        detail=detail,
+        title=str(problem.get("title") or "") or None,
+        detail=str(problem.get("detail") or "") or None,
         validation_errors=problem.get("validation-errors"),
         retry_after=retry_after,
-        hint=hint,
+        hint=str(problem.get("hint") or "") or None,
     )
 
 
-def request_token(
+def _rate_limited(error: KommoError, wait: float) -> KommoRateLimited:
+    return KommoRateLimited(
+        f"{error.message}; Kommo asked to wait {wait:.0f} s: its budget is paused until then",
+        kommo_status=429,
+        title=error.title,
+        detail=error.detail,
+        retry_after=wait,
+    )
+
+
+_CLIENT_TITLE = re.compile(r"некорректный клиент|invalid.client", re.IGNORECASE)
+_CLIENT_HINT = re.compile(r"client|redirect", re.IGNORECASE)
+_DEAD_GRANT = re.compile(r"revoked|expired|cannot decrypt|invalid_grant", re.IGNORECASE)
+
+
+def _token_refusal(status: int, problem: Mapping[str, Any], error: KommoError) -> KommoError:
+    """What a 400 or 401 of the token endpoint means (see `request_token`)."""
+    title = str(problem.get("title") or "")
+    hint = " ".join(str(problem.get(k) or "") for k in ("error", "hint"))
+    ours = _CLIENT_TITLE.search(title) or _CLIENT_HINT.search(hint)
+    kind = KommoInvalidGrant if not ours and _DEAD_GRANT.search(hint) else KommoMisconfigured
+    refusal = kind(
+        error.message, kommo_status=status, title=error.title, detail=error.detail, hint=error.hint
+    )
+    if kind is KommoInvalidGrant:
+        return refusal
+    logger.error(
+        "Kommo refused our integration at the token endpoint: check KOMMO_CLIENT_ID, "
+        "KOMMO_CLIENT_SECRET and KOMMO_REDIRECT_URI; no account is disconnected",
+        extra={"kommo_status": status, "kommo_title": error.title, "kommo_hint": error.hint},
+    )
+    return refusal
+
+
+def _token_grant(status: int, problem: Mapping[str, Any]) -> TokenGrant:
+    try:
+        return TokenGrant(
+            access_token=str(problem["access_token"]),
+            refresh_token=str(problem["refresh_token"]),
+            expires_in=int(problem["expires_in"]),
+            server_time=int(problem["server_time"]) if problem.get("server_time") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KommoError(f"Kommo answered POST {TOKEN_PATH} without tokens", kommo_status=status) from exc
+
+
+def request_token(  # noqa: C901 - the documented answer of each status, in one loop of attempts
     subdomain: str,
     payload: Mapping[str, str],
     *,
@@ -263,16 +338,26 @@ def request_token(
 ) -> TokenGrant:
     """POST the account's `/oauth2/access_token` (an authorization code or a refresh token).
 
-    Retried on 429, 5xx and network errors while `deadline` (epoch seconds, by `clock`) leaves
+    Retried on 5xx and network errors while `deadline` (epoch seconds, by `clock`) leaves
     time for another attempt: a request Kommo did not process changes nothing, and one it did
     process cannot be recovered by anything else (its new refresh token is lost either way).
-    400 and 401 raise `KommoInvalidGrant` (the code or refresh token is used, expired or
-    revoked), except a 401 about the client itself (wrong client id or secret), which is a
-    configuration error (`KommoError`).
+    A 429 pauses the gate's budgets for Kommo's wait, and is retried only when that wait is
+    short (at most 8 s; else `KommoRateLimited`).
+
+    A 400 or 401 raises `KommoInvalidGrant` only when Kommo's hint says the code or refresh
+    token is dead (revoked, expired, cannot be decrypted: `{"hint": "Token has been revoked",
+    "title": "Некорректный запрос", "status": 401, …}`); that disconnects an account. Anything
+    else, above all the answer to a wrong client id or secret (`401`, `"title": "Некорректный
+    клиент"`, no hint), or a hint naming the client or the redirect URI, is our configuration:
+    `KommoMisconfigured`, logged as an error, retryable, and no account is disconnected.
     """
     transport = KommoTransport(account_base_url(subdomain, domain, base_url), timeout=timeout)
     data = json.dumps(dict(payload)).encode("utf-8")
     attempt = 0
+
+    def may_retry(wait: float) -> bool:
+        return attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline)
+
     while True:
         if gate is not None:
             gate.before_request()
@@ -280,45 +365,32 @@ def request_token(
             status, headers, raw = transport.send("POST", TOKEN_PATH, data)
         except _NETWORK_ERRORS as exc:
             wait = backoff.exponential(attempt, base=0.5, cap=8.0)
-            if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
+            if may_retry(wait):
                 clock.sleep(wait)
                 attempt += 1
                 continue
             raise KommoError(f"Kommo did not answer POST {TOKEN_PATH}: {exc}") from exc
         problem = _problem(raw)
         if 200 <= status < 300:
-            try:
-                return TokenGrant(
-                    access_token=str(problem["access_token"]),
-                    refresh_token=str(problem["refresh_token"]),
-                    expires_in=int(problem["expires_in"]),
-                    server_time=int(problem["server_time"]) if problem.get("server_time") else None,
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise KommoError(
-                    f"Kommo answered POST {TOKEN_PATH} without tokens", kommo_status=status
-                ) from exc
+            return _token_grant(status, problem)
         retry_after = _retry_after(problem, headers)
+        error = _error("POST", TOKEN_PATH, status, problem, retry_after)
         if status == 429 or status >= 500:
-            wait = (
-                min(retry_after, 8.0)
-                if retry_after is not None
-                else backoff.exponential(attempt, base=0.5, cap=8.0)
-            )
-            if attempt < max_retries and (deadline is None or clock.timestamp() + wait + timeout < deadline):
+            wait = retry_after if retry_after is not None else backoff.exponential(attempt, base=0.5, cap=8.0)
+            if status == 429 and gate is not None:
+                gate.pause(wait, error)
+            if status >= 500:
+                wait = min(wait, 8.0)  # a 5xx's wait is only a hint; Kommo did nothing
+            if wait <= 8.0 and may_retry(wait):
                 clock.sleep(wait)
                 attempt += 1
                 continue
-        error = _error("POST", TOKEN_PATH, status, problem, retry_after)
-        words = " ".join(str(problem.get(k) or "") for k in ("error", "hint", "detail")).lower()
-        if status in (400, 401) and not ("invalid_client" in words or "client authentication" in words):
-            raise KommoInvalidGrant(
-                error.message,
-                kommo_status=status,
-                title=str(problem.get("title") or "") or None,
-                detail=str(problem.get("detail") or "") or None,
-                hint=str(problem.get("hint") or "") or None,
-            )
+            if status == 429:
+                raise _rate_limited(error, wait)
+        if isinstance(error, KommoAccessDenied) and status == 403 and gate is not None:
+            gate.access_denied(error)
+        if status in (400, 401):
+            raise _token_refusal(status, problem, error)
         raise error
 
 
@@ -438,8 +510,7 @@ class KommoClient:
         """POST. A 5xx is not retried unless `idempotent`: Kommo may have created the entities."""
         return self.request("POST", path, body=body, retry_server_errors=idempotent)
 
-    # Many branches on purpose: the documented answer of each status, in one loop of attempts.
-    def request(  # noqa: C901
+    def request(
         self,
         method: str,
         path: str,
@@ -475,35 +546,46 @@ class KommoClient:
                     continue
                 raise KommoError(f"Kommo did not answer {method} {path}: {exc}") from exc
             if 200 <= status < 300:
-                if self.gate is not None:
-                    self.gate.after_success()
-                if status == 204 or not raw.strip():
-                    return None
-                try:
-                    return json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise KommoError(
-                        f"Kommo answered {method} {path} with no JSON", kommo_status=status
-                    ) from exc
-            problem = _problem(raw)
-            retry_after = _retry_after(problem, headers)
-            error = _error(method, path, status, problem, retry_after)
+                return self._success(method, path, status, raw)
             if status == 401 and not renewed and self.tokens.renew(token) is not None:
                 renewed = True
                 continue
-            if status == 403 and isinstance(error, KommoAccessDenied) and self.gate is not None:
-                self.gate.access_denied(error)
-            retryable = status == 429 or (status >= 500 and retry_server_errors)
-            if status == 504 and split_on_504:
-                retryable = False
-            if retryable and attempt < self.max_retries:
-                wait = (
-                    self._backoff(attempt) if retry_after is None else min(retry_after, self.max_retry_wait)
-                )
-                self.clock.sleep(wait)
-                attempt += 1
-                continue
-            raise error
+            retry_5xx = retry_server_errors and not (status == 504 and split_on_504)
+            self.clock.sleep(self._wait_or_raise(method, path, (status, headers, raw), attempt, retry_5xx))
+            attempt += 1
+
+    def _success(self, method: str, path: str, status: int, raw: bytes) -> Any:
+        if self.gate is not None:
+            self.gate.after_success()
+        if status == 204 or not raw.strip():
+            return None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise KommoError(f"Kommo answered {method} {path} with no JSON", kommo_status=status) from exc
+
+    def _wait_or_raise(
+        self, method: str, path: str, answer: tuple[int, Message, bytes], attempt: int, retry_5xx: bool
+    ) -> float:
+        """How long to wait before the call is tried again after an error answer, or the error."""
+        status, headers, raw = answer
+        problem = _problem(raw)
+        if status == 404:
+            raise KommoNotFound(_message(method, path, status, problem), kommo_status=status)
+        retry_after = _retry_after(problem, headers)
+        error = _error(method, path, status, problem, retry_after)
+        if status == 429:
+            wait = self._backoff(attempt) if retry_after is None else retry_after
+            if self.gate is not None:
+                self.gate.pause(wait, error)
+            if wait <= self.max_retry_wait and attempt < self.max_retries:
+                return wait
+            raise _rate_limited(error, wait)
+        if status == 403 and isinstance(error, KommoAccessDenied) and self.gate is not None:
+            self.gate.access_denied(error)
+        if status >= 500 and retry_5xx and attempt < self.max_retries:
+            return self._backoff(attempt) if retry_after is None else min(retry_after, self.max_retry_wait)
+        raise error
 
     def _backoff(self, attempt: int) -> float:
         return backoff.exponential(attempt, base=self.backoff_base, cap=self.max_retry_wait)

@@ -13,10 +13,16 @@ refreshes when the access token expires within `kommo_refresh_margin_seconds`, u
    version moved, then uses the new access token. It never holds, sends or writes a refresh
    token it did not just read.
 
-A refresh Kommo refuses (400/401 invalid_grant) marks the account `disconnected` (only if
+A refresh Kommo refuses because the refresh token is dead (400/401 whose hint says revoked,
+expired or undecryptable: `KommoInvalidGrant`) marks the account `disconnected` (only if
 nobody stored newer tokens meanwhile), logs an error with the account id, and raises
-`KommoDisconnected`; the widget must be installed again. A refresh that fails otherwise (5xx,
-network) releases the lease and keeps using the current token while it is still valid.
+`KommoDisconnected`; the widget must be installed again. A refresh that fails otherwise
+releases the lease, keeps the refresh token, and keeps using the current access token while it
+is still valid, then raises: 5xx, no answer, a 429's pause (`KommoRateLimited`), and Kommo
+refusing our integration itself (a wrong client id or secret: 401 "Некорректный клиент",
+`KommoMisconfigured`, logged as an error): that is our configuration, not the account's, and
+disconnecting every account at its next refresh would turn one bad deploy into a reinstall
+for every customer.
 
 Every token is KMS-encrypted with an encryption context naming its account (or install) and
 its purpose; tokens are never logged.
@@ -218,7 +224,7 @@ class AccountTokens:
             )
         except kommo_errors.KommoInvalidGrant as exc:
             return self._refused(version, exc)
-        except Exception as exc:
+        except Exception as exc:  # the refresh token is kept: it may still work once this passes
             self._release_lease()
             expires_at = account.token_expires_at
             if expires_at is not None and float(expires_at) > self.clock.timestamp() + 60:

@@ -48,6 +48,7 @@ from mailer_core.base.logs import logger
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo import hosts
+from mailer_core.kommo import limits as kommo_limits
 from mailer_core.kommo import tokens as kommo_tokens
 from mailer_core.kommo.limits import ACTIVE
 from mailer_core.kommo.tokens import token_context
@@ -300,6 +301,7 @@ def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome
     if not _claim_install(install, now):
         raise InstallInProgress("another worker is exchanging this Kommo install")
     log = {"subdomain": install.subdomain, "domain": install.domain}
+    gate = kommo_limits.egress_gate(clock=clock)  # the address's budget: no account's yet
     if install.state != EXCHANGED:
         if now - float(install.created_at) > CODE_LIFETIME_SECONDS:
             _finish_install(install, FAILED, error="the authorization code expired before it was exchanged")
@@ -311,6 +313,7 @@ def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome
                 kommo_tokens.oauth_payload("authorization_code", code=job.code),
                 domain=install.domain,
                 clock=clock,
+                gate=gate,
                 deadline=now + EXCHANGE_CLAIM_SECONDS - 10,
             )
         except kommo_errors.KommoInvalidGrant as exc:
@@ -342,7 +345,7 @@ def complete_install(job: InstallJob, *, clock: Clock = SYSTEM_CLOCK) -> Outcome
         )
         expires_at = int(install.token_expires_at or 0)
     try:
-        client = kommo.KommoClient(install.subdomain, access, domain=install.domain, clock=clock)
+        client = kommo.KommoClient(install.subdomain, access, domain=install.domain, clock=clock, gate=gate)
         info = client.account()
         account_id = int(info["id"])
         subdomain = str(info.get("subdomain") or install.subdomain).lower()

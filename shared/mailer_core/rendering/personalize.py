@@ -230,7 +230,7 @@ def permanent_failure(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, kommo_errors.KommoNotFound):
         return f"the email's CRM entity is gone: {exc}"
-    if isinstance(exc, kommo_errors.KommoAccessDenied):
+    if isinstance(exc, kommo_errors.KommoAccessDenied | kommo_errors.KommoInsufficientRights):
         return f"Kommo refused to give the email's CRM data: {exc}"
     if isinstance(exc, Conflict):
         return str(exc)

@@ -24,9 +24,15 @@ its field's name and type, so no field definitions need fetching. Anything not t
 Requests: `KommoData` keeps what it has read. One email from a lead costs the lead (with
 its contact links), one batch of its contacts and its company: three requests. Users,
 pipelines and the account are read once per `ACCOUNT_CACHE_SECONDS` and shared by every
-render in the process. `prefetch` reads many entities at once (250 per request), so the
-send worker reads a whole SQS batch in three requests and a mailing of N leads costs about
-3 * N / 250 requests.
+render in the process. Users are read only when something needs them: a template that names
+a responsible user (`lead.responsible` …), the manager's name when the mailbox has none, or
+the manager's language when the message names no locale. Only administrators may list users
+(`GET /api/v4/users`); with another user's token Kommo refuses (403, insufficient rights), and
+rendering goes on without users' data: a responsible user is then only its `id` (its name
+prints empty), and that answer is kept as long as a list would be.
+
+`prefetch` reads many entities at once (250 per request), so the send worker reads a whole
+SQS batch in three requests and a mailing of N leads costs about 3 * N / 250 requests.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.client import EntityType, KommoClient
-from mailer_core.kommo.errors import KommoError
+from mailer_core.kommo.errors import KommoInsufficientRights
 from mailer_core.rendering import modifiers
 from mailer_core.rendering import sandbox as rendering
 
@@ -101,6 +107,8 @@ class Record(dict[Any, Any]):
         return default
 
     def __str__(self) -> str:
+        if isinstance(self._text, _Lazy):
+            self._text = self._text.compute()
         return "" if self._text is None else str(self._text)
 
 
@@ -244,10 +252,8 @@ class KommoData:
         def load() -> dict[int, dict[str, Any]]:
             try:
                 return {int(u["id"]): u for u in self.client.iter_pages("/api/v4/users", "users")}
-            except KommoError as exc:
-                if exc.kommo_status == 403:  # only administrators may list users
-                    return {}
-                raise
+            except KommoInsufficientRights:  # only administrators may list users
+                return {}
 
         return dict(_shared(self.client, "users", load))
 
@@ -330,20 +336,43 @@ class MessageFacts:
     sent_at: datetime
 
 
-def _user(users: dict[int, dict[str, Any]], user_id: Any, path: str) -> Any:
+Users = Callable[[], dict[int, dict[str, Any]]]
+
+
+def _no_users() -> dict[int, dict[str, Any]]:
+    return {}
+
+
+def _once(load: Users) -> Users:
+    """`load`, called at most once (the first time a template names a user)."""
+    kept: list[dict[int, dict[str, Any]]] = []
+
+    def users() -> dict[int, dict[str, Any]]:
+        if not kept:
+            kept.append(load())
+        return kept[0]
+
+    return users
+
+
+def _user(users: Users, user_id: Any, path: str) -> Any:
+    """A user the template may name; Kommo's users are read only if it does."""
     if not user_id:
         return rendering.missing(path)
-    user = users.get(int(user_id))
-    if user is None:
-        return Record(path, "", {"id": int(user_id)})
-    return Record(
-        path,
-        user.get("name") or "",
-        {"id": int(user_id), "name": user.get("name"), "email": user.get("email")},
-    )
+    uid = int(user_id)
+
+    def record() -> Record:
+        user = users().get(uid)
+        if user is None:
+            return Record(path, "", {"id": uid})
+        return Record(
+            path, user.get("name") or "", {"id": uid, "name": user.get("name"), "email": user.get("email")}
+        )
+
+    return _Lazy(record)
 
 
-def _person(entity: dict[str, Any], path: str, users: dict[int, dict[str, Any]]) -> Record:
+def _person(entity: dict[str, Any], path: str, users: Users) -> Record:
     name = str(entity.get("name") or "").strip()
     first = str(entity.get("first_name") or "").strip()
     last = str(entity.get("last_name") or "").strip()
@@ -373,7 +402,7 @@ def _person(entity: dict[str, Any], path: str, users: dict[int, dict[str, Any]])
     return _without_none(record)
 
 
-def _company(entity: dict[str, Any], users: dict[int, dict[str, Any]]) -> Record:
+def _company(entity: dict[str, Any], users: Users) -> Record:
     emails = _multitext(entity, "EMAIL")
     phones = _multitext(entity, "PHONE")
     name = str(entity.get("name") or "")
@@ -402,7 +431,7 @@ def _without_none(record: Record) -> Record:
     return record
 
 
-def _lead(lead: dict[str, Any], data: KommoData, users: dict[int, dict[str, Any]], subdomain: str) -> Record:
+def _lead(lead: dict[str, Any], data: KommoData, users: Users, subdomain: str) -> Record:
     statuses = data.statuses()
     pipeline_id, status_id = lead.get("pipeline_id"), lead.get("status_id")
     pipeline, status = statuses.get(f"{pipeline_id}:{status_id}", (None, None))
@@ -461,18 +490,21 @@ def build_context(
     """The template context for one email; reads Kommo through `data` (None: no CRM data)."""
     from markupsafe import Markup
 
-    users = data.users() if data is not None else {}
+    users = _once(data.users) if data is not None else _no_users
     account = data.account() if data is not None else {}
     subdomain = str(account.get("subdomain") or (data.client.subdomain if data else ""))
-    kommo_user = users.get(manager.user_id) or {}
+
+    def from_kommo(key: str) -> _Lazy:
+        return _Lazy(lambda: (users().get(manager.user_id) or {}).get(key) or None)
+
     manager_record = _without_none(
         Record(
             "manager",
-            manager.name or kommo_user.get("name") or "",
+            manager.name or from_kommo("name"),
             {
                 "id": manager.user_id,
-                "name": manager.name or kommo_user.get("name") or None,
-                "email": manager.email or kommo_user.get("email") or None,
+                "name": manager.name or from_kommo("name"),
+                "email": manager.email or from_kommo("email"),
                 "phone": manager.phone or None,
                 "signature": Markup(signature) if signature else None,
             },

@@ -12,6 +12,10 @@ The daily cap lives in the same item as a counter attribute named for the UTC da
 incremented by the same UpdateItem and guarded by the same condition, and yesterday's counter
 is removed on the way. When the condition fails, DynamoDB hands back the old item, which
 says how long to wait: until `tat` for the rate, until midnight UTC for the daily cap.
+
+A bucket can be held (`hold`): its `tat` moves forward to a time given by someone else (Kommo
+answered 429 and asked to wait), so every taker is refused until then, with the reason
+`held`, at no extra cost (the same UpdateItem refuses).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from botocore.exceptions import ClientError
 from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
-Reason = Literal["rate", "daily_cap"]
+Reason = Literal["rate", "daily_cap", "held"]
 
 
 @dataclass(frozen=True)
@@ -126,4 +130,26 @@ def take(
         if old is None:
             return RateDecision(True)
         tat = float(old.get("tat", {}).get("N", repr(now)))
-    return RateDecision(False, retry_after=max(0.001, tat - tolerance - now), reason="rate")
+    held = float(old.get("held_until", {}).get("N", "0"))
+    reason: Reason = "held" if held > now else "rate"
+    return RateDecision(False, retry_after=max(0.001, tat - tolerance - now), reason=reason)
+
+
+def hold(bucket_key: str, *, until: float, now: float) -> bool:
+    """Grant no token of the bucket before `until` (epoch seconds); False when it was already
+    held as long. One conditional UpdateItem that only ever moves the bucket's `tat` forward."""
+    expires = max(now + 86400 * 2, until + 86400)
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=get_settings().rate_limits_table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="SET #tat = :until, held_until = :until, #exp = :exp",
+            ConditionExpression="attribute_not_exists(#tat) OR #tat < :until",
+            ExpressionAttributeNames={"#tat": "tat", "#exp": "expires_at"},
+            ExpressionAttributeValues={":until": {"N": repr(until)}, ":exp": {"N": str(int(expires))}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True

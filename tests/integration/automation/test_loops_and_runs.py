@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core.automation import runner as automation
-from mailer_core.base.clock import Clock
+from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.events import jobs
 from mailer_core.kommo.errors import KommoError
 from mailer_core.store.models import AutomationFactModel, MessageModel
@@ -148,6 +148,29 @@ def test_kommo_errors_are_retried_with_backoff_then_recorded_with_kommos_words(
     # an operator's redrive from the DLQ runs it again once Kommo is back
     assert runner.run(job, attempt=1) == "done"
     assert len(kommo.notes("leads")) == 1
+
+
+def test_a_429_asking_for_minutes_puts_the_run_back_that_long_after_one_request(
+    aws_stack: StackResources, admin: ApiClient, kommo: KommoStandIn
+) -> None:
+    note = trigger(admin, "Note", "note", text="later")
+    message = sent_from("leads", seed.LEAD_OFFER)
+    job = follow_up_job(message, note, "sent")
+    runner = automation.Runner(clock=FakeClock())
+    seen = len(kommo.requests)
+    kommo.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 300})
+    # WHEN the run meets Kommo's 429 with retry_after 300
+    with pytest.raises(automation.RetryLater) as retry:
+        runner.run(job)
+    # THEN Kommo was asked once, and the job comes back after Kommo's wait, not before
+    assert [r.status for r in kommo.requests[seen:]] == [429]
+    assert retry.value.seconds >= 300
+    # AND a run of the same account meanwhile sends nothing and is put back for what is left
+    other = follow_up_job(sent_from("leads", seed.LEAD_OFFER), note, "sent")
+    with pytest.raises(automation.RetryLater) as paused:
+        runner.run(other)
+    assert paused.value.seconds >= 299 and len(kommo.requests) == seen + 1
+    assert kommo.notes("leads") == []
 
 
 def test_a_retried_job_comes_back_after_its_backoff_through_the_queue(

@@ -13,14 +13,22 @@ from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import reset_settings
 from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.kommo.accounts import client_for_account
-from mailer_core.kommo.client import Contact, KommoClient
-from mailer_core.kommo.errors import KommoAccessDenied, KommoError, KommoNotFound
+from mailer_core.kommo.client import Contact, KommoClient, request_token
+from mailer_core.kommo.errors import (
+    KommoAccessDenied,
+    KommoError,
+    KommoInvalidGrant,
+    KommoMisconfigured,
+    KommoNotFound,
+    KommoRateLimited,
+    is_retryable,
+)
 from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.seed import Seed
 from devstack.kommo_standin.server import KommoStandIn
-from tests.support.kommo_helpers import TOKEN
+from tests.support.kommo_helpers import TOKEN, WRONG_CLIENT_ANSWER, refused_grant
 
 
 @contextmanager
@@ -112,26 +120,58 @@ def test_more_than_250_contacts_are_read_in_batches_of_250(sample: Seed, clock: 
     assert all(r.query.count("filter%5Bid%5D") <= 250 for r in requests)
 
 
-def test_429_is_waited_out_through_the_clock(
+def test_kommos_own_429_stops_the_client_at_once_with_kommos_wait(
     standin: KommoStandIn, client: KommoClient, sleeps: list[float]
 ) -> None:
     # GIVEN a frozen clock, so that every request falls into the same second
+    answers = []
     # WHEN the client makes ten calls
-    answers = [client.get("/api/v4/account") for _ in range(10)]
-    # THEN all succeed: the 8th was refused once, and the client slept what Kommo asked for
-    assert all(a is not None and a["id"] == seed.ACCOUNT_ID for a in answers)
-    assert [r.status for r in standin.requests].count(429) == 1
-    assert sleeps == [1.0]
+    with pytest.raises(KommoRateLimited) as caught:
+        for _ in range(10):
+            answers.append(client.get("/api/v4/account"))
+    # THEN seven went through, Kommo refused the 8th with its wait, and the client stopped there
+    assert len(answers) == 7 and caught.value.retry_after == 300
+    assert [r.status for r in standin.requests] == [200] * 7 + [429]
+    assert sleeps == []
 
 
-def test_retry_after_header_is_honoured_and_capped(
+def test_a_short_retry_after_header_is_slept_and_the_call_repeated(
     standin: KommoStandIn, clock: FakeClock, sleeps: list[float]
 ) -> None:
     client = KommoClient(seed.SUBDOMAIN, TOKEN, base_url=standin.base_url, clock=clock, max_retry_wait=8.0)
     standin.fail_next(429, body={"title": "Too Many Requests", "status": 429}, headers={"Retry-After": "3"})
-    standin.fail_next(429, body={"title": "Too Many Requests", "status": 429, "retry_after": 300})
     assert client.get("/api/v4/account") is not None
-    assert sleeps == [3.0, 8.0]
+    assert sleeps == [3.0]
+    assert [r.status for r in standin.requests] == [429, 200]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "wait"),
+    [
+        ({"title": "Too Many Requests", "status": 429, "retry_after": 300}, {}, 300.0),
+        ({"title": "Too Many Requests", "status": 429}, {"Retry-After": "120"}, 120.0),
+    ],
+    ids=["retry_after in the body", "Retry-After header"],
+)
+def test_a_429_asking_for_minutes_stops_the_call_at_once_with_kommos_wait(
+    standin: KommoStandIn,
+    client: KommoClient,
+    sleeps: list[float],
+    body: dict[str, object],
+    headers: dict[str, str],
+    wait: float,
+) -> None:
+    # GIVEN Kommo answers 429 and asks for a wait far longer than a caller may sleep
+    standin.fail_next(429, body=body, headers=headers)
+    # WHEN the client calls
+    with pytest.raises(KommoRateLimited) as caught:
+        client.get("/api/v4/account")
+    # THEN it asked once, slept nothing and did not ask again (429s repeated get the IP banned)
+    assert [r.status for r in standin.requests] == [429]
+    assert sleeps == []
+    # AND the error carries Kommo's wait, for the queue to redeliver the job that late
+    assert (caught.value.kommo_status, caught.value.retry_after) == (429, wait)
+    assert is_retryable(caught.value)
 
 
 def test_server_errors_are_retried_with_backoff(
@@ -181,6 +221,31 @@ def test_a_blocked_ip_403_is_access_denied(standin: KommoStandIn, client: KommoC
     with pytest.raises(KommoAccessDenied) as caught:
         client.get("/api/v4/account")
     assert caught.value.detail == "IP blocked"
+
+
+def test_the_token_endpoints_refusals_are_told_apart_by_kommos_words(
+    standin: KommoStandIn, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = [
+        (WRONG_CLIENT_ANSWER, KommoMisconfigured),  # our client id or secret is wrong
+        (refused_grant("Check the `client_id` parameter", status=400), KommoMisconfigured),
+        (refused_grant("Token is not linked to client"), KommoMisconfigured),  # another integration's
+        (refused_grant("Token has been revoked"), KommoInvalidGrant),  # the refresh token is dead
+        (refused_grant("Token has expired"), KommoInvalidGrant),
+        (refused_grant("Authorization code has expired", status=400), KommoInvalidGrant),
+    ]
+    for body, kind in answers:
+        standin.fail_next(int(str(body["status"])), body=body, path="/oauth2/access_token")
+        with pytest.raises(KommoError) as caught:
+            request_token(
+                seed.SUBDOMAIN, {"grant_type": "refresh_token"}, base_url=standin.base_url, clock=clock
+            )
+        assert type(caught.value) is kind, body
+        # only a dead grant is final (it disconnects an account); our configuration is retried
+        assert is_retryable(caught.value) is (kind is KommoMisconfigured)
+    # AND each refusal of our integration is logged as an error naming the settings to check
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3 and all("KOMMO_CLIENT_SECRET" in e for e in errors)
 
 
 def test_a_missing_lead_is_not_found(standin: KommoStandIn, client: KommoClient) -> None:

@@ -13,13 +13,15 @@ import pytest
 from mailer_core.adapters import sqs
 from mailer_core.rendering import variables
 from mailer_core.sending.worker import SendWorker
-from mailer_core.store.models import MessageModel
+from mailer_core.store.models import AccountModel, MessageModel
 
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, load_handler
 from tests.support.fixtures.templates import OFFER, TOKEN, mailbox_body
+from tests.support.kommo_accounts import save_account_with_token
+from tests.support.kommo_helpers import MANAGER_TOKEN
 from tests.support.smtp_servers import SmtpTestServer
 from tests.support.sqs import deliver
 
@@ -59,6 +61,43 @@ def sending(manager: ApiClient, smtp: SmtpTestServer, kommo: KommoStandIn) -> Sm
     reply = manager.post("/v1/mailboxes", mailbox_body(smtp, rate_per_second=100))
     assert reply.status == 201, reply.body
     return smtp
+
+
+def test_an_email_rendered_with_a_managers_token_goes_out_without_users_and_blocks_nothing(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources, kommo: KommoStandIn
+) -> None:
+    # GIVEN a manager installed the integration: Kommo lists users to administrators only
+    kommo.add_token(seed.ACCOUNT_ID, MANAGER_TOKEN, user_id=seed.MANAGER_USER_ID)
+    save_account_with_token(MANAGER_TOKEN)
+    html = "<p>{{ lead.name }}: {{ lead.responsible.id }} [{{ lead.responsible.name }}]</p>"
+    compose(manager, subject="Offer", html=html, entity=LEAD)
+
+    result = deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+
+    # THEN the email went out with the lead's data; the responsible user is only its id
+    assert result["batchItemFailures"] == []
+    [received] = sending.messages
+    assert f"Поставка оборудования для ООО «Ромашка»: {seed.MANAGER_USER_ID} []" in html_of(received.parsed())
+    # AND Kommo's refusal to list users (403) blocked nothing: the account is active
+    assert ("/api/v4/users", 403) in [(r.path, r.status) for r in kommo.requests]
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+
+
+def test_an_email_that_names_no_user_reads_no_users(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources, kommo: KommoStandIn
+) -> None:
+    # GIVEN an email in Russian whose template names the lead and its contact, but no user
+    compose(
+        manager, subject="{{ lead.name }}", html="<p>{{ contact.first_name }}</p>", entity=LEAD, locale="ru"
+    )
+
+    result = deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+
+    # THEN it went out filled in, and Kommo's users (an administrators' list) were never asked for
+    assert result["batchItemFailures"] == []
+    [received] = sending.messages
+    assert "Иван" in html_of(received.parsed())
+    assert "/api/v4/users" not in [r.path for r in kommo.requests]
 
 
 def test_a_saved_template_is_sent_rendered_with_the_leads_data(
@@ -175,13 +214,13 @@ def test_a_batch_reads_kommo_a_few_times_not_per_email(
 
     assert result["batchItemFailures"] == [] and len(sending.messages) == 6
     paths = sorted(r.path for r in kommo.requests[before:])
-    # one list of leads, one of contacts, one of companies; users, pipelines, account once
+    # one list of leads, one of contacts, one of companies; pipelines, account once; no users:
+    # the template names no user, and the mailbox has a sender name
     assert paths == sorted(
         [
             "/api/v4/leads",
             "/api/v4/contacts",
             "/api/v4/companies",
-            "/api/v4/users",
             "/api/v4/leads/pipelines",
             "/api/v4/account",
         ]

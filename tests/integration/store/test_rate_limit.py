@@ -92,3 +92,20 @@ def test_a_reservation_never_passes_the_daily_cap_nor_a_busy_bucket() -> None:
     assert (partly.allowed, partly.granted) == (True, 1)  # three would pass the cap: one is granted
     busy = rate_buckets.take("mb-8", rate_per_second=10, daily_cap=3, now=NOW + 1.01, count=2)
     assert not busy.allowed and busy.reason == "rate"
+
+
+def test_a_held_bucket_grants_nothing_until_then_and_a_hold_never_moves_back() -> None:
+    # GIVEN a bucket in use, held for 300 s (Kommo answered 429 with retry_after 300)
+    assert rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW).allowed
+    assert rate_buckets.hold("kommo#1", until=NOW + 300, now=NOW)
+    # THEN a taker is refused with what is left of the hold, and told why
+    refused = rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 100)
+    assert (refused.allowed, refused.reason) == (False, "held")
+    assert refused.retry_after == pytest.approx(200)
+    # AND a shorter hold asked meanwhile changes nothing
+    assert not rate_buckets.hold("kommo#1", until=NOW + 150, now=NOW + 100)
+    assert not rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 299).allowed
+    # AND when the hold is over, tokens are granted again, and a refusal is the rate's once more
+    assert rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 300).allowed
+    paced = rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 300.01)
+    assert (paced.allowed, paced.reason) == (False, "rate")

@@ -10,8 +10,11 @@ from mailer_core.kommo.errors import (
     KommoBusy,
     KommoDisconnected,
     KommoError,
+    KommoInsufficientRights,
     KommoInvalidGrant,
+    KommoMisconfigured,
     KommoNotFound,
+    KommoRateLimited,
     is_retryable,
 )
 from mailer_core.rendering.personalize import permanent_failure
@@ -66,3 +69,19 @@ def test_the_send_worker_fails_an_email_at_once_on_a_403_while_rendering() -> No
     # every other Kommo error is retried by the send path, a 4xx included
     for exc in (KommoBusy("busy"), KommoError("down", kommo_status=503), KommoError("bad", kommo_status=400)):
         assert permanent_failure(exc) is None
+
+
+def test_a_429s_pause_is_retried_after_kommos_wait() -> None:
+    paused = KommoRateLimited("Kommo asked to wait 300 s", kommo_status=429, retry_after=300)
+    assert is_retryable(paused) and paused.retry_after == 300
+    assert permanent_failure(paused) is None  # the send worker gives the claim back
+
+
+def test_a_403_refusing_rights_is_final_for_the_queues_and_fails_an_email_at_once() -> None:
+    rights = KommoInsufficientRights("Kommo answered 403 (Forbidden)", kommo_status=403)
+    assert not is_retryable(rights)
+    assert permanent_failure(rights) == f"Kommo refused to give the email's CRM data: {rights}"
+
+
+def test_kommo_refusing_our_client_is_retried_once_an_operator_fixed_it() -> None:
+    assert is_retryable(KommoMisconfigured("Некорректный клиент", kommo_status=401))

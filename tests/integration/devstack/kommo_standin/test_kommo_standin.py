@@ -10,7 +10,7 @@ from mailer_core.base.clock import FakeClock
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.seed import Seed, custom_field
 from devstack.kommo_standin.server import KommoStandIn
-from tests.support.kommo_helpers import MANAGER_TOKEN, Api
+from tests.support.kommo_helpers import MANAGER_TOKEN, TOKEN, Api
 
 PROBLEM_KEYS = {"title", "type", "status", "detail"}
 
@@ -127,15 +127,41 @@ def test_users_are_for_administrators_only(api: Api) -> None:
     assert denied.content_type == "application/problem+json"
 
 
-def test_the_eighth_request_within_a_second_gets_429(api: Api, clock: FakeClock) -> None:
+def test_the_eighth_request_within_a_second_from_one_address_gets_429_with_kommos_wait(
+    api: Api, clock: FakeClock
+) -> None:
     statuses = [api("GET", "/api/v4/account").status for _ in range(8)]
     assert statuses == [200] * 7 + [429]
-    refused = api("GET", "/api/v4/account")
-    assert refused.content_type == "application/problem+json"
-    assert refused.body["retry_after"] == 1
-    # another token has its own window
-    assert api("GET", "/api/v4/account", token=MANAGER_TOKEN).status == 200
-    clock.advance(1.0)
+    # Kommo counts per IP address: another token from the same address waits as well
+    refused = api("GET", "/api/v4/account", token=MANAGER_TOKEN)
+    assert (refused.status, refused.content_type) == (429, "application/problem+json")
+    # the wait is Kommo's own (its documentation's example: 300 s), not the window's one second
+    assert refused.body["retry_after"] == 300
+    clock.advance(299)
+    assert api("GET", "/api/v4/account").body["retry_after"] == 1
+    clock.advance(1)
+    assert api("GET", "/api/v4/account").status == 200
+
+
+def test_an_address_that_does_not_wait_is_banned_with_nginxs_page_for_everything(
+    api: Api, standin: KommoStandIn, clock: FakeClock
+) -> None:
+    standin.limits.wait = 60  # the wait a 429 asks for is set by the test
+    assert [api("GET", "/api/v4/account").status for _ in range(8)][-1] == 429
+    # WHEN the address keeps asking during the wait: 429 again, then the ban
+    assert [api("GET", "/api/v4/account").status for _ in range(3)] == [429, 429, 403]
+    # THEN every request gets nginx's plain page (not problem+json), whatever its path or token
+    for path, token in [
+        ("/api/v4/leads", TOKEN),
+        ("/api/v4/users", MANAGER_TOKEN),
+        ("/api/v4/account", None),
+    ]:
+        banned = api("GET", path, token=token)
+        assert (banned.status, banned.content_type) == (403, "text/html")
+        assert "<h1>403 Forbidden</h1>" in banned.body and "nginx" in banned.body
+    assert api("POST", "/oauth2/access_token", {"grant_type": "refresh_token"}, token=None).status == 403
+    # AND the ban ends after its time
+    clock.advance(standin.limits.ban_seconds)
     assert api("GET", "/api/v4/account").status == 200
 
 

@@ -7,7 +7,7 @@ from mailer_core.base.clock import FakeClock
 
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.server import KommoStandIn
-from tests.support.kommo_helpers import MANAGER_TOKEN, TOKEN, Answer, Api
+from tests.support.kommo_helpers import MANAGER_TOKEN, TOKEN, WRONG_CLIENT_ANSWER, Answer, Api, refused_grant
 
 CLIENT, SECRET, REDIRECT = "client-1", "secret-1", "https://mailer.example/hooks/kommo/install"
 
@@ -49,14 +49,23 @@ def test_a_wrong_secret_or_redirect_is_refused(oauth: KommoStandIn, api: Api) ->
     )
 
 
+def test_a_wrong_client_id_or_secret_is_refused_in_kommos_own_words(oauth: KommoStandIn, api: Api) -> None:
+    code = oauth.issue_code(CLIENT)
+    for wrong in ({"client_secret": "wrong"}, {"client_id": "another-client"}):
+        answer = token(api, "authorization_code", code=code, **wrong)
+        # 401, "Некорректный клиент", with no hint and no invalid_client anywhere, as Kommo says it
+        assert (answer.status, answer.content_type) == (401, "application/problem+json")
+        assert answer.body == WRONG_CLIENT_ANSWER
+
+
 def test_refresh_tokens_rotate_and_the_old_one_is_refused(oauth: KommoStandIn, api: Api) -> None:
     first = token(api, "authorization_code", code=oauth.issue_code(CLIENT)).body
     second = token(api, "refresh_token", refresh_token=first["refresh_token"])
     assert second.status == 200 and second.body["refresh_token"] != first["refresh_token"]
     stale = token(api, "refresh_token", refresh_token=first["refresh_token"])
-    assert (stale.status, stale.body["hint"]) == (400, "Token has been revoked")
+    assert (stale.status, stale.body) == (401, refused_grant("Token has been revoked"))
     assert oauth.refresh_token == second.body["refresh_token"]
-    assert [c.status for c in oauth.token_calls] == [200, 200, 400]
+    assert [c.status for c in oauth.token_calls] == [200, 200, 401]
 
 
 def test_issued_access_tokens_work_for_24_hours(oauth: KommoStandIn, api: Api, clock: FakeClock) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core.adapters import kms
-from mailer_core.kommo.errors import KommoError
+from mailer_core.kommo.errors import KommoError, KommoMisconfigured
 from mailer_core.kommo_hooks import install as kommo_oauth
 from mailer_core.kommo_hooks.install import token_context
 from mailer_core.store.models import AccountModel, KommoInstallModel
@@ -19,6 +19,7 @@ from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.fixtures.kommo_oauth import Redirect
 from tests.support.kommo_accounts import CLIENT_ID, stored_tokens
+from tests.support.kommo_helpers import WRONG_CLIENT_ANSWER
 from tests.support.sim_clock import SimClock
 
 REFERER = f"{seed.SUBDOMAIN}.kommo.com"
@@ -180,6 +181,28 @@ def test_a_refused_code_fails_the_install_loudly(
         "Kommo refused the install's authorization code"
     ]
     assert AccountModel.count() == 0
+
+
+def test_kommo_refusing_our_client_keeps_the_install_for_another_try(
+    standin: KommoStandIn, clock: SimClock, aws_stack: StackResources, caplog: pytest.LogCaptureFixture
+) -> None:
+    kommo_oauth.receive_install(
+        {"code": standin.issue_code(CLIENT_ID), "referer": REFERER, "from_widget": "1"}, clock=clock
+    )
+    [message] = boto3.client("sqs").receive_message(QueueUrl=aws_stack.refs["KommoAuthQueue"])["Messages"]
+    job = kommo_oauth.InstallJob.from_body(message["Body"])
+    # GIVEN Kommo refuses our client id or secret (a bad deploy), in its own words
+    standin.fail_next(401, body=WRONG_CLIENT_ANSWER, path="/oauth2/access_token")
+    # WHEN the exchange runs: the job fails (SQS will deliver it again), loudly
+    with pytest.raises(KommoMisconfigured):
+        kommo_oauth.complete_install(job, clock=clock)
+    assert any("KOMMO_CLIENT_SECRET" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    # THEN the install waits for another try, rather than failing as if the code were refused
+    [install] = list(KommoInstallModel.scan())
+    assert install.state == "pending" and install.error is None and install.claim_until is None
+    # AND once Kommo accepts our client, the next delivery connects the account
+    assert kommo_oauth.complete_install(job, clock=clock) == "connected"
+    assert AccountModel.get(seed.ACCOUNT_ID).status == "active"
 
 
 def test_a_code_older_than_20_minutes_is_not_sent(

@@ -10,7 +10,7 @@ import pytest
 from mailer_core.kommo import client as kommo
 from mailer_core.kommo import tokens as kommo_tokens
 from mailer_core.kommo.accounts import client_for_account
-from mailer_core.kommo.errors import KommoDisconnected
+from mailer_core.kommo.errors import KommoDisconnected, KommoMisconfigured, KommoRateLimited, is_retryable
 from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
@@ -19,6 +19,7 @@ from devstack.resources import StackResources
 from tests.support.constants import TEST_REDIRECT_URI, TEST_SECRET
 from tests.support.fixtures.kommo_oauth import install_through_oauth
 from tests.support.kommo_accounts import CLIENT_ID, stored_tokens
+from tests.support.kommo_helpers import WRONG_CLIENT_ANSWER
 from tests.support.sim_clock import SimClock
 
 NEAR_EXPIRY = 23.5 * 3600  # the access token lives 24 h; refreshed within the last hour
@@ -100,8 +101,8 @@ def test_a_refused_refresh_disconnects_the_account_loudly_and_stops_calling(
     # WHEN a caller needs the token refreshed
     with pytest.raises(KommoDisconnected):
         client_for_account(account(), clock=clock)
-    # THEN Kommo answered 400 invalid_grant, and the account is disconnected, with the reason
-    assert [c.status for c in refreshes(standin)] == [200, 400]
+    # THEN Kommo answered 401 "Token has been revoked", and the account is disconnected, with the reason
+    assert [c.status for c in refreshes(standin)] == [200, 401]
     stored = account()
     assert stored.status == "disconnected" and "revoked" in str(stored.status_detail)
     assert stored.refresh_lease_until is None
@@ -112,6 +113,61 @@ def test_a_refused_refresh_disconnects_the_account_loudly_and_stops_calling(
     with pytest.raises(KommoDisconnected):
         client_for_account(account(), clock=clock)
     assert len(standin.requests) == seen
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_429_at_the_token_endpoint_is_asked_once_and_disconnects_nothing(
+    standin: KommoStandIn, clock: SimClock
+) -> None:
+    # GIVEN the access token is due for a refresh, and Kommo's token endpoint answers 429 (300 s)
+    kept = stored_tokens()
+    clock.advance(NEAR_EXPIRY)
+    standin.fail_next(
+        429,
+        body={"title": "Too Many Requests", "status": 429, "retry_after": 300},
+        path="/oauth2/access_token",
+    )
+    seen = len(standin.requests)
+    # WHEN a caller needs Kommo: the refresh is refused, and its call waits Kommo's 300 s
+    client = client_for_account(account(), clock=clock)
+    with pytest.raises(KommoRateLimited) as caught:
+        client.account()
+    assert is_retryable(caught.value) and caught.value.retry_after == pytest.approx(300)
+    # THEN Kommo was asked once, and nothing more during its wait
+    assert [r.status for r in standin.requests[seen:]] == [429]
+    # AND the account keeps its tokens and stays connected
+    assert stored_tokens() == kept and account().status == "active"
+    # WHEN the wait is over, the kept refresh token refreshes, and the call goes through
+    clock.advance(300)
+    assert client_for_account(account(), clock=clock).account()["id"] == seed.ACCOUNT_ID
+    token_calls = [r.status for r in standin.requests[seen:] if r.path == "/oauth2/access_token"]
+    assert token_calls == [429, 200]
+    assert stored_tokens()[1] == standin.refresh_token != kept[1]
+
+
+@pytest.mark.usefixtures("installed")
+def test_kommo_refusing_our_client_id_or_secret_disconnects_no_account_and_keeps_its_refresh_token(
+    standin: KommoStandIn, clock: SimClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the access token is due for a refresh, and Kommo refuses our client (a bad deploy)
+    kept = stored_tokens()
+    clock.advance(NEAR_EXPIRY)
+    standin.fail_next(401, body=WRONG_CLIENT_ANSWER, path="/oauth2/access_token", count=2)
+    # WHEN a caller needs Kommo: it goes on with the access token it has (valid for 30 minutes)
+    assert client_for_account(account(), clock=clock).account()["id"] == seed.ACCOUNT_ID
+    # THEN the account stays connected with both its tokens, and an operator is told, loudly
+    assert account().status == "active" and stored_tokens() == kept
+    [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "KOMMO_CLIENT_SECRET" in error and "no account is disconnected" in error
+    # WHEN the access token has expired too: a retryable error, and still nothing is disconnected
+    clock.advance(3600)
+    with pytest.raises(KommoMisconfigured) as caught:
+        client_for_account(account(), clock=clock)
+    assert is_retryable(caught.value)
+    assert account().status == "active" and stored_tokens() == kept
+    # WHEN Kommo accepts our client again (the settings are fixed), the kept refresh token works
+    assert client_for_account(account(), clock=clock).account()["id"] == seed.ACCOUNT_ID
+    assert stored_tokens()[1] == standin.refresh_token != kept[1]
 
 
 @pytest.mark.usefixtures("installed")

@@ -9,12 +9,22 @@ from typing import Any
 
 import jwt
 import pytest
+from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.constants import TEST_SECRET
-from tests.support.fixtures.pipeline import TEMPLATE_ID, messages, post_hook, queued_jobs, run_pipeline
+from tests.support.fixtures.pipeline import (
+    SECRET,
+    TEMPLATE_ID,
+    messages,
+    post_hook,
+    queued_jobs,
+    run_pipeline,
+)
+from tests.support.kommo_accounts import save_account_with_token
+from tests.support.kommo_helpers import MANAGER_TOKEN
 
 SALESBOT = "/hooks/kommo/salesbot"
 
@@ -105,6 +115,24 @@ def test_given_the_lead_is_gone_then_the_bot_still_goes_on_and_is_told_why(
     [continued] = kommo.salesbot_continues
     assert continued["body"]["data"]["status"] == "skipped"
     assert "any more" in continued["body"]["data"]["error"]
+
+
+def test_given_kommo_refuses_the_continue_for_lack_of_rights_then_only_that_call_fails(
+    aws_stack: StackResources, kommo: KommoStandIn, template: dict[str, Any]
+) -> None:
+    # GIVEN a manager installed the integration: Kommo lets only administrators continue a bot
+    kommo.add_token(seed.ACCOUNT_ID, MANAGER_TOKEN, user_id=seed.MANAGER_USER_ID)
+    save_account_with_token(MANAGER_TOKEN, dp_secret=SECRET)
+    post_step(hook_body(continue_url(kommo.base_url), data={"template_id": template["id"]}))
+
+    run_pipeline(aws_stack)
+
+    # THEN the email is composed, and Kommo refused the continue with its rights 403
+    assert len(messages()) == 1 and kommo.salesbot_continues == []
+    assert [r.status for r in kommo.requests if "/salesbot/" in r.path] == [403]
+    # AND that refusal blocks nothing: the account stays active, the job is done, not retried
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+    assert queued_jobs(aws_stack) == 0
 
 
 def test_given_a_customer_step_then_nothing_is_sent_and_the_bot_goes_on(
