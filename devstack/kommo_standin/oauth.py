@@ -125,6 +125,11 @@ class StandInOAuth:
         self._codes[code] = _Code(client_id, user_id or self.default_user_id, now)
         return code
 
+    def revoke_client(self, client_id: str) -> None:
+        """What Kommo does when the integration is switched off: every grant and token of it ends."""
+        self._grants = {k: g for k, g in self._grants.items() if g.client_id != client_id}
+        self.access_tokens = {k: t for k, t in self.access_tokens.items() if t.client_id != client_id}
+
     def newest_refresh_token(self) -> str | None:
         """The refresh token that works now (the newest of the newest grant)."""
         grants = list(self._grants.values())

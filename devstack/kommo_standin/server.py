@@ -189,6 +189,13 @@ class KommoStandIn(StandInWrites):
         with self._lock:
             self._tokens[token] = user_id
 
+    def switch_off_integration(self, client_id: str) -> None:
+        """An administrator switches the integration off: its tokens stop working (then Kommo calls
+        the uninstall hook). Long-lived tokens added with `add_token` end too."""
+        with self._lock:
+            self.oauth.revoke_client(client_id)
+            self._tokens.clear()
+
     def fail_next(
         self,
         status: int,

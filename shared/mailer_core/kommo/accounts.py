@@ -10,7 +10,9 @@ from mailer_core.kommo.client import KommoClient
 from mailer_core.store.models import AccountModel
 
 
-def client_for_account(account: AccountModel, *, clock: Clock = SYSTEM_CLOCK) -> KommoClient:
+def client_for_account(
+    account: AccountModel, *, clock: Clock = SYSTEM_CLOCK, max_retries: int = 4, timeout: float = 10.0
+) -> KommoClient:
     """The client for an installed account: its tokens (refreshed before expiry), its shared rate limit.
 
     Refuses an account Kommo blocked (until its cool-off passes) or that lost its connection.
@@ -29,4 +31,6 @@ def client_for_account(account: AccountModel, *, clock: Clock = SYSTEM_CLOCK) ->
         clock=clock,
         gate=gate,
         account_id=int(account.account_id),
+        max_retries=max_retries,
+        timeout=timeout,
     )

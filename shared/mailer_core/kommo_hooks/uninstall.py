@@ -22,9 +22,14 @@ Kommo's hook. When the integration is switched off in an account, Kommo sends
 HMAC-SHA256 of `"{client_id}|{account_id}"` keyed with the integration's client secret
 (https://developers.kommo.com/docs/oauth-20, "hook on disabling the integration").
 `receive_uninstall_hook` checks `client_uuid` is our integration and the signature, both in
-constant time. The signature carries no time: a captured hook URL could be replayed, and
-would switch the account off again (Kommo offers nothing better; the URL travels only
-between Kommo and us over HTTPS, and a reinstall switches it back on).
+constant time. The signature carries no time, so a captured hook URL could be replayed as a
+permanent off switch; the hook is therefore confirmed with Kommo before anything is cancelled:
+Kommo revokes the integration's tokens when it is switched off, so one request with the
+account's token (`GET /api/v4/account`, one attempt, `CONFIRM_SECONDS`) that Kommo still
+answers means the integration is installed: the hook is refused (409) and nothing changes.
+A refused token (401, a refused refresh) confirms it. When Kommo cannot be asked (down, busy,
+no token kept), the hook is honoured: switching off what the customer switched off matters
+more than a replay, which a reinstall undoes.
 """
 
 from __future__ import annotations
@@ -32,26 +37,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import AuthNotConfigured
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import Forbidden, MalformedRequest
+from mailer_core.base.errors import Conflict, Forbidden, MailerError, MalformedRequest
 from mailer_core.base.logs import logger
+from mailer_core.kommo import accounts as kommo_accounts
+from mailer_core.kommo.errors import KommoAccessDenied
 from mailer_core.messages.lifecycle import cancel_stored
 from mailer_core.store import message_state as state
 from mailer_core.store.models import AccountModel, MessageModel
 
 UNINSTALL_PATH = "/hooks/kommo/uninstall"
 SWEEP_SECONDS = 6.0  # of the webhook function's 10 s
+CONFIRM_SECONDS = 2.0  # the request that asks Kommo whether the integration is still installed
 SWEEP_THREADS = 8
 _ACCOUNT_ID = re.compile(r"^[0-9]{1,19}$")
 
@@ -171,8 +180,21 @@ def receive_uninstall_hook(params: Mapping[str, str], *, clock: Clock = SYSTEM_C
     expected = hook_signature(settings.kommo_client_id, account_text, settings.kommo_client_secret)
     if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise Forbidden("the hook's signature does not match", field="signature")
+    started = time.monotonic()
+    if _still_installed(int(account_text), clock):
+        logger.warning(
+            "an uninstall hook for an account Kommo still serves", extra={"account_id": account_text}
+        )
+        raise Conflict(
+            "Kommo still accepts the account's token: the integration is on; nothing was switched off",
+            field="account_id",
+        )
     result = disable(
-        int(account_text), "the integration was switched off in Kommo", clock=clock, status=access.UNINSTALLED
+        int(account_text),
+        "the integration was switched off in Kommo",
+        clock=clock,
+        status=access.UNINSTALLED,
+        budget_seconds=max(1.0, SWEEP_SECONDS - (time.monotonic() - started)),
     )
     return {
         "account_id": result.account_id,
@@ -180,3 +202,24 @@ def receive_uninstall_hook(params: Mapping[str, str], *, clock: Clock = SYSTEM_C
         "canceled": result.canceled,
         "finished": result.finished,
     }
+
+
+def _still_installed(account_id: int, clock: Clock) -> bool:
+    """Whether Kommo still answers with the account's token (then the integration is on)."""
+    try:
+        account = AccountModel.get(account_id, consistent_read=True)
+    except DoesNotExist:
+        return False
+    if not account.kommo_token_ciphertext:
+        return False  # switched off before, or never connected: nothing to ask with
+    try:
+        client = kommo_accounts.client_for_account(
+            account, clock=clock, max_retries=0, timeout=CONFIRM_SECONDS
+        )
+        client.account()
+    except KommoAccessDenied:
+        return False  # the token is refused: Kommo switched the integration off
+    except MailerError as error:  # Kommo down, busy or blocked: cannot tell, so honour the hook
+        logger.warning("could not confirm an uninstall with Kommo", extra={"reason": str(error)[:200]})
+        return False
+    return True

@@ -33,11 +33,14 @@ LOGIN, PASSWORD = "anna@example.com", "lifecycle-password"
 
 @pytest.fixture
 def integration(monkeypatch: pytest.MonkeyPatch, aws_stack: StackResources) -> None:
-    """Our integration's id and secret, as Kommo knows them."""
+    """Our integration's id and secret, as Kommo knows them; Kommo itself out of reach (a closed
+    port on 127.0.0.1), so the hook cannot confirm the uninstall and honours it
+    (tests/integration/kommo_hooks/install confirms it through the stand-in)."""
     from mailer_core.base.config import reset_settings
 
     monkeypatch.setenv("KOMMO_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("KOMMO_CLIENT_SECRET", TEST_SECRET)
+    monkeypatch.setenv("MAILER_KOMMO_BASE_URL", "http://127.0.0.1:9")
     reset_settings()
 
 

@@ -1,33 +1,42 @@
-"""Through Kommo's own flows: the uninstall hook switches the account off, installing again
-switches it back on with everything it had."""
+"""Through Kommo's own flows: the uninstall hook switches the account off (once Kommo confirms
+it: a replayed hook while the integration is on changes nothing), installing again switches it
+back on with everything it had."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlencode
 
 from mailer_core.accounts import access
+from mailer_core.base.errors import MailerError
+from mailer_core.kommo_hooks import uninstall as account_lifecycle
 from mailer_core.store.models import AccountModel
 
 from devstack.kommo_standin import seed
 from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
-from tests.support.api_client import ApiClient, LambdaContext, http_event, load_handler
+from tests.support.api_client import ApiClient
 from tests.support.constants import TEST_AUDIENCE, TEST_SECRET
 from tests.support.fixtures.kommo_oauth import install_through_oauth
 from tests.support.kommo_accounts import CLIENT_ID, stored_tokens
 from tests.support.sim_clock import SimClock
 
 
-def uninstall_hook(account_id: int) -> int:
-    """Kommo's GET with client_uuid, account_id and the HMAC-SHA256 signature of "client_id|account_id"."""
+def uninstall_hook(account_id: int, clock: SimClock) -> int:
+    """Kommo's GET with client_uuid, account_id and the HMAC-SHA256 signature of "client_id|account_id".
+
+    Called on the core with the test's clock (the confirming request to Kommo takes rate tokens
+    at that time); tests/integration/accounts covers the webhook function's route.
+    """
     signature = hmac.new(
         TEST_SECRET.encode(), f"{CLIENT_ID}|{account_id}".encode(), hashlib.sha256
     ).hexdigest()
-    query = urlencode({"client_uuid": CLIENT_ID, "account_id": account_id, "signature": signature})
-    event = http_event("GET", f"https://mailer.test.example/hooks/kommo/uninstall?{query}")
-    return int(load_handler("webhook").lambda_handler(event, LambdaContext())["statusCode"])
+    params = {"client_uuid": CLIENT_ID, "account_id": str(account_id), "signature": signature}
+    try:
+        account_lifecycle.receive_uninstall_hook(params, clock=clock)
+    except MailerError as refused:
+        return refused.status
+    return 200
 
 
 def test_uninstalling_and_installing_again_keeps_the_accounts_data(
@@ -46,8 +55,12 @@ def test_uninstalling_and_installing_again_keeps_the_accounts_data(
     template = admin.post("/v1/templates", {"name": "Offer", "subject": "s", "html": "<p>x</p>"}).json()["id"]
     settings = admin.get("/v1/settings").json()
 
-    # WHEN Kommo reports the integration switched off
-    assert uninstall_hook(seed.ACCOUNT_ID) == 200
+    # WHEN a captured hook URL is replayed while the integration is on: Kommo still takes the token
+    assert uninstall_hook(seed.ACCOUNT_ID, clock) == 409
+    assert AccountModel.get(seed.ACCOUNT_ID, consistent_read=True).status == "active"
+    # WHEN the administrator switches the integration off in Kommo, and Kommo calls the hook
+    standin.switch_off_integration(CLIENT_ID)
+    assert uninstall_hook(seed.ACCOUNT_ID, clock) == 200
     # THEN the account is switched off and its tokens are gone
     account = AccountModel.get(seed.ACCOUNT_ID, consistent_read=True)
     assert account.status == "uninstalled" and account.kommo_token_ciphertext is None
