@@ -357,6 +357,39 @@ def _timers_problems(source: Template, translated: Template) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------- operations
+
+
+def _retention(translated: Template, value: Any) -> Any:
+    """A log group's RetentionInDays, a parameter's default read through its Ref."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return (translated.get("Parameters") or {}).get(value["Ref"], {}).get("Default")
+    return value
+
+
+def log_retention_problems(translated: Template) -> list[str]:
+    """Every function logs to a group of its own that this stack keeps for a limited time.
+
+    Without one, Lambda creates /aws/lambda/<name> itself, and it keeps every line forever."""
+    problems = []
+    groups = resources(translated, "AWS::Logs::LogGroup")
+    owners: dict[str, list[str]] = {}
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        group = (props(res).get("LoggingConfig") or {}).get("LogGroup")
+        ids = referenced_ids(group) & set(groups)
+        if len(ids) != 1:
+            problems.append(f"{fn}: LoggingConfig.LogGroup names no log group of this stack")
+            continue
+        owners.setdefault(ids.pop(), []).append(fn)
+    for group, res in groups.items():
+        days = _retention(translated, props(res).get("RetentionInDays"))
+        if not str(days).isdigit() or int(days) < 1:
+            problems.append(f"{group}: no RetentionInDays (its lines would be kept forever)")
+        if len(owners.get(group, [])) > 1:
+            problems.append(f"{group}: shared by {sorted(owners[group])}; each function needs its own")
+    return problems
+
+
 def all_problems(source: Template, translated: Template) -> list[str]:
     return (
         sqs_mapping_problems(source, translated)
@@ -367,4 +400,5 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + managed_policy_problems(translated)
         + unscoped_statement_problems(translated)
         + privilege_problems(source, translated)
+        + log_retention_problems(translated)
     )

@@ -78,6 +78,13 @@ def test_each_function_holds_only_its_own_privileges(source: Template, translate
     assert rules.privilege_problems(source, translated) == []
 
 
+def test_every_function_logs_to_a_group_of_its_own_kept_for_a_limited_time(translated: Template) -> None:
+    assert len(resources(translated, "AWS::Logs::LogGroup")) == len(
+        resources(translated, "AWS::Lambda::Function")
+    )
+    assert rules.log_retention_problems(translated) == []
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -192,6 +199,18 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         "api invokes timers",
         _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}),
         "ApiFunctionRole may invoke the timers function",
+    ),
+    # ---- operations
+    (
+        "function without its log group",
+        _drop("TrackFunction", "LoggingConfig"),
+        "TrackFunction: LoggingConfig.LogGroup names no log group",
+    ),
+    ("logs kept forever", _drop("SendLogGroup", "RetentionInDays"), "SendLogGroup: no RetentionInDays"),
+    (
+        "two functions in one log group",
+        _set("TimersFunction", "LoggingConfig", {"LogGroup": {"Ref": "ActionsLogGroup"}}),
+        "ActionsLogGroup: shared by ['ActionsFunction', 'TimersFunction']",
     ),
 ]
 
