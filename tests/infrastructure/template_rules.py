@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mailer_core.base import metrics
+
 from tests.infrastructure.sam_offline import (
     ROOT,
     Template,
@@ -390,6 +392,106 @@ def log_retention_problems(translated: Template) -> list[str]:
     return problems
 
 
+# Which metric an alarm watches: (namespace, metric name, {dimension: logical id or value}).
+Watched = tuple[str, str, dict[str, str]]
+KOMMO_BLOCKS = (metrics.NAMESPACE, "kommo_blocks")
+
+
+def _dimensions(dimensions: Any) -> dict[str, str]:
+    return {
+        str(d.get("Name")): (
+            single_ref(d["Value"]) if referenced_ids(d.get("Value")) else str(d.get("Value"))
+        )
+        for d in as_list(dimensions)
+        if isinstance(d, dict)
+    }
+
+
+def watched(alarm: dict[str, Any]) -> list[Watched]:
+    """The metrics an alarm reads: its own, or those of its metric math."""
+    p = props(alarm)
+    if p.get("MetricName"):
+        return [(str(p.get("Namespace")), str(p["MetricName"]), _dimensions(p.get("Dimensions")))]
+    found = []
+    for query in as_list(p.get("Metrics")):
+        metric = ((query or {}).get("MetricStat") or {}).get("Metric") or {}
+        if metric.get("MetricName"):
+            found.append(
+                (
+                    str(metric.get("Namespace")),
+                    str(metric["MetricName"]),
+                    _dimensions(metric.get("Dimensions")),
+                )
+            )
+    return found
+
+
+def _watches(alarms: dict[str, Any], namespace: str, metric: str, **dimensions: str) -> bool:
+    return any(
+        (ns, name) == (namespace, metric) and all(dims.get(k) == v for k, v in dimensions.items())
+        for alarm in alarms.values()
+        for ns, name, dims in watched(alarm)
+    )
+
+
+def _dead_letter_queues(translated: Template) -> set[str]:
+    return {
+        single_ref(props(q)["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in resources(translated, "AWS::SQS::Queue").values()
+        if (props(q).get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+    }
+
+
+def alarm_problems(translated: Template) -> list[str]:
+    """Every dead-letter queue, the send queues' oldest job, each function's errors and
+    throttles, the send failure rate and Kommo's blocks are watched, and every alarm tells the
+    alarm topic."""
+    problems = []
+    alarms = resources(translated, "AWS::CloudWatch::Alarm")
+    topics = set(resources(translated, "AWS::SNS::Topic"))
+    for logical, alarm in alarms.items():
+        if not referenced_ids(props(alarm).get("AlarmActions")) & topics:
+            problems.append(f"{logical}: tells no topic of this stack when it fires")
+    for queue in sorted(_dead_letter_queues(translated)):
+        if not _watches(alarms, "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue):
+            problems.append(f"{queue}: no alarm when it holds a message")
+    for fn, queue in sorted(_sqs_mappings(translated).values()):
+        if fn == "SendFunction" and not _watches(
+            alarms, "AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=queue
+        ):
+            problems.append(f"{queue}: no alarm on the age of its oldest message")
+    for fn in sorted(resources(translated, "AWS::Lambda::Function")):
+        for metric in ("Errors", "Throttles"):
+            if not _watches(alarms, "AWS/Lambda", metric, FunctionName=fn):
+                problems.append(f"{fn}: no alarm on {metric}")
+    return problems + _business_alarm_problems(translated, alarms)
+
+
+def _business_alarm_problems(translated: Template, alarms: dict[str, Any]) -> list[str]:
+    """The failure rate reads base.metrics' totals; Kommo's blocks are counted in every log."""
+    problems = []
+    rate = [
+        alarm
+        for alarm in alarms.values()
+        if {(ns, name) for ns, name, dims in watched(alarm) if dims == {"service": metrics.SERVICE}}
+        >= {(metrics.NAMESPACE, "sent"), (metrics.NAMESPACE, "failed")}
+    ]
+    if not rate:
+        problems.append("no alarm on the send failure rate (Mailer sent and failed, service totals)")
+    filters = resources(translated, "AWS::Logs::MetricFilter")
+    counted_in = {
+        single_ref(props(f).get("LogGroupName"))
+        for f in filters.values()
+        for t in as_list(props(f).get("MetricTransformations"))
+        if (t.get("MetricNamespace"), t.get("MetricName")) == KOMMO_BLOCKS
+    }
+    for group in sorted(set(resources(translated, "AWS::Logs::LogGroup")) - counted_in):
+        problems.append(f"{group}: no metric filter counts Kommo's blocks in it")
+    if counted_in and not _watches(alarms, *KOMMO_BLOCKS):
+        problems.append("kommo_blocks: counted, but no alarm reads it")
+    return problems
+
+
 def all_problems(source: Template, translated: Template) -> list[str]:
     return (
         sqs_mapping_problems(source, translated)
@@ -401,4 +503,5 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + unscoped_statement_problems(translated)
         + privilege_problems(source, translated)
         + log_retention_problems(translated)
+        + alarm_problems(translated)
     )

@@ -50,6 +50,16 @@ def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
         pytest.param(
             "RetentionInDays: !Ref LogRetentionDays", "RetentionInDays: 31", "E3030", id="retention"
         ),
+        pytest.param(
+            "ComparisonOperator: GreaterThanThreshold",
+            "ComparisonOperator: MoreThanThreshold",
+            "E3030",
+            id="alarm comparison",
+        ),
+        pytest.param("Statistic: Maximum", "Statistic: Largest", "E3030", id="alarm statistic"),
+        pytest.param(
+            "AlarmActions: [!Ref AlarmTopic]", "AlarmActions: [!Ref AlarmTopics]", "E1020", id="alarm action"
+        ),
     ],
 )
 def test_cfn_lint_checks_the_operations_values(tmp_path: Path, sound: str, broken: str, rule: str) -> None:

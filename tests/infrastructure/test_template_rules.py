@@ -85,6 +85,26 @@ def test_every_function_logs_to_a_group_of_its_own_kept_for_a_limited_time(trans
     assert rules.log_retention_problems(translated) == []
 
 
+def test_dead_letters_queue_age_errors_throttles_failures_and_kommo_blocks_raise_alarms_on_the_topic(
+    translated: Template,
+) -> None:
+    assert resources(translated, "AWS::CloudWatch::Alarm")
+    assert rules.alarm_problems(translated) == []
+
+
+def test_the_alarm_checks_read_the_metrics_the_alarms_watch(translated: Template) -> None:
+    """Positive controls: a broken reading of the alarms would pass the rule above unread."""
+    alarms = resources(translated, "AWS::CloudWatch::Alarm")
+
+    assert rules.watched(alarms["SendDeadLetterQueueAlarm"]) == [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": "SendDeadLetterQueue"})
+    ]
+    assert rules.watched(alarms["SendFailureRateAlarm"]) == [
+        ("Mailer", "sent", {"service": "mailer"}),
+        ("Mailer", "failed", {"service": "mailer"}),
+    ]
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -133,6 +153,22 @@ def _send_event(event: str, key: str, value: Any) -> Mutation:
 
 def _add_resource(logical: str, resource: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"].__setitem__(logical, resource)
+
+
+def _drop_resource(logical: str) -> Mutation:
+    return lambda tpl: tpl["Resources"].pop(logical)
+
+
+def _new_dead_letter_queue(source: str, logical: str) -> Mutation:
+    def mutate(tpl: dict[str, Any]) -> None:
+        tpl["Resources"][logical] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1209600},
+        }
+        redrive = tpl["Resources"][source]["Properties"]["RedrivePolicy"]
+        redrive["deadLetterTargetArn"] = {"Fn::GetAtt": [logical, "Arn"]}
+
+    return mutate
 
 
 def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
@@ -212,6 +248,35 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         _set("TimersFunction", "LoggingConfig", {"LogGroup": {"Ref": "ActionsLogGroup"}}),
         "ActionsLogGroup: shared by ['ActionsFunction', 'TimersFunction']",
     ),
+    (
+        "dead letters unwatched",
+        _drop_resource("PipelineDeadLetterQueueAlarm"),
+        "PipelineDeadLetterQueue: no alarm when it holds a message",
+    ),
+    (
+        "a new dead-letter queue unwatched",
+        _new_dead_letter_queue("KommoAuthQueue", "LostDeadLetters"),
+        "LostDeadLetters: no alarm when it holds a message",
+    ),
+    (
+        "an alarm that tells nobody",
+        _drop("SendQueueAgeAlarm", "AlarmActions"),
+        "SendQueueAgeAlarm: tells no topic",
+    ),
+    (
+        "bulk mailings may wait forever",
+        _drop_resource("BulkSendQueueAgeAlarm"),
+        "BulkSendQueue: no alarm on the age of its oldest message",
+    ),
+    ("errors unwatched", _drop_resource("TimersErrorsAlarm"), "TimersFunction: no alarm on Errors"),
+    ("throttles unwatched", _drop_resource("TrackThrottlesAlarm"), "TrackFunction: no alarm on Throttles"),
+    ("failure rate unwatched", _drop_resource("SendFailureRateAlarm"), "no alarm on the send failure rate"),
+    (
+        "Kommo's blocks in one log uncounted",
+        _drop_resource("SendKommoBlocks"),
+        "SendLogGroup: no metric filter counts Kommo's blocks",
+    ),
+    ("Kommo's blocks unwatched", _drop_resource("KommoBlocksAlarm"), "kommo_blocks: counted, but no alarm"),
 ]
 
 
