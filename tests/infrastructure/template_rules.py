@@ -6,6 +6,7 @@ was meant), so the rules see what AWS would deploy, including what SAM adds by i
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -492,6 +493,37 @@ def _business_alarm_problems(translated: Template, alarms: dict[str, Any]) -> li
     return problems
 
 
+def _dashboard_metrics(body: Any) -> set[str]:
+    """`namespace/name` of every metric a dashboard body draws."""
+    found = set()
+    for widget in body.get("widgets", []):
+        for row in (widget.get("properties") or {}).get("metrics", []):
+            names = [str(part) for part in row if isinstance(part, str)]
+            if len(names) >= 2:
+                found.add(f"{names[0]}/{names[1]}")
+    return found
+
+
+def dashboard_problems(translated: Template) -> list[str]:
+    """One dashboard shows every alarm, queue and function, and the emails' metrics."""
+    dashboards = resources(translated, "AWS::CloudWatch::Dashboard")
+    if len(dashboards) != 1:
+        return [f"{len(dashboards)} dashboards, expected one"]
+    [(logical, dashboard)] = dashboards.items()
+    expr = props(dashboard).get("DashboardBody")
+    body = json.loads(sub_text(expr))  # a body that is not JSON fails here, loudly
+    shown = referenced_ids(expr)
+    wanted = set()
+    for kind in ("AWS::CloudWatch::Alarm", "AWS::SQS::Queue", "AWS::Lambda::Function"):
+        wanted |= set(resources(translated, kind))
+    problems = [f"{logical}: does not show {missing}" for missing in sorted(wanted - shown)]
+    drawn = _dashboard_metrics(body)
+    for metric in [*metrics.EVENTS, KOMMO_BLOCKS[1]]:
+        if f"{metrics.NAMESPACE}/{metric}" not in drawn:
+            problems.append(f"{logical}: does not show {metrics.NAMESPACE}/{metric}")
+    return problems
+
+
 def all_problems(source: Template, translated: Template) -> list[str]:
     return (
         sqs_mapping_problems(source, translated)
@@ -504,4 +536,5 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + privilege_problems(source, translated)
         + log_retention_problems(translated)
         + alarm_problems(translated)
+        + dashboard_problems(translated)
     )

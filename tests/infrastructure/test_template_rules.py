@@ -105,6 +105,10 @@ def test_the_alarm_checks_read_the_metrics_the_alarms_watch(translated: Template
     ]
 
 
+def test_the_dashboard_shows_every_alarm_queue_and_function_and_the_emails(translated: Template) -> None:
+    assert rules.dashboard_problems(translated) == []
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -167,6 +171,15 @@ def _new_dead_letter_queue(source: str, logical: str) -> Mutation:
         }
         redrive = tpl["Resources"][source]["Properties"]["RedrivePolicy"]
         redrive["deadLetterTargetArn"] = {"Fn::GetAtt": [logical, "Arn"]}
+
+    return mutate
+
+
+def _edit_dashboard(old: str, new: str) -> Mutation:
+    def mutate(tpl: dict[str, Any]) -> None:
+        body = tpl["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+        assert old in body["Fn::Sub"]
+        body["Fn::Sub"] = body["Fn::Sub"].replace(old, new)
 
     return mutate
 
@@ -277,6 +290,21 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         "SendLogGroup: no metric filter counts Kommo's blocks",
     ),
     ("Kommo's blocks unwatched", _drop_resource("KommoBlocksAlarm"), "kommo_blocks: counted, but no alarm"),
+    (
+        "a queue off the dashboard",
+        _edit_dashboard('"${PipelineQueue.QueueName}"', '"lost"'),
+        "Dashboard: does not show PipelineQueue",
+    ),
+    (
+        "an alarm off the dashboard",
+        _edit_dashboard('"${KommoBlocksAlarm.Arn}"', '"lost"'),
+        "Dashboard: does not show KommoBlocksAlarm",
+    ),
+    (
+        "opens off the dashboard",
+        _edit_dashboard('["Mailer", "opened"', '["Mailer", "clicked"'),
+        "Dashboard: does not show Mailer/opened",
+    ),
 ]
 
 
