@@ -524,6 +524,30 @@ def dashboard_problems(translated: Template) -> list[str]:
     return problems
 
 
+# The saved Logs Insights queries the runbook names, and the log field each one filters on.
+SAVED_QUERIES = {"Why did this email fail": "message_id", "What did this account do": "account_id"}
+
+
+def query_problems(translated: Template) -> list[str]:
+    """The runbook's saved queries exist, each filters on its field, and every saved query reads
+    every function's log group (a query that misses one answers "nothing happened")."""
+    problems = []
+    groups = set(resources(translated, "AWS::Logs::LogGroup"))
+    by_name = {}
+    for logical, res in resources(translated, "AWS::Logs::QueryDefinition").items():
+        p = props(res)
+        by_name[sub_text(p.get("Name")).rsplit("/", 1)[-1]] = str(p.get("QueryString") or "")
+        for missing in sorted(groups - referenced_ids(p.get("LogGroupNames"))):
+            problems.append(f"{logical}: does not read {missing}")
+    for name, field in SAVED_QUERIES.items():
+        query = by_name.get(name)
+        if query is None:
+            problems.append(f"no saved query {name!r}")
+        elif not re.search(rf"\|\s*filter {field} = ", query):
+            problems.append(f"the saved query {name!r} does not filter on {field}")
+    return problems
+
+
 def all_problems(source: Template, translated: Template) -> list[str]:
     return (
         sqs_mapping_problems(source, translated)
@@ -537,4 +561,5 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + log_retention_problems(translated)
         + alarm_problems(translated)
         + dashboard_problems(translated)
+        + query_problems(translated)
     )

@@ -109,6 +109,12 @@ def test_the_dashboard_shows_every_alarm_queue_and_function_and_the_emails(trans
     assert rules.dashboard_problems(translated) == []
 
 
+def test_saved_queries_find_an_emails_story_and_an_accounts_in_every_functions_log(
+    translated: Template,
+) -> None:
+    assert rules.query_problems(translated) == []
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -304,6 +310,25 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         "opens off the dashboard",
         _edit_dashboard('["Mailer", "opened"', '["Mailer", "clicked"'),
         "Dashboard: does not show Mailer/opened",
+    ),
+    (
+        "a query that misses a log",
+        lambda tpl: tpl["Resources"]["EmailFailureQuery"]["Properties"]["LogGroupNames"].pop(),
+        "EmailFailureQuery: does not read ActionsLogGroup",
+    ),
+    (
+        "no query for an account",
+        _drop_resource("AccountActivityQuery"),
+        "no saved query 'What did this account do'",
+    ),
+    (
+        "an email's query on the wrong field",
+        _set(
+            "EmailFailureQuery",
+            "QueryString",
+            'fields message | filter id = "MESSAGE_ID"',
+        ),
+        "the saved query 'Why did this email fail' does not filter on message_id",
     ),
 ]
 
