@@ -17,6 +17,7 @@ from tests.infrastructure.sam_offline import (
     Template,
     function_roles,
     load_source,
+    referenced_ids,
     resources,
     translate,
 )
@@ -113,6 +114,13 @@ def test_saved_queries_find_an_emails_story_and_an_accounts_in_every_functions_l
     translated: Template,
 ) -> None:
     assert rules.query_problems(translated) == []
+
+
+def test_the_stack_outputs_the_alarm_topic_and_the_dashboard(translated: Template) -> None:
+    outputs = translated["Outputs"]
+
+    assert referenced_ids(outputs["AlarmTopicArn"]["Value"]) == {"AlarmTopic"}
+    assert referenced_ids(outputs["DashboardUrl"]["Value"]) == {"Dashboard"}
 
 
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
