@@ -62,6 +62,8 @@ class LocalSystem:
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",
                 "MAILER_KOMMO_BASE_URL": self.kommo.base_url,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
+                # No CloudWatch here: base.metrics' EMF lines would only fill the console.
+                "POWERTOOLS_METRICS_DISABLED": "true",
             },
         ).start()
         self._install_demo_account()

@@ -150,3 +150,4 @@ def test_make_demo_exits_zero_when_every_step_happened() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Example complete: {EXPECTED_STEPS} of {EXPECTED_STEPS} steps happened." in result.stdout
     assert "коммерческое предложение по сделке «Поставка" in result.stdout  # the rendered subject
+    assert '"_aws"' not in result.stdout  # no CloudWatch here: the emails are not counted on the console

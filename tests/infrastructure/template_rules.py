@@ -6,8 +6,11 @@ was meant), so the rules see what AWS would deploy, including what SAM adds by i
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+
+from mailer_core.base import metrics
 
 from tests.infrastructure.sam_offline import (
     ROOT,
@@ -357,6 +360,194 @@ def _timers_problems(source: Template, translated: Template) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------- operations
+
+
+def _retention(translated: Template, value: Any) -> Any:
+    """A log group's RetentionInDays, a parameter's default read through its Ref."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return (translated.get("Parameters") or {}).get(value["Ref"], {}).get("Default")
+    return value
+
+
+def log_retention_problems(translated: Template) -> list[str]:
+    """Every function logs to a group of its own that this stack keeps for a limited time.
+
+    Without one, Lambda creates /aws/lambda/<name> itself, and it keeps every line forever."""
+    problems = []
+    groups = resources(translated, "AWS::Logs::LogGroup")
+    owners: dict[str, list[str]] = {}
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        group = (props(res).get("LoggingConfig") or {}).get("LogGroup")
+        ids = referenced_ids(group) & set(groups)
+        if len(ids) != 1:
+            problems.append(f"{fn}: LoggingConfig.LogGroup names no log group of this stack")
+            continue
+        owners.setdefault(ids.pop(), []).append(fn)
+    for group, res in groups.items():
+        days = _retention(translated, props(res).get("RetentionInDays"))
+        if not str(days).isdigit() or int(days) < 1:
+            problems.append(f"{group}: no RetentionInDays (its lines would be kept forever)")
+        if len(owners.get(group, [])) > 1:
+            problems.append(f"{group}: shared by {sorted(owners[group])}; each function needs its own")
+    return problems
+
+
+# Which metric an alarm watches: (namespace, metric name, {dimension: logical id or value}).
+Watched = tuple[str, str, dict[str, str]]
+KOMMO_BLOCKS = (metrics.NAMESPACE, "kommo_blocks")
+
+
+def _dimensions(dimensions: Any) -> dict[str, str]:
+    return {
+        str(d.get("Name")): (
+            single_ref(d["Value"]) if referenced_ids(d.get("Value")) else str(d.get("Value"))
+        )
+        for d in as_list(dimensions)
+        if isinstance(d, dict)
+    }
+
+
+def watched(alarm: dict[str, Any]) -> list[Watched]:
+    """The metrics an alarm reads: its own, or those of its metric math."""
+    p = props(alarm)
+    if p.get("MetricName"):
+        return [(str(p.get("Namespace")), str(p["MetricName"]), _dimensions(p.get("Dimensions")))]
+    found = []
+    for query in as_list(p.get("Metrics")):
+        metric = ((query or {}).get("MetricStat") or {}).get("Metric") or {}
+        if metric.get("MetricName"):
+            found.append(
+                (
+                    str(metric.get("Namespace")),
+                    str(metric["MetricName"]),
+                    _dimensions(metric.get("Dimensions")),
+                )
+            )
+    return found
+
+
+def _watches(alarms: dict[str, Any], namespace: str, metric: str, **dimensions: str) -> bool:
+    return any(
+        (ns, name) == (namespace, metric) and all(dims.get(k) == v for k, v in dimensions.items())
+        for alarm in alarms.values()
+        for ns, name, dims in watched(alarm)
+    )
+
+
+def _dead_letter_queues(translated: Template) -> set[str]:
+    return {
+        single_ref(props(q)["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in resources(translated, "AWS::SQS::Queue").values()
+        if (props(q).get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+    }
+
+
+def alarm_problems(translated: Template) -> list[str]:
+    """Every dead-letter queue, the send queues' oldest job, each function's errors and
+    throttles, the send failure rate and Kommo's blocks are watched, and every alarm tells the
+    alarm topic."""
+    problems = []
+    alarms = resources(translated, "AWS::CloudWatch::Alarm")
+    topics = set(resources(translated, "AWS::SNS::Topic"))
+    for logical, alarm in alarms.items():
+        if not referenced_ids(props(alarm).get("AlarmActions")) & topics:
+            problems.append(f"{logical}: tells no topic of this stack when it fires")
+    for queue in sorted(_dead_letter_queues(translated)):
+        if not _watches(alarms, "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue):
+            problems.append(f"{queue}: no alarm when it holds a message")
+    for fn, queue in sorted(_sqs_mappings(translated).values()):
+        if fn == "SendFunction" and not _watches(
+            alarms, "AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName=queue
+        ):
+            problems.append(f"{queue}: no alarm on the age of its oldest message")
+    for fn in sorted(resources(translated, "AWS::Lambda::Function")):
+        for metric in ("Errors", "Throttles"):
+            if not _watches(alarms, "AWS/Lambda", metric, FunctionName=fn):
+                problems.append(f"{fn}: no alarm on {metric}")
+    return problems + _business_alarm_problems(translated, alarms)
+
+
+def _business_alarm_problems(translated: Template, alarms: dict[str, Any]) -> list[str]:
+    """The failure rate reads base.metrics' totals; Kommo's blocks are counted in every log."""
+    problems = []
+    rate = [
+        alarm
+        for alarm in alarms.values()
+        if {(ns, name) for ns, name, dims in watched(alarm) if dims == {"service": metrics.SERVICE}}
+        >= {(metrics.NAMESPACE, "sent"), (metrics.NAMESPACE, "failed")}
+    ]
+    if not rate:
+        problems.append("no alarm on the send failure rate (Mailer sent and failed, service totals)")
+    filters = resources(translated, "AWS::Logs::MetricFilter")
+    counted_in = {
+        single_ref(props(f).get("LogGroupName"))
+        for f in filters.values()
+        for t in as_list(props(f).get("MetricTransformations"))
+        if (t.get("MetricNamespace"), t.get("MetricName")) == KOMMO_BLOCKS
+    }
+    for group in sorted(set(resources(translated, "AWS::Logs::LogGroup")) - counted_in):
+        problems.append(f"{group}: no metric filter counts Kommo's blocks in it")
+    if counted_in and not _watches(alarms, *KOMMO_BLOCKS):
+        problems.append("kommo_blocks: counted, but no alarm reads it")
+    return problems
+
+
+def _dashboard_metrics(body: Any) -> set[str]:
+    """`namespace/name` of every metric a dashboard body draws."""
+    found = set()
+    for widget in body.get("widgets", []):
+        for row in (widget.get("properties") or {}).get("metrics", []):
+            names = [str(part) for part in row if isinstance(part, str)]
+            if len(names) >= 2:
+                found.add(f"{names[0]}/{names[1]}")
+    return found
+
+
+def dashboard_problems(translated: Template) -> list[str]:
+    """One dashboard shows every alarm, queue and function, and the emails' metrics."""
+    dashboards = resources(translated, "AWS::CloudWatch::Dashboard")
+    if len(dashboards) != 1:
+        return [f"{len(dashboards)} dashboards, expected one"]
+    [(logical, dashboard)] = dashboards.items()
+    expr = props(dashboard).get("DashboardBody")
+    body = json.loads(sub_text(expr))  # a body that is not JSON fails here, loudly
+    shown = referenced_ids(expr)
+    wanted = set()
+    for kind in ("AWS::CloudWatch::Alarm", "AWS::SQS::Queue", "AWS::Lambda::Function"):
+        wanted |= set(resources(translated, kind))
+    problems = [f"{logical}: does not show {missing}" for missing in sorted(wanted - shown)]
+    drawn = _dashboard_metrics(body)
+    for metric in [*metrics.EVENTS, KOMMO_BLOCKS[1]]:
+        if f"{metrics.NAMESPACE}/{metric}" not in drawn:
+            problems.append(f"{logical}: does not show {metrics.NAMESPACE}/{metric}")
+    return problems
+
+
+# The saved Logs Insights queries the runbook names, and the log field each one filters on.
+SAVED_QUERIES = {"Why did this email fail": "message_id", "What did this account do": "account_id"}
+
+
+def query_problems(translated: Template) -> list[str]:
+    """The runbook's saved queries exist, each filters on its field, and every saved query reads
+    every function's log group (a query that misses one answers "nothing happened")."""
+    problems = []
+    groups = set(resources(translated, "AWS::Logs::LogGroup"))
+    by_name = {}
+    for logical, res in resources(translated, "AWS::Logs::QueryDefinition").items():
+        p = props(res)
+        by_name[sub_text(p.get("Name")).rsplit("/", 1)[-1]] = str(p.get("QueryString") or "")
+        for missing in sorted(groups - referenced_ids(p.get("LogGroupNames"))):
+            problems.append(f"{logical}: does not read {missing}")
+    for name, field in SAVED_QUERIES.items():
+        query = by_name.get(name)
+        if query is None:
+            problems.append(f"no saved query {name!r}")
+        elif not re.search(rf"\|\s*filter {field} = ", query):
+            problems.append(f"the saved query {name!r} does not filter on {field}")
+    return problems
+
+
 def all_problems(source: Template, translated: Template) -> list[str]:
     return (
         sqs_mapping_problems(source, translated)
@@ -367,4 +558,8 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + managed_policy_problems(translated)
         + unscoped_statement_problems(translated)
         + privilege_problems(source, translated)
+        + log_retention_problems(translated)
+        + alarm_problems(translated)
+        + dashboard_problems(translated)
+        + query_problems(translated)
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.infrastructure.netguard import run_guarded
 from tests.infrastructure.sam_offline import TEMPLATE_PATH
 
@@ -36,4 +38,37 @@ def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
 
     assert run.returncode != 0
     assert "E3034" in run.stdout
+    assert run.network_attempts == []
+
+
+# ---- operations: cfn-lint checks the values of what the stack's operations add
+
+
+@pytest.mark.parametrize(
+    ("sound", "broken", "rule"),
+    [
+        pytest.param(
+            "RetentionInDays: !Ref LogRetentionDays", "RetentionInDays: 31", "E3030", id="retention"
+        ),
+        pytest.param(
+            "ComparisonOperator: GreaterThanThreshold",
+            "ComparisonOperator: MoreThanThreshold",
+            "E3030",
+            id="alarm comparison",
+        ),
+        pytest.param("Statistic: Maximum", "Statistic: Largest", "E3030", id="alarm statistic"),
+        pytest.param(
+            "AlarmActions: [!Ref AlarmTopic]", "AlarmActions: [!Ref AlarmTopics]", "E1020", id="alarm action"
+        ),
+    ],
+)
+def test_cfn_lint_checks_the_operations_values(tmp_path: Path, sound: str, broken: str, rule: str) -> None:
+    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    assert sound in text
+    (tmp_path / "template.yaml").write_text(text.replace(sound, broken, 1), encoding="utf-8")
+
+    run = run_guarded(CFN_LINT, str(tmp_path / "template.yaml"), workdir=tmp_path)
+
+    assert run.returncode != 0
+    assert rule in run.stdout, run.stdout
     assert run.network_attempts == []

@@ -17,6 +17,7 @@ from tests.infrastructure.sam_offline import (
     Template,
     function_roles,
     load_source,
+    referenced_ids,
     resources,
     translate,
 )
@@ -78,6 +79,50 @@ def test_each_function_holds_only_its_own_privileges(source: Template, translate
     assert rules.privilege_problems(source, translated) == []
 
 
+def test_every_function_logs_to_a_group_of_its_own_kept_for_a_limited_time(translated: Template) -> None:
+    assert len(resources(translated, "AWS::Logs::LogGroup")) == len(
+        resources(translated, "AWS::Lambda::Function")
+    )
+    assert rules.log_retention_problems(translated) == []
+
+
+def test_dead_letters_queue_age_errors_throttles_failures_and_kommo_blocks_raise_alarms_on_the_topic(
+    translated: Template,
+) -> None:
+    assert resources(translated, "AWS::CloudWatch::Alarm")
+    assert rules.alarm_problems(translated) == []
+
+
+def test_the_alarm_checks_read_the_metrics_the_alarms_watch(translated: Template) -> None:
+    """Positive controls: a broken reading of the alarms would pass the rule above unread."""
+    alarms = resources(translated, "AWS::CloudWatch::Alarm")
+
+    assert rules.watched(alarms["SendDeadLetterQueueAlarm"]) == [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": "SendDeadLetterQueue"})
+    ]
+    assert rules.watched(alarms["SendFailureRateAlarm"]) == [
+        ("Mailer", "sent", {"service": "mailer"}),
+        ("Mailer", "failed", {"service": "mailer"}),
+    ]
+
+
+def test_the_dashboard_shows_every_alarm_queue_and_function_and_the_emails(translated: Template) -> None:
+    assert rules.dashboard_problems(translated) == []
+
+
+def test_saved_queries_find_an_emails_story_and_an_accounts_in_every_functions_log(
+    translated: Template,
+) -> None:
+    assert rules.query_problems(translated) == []
+
+
+def test_the_stack_outputs_the_alarm_topic_and_the_dashboard(translated: Template) -> None:
+    outputs = translated["Outputs"]
+
+    assert referenced_ids(outputs["AlarmTopicArn"]["Value"]) == {"AlarmTopic"}
+    assert referenced_ids(outputs["DashboardUrl"]["Value"]) == {"Dashboard"}
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -126,6 +171,31 @@ def _send_event(event: str, key: str, value: Any) -> Mutation:
 
 def _add_resource(logical: str, resource: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"].__setitem__(logical, resource)
+
+
+def _drop_resource(logical: str) -> Mutation:
+    return lambda tpl: tpl["Resources"].pop(logical)
+
+
+def _new_dead_letter_queue(source: str, logical: str) -> Mutation:
+    def mutate(tpl: dict[str, Any]) -> None:
+        tpl["Resources"][logical] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1209600},
+        }
+        redrive = tpl["Resources"][source]["Properties"]["RedrivePolicy"]
+        redrive["deadLetterTargetArn"] = {"Fn::GetAtt": [logical, "Arn"]}
+
+    return mutate
+
+
+def _edit_dashboard(old: str, new: str) -> Mutation:
+    def mutate(tpl: dict[str, Any]) -> None:
+        body = tpl["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+        assert old in body["Fn::Sub"]
+        body["Fn::Sub"] = body["Fn::Sub"].replace(old, new)
+
+    return mutate
 
 
 def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
@@ -192,6 +262,81 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         "api invokes timers",
         _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}),
         "ApiFunctionRole may invoke the timers function",
+    ),
+    # ---- operations
+    (
+        "function without its log group",
+        _drop("TrackFunction", "LoggingConfig"),
+        "TrackFunction: LoggingConfig.LogGroup names no log group",
+    ),
+    ("logs kept forever", _drop("SendLogGroup", "RetentionInDays"), "SendLogGroup: no RetentionInDays"),
+    (
+        "two functions in one log group",
+        _set("TimersFunction", "LoggingConfig", {"LogGroup": {"Ref": "ActionsLogGroup"}}),
+        "ActionsLogGroup: shared by ['ActionsFunction', 'TimersFunction']",
+    ),
+    (
+        "dead letters unwatched",
+        _drop_resource("PipelineDeadLetterQueueAlarm"),
+        "PipelineDeadLetterQueue: no alarm when it holds a message",
+    ),
+    (
+        "a new dead-letter queue unwatched",
+        _new_dead_letter_queue("KommoAuthQueue", "LostDeadLetters"),
+        "LostDeadLetters: no alarm when it holds a message",
+    ),
+    (
+        "an alarm that tells nobody",
+        _drop("SendQueueAgeAlarm", "AlarmActions"),
+        "SendQueueAgeAlarm: tells no topic",
+    ),
+    (
+        "bulk mailings may wait forever",
+        _drop_resource("BulkSendQueueAgeAlarm"),
+        "BulkSendQueue: no alarm on the age of its oldest message",
+    ),
+    ("errors unwatched", _drop_resource("TimersErrorsAlarm"), "TimersFunction: no alarm on Errors"),
+    ("throttles unwatched", _drop_resource("TrackThrottlesAlarm"), "TrackFunction: no alarm on Throttles"),
+    ("failure rate unwatched", _drop_resource("SendFailureRateAlarm"), "no alarm on the send failure rate"),
+    (
+        "Kommo's blocks in one log uncounted",
+        _drop_resource("SendKommoBlocks"),
+        "SendLogGroup: no metric filter counts Kommo's blocks",
+    ),
+    ("Kommo's blocks unwatched", _drop_resource("KommoBlocksAlarm"), "kommo_blocks: counted, but no alarm"),
+    (
+        "a queue off the dashboard",
+        _edit_dashboard('"${PipelineQueue.QueueName}"', '"lost"'),
+        "Dashboard: does not show PipelineQueue",
+    ),
+    (
+        "an alarm off the dashboard",
+        _edit_dashboard('"${KommoBlocksAlarm.Arn}"', '"lost"'),
+        "Dashboard: does not show KommoBlocksAlarm",
+    ),
+    (
+        "opens off the dashboard",
+        _edit_dashboard('["Mailer", "opened"', '["Mailer", "clicked"'),
+        "Dashboard: does not show Mailer/opened",
+    ),
+    (
+        "a query that misses a log",
+        lambda tpl: tpl["Resources"]["EmailFailureQuery"]["Properties"]["LogGroupNames"].pop(),
+        "EmailFailureQuery: does not read ActionsLogGroup",
+    ),
+    (
+        "no query for an account",
+        _drop_resource("AccountActivityQuery"),
+        "no saved query 'What did this account do'",
+    ),
+    (
+        "an email's query on the wrong field",
+        _set(
+            "EmailFailureQuery",
+            "QueryString",
+            'fields message | filter id = "MESSAGE_ID"',
+        ),
+        "the saved query 'Why did this email fail' does not filter on message_id",
     ),
 ]
 

@@ -5,9 +5,11 @@
    clicked. The place that saw it only announces it (`announce`: one SQS message), so the
    pixel and click routes never wait for Kommo.
 2. The actions function takes the event (`handle_event`): reads the message, sets the
-   not-opened timer ("sent") or deletes it ("opened"), ignores a timer that comes after an
-   open, and fans the event out: one run job per trigger the message chose for that event,
-   delayed as the trigger says (SQS up to 15 minutes, a one-time schedule beyond).
+   not-opened timer ("sent") or deletes it ("opened", counted in CloudWatch by `base.metrics`
+   for the message's account and mailbox: the track route does not read the mailbox; an event
+   SQS delivers again counts again), ignores a timer that comes after an open, and fans the
+   event out: one run job per trigger the message chose for that event, delayed as the
+   trigger says (SQS up to 15 minutes, a one-time schedule beyond).
 3. The actions function runs each job (`run`): a conditional write claims the run id
    ("<message>.<event>.<trigger>"), so a redelivered job or a repeated event runs nothing
    twice; the trigger acts in Kommo through the rate-limited client (`trigger_actions`); the
@@ -35,7 +37,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailer_core.accounts import access
 from mailer_core.accounts.actors import Actor
 from mailer_core.adapters import scheduler, sqs
-from mailer_core.base import backoff
+from mailer_core.base import backoff, metrics
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
@@ -160,6 +162,7 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         _set_not_opened_timer(message, clock)
     elif job.event == "opened":
         template_counters.on_opened(message, clock.now())
+        metrics.count("opened", int(message.account_id), message.mailbox_id)
         _cancel_not_opened_timer(message, clock)
     elif job.event == "replied":
         _cancel_not_opened_timer(message, clock)  # an answer says it was read

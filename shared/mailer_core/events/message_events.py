@@ -16,14 +16,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from mailer_core.base import metrics
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.events import announce, template_counters
 from mailer_core.store.models import MessageModel
 
+COMPLAINED_PREFIX = "complained:"  # how bounces.reports words a complaint it hands to on_message_failed
+
 
 def _logged(event: str, account_id: float, message_id: str) -> dict[str, object]:
     return {"event": event, "account_id": int(account_id), "message_id": message_id}
+
+
+def _failure_metric(reason: str) -> metrics.Event | None:
+    """A permanent bounce counts as bounced; a complaint is no failure to send; the rest failed."""
+    if reason.startswith(template_counters.BOUNCED_PREFIX):
+        return "bounced"
+    return None if reason.startswith(COMPLAINED_PREFIX) else "failed"
 
 
 def on_message_sent(message: MessageModel, when: datetime) -> None:
@@ -35,6 +45,7 @@ def on_message_sent(message: MessageModel, when: datetime) -> None:
             "could not queue the sent event", extra=_logged("sent", message.account_id, message.message_id)
         )
     template_counters.on_sent(message, when)  # never raises: a counter never fails the send
+    metrics.count("sent", int(message.account_id), message.mailbox_id)  # never raises either
 
 
 def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -51,6 +62,9 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
             extra=_logged("failed", message.account_id, message.message_id),
         )
     template_counters.on_failed(message, reason, clock.now())  # never raises
+    metric = _failure_metric(reason)
+    if metric:
+        metrics.count(metric, int(message.account_id), message.mailbox_id)
 
 
 def on_message_replied(message: MessageModel, when: datetime) -> None:
