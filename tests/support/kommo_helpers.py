@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from devstack.kommo_standin import seed
+from devstack.kommo_standin.seed import Seed
 
 TOKEN = "test-admin-token"
 MANAGER_TOKEN = "test-manager-token"
@@ -41,3 +45,11 @@ class Answer:
 
 
 Api = Callable[..., Answer]
+
+
+def add_kommo_user(sample: Seed, user_id: int, name: str, email: str, *, view: str = "A") -> None:
+    """A user of the demo account as Kommo knows them (the manager's rights, `view` for leads)."""
+    user = copy.deepcopy(next(u for u in sample.users if u["id"] == seed.MANAGER_USER_ID))
+    user.update(id=user_id, name=name, email=email)
+    user["rights"]["leads"] = {**user["rights"]["leads"], "view": view}
+    sample.users.append(user)

@@ -42,8 +42,27 @@ MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
 def compose_json(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
-    """`POST /v1/messages`: the JSON body parsed into a request, composed by its caller."""
-    return compose(parse_request(payload), caller, clock=clock)
+    """`POST /v1/messages`: the JSON body parsed into a request, composed by its caller.
+
+    The caller is a person: an email about a CRM entity is refused (404) when Kommo does not
+    let this user see it (entity_rights). An account without a Kommo connection has no CRM
+    data to protect and is not asked.
+    """
+    request = parse_request(payload)
+    if request.entity is not None:
+        _ensure_may_view(caller, request.entity, clock)
+    return compose(request, caller, clock=clock)
+
+
+def _ensure_may_view(caller: Caller, entity: tuple[str, int], clock: Clock) -> None:
+    from mailer_core.messages import entity_rights  # cold start: the Kommo reader
+    from mailer_core.rendering.personalize import kommo_data  # cold start: jinja2 (the reader's module)
+
+    try:
+        data = kommo_data(caller.account_id, clock=clock)
+    except Conflict:
+        return  # not connected to Kommo: no CRM data to protect
+    entity_rights.ensure_may_view(caller.user_id, data, entity)
 
 
 class AlreadyComposed(Conflict):

@@ -10,6 +10,7 @@ from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages import entity_rights
 from mailer_core.messages import requests as compose_requests
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
@@ -50,11 +51,14 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         mailbox = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
         if mailbox is None:
             raise InvalidInput("choose a mailbox: you have no default mailbox", field="mailbox_id")
+    crm = kommo_data(caller.account_id, clock=clock) if entity else None
+    if crm is not None and entity is not None:
+        entity_rights.ensure_may_view(caller.user_id, crm, entity)
     try:
         rendered = render_email(
             subject_src=subject,
             html_src=html,
-            data=kommo_data(caller.account_id, clock=clock) if entity else None,
+            data=crm,
             entity=entity,
             manager=manager_of(mailbox),
             message_id="preview",

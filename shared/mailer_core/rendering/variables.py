@@ -257,6 +257,15 @@ class KommoData:
 
         return dict(_shared(self.client, "users", load))
 
+    def user(self, user_id: int) -> dict[str, Any] | None:
+        """One user with their rights (kept a while, as the lists are); None when Kommo has none.
+
+        KommoInsufficientRights when the account's token may not read users."""
+        found = _shared(
+            self.client, f"user{int(user_id)}", lambda: self.client.get(f"/api/v4/users/{int(user_id)}") or {}
+        )
+        return dict(found) if found else None
+
     def statuses(self) -> dict[str, tuple[Any, Any]]:
         """(pipeline, status) by pipeline id and by status id ("pipeline:status")."""
 

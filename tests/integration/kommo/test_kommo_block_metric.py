@@ -66,7 +66,10 @@ def test_the_ban_line_the_client_writes_is_counted_as_a_kommo_block(
         # a 403 that refuses one call for lack of rights is no ban
         {"level": "ERROR", "message": "Kommo answered 403 to GET /api/v4/users (Forbidden: no rights)"},
         # the ban's words at another level
-        {"level": "INFO", "message": "Kommo answered 403 (the IP is banned): no request through this address"},
+        {
+            "level": "INFO",
+            "message": "Kommo answered 403 (the IP is banned): no request through this address",
+        },
         {"level": "ERROR", "message": "Kommo answers the account again: unblocked"},
     ],
 )

@@ -184,19 +184,20 @@ def test_a_render_failure_fails_the_message_with_the_reason_and_is_not_retried(
 
 
 def test_a_lead_deleted_before_sending_fails_the_message(
-    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources, kommo: KommoStandIn
 ) -> None:
     message = compose(
         manager,
         to=["client@example.com"],
         subject="{{ lead.name }}",
         html="x",
-        entity={"type": "leads", "id": 24999999},
+        entity={"type": "leads", "id": seed.LEAD_REDESIGN},
     )
+    kommo.remove_entity("leads", seed.LEAD_REDESIGN)  # deleted in Kommo after the compose
     [job] = take_jobs(aws_stack)
     with SendWorker() as worker:
         assert worker.process(job) == "failed"
-    assert "24999999" in (stored(message["id"]).last_error or "")
+    assert str(seed.LEAD_REDESIGN) in (stored(message["id"]).last_error or "")
     assert sending.messages == []
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+import pytest
+
 from devstack.kommo_standin import seed
-from devstack.kommo_standin.server import KommoStandIn
+from devstack.kommo_standin.seed import Seed
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, load_handler
-from tests.support.fixtures.templates import LOGIN, OFFER, mailbox_body
+from tests.support.fixtures.templates import COLLEAGUE_ID, LOGIN, OFFER, mailbox_body
+from tests.support.kommo_helpers import add_kommo_user
 from tests.support.smtp_servers import SmtpTestServer
 from tests.support.sqs import deliver
 
@@ -25,9 +28,14 @@ def test_a_public_template_sent_by_a_colleague_carries_the_colleagues_signature(
     manager: ApiClient,
     colleague: ApiClient,
     smtp: SmtpTestServer,
-    kommo: KommoStandIn,
+    sample: Seed,
     aws_stack: StackResources,
+    request: pytest.FixtureRequest,
 ) -> None:
+    add_kommo_user(
+        sample, COLLEAGUE_ID, "Пётр Коллега", "petr@example.com"
+    )  # a Kommo user who sees all leads
+    request.getfixturevalue("kommo")
     # GIVEN the manager's public template and both users' own mailboxes and signatures
     assert manager.post("/v1/mailboxes", mailbox_body(smtp, rate_per_second=100)).status == 201
     petr = mailbox_body(

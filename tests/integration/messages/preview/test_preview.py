@@ -11,7 +11,8 @@ from devstack.kommo_standin import seed
 from devstack.kommo_standin.seed import Seed
 from devstack.kommo_standin.server import KommoStandIn
 from tests.support.api_client import ApiClient
-from tests.support.fixtures.templates import OFFER, mailbox_body
+from tests.support.fixtures.templates import COLLEAGUE_ID, OFFER, mailbox_body
+from tests.support.kommo_helpers import add_kommo_user
 
 LEAD = {"type": "leads", "id": seed.LEAD_OFFER}
 
@@ -153,8 +154,11 @@ def test_disabling_the_signature_and_placing_it_by_hand(manager: ApiClient, komm
 
 @pytest.mark.usefixtures("mailbox")
 def test_a_public_template_shows_the_senders_own_signature(
-    manager: ApiClient, colleague: ApiClient, kommo: KommoStandIn
+    manager: ApiClient, colleague: ApiClient, sample: Seed, request: Any
 ) -> None:
+    # the colleague is a Kommo user who may see every lead (Kommo's rights are honoured)
+    add_kommo_user(sample, COLLEAGUE_ID, "Пётр Коллега", "petr@example.com")
+    request.getfixturevalue("kommo")
     public = manager.post("/v1/templates", {**OFFER, "is_public": True}).json()
     colleague.post(
         "/v1/mailboxes", mailbox_body(sender_name="Пётр Коллега", signature="<p>Пётр, отдел продаж</p>")
@@ -182,8 +186,9 @@ def test_a_preview_costs_a_few_kommo_requests(manager: ApiClient, kommo: KommoSt
     # A request the stand-in refused with 429 (its one-second window under a loaded machine) and
     # the client retried is one call, not two.
     paths = [r.path for r in kommo.requests[before:] if r.status != 429]
-    # lead (with contact links), its contacts, its company; users, pipelines, account once
-    assert len(paths) <= 6, paths
+    # the manager's rights (entity_rights), the lead (with contact links), its contacts, its
+    # company; users, pipelines, account once
+    assert len(paths) <= 7, paths
     again = len(kommo.requests)
     preview(manager, subject="again", html="{{ lead.name }}", entity=LEAD)
     fresh = [r.path for r in kommo.requests[again:] if r.status != 429]
@@ -225,3 +230,40 @@ def test_crm_data_cannot_inject_headers_or_markup(
     shown = preview(manager, subject="Re: {{ lead.name }}", html="<p>{{ lead.name }}</p>", entity=LEAD)
     assert "\n" not in shown["subject"] and "\r" not in shown["subject"]
     assert "<script>" not in shown["html"]
+
+
+@pytest.mark.usefixtures("mailbox")
+def test_kommos_rights_decide_whose_lead_a_manager_may_preview_and_mail(
+    manager: ApiClient, sample: Seed, request: Any
+) -> None:
+    # GIVEN Kommo lets the manager see only their own leads (view "M"), and the offer's lead is
+    # the administrator's
+    sample.leads[0]["responsible_user_id"] = seed.ADMIN_USER_ID
+    request.getfixturevalue("kommo")
+    body = {"subject": "Hi {{ lead.name }}", "html": "<p>{{ lead.price }}</p>", "entity": LEAD}
+    # WHEN the manager previews it, or mails it
+    seen = manager.post("/v1/messages/preview", body)
+    mailed = manager.post("/v1/messages", {**body, "to": ["client@example.com"]})
+    # THEN both answer as for a lead that does not exist, and nothing of it is shown
+    assert (seen.status, seen.json()["field"]) == (404, "entity")
+    assert (mailed.status, mailed.json()["field"]) == (404, "entity")
+    assert sample.leads[0]["name"] not in seen.body
+    # AND their own lead (another of the demo's) previews as before
+    own = {**body, "entity": {"type": "leads", "id": sample.leads[1]["id"]}}
+    assert manager.post("/v1/messages/preview", own).status == 200
+
+
+@pytest.mark.usefixtures("mailbox")
+def test_a_manager_kommo_lets_see_every_lead_previews_any(
+    manager: ApiClient, sample: Seed, request: Any
+) -> None:
+    sample.leads[0]["responsible_user_id"] = seed.ADMIN_USER_ID
+    manager_user = next(u for u in sample.users if u["id"] == seed.MANAGER_USER_ID)
+    manager_user["rights"]["leads"] = {**manager_user["rights"]["leads"], "view": "A"}
+    request.getfixturevalue("kommo")
+    assert (
+        manager.post(
+            "/v1/messages/preview", {"subject": "x", "html": "{{ lead.name }}", "entity": LEAD}
+        ).status
+        == 200
+    )
