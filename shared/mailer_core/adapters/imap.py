@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from mailer_core.base.validation import breaks_a_command
+
 if TYPE_CHECKING:  # imaplib is imported where it is used: it costs a cold start ~30 ms
     import imaplib
 
@@ -512,7 +514,12 @@ def _meta_number(meta: str, name: str) -> int | None:
 
 
 def open_session(settings: ImapSettings) -> ImapSession:
-    """Connect, secure the connection as settings say, and log in."""
+    """Connect, secure the connection as settings say, and log in.
+
+    A login or password with a CR, LF or NUL is refused before any connection: imaplib's LOGIN
+    would send it as it is, and a line break there starts a command of the caller's choosing."""
+    if breaks_a_command(settings.login) or breaks_a_command(settings.password):
+        raise ImapFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     import imaplib
 
     context = _tls_context(settings) if settings.security != "none" else None

@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from typing import Literal
 
 from mailer_core.adapters import mime
+from mailer_core.base.validation import breaks_a_command
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,12 @@ class SmtpSession:
 
 
 def open_session(settings: SmtpSettings) -> SmtpSession:
-    """Connect, say EHLO, secure the connection as settings say, and log in."""
+    """Connect, say EHLO, secure the connection as settings say, and log in.
+
+    A login or password with a CR, LF or NUL is refused before any connection: it could end
+    the AUTH command early or shift AUTH PLAIN's parts."""
+    if breaks_a_command(settings.login) or breaks_a_command(settings.password):
+        raise SmtpFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     context = _tls_context(settings) if settings.security != "none" else None
     client: smtplib.SMTP | None = None
     try:

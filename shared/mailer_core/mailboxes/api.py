@@ -132,10 +132,10 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
             raise InvalidInput(f"must be one of {', '.join(allowed)}", field="smtp_security")
         out["smtp_security"] = security
     if "smtp_login" in payload or creating:
-        login = validation.text(payload, "smtp_login", max_length=320)
+        login = validation.credential(payload, "smtp_login", max_length=320)
         out["smtp_login"] = login or out.get("sender_email") or (current.sender_email if current else "")
     if creating or "smtp_password" in payload:
-        out["smtp_password"] = validation.text(
+        out["smtp_password"] = validation.credential(
             payload, "smtp_password", required=creating, max_length=1000, allow_empty=False
         )
     if "rate_per_second" in payload or creating:  # unset: the account's default (account_settings)
@@ -201,10 +201,10 @@ def _validated_imap(payload: dict[str, Any], *, current: MailboxModel | None) ->
         if old_port is None or int(old_port) == connection.IMAP_DEFAULT_PORTS[old_security]:
             out["imap_port"] = connection.IMAP_DEFAULT_PORTS[security]
     if "imap_login" in payload:
-        out["imap_login"] = validation.text(payload, "imap_login", max_length=320) or None
+        out["imap_login"] = validation.credential(payload, "imap_login", max_length=320) or None
     if "imap_password" in payload:
         # null or "" forgets a separate IMAP password: the SMTP password serves IMAP again.
-        out["imap_password"] = validation.text(payload, "imap_password", max_length=1000) or None
+        out["imap_password"] = validation.credential(payload, "imap_password", max_length=1000) or None
     return out
 
 
