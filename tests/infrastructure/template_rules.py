@@ -204,6 +204,22 @@ def function_problems(source: Template, translated: Template) -> list[str]:  # n
     return problems
 
 
+# Settings for the local stack and the tests only: a deployed function never has them.
+LOCAL_ONLY_SETTINGS = ("MAILER_ALLOW_PLAINTEXT_SMTP", "MAILER_ALLOW_LOOPBACK_MAILBOXES")
+
+
+def local_only_setting_problems(translated: Template) -> list[str]:
+    problems = []
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        variables = (props(res).get("Environment") or {}).get("Variables") or {}
+        problems += [
+            f"{fn}: sets {name}, a setting of the local stack"
+            for name in LOCAL_ONLY_SETTINGS
+            if name in variables
+        ]
+    return problems
+
+
 def _is_account_root(principal: Any) -> bool:
     """Only this account's root (which delegates to IAM), nobody else in the same statement."""
     if not isinstance(principal, dict) or set(principal) != {"AWS"}:
@@ -363,6 +379,7 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + queue_problems(translated)
         + table_problems(translated)
         + function_problems(source, translated)
+        + local_only_setting_problems(translated)
         + wildcard_problems(translated)
         + managed_policy_problems(translated)
         + unscoped_statement_problems(translated)

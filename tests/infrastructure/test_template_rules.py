@@ -78,6 +78,11 @@ def test_each_function_holds_only_its_own_privileges(source: Template, translate
     assert rules.privilege_problems(source, translated) == []
 
 
+def test_no_function_gets_a_setting_of_the_local_stack(translated: Template) -> None:
+    """Plain SMTP and mailbox servers on loopback are for the local stack and the tests only."""
+    assert rules.local_only_setting_problems(translated) == []
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -128,6 +133,10 @@ def _add_resource(logical: str, resource: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"].__setitem__(logical, resource)
 
 
+def _global_env(name: str, value: str) -> Mutation:
+    return lambda tpl: tpl["Globals"]["Function"]["Environment"]["Variables"].__setitem__(name, value)
+
+
 def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"][fn]["Properties"].setdefault("Events", {}).__setitem__(event, spec)
 
@@ -162,6 +171,11 @@ BREAKS: list[tuple[str, Mutation, str]] = [
     ("table without SSE", _drop("MessagesTable", "SSESpecification"), "MessagesTable: SSESpecification"),
     ("provisioned table", _set("AccountsTable", "BillingMode", "PROVISIONED"), "AccountsTable: BillingMode"),
     ("old runtime", _set("TrackFunction", "Runtime", "python3.12"), "TrackFunction: runtime 'python3.12'"),
+    (
+        "loopback mailboxes deployed",
+        _global_env("MAILER_ALLOW_LOOPBACK_MAILBOXES", "1"),
+        "ApiFunction: sets MAILER_ALLOW_LOOPBACK_MAILBOXES",
+    ),
     (
         "track writes messages",
         _add_policy("TrackFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MessagesTable"}}}),
