@@ -1,9 +1,12 @@
 """HTTP rules of the widget's API: who is calling, CORS for Kommo origins, JSON errors.
 
 The API function registers its routes on a Powertools resolver and installs `api_middleware`;
-everything about authentication, CORS and error bodies lives here. Whether the caller may use
-Mailer at all (account status, allowed users, administrators) is mailer_core.accounts.access's rule,
-applied here to every /v1 route.
+everything about authentication, CORS and error bodies lives here. Every route needs the
+widget's token except the documented public ones (`PUBLIC_ROUTES`) and CORS preflights, so a
+route added anywhere, under /v1 or not, is protected until it is named public here and in the
+OpenAPI document. Whether the caller may use Mailer at all (account
+status, allowed users, administrators) is mailer_core.accounts.access's rule, applied here to
+every protected route.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from mailer_core.kommo.hosts import is_account_origin
 
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
 ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-PROTECTED_PREFIX = "/v1/"
+# (method, path) of the routes anyone may call: the health check and the API's own description.
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether a request may go without the widget's token (a public route; preflights are
+    answered before any route)."""
+    return (method.upper(), path) in PUBLIC_ROUTES
 
 
 def origin_allowed(origin: str | None) -> bool:
@@ -85,13 +95,14 @@ def json_body(app: APIGatewayHttpResolver) -> Any:
 
 def caller_of(app: APIGatewayHttpResolver) -> Caller:
     caller = app.context.get("caller")
-    if not isinstance(caller, Caller):  # a /v1 route always runs behind the middleware
+    if not isinstance(caller, Caller):  # a protected route always runs behind the middleware
         raise RuntimeError("route has no authenticated caller")
     return caller
 
 
 def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """Answer preflights, authenticate /v1 calls, add CORS headers, turn errors into JSON."""
+    """Answer preflights, authenticate every call but the public routes', add CORS headers, turn
+    errors into JSON."""
     event = app.current_event
     origin = event.headers.get("origin")
     path = event.path
@@ -101,7 +112,7 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
             status_code=204 if allowed else 403, body="", headers=cors_headers(origin, preflight=True)
         )
     try:
-        if path.startswith(PROTECTED_PREFIX):
+        if not is_public(event.http_method, path):
             from mailer_core.accounts import access  # cold start: pynamodb (the health route needs no model)
 
             caller = authenticate(event.headers)
