@@ -4,7 +4,8 @@ The API function registers its routes on a Powertools resolver and installs `api
 everything about authentication, CORS and error bodies lives here. Every route needs the
 widget's token except the documented public ones (`PUBLIC_ROUTES`) and CORS preflights, so a
 route added anywhere, under /v1 or not, is protected until it is named public here and in the
-OpenAPI document. Whether the caller may use Mailer at all (account
+OpenAPI document. A request no route takes is authenticated the same way, then answered 404
+with the API's error body (`not_found`). Whether the caller may use Mailer at all (account
 status, allowed users, administrators) is mailer_core.accounts.access's rule, applied here to
 every protected route.
 """
@@ -21,7 +22,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from mailer_core.accounts.auth import Caller, verify_widget_token
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import MailerError, MalformedRequest
+from mailer_core.base.errors import MailerError, MalformedRequest, NotFound
 from mailer_core.base.logs import logger
 from mailer_core.kommo.hosts import is_account_origin
 
@@ -130,6 +131,14 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
     for key, value in cors_headers(origin).items():
         response.headers[key] = value
     return response
+
+
+def not_found(app: APIGatewayHttpResolver) -> Response[str]:
+    """404 with the API's error body, for a request no route takes: an unknown path, or an id in
+    the path that is not of the route's form (control characters, quotes …)."""
+    event = app.current_event
+    words = f"no route takes {event.http_method} for this path, or an id in it is not one this API gives out"
+    return error_response(NotFound(words, field="path"), event.headers.get("origin"))
 
 
 def limit_param(query: dict[str, str], *, default: int = 50, maximum: int = 200) -> int:

@@ -1,7 +1,9 @@
-"""Which routes need the widget's token.
+"""Which routes need the widget's token, and what a request no route takes is answered.
 
 Authentication follows the routes, not a path prefix: every route but the documented public
-ones needs the token, so a route added outside /v1 is protected by default.
+ones needs the token, so a route added outside /v1 is protected by default. A path whose id
+does not fit its route's pattern (control characters, quotes, `¶` after URL-decoding) gets the
+API's documented error body, not Powertools' default.
 """
 
 from __future__ import annotations
@@ -58,3 +60,42 @@ def test_a_new_route_outside_v1_is_protected_by_default() -> None:
     # AND with a token it runs for that caller
     token = ApiClient(secret=TEST_SECRET, audience=TEST_AUDIENCE).token()
     assert call({"x-auth-token": token})["statusCode"] == 200
+
+
+@pytest.mark.usefixtures("aws_stack")
+@pytest.mark.parametrize(
+    "path",
+    [
+        '/v1/mailboxes/01J"X',
+        "/v1/messages/01J\x01X",
+        "/v1/templates/\u00b6",
+        "/v1/suppressions/anna\x00@example.com",
+        "/v1/links/7/extra",
+        "/v1/nothing-here",
+        "/health/",
+    ],
+)
+def test_a_path_no_route_takes_answers_the_apis_error_body(path: str) -> None:
+    client = ApiClient(secret=TEST_SECRET, audience=TEST_AUDIENCE)
+
+    found = client.get(path)
+    anonymous = client.get(path, auth=False)
+
+    assert found.status == 404
+    assert found.headers["content-type"] == "application/json"
+    assert is_error_body(found.json())
+    assert found.json()["error"] == "not_found"
+    assert found.json()["field"] == "path"
+    # the token is checked first, as on every route that is not public
+    assert anonymous.status == 401 and is_error_body(anonymous.json())
+
+
+@pytest.mark.usefixtures("aws_stack")
+def test_the_webhook_function_answers_an_unknown_path_with_the_error_body() -> None:
+    client = ApiClient(secret=TEST_SECRET, audience=TEST_AUDIENCE, function="webhook")
+
+    reply = client.get("/hooks/kommo/nothing\x01", auth=False)
+
+    assert reply.status == 404
+    assert reply.headers["content-type"] == "application/json"
+    assert is_error_body(reply.json()) and reply.json()["error"] == "not_found"
