@@ -13,6 +13,7 @@ every protected route.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -82,16 +83,29 @@ def authenticate(headers: dict[str, str], *, clock: Clock = SYSTEM_CLOCK) -> Cal
 
 
 def json_body(app: APIGatewayHttpResolver) -> Any:
+    """The request's JSON body; a body that is not base64 where API Gateway says it is, not
+    UTF-8, empty or not JSON is the caller's 400 naming `body`."""
     event = app.current_event
     raw = event.body or ""
     if event.is_base64_encoded and raw:
-        raw = base64.b64decode(raw).decode("utf-8", errors="replace")
+        raw = _base64_text(raw)
     if not raw.strip():
         raise MalformedRequest("the request needs a JSON body", field="body")
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+def _base64_text(raw: str) -> str:
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedRequest("the body is not valid base64", field="body") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not UTF-8 text", field="body") from None
 
 
 def caller_of(app: APIGatewayHttpResolver) -> Caller:
