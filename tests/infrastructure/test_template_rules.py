@@ -78,6 +78,11 @@ def test_each_function_holds_only_its_own_privileges(source: Template, translate
     assert rules.privilege_problems(source, translated) == []
 
 
+def test_the_bucket_expires_old_body_versions_and_pending_uploads_only(translated: Template) -> None:
+    assert resources(translated, "AWS::S3::Bucket")
+    assert rules.bucket_problems(translated) == []
+
+
 def test_no_function_gets_a_setting_of_the_local_stack(translated: Template) -> None:
     """Plain SMTP and mailbox servers on loopback are for the local stack and the tests only."""
     assert rules.local_only_setting_problems(translated) == []
@@ -133,6 +138,12 @@ def _add_resource(logical: str, resource: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"].__setitem__(logical, resource)
 
 
+def _body_rule(change: Callable[[list[dict[str, Any]]], None]) -> Mutation:
+    return lambda tpl: change(
+        tpl["Resources"]["BodiesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    )
+
+
 def _global_env(name: str, value: str) -> Mutation:
     return lambda tpl: tpl["Globals"]["Function"]["Environment"]["Variables"].__setitem__(name, value)
 
@@ -171,6 +182,18 @@ BREAKS: list[tuple[str, Mutation, str]] = [
     ("table without SSE", _drop("MessagesTable", "SSESpecification"), "MessagesTable: SSESpecification"),
     ("provisioned table", _set("AccountsTable", "BillingMode", "PROVISIONED"), "AccountsTable: BillingMode"),
     ("old runtime", _set("TrackFunction", "Runtime", "python3.12"), "TrackFunction: runtime 'python3.12'"),
+    (
+        "old bodies kept",
+        _body_rule(lambda rules: rules.remove(next(r for r in rules if r["Id"] == "OldBodyVersions"))),
+        "BodiesBucket: old versions under bodies/ never expire",
+    ),
+    (
+        "current bodies expired",
+        _body_rule(
+            lambda rules: rules.append({"Status": "Enabled", "Prefix": "bodies/", "ExpirationInDays": 30})
+        ),
+        "BodiesBucket: a rule expires current bodies",
+    ),
     (
         "loopback mailboxes deployed",
         _global_env("MAILER_ALLOW_LOOPBACK_MAILBOXES", "1"),
