@@ -64,6 +64,23 @@ def text(
     return value
 
 
+MAX_ID_CHARS = 64  # ids are ULIDs (26 characters); DynamoDB refuses an empty or oversized key
+
+
+def identifier(value: Any, field: str) -> str:
+    """An id the caller names (of an upload, a mailbox …): a string of 1 to 64 characters, so a
+    key DynamoDB would refuse (empty, too long) is the caller's 422, not the table's 500."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise InvalidInput(f"must be an id: a string of 1 to {MAX_ID_CHARS} characters", field=field)
+    return value
+
+
+def optional_identifier(payload: Mapping[str, Any], name: str) -> str | None:
+    """`identifier` when the payload gives one; None for a missing, null or empty one."""
+    value = payload.get(name)
+    return None if value is None or value == "" else identifier(value, name)
+
+
 def breaks_a_command(value: str) -> bool:
     """Whether `value` holds a CR, LF or NUL (`COMMAND_BREAKERS`)."""
     return any(breaker in value for breaker in COMMAND_BREAKERS)

@@ -120,6 +120,8 @@ def test_only_an_administrator_changes_the_owner(
         ({"owner": 5}, "owner", "unknown field"),
         ({"is_public": "yes"}, "is_public", "true or false"),
         ({"attachment_links": ["ftp://example.com/x"]}, "attachment_links[0]", ""),
+        # found by the API fuzzing: an empty upload id was a key DynamoDB refuses (a 500)
+        ({"attachments": [{"upload_id": ""}]}, "attachments[0].upload_id", "must be an id"),
     ],
 )
 def test_a_bad_template_is_refused_naming_the_field(

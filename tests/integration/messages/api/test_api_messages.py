@@ -151,6 +151,8 @@ def test_only_a_failed_message_can_be_sent_again(
         ({"to": "x@example.com", "subject": 5}, 422, "subject"),
         ({}, 422, "to"),
         ({"to": ["a@example.com"], "mailbox_id": "nope"}, 422, "mailbox_id"),
+        # found by the API fuzzing: an empty upload id was a key DynamoDB refuses (a 500)
+        ({"to": ["a@example.com"], "attachments": [{"upload_id": ""}]}, 422, "attachments[0].upload_id"),
         ({"to": ["a@example.com"], "send_at": "tomorrow"}, 422, "send_at"),
         ({"to": ["a@example.com"], "send_at": "2026-12-01T10:00:00"}, 422, "send_at"),
         ({"to": ["a@example.com"], "lane": "express"}, 422, "lane"),
