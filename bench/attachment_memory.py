@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 sys.path.insert(0, sys.argv[1])
 from mailer_core.adapters.mime import Attachment, OutgoingEmail, build_message, spool
 from mailer_core.adapters.smtp import SmtpSettings, open_session
+from mailer_core.base.network_addresses import LOOPBACK_ALLOWED
 path, port, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
@@ -63,7 +64,15 @@ email = OutgoingEmail(
 message = build_message(email)
 size = spool(message).size if mode == "streamed" else len(message.as_bytes())
 written = time.perf_counter()
-settings = SmtpSettings(host="127.0.0.1", port=port, security="none", login="", password="", timeout=120)
+settings = SmtpSettings(
+    host="127.0.0.1",
+    port=port,
+    security="none",
+    login="",
+    password="",
+    timeout=120,
+    addresses=LOOPBACK_ALLOWED,  # the sink listens on 127.0.0.1
+)
 session = open_session(settings)
 reply = session.send(message, "bench@sender.test", ["to@client.test"]).reply
 session.close()

@@ -283,6 +283,7 @@ def create_stack() -> tuple[dict[str, str], Any]:
     )
     os.environ.update(function_environment(stack))
     os.environ["MAILER_ALLOW_PLAINTEXT_SMTP"] = "1"
+    os.environ["MAILER_ALLOW_LOOPBACK_MAILBOXES"] = "1"
     reset_settings()
     models.reset_connections()
     [send_function] = [

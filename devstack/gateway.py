@@ -13,7 +13,10 @@ result into the HTTP response API Gateway would give. Behaviours copied from the
 - a body whose content type is not textual arrives base64-encoded (`isBase64Encoded`);
 - a result without `statusCode` becomes a 200 `application/json` response;
 - no route: 404 `{"message":"Not Found"}`; a failing handler: 500
-  `{"message":"Internal Server Error"}`; a body over 10 MB: 413.
+  `{"message":"Internal Server Error"}`; a body over 10 MB: 413;
+- any request method is taken and routed: one an HTTP API route cannot declare (TRACE,
+  CONNECT, PROPFIND …) matches no route, not even `ANY`, so it gets the same 404 (the
+  standard library's server would answer 501 before any routing).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ DEFAULT_API_ID = "devstack01"
 _TEXT_TYPES = re.compile(
     r"^(text/.*|application/(json|javascript|xml|[\w.+-]+\+json|[\w.+-]+\+xml))$", re.IGNORECASE
 )
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# The methods an HTTP API route can declare (besides ANY, which stands for these).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class Router:
             self._routes.append(_CompiledRoute(route, segments, greedy))
 
     def match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        if method not in _METHODS:
+            return None
         segments = path.split("/")[1:]
         found: list[tuple[tuple[Any, ...], HttpRoute, dict[str, str]]] = []
         for compiled in self._routes:
@@ -275,7 +281,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        """Every `do_<METHOD>`: the gateway routes any method (the base class answers 501 to one
+        it has no `do_` for)."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
 
 class _BodyTooLarge(Exception):

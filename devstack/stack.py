@@ -1,7 +1,8 @@
 """The whole backend on 127.0.0.1: moto, the template's resources, the gateway, the SQS
 pollers and the scheduler loop, with every handler running in this process.
 
-    with DevStack(extra_env={"MAILER_ALLOW_PLAINTEXT_SMTP": "1"}) as stack:
+    local_servers = {"MAILER_ALLOW_PLAINTEXT_SMTP": "1", "MAILER_ALLOW_LOOPBACK_MAILBOXES": "1"}
+    with DevStack(extra_env=local_servers) as stack:
         requests.post(f"{stack.api_url}/v1/messages", ...)
         stack.drain()
 

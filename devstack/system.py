@@ -60,6 +60,7 @@ class LocalSystem:
             },
             extra_env={
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",
+                "MAILER_ALLOW_LOOPBACK_MAILBOXES": "1",  # the SMTP sink and Dovecot are on 127.0.0.1
                 "MAILER_KOMMO_BASE_URL": self.kommo.base_url,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
                 # No CloudWatch here: base.metrics' EMF lines would only fill the console.

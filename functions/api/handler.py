@@ -19,6 +19,13 @@ app = APIGatewayHttpResolver()
 app.use(middlewares=[edge.api_middleware])
 
 
+@app.not_found
+def not_found(_: Exception) -> Response[str]:
+    """A path no route takes, or an id in the path that is not of its route's form: the API's
+    error body, after the token check every protected route has (edge.api_middleware)."""
+    return edge.not_found(app)
+
+
 @app.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}

@@ -15,6 +15,15 @@ app = APIGatewayHttpResolver()
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
+@app.not_found
+def not_found(_: Exception) -> Response[str]:
+    """A path no hook takes: the API's error body, not Powertools' default."""
+    from mailer_core.base.errors import NotFound
+    from mailer_core.web import edge
+
+    return edge.json_response(404, NotFound("no hook takes this path", field="path").to_body())
+
+
 @app.get("/hooks/health")
 def health() -> dict[str, str]:
     return {"status": "ok", "function": "webhook"}

@@ -207,6 +207,46 @@ def function_problems(source: Template, translated: Template) -> list[str]:  # n
     return problems
 
 
+def _lifecycle_rules(bucket: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = (props(bucket).get("LifecycleConfiguration") or {}).get("Rules") or []
+    return [r for r in rules if r.get("Status") == "Enabled"]
+
+
+def bucket_problems(translated: Template) -> list[str]:
+    """Only what the code says may go expires: old versions of the bodies (read by key, current
+    version only) and pending uploads; never a current body (a failed message may be sent again)."""
+    problems = []
+    for bucket, res in resources(translated, "AWS::S3::Bucket").items():
+        rules = _lifecycle_rules(res)
+        bodies = [r for r in rules if r.get("Prefix") == "bodies/" and not r.get("TagFilters")]
+        if not any((r.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays") for r in bodies):
+            problems.append(f"{bucket}: old versions under bodies/ never expire")
+        if any(r.get("ExpirationInDays") or r.get("ExpirationDate") for r in bodies):
+            problems.append(f"{bucket}: a rule expires current bodies, which a failed message still needs")
+        pending = [
+            r for r in rules if {"Key": "mailer-retention", "Value": "pending"} in (r.get("TagFilters") or [])
+        ]
+        if not any(r.get("ExpirationInDays") for r in pending):
+            problems.append(f"{bucket}: pending uploads never expire")
+    return problems
+
+
+# Settings for the local stack and the tests only: a deployed function never has them.
+LOCAL_ONLY_SETTINGS = ("MAILER_ALLOW_PLAINTEXT_SMTP", "MAILER_ALLOW_LOOPBACK_MAILBOXES")
+
+
+def local_only_setting_problems(translated: Template) -> list[str]:
+    problems = []
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        variables = (props(res).get("Environment") or {}).get("Variables") or {}
+        problems += [
+            f"{fn}: sets {name}, a setting of the local stack"
+            for name in LOCAL_ONLY_SETTINGS
+            if name in variables
+        ]
+    return problems
+
+
 def _is_account_root(principal: Any) -> bool:
     """Only this account's root (which delegates to IAM), nobody else in the same statement."""
     if not isinstance(principal, dict) or set(principal) != {"AWS"}:
@@ -554,6 +594,8 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + queue_problems(translated)
         + table_problems(translated)
         + function_problems(source, translated)
+        + local_only_setting_problems(translated)
+        + bucket_problems(translated)
         + wildcard_problems(translated)
         + managed_policy_problems(translated)
         + unscoped_statement_problems(translated)

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PROVIDED = {"boto3"}
@@ -29,3 +30,16 @@ def test_the_layer_ships_what_the_project_depends_on_with_the_same_versions() ->
     project = _project()
     assert set(project) >= RUNTIME_PROVIDED
     assert _layer() == {name: spec for name, spec in project.items() if name not in RUNTIME_PROVIDED}
+
+
+# Releases with a published advisory against the sandbox, which renders users' templates:
+# CVE-2024-56201 and CVE-2024-56326 (fixed in 3.1.5), CVE-2025-27516 (fixed in 3.1.6).
+SANDBOX_ADVISORIES = {"jinja2": ("3.1.6", ["3.0.3", "3.1.0", "3.1.4", "3.1.5"])}
+
+
+def test_no_list_admits_a_release_with_a_sandbox_advisory() -> None:
+    for requirements in (_project(), _layer()):
+        for name, (fixed, vulnerable) in SANDBOX_ADVISORIES.items():
+            specifier = SpecifierSet(requirements[name])
+            assert fixed in specifier, (name, fixed)
+            assert not [version for version in vulnerable if version in specifier], (name, str(specifier))

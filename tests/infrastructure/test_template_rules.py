@@ -123,6 +123,16 @@ def test_the_stack_outputs_the_alarm_topic_and_the_dashboard(translated: Templat
     assert referenced_ids(outputs["DashboardUrl"]["Value"]) == {"Dashboard"}
 
 
+def test_the_bucket_expires_old_body_versions_and_pending_uploads_only(translated: Template) -> None:
+    assert resources(translated, "AWS::S3::Bucket")
+    assert rules.bucket_problems(translated) == []
+
+
+def test_no_function_gets_a_setting_of_the_local_stack(translated: Template) -> None:
+    """Plain SMTP and mailbox servers on loopback are for the local stack and the tests only."""
+    assert rules.local_only_setting_problems(translated) == []
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -198,6 +208,16 @@ def _edit_dashboard(old: str, new: str) -> Mutation:
     return mutate
 
 
+def _body_rule(change: Callable[[list[dict[str, Any]]], None]) -> Mutation:
+    return lambda tpl: change(
+        tpl["Resources"]["BodiesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    )
+
+
+def _global_env(name: str, value: str) -> Mutation:
+    return lambda tpl: tpl["Globals"]["Function"]["Environment"]["Variables"].__setitem__(name, value)
+
+
 def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
     return lambda tpl: tpl["Resources"][fn]["Properties"].setdefault("Events", {}).__setitem__(event, spec)
 
@@ -232,6 +252,23 @@ BREAKS: list[tuple[str, Mutation, str]] = [
     ("table without SSE", _drop("MessagesTable", "SSESpecification"), "MessagesTable: SSESpecification"),
     ("provisioned table", _set("AccountsTable", "BillingMode", "PROVISIONED"), "AccountsTable: BillingMode"),
     ("old runtime", _set("TrackFunction", "Runtime", "python3.12"), "TrackFunction: runtime 'python3.12'"),
+    (
+        "old bodies kept",
+        _body_rule(lambda rules: rules.remove(next(r for r in rules if r["Id"] == "OldBodyVersions"))),
+        "BodiesBucket: old versions under bodies/ never expire",
+    ),
+    (
+        "current bodies expired",
+        _body_rule(
+            lambda rules: rules.append({"Status": "Enabled", "Prefix": "bodies/", "ExpirationInDays": 30})
+        ),
+        "BodiesBucket: a rule expires current bodies",
+    ),
+    (
+        "loopback mailboxes deployed",
+        _global_env("MAILER_ALLOW_LOOPBACK_MAILBOXES", "1"),
+        "ApiFunction: sets MAILER_ALLOW_LOOPBACK_MAILBOXES",
+    ),
     (
         "track writes messages",
         _add_policy("TrackFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "MessagesTable"}}}),

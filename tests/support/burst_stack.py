@@ -47,6 +47,7 @@ def burst_stack() -> Iterator[Stack]:
             },
             extra_env={
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",
+                "MAILER_ALLOW_LOOPBACK_MAILBOXES": "1",
                 "MAILER_KOMMO_BASE_URL": kommo.base_url,
                 "MAILER_KOMMO_REQUESTS_PER_SECOND": "100000",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",

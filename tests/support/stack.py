@@ -23,6 +23,7 @@ def stack_for_functions(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackResour
     for key, value in function_environment(stack).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MAILER_ALLOW_PLAINTEXT_SMTP", "1")
+    monkeypatch.setenv("MAILER_ALLOW_LOOPBACK_MAILBOXES", "1")  # the test servers are on 127.0.0.1
     reset_settings()
     models.reset_connections()
     try:

@@ -10,7 +10,9 @@ session per mailbox for a batch, as `smtp.SmtpPool` does for SMTP.
 Folder names travel in modified UTF-7 (RFC 3501 §5.1.3), which imaplib does not handle:
 `encode_folder_name` and `decode_folder_name` do. Every failure comes out as one
 `ImapFailure` whose `kind` says what went wrong; `error` keeps the exception underneath.
-The password goes to the server only, never into an exception or a log line.
+The password goes to the server only, never into an exception or a log line. The server's
+host must lead to addresses `ImapSettings.addresses` allows (public ones: a user names the
+host), checked when the connection is made and connected to as checked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
+
+from mailer_core.base.network_addresses import DEFAULT_POLICY, AddressPolicy, checked_address
+from mailer_core.base.validation import breaks_a_command
 
 if TYPE_CHECKING:  # imaplib is imported where it is used: it costs a cold start ~30 ms
     import imaplib
@@ -69,6 +74,8 @@ class ImapSettings:
     time_limit: float | None = None
     max_literal: int = MAX_FETCH_BYTES
     max_received: int = MAX_SESSION_BYTES
+    # The addresses the host may lead to (the local stack and the tests allow loopback).
+    addresses: AddressPolicy = DEFAULT_POLICY
 
 
 class ImapFailure(Exception):
@@ -324,15 +331,23 @@ class _Guard:
 
 
 def _client_class(settings: ImapSettings, guard: _Guard) -> Callable[..., imaplib.IMAP4]:
-    """imaplib's client for the security asked, its socket watched and its literals counted."""
+    """imaplib's client for the security asked, its socket watched and its literals counted.
+
+    It connects only to an address the policy allows: the host is resolved, every address
+    checked, and the socket goes to the checked one (TLS verifies the certificate for the name).
+    """
     import imaplib
 
     base: type[imaplib.IMAP4] = imaplib.IMAP4_SSL if settings.security == "ssl" else imaplib.IMAP4
 
     class Guarded(base):  # type: ignore[misc, valid-type]
         def _create_socket(self, timeout: float | None) -> Any:
-            sock = super()._create_socket(timeout)
+            address = checked_address(self.host, self.port, settings.addresses)
+            sock: Any = socket.create_connection((address, self.port), timeout)
             guard.watch(sock)
+            if settings.security == "ssl":
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+                guard.watch(sock)
             return sock
 
         def read(self, size: int) -> bytes:
@@ -512,7 +527,12 @@ def _meta_number(meta: str, name: str) -> int | None:
 
 
 def open_session(settings: ImapSettings) -> ImapSession:
-    """Connect, secure the connection as settings say, and log in."""
+    """Connect, secure the connection as settings say, and log in.
+
+    A login or password with a CR, LF or NUL is refused before any connection: imaplib's LOGIN
+    would send it as it is, and a line break there starts a command of the caller's choosing."""
+    if breaks_a_command(settings.login) or breaks_a_command(settings.password):
+        raise ImapFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     import imaplib
 
     context = _tls_context(settings) if settings.security != "none" else None

@@ -5,7 +5,9 @@ whole batch and replaces a connection the server dropped while it sat idle. Ever
 failure comes out as one `SmtpFailure` whose `kind` tells the caller what to do:
 retry later (temporary, connection) or stop and report (permanent, auth, tls).
 The mailbox password goes to the server and nowhere else: not into an exception, not
-into a log line (smtplib's debug output, which would print it, stays off).
+into a log line (smtplib's debug output, which would print it, stays off). The server's host
+must lead to addresses `SmtpSettings.addresses` allows (public ones: a user names the host),
+checked when the connection is made and connected to as checked.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import copy
 import logging
 import re
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +26,8 @@ from email.message import EmailMessage
 from typing import Literal
 
 from mailer_core.adapters import mime
+from mailer_core.base.network_addresses import DEFAULT_POLICY, AddressPolicy, AddressRefused, checked_address
+from mailer_core.base.validation import breaks_a_command
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ class SmtpSettings:
     password: str = field(repr=False)
     timeout: float = 30.0
     ca_file: str = ""  # an extra CA bundle to trust (tests use trustme), besides the system's
+    # The addresses the host may lead to (the local stack and the tests allow loopback).
+    addresses: AddressPolicy = DEFAULT_POLICY
 
 
 class SmtpFailure(Exception):
@@ -90,6 +97,8 @@ def classify(error: BaseException, stage: Stage = "connect") -> SmtpFailure:
         return _by_code(code, reply, stage)
     if isinstance(error, smtplib.SMTPResponseException):
         return _by_code(error.smtp_code, error.smtp_error, stage)
+    if isinstance(error, AddressRefused):  # the host leads where Mailer does not connect
+        return SmtpFailure("permanent", str(error), stage=stage)
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return SmtpFailure("connection", str(error) or "server disconnected", stage=stage)
     if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
@@ -237,14 +246,20 @@ class SmtpSession:
 
 
 def open_session(settings: SmtpSettings) -> SmtpSession:
-    """Connect, say EHLO, secure the connection as settings say, and log in."""
+    """Connect, say EHLO, secure the connection as settings say, and log in.
+
+    A login or password with a CR, LF or NUL is refused before any connection: it could end
+    the AUTH command early or shift AUTH PLAIN's parts."""
+    if breaks_a_command(settings.login) or breaks_a_command(settings.password):
+        raise SmtpFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     context = _tls_context(settings) if settings.security != "none" else None
     client: smtplib.SMTP | None = None
+    client_class = _pinned_client(settings)
     try:
         if settings.security == "ssl":
-            client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+            client = client_class(settings.host, settings.port, timeout=settings.timeout, context=context)
         else:
-            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            client = client_class(settings.host, settings.port, timeout=settings.timeout)
         client.ehlo()
         if settings.security == "starttls":
             if not client.has_extn("starttls"):
@@ -264,6 +279,20 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
             raise failure from None
         raise
     return SmtpSession(client)
+
+
+def _pinned_client(settings: SmtpSettings) -> Callable[..., smtplib.SMTP]:
+    """smtplib's client for the security asked, connecting only to an address the policy allows:
+    the host is resolved, every address checked, and the socket goes to the checked one (TLS
+    still verifies the certificate for the host's name)."""
+    policy = settings.addresses
+    base = smtplib.SMTP_SSL if settings.security == "ssl" else smtplib.SMTP
+
+    class Pinned(base):  # type: ignore[misc, valid-type]
+        def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+            return super()._get_socket(checked_address(host, port, policy), port, timeout)  # type: ignore[no-any-return]
+
+    return Pinned
 
 
 def _login(client: smtplib.SMTP, login: str, password: str) -> None:

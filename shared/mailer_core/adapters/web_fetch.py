@@ -6,10 +6,11 @@ cloud's metadata service at 169.254.169.254, services inside a VPC, the function
 
 - Only http and https, without credentials in the URL.
 - The host name is resolved first and EVERY address it resolves to is checked against the
-  `AddressPolicy` (private RFC 1918, loopback, link-local, CGNAT, multicast, reserved,
-  unspecified, IPv6 ULA/link-local/loopback, and IPv4 addresses embedded in IPv6 are
-  refused); the connection then goes to the checked address itself, so a second DNS
-  answer (DNS rebinding) cannot swap it. TLS still verifies the certificate for the name.
+  `AddressPolicy` of mailer_core.base.network_addresses (private RFC 1918, loopback,
+  link-local, CGNAT, multicast, reserved, unspecified, IPv6 ULA/link-local/loopback, and IPv4
+  addresses embedded in IPv6 are refused; the mailboxes' servers follow the same rules); the
+  connection then goes to the checked address itself, so a second DNS answer (DNS
+  rebinding) cannot swap it. TLS still verifies the certificate for the name.
 - Redirects are followed by hand, at most `max_redirects`, each hop checked the same way.
 - The body is read in pieces and the download stops as soon as it passes `max_bytes`; a
   larger Content-Length is refused before reading.
@@ -39,9 +40,17 @@ from email.message import EmailMessage
 from typing import BinaryIO
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Resolver = Callable[[str, int], list[str]]
+from mailer_core.base.network_addresses import (  # the policy's names, as the fetcher's callers know them
+    DEFAULT_POLICY,
+    AddressPolicy,
+    IPAddress,
+    IPNetwork,
+    Resolver,
+    system_resolve,
+)
+
+__all__ = ["DEFAULT_POLICY", "AddressPolicy", "IPAddress", "IPNetwork", "Resolver", "system_resolve"]
+
 Connector = Callable[[str, int, float], socket.socket]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -49,8 +58,6 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 CHUNK = 64 * 1024
 DEFAULT_TIMEOUT = 20.0
 USER_AGENT = "Mailer-Attachment-Fetcher/1.0"
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class FetchError(Exception):
@@ -85,65 +92,6 @@ class FetchTimeout(FetchError):
 
 
 # ------------------------------------------------------------------ addresses
-
-
-@dataclass(frozen=True)
-class AddressPolicy:
-    """Which addresses a link may lead to: public ones, plus `allow` (tests allow loopback)."""
-
-    allow: tuple[IPNetwork, ...] = ()
-
-    # Many branches on purpose: one branch per refused address range.
-    def refusal(self, address: IPAddress) -> str | None:  # noqa: C901
-        """Why `address` may not be reached, or None when it may."""
-        if any(address in network for network in self.allow if network.version == address.version):
-            return None
-        if isinstance(address, ipaddress.IPv6Address):
-            embedded = _embedded_ipv4(address)
-            if embedded is not None:
-                reason = self.refusal(embedded)
-                return f"{reason} (inside an IPv6 address)" if reason else None
-        if address.is_unspecified:
-            return "an unspecified address"
-        if address.is_loopback:
-            return "a loopback address"
-        if address.is_link_local:
-            return "a link-local address (such as the cloud metadata service)"
-        if address in _CGNAT:
-            return "a carrier-grade NAT address"
-        if address.is_multicast:
-            return "a multicast address"
-        if address.is_reserved:
-            return "a reserved address"
-        if address.is_private:
-            return "a private address"
-        if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
-            return "a site-local address"
-        if not address.is_global:
-            return "an address that is not public"
-        return None
-
-
-DEFAULT_POLICY = AddressPolicy()
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64), if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def system_resolve(host: str, port: int) -> list[str]:
-    """Every address the system's resolver gives for `host`, in its order."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def tcp_connect(address: str, port: int, timeout: float) -> socket.socket:

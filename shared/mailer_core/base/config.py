@@ -62,6 +62,9 @@ class Settings:
     kommo_block_cooloff_seconds: float = 900.0
     # Plain (unencrypted) SMTP is only for the local stack and tests.
     allow_plaintext_smtp: bool = False
+    # Mailbox servers on loopback addresses (127.0.0.0/8, ::1): only for the local stack and
+    # tests, whose servers listen on 127.0.0.1. Private and other non-public ones never.
+    allow_loopback_mailboxes: bool = False
     # Extra CA bundle trusted for SMTP TLS (tests use a throwaway CA).
     smtp_ca_file: str = ""
     smtp_timeout_seconds: float = 30.0
@@ -138,6 +141,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         kommo_refresh_margin_seconds=float(get("MAILER_KOMMO_REFRESH_MARGIN_SECONDS", "3600")),
         kommo_block_cooloff_seconds=float(get("MAILER_KOMMO_BLOCK_COOLOFF_SECONDS", "900")),
         allow_plaintext_smtp=_flag(e.get("MAILER_ALLOW_PLAINTEXT_SMTP")),
+        allow_loopback_mailboxes=_flag(e.get("MAILER_ALLOW_LOOPBACK_MAILBOXES")),
         smtp_ca_file=get("MAILER_SMTP_CA_FILE", ""),
         smtp_timeout_seconds=float(get("MAILER_SMTP_TIMEOUT_SECONDS", "30")),
         mailbox_check_timeout_seconds=float(get("MAILER_MAILBOX_CHECK_TIMEOUT_SECONDS", "8")),

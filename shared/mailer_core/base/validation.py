@@ -16,6 +16,9 @@ _LABEL = r"[A-Za-z0-9\u0080-\uffff](?:[A-Za-z0-9\u0080-\uffff-]{0,61}[A-Za-z0-9\
 _EMAIL_PATTERN = r"^[^@\s<>(),;:\"\[\]]+@(?:" + _LABEL + r"\.)+[A-Za-z\u0080-\uffff]{2,}$"
 _ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_PATTERN = r"^(?=.{1,253}$)" + _ASCII_LABEL + r"(?:\." + _ASCII_LABEL + r")*$"
+# What ends or splits a line of an SMTP or IMAP command: a login or password holding one could
+# add a command of its own (IMAP's LOGIN quotes it as it is) or shift AUTH PLAIN's parts (NUL).
+COMMAND_BREAKERS = ("\r", "\n", "\0")
 
 
 @cache
@@ -58,6 +61,43 @@ def text(
         raise InvalidInput("must not be empty", field=name)
     if len(value) > max_length:
         raise InvalidInput(f"is longer than {max_length} characters", field=name)
+    return value
+
+
+MAX_ID_CHARS = 64  # ids are ULIDs (26 characters); DynamoDB refuses an empty or oversized key
+
+
+def identifier(value: Any, field: str) -> str:
+    """An id the caller names (of an upload, a mailbox …): a string of 1 to 64 characters, so a
+    key DynamoDB would refuse (empty, too long) is the caller's 422, not the table's 500."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise InvalidInput(f"must be an id: a string of 1 to {MAX_ID_CHARS} characters", field=field)
+    return value
+
+
+def optional_identifier(payload: Mapping[str, Any], name: str) -> str | None:
+    """`identifier` when the payload gives one; None for a missing, null or empty one."""
+    value = payload.get(name)
+    return None if value is None or value == "" else identifier(value, name)
+
+
+def breaks_a_command(value: str) -> bool:
+    """Whether `value` holds a CR, LF or NUL (`COMMAND_BREAKERS`)."""
+    return any(breaker in value for breaker in COMMAND_BREAKERS)
+
+
+def credential(
+    payload: Mapping[str, Any],
+    name: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    allow_empty: bool = True,
+) -> str:
+    """A login or password for SMTP or IMAP: text without CR, LF or NUL (`breaks_a_command`)."""
+    value = text(payload, name, required=required, max_length=max_length, allow_empty=allow_empty)
+    if breaks_a_command(value):
+        raise InvalidInput("must not contain line breaks (CR, LF) or NUL characters", field=name)
     return value
 
 
@@ -128,7 +168,7 @@ def email_list(payload: Mapping[str, Any], name: str, *, max_items: int = 50) ->
 
 def hostname(payload: Mapping[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
     value = text(payload, name, required=required, default=default, max_length=253)
-    if value and not _compiled(_HOST_PATTERN).match(value):
+    if value and not _compiled(_HOST_PATTERN).fullmatch(value):
         raise InvalidInput(f"{value!r} is not a host name", field=name)
     return value
 

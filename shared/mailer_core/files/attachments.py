@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Literal, cast
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import mime, s3, web_fetch
-from mailer_core.base import limits
+from mailer_core.base import limits, validation
 from mailer_core.base.errors import InvalidInput
 from mailer_core.files import uploads
 from mailer_core.store.conditions import is_condition_failure
@@ -131,7 +131,7 @@ def validate_attachments(
         where = f"{field}[{index}]"
         if not isinstance(item, dict) or set(item) != {"upload_id"} or not isinstance(item["upload_id"], str):
             raise InvalidInput('must be an object like {"upload_id": "…"}', field=where)
-        upload_id = item["upload_id"]
+        upload_id = validation.identifier(item["upload_id"], f"{where}.upload_id")
         if upload_id in seen:
             raise InvalidInput("this upload is attached twice", field=f"{where}.upload_id")
         seen.add(upload_id)

@@ -2,10 +2,13 @@
 
 Rules: a user manages their own mailboxes, an administrator everyone's in the account; the
 password is encrypted with KMS before it is stored and is never returned or logged; port 25
-is refused because AWS blocks it for Lambda. A mailbox of a known provider needs only its
-address and password (mailer_core.mailboxes.presets fills the servers). Saving a mailbox, or changing
-how it connects, checks it at once (mailer_core.mailboxes.check): the mailbox is stored even
-when the check fails, and the answer carries its status (green, gray, red) and the reasons.
+is refused because AWS blocks it for Lambda; an SMTP or IMAP host that leads to a loopback,
+private or otherwise non-public address is refused (the check would otherwise probe the
+network Mailer runs in), and the adapters check the addresses again when they connect. A
+mailbox of a known provider needs only its address and password (mailer_core.mailboxes.presets
+fills the servers). Saving a mailbox, or changing how it connects, checks it at once
+(mailer_core.mailboxes.check): the mailbox is stored even when the check fails, and the answer
+carries its status (green, gray, red) and the reasons.
 A user has any number of mailboxes and exactly one default (mailer_core.mailboxes.defaults); a
 new mailbox takes the account's default rate and daily cap unless it gives its own.
 """
@@ -24,6 +27,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.base.logs import logger
+from mailer_core.base.network_addresses import host_refusal
 from mailer_core.mailboxes import connection, health, presets
 from mailer_core.mailboxes import defaults as mailbox_defaults
 from mailer_core.rendering.source_checks import validate_source
@@ -116,7 +120,7 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
     if "sender_name" in payload or creating:
         out["sender_name"] = validation.text(payload, "sender_name", max_length=200).strip()
     if creating or "smtp_host" in payload:
-        out["smtp_host"] = validation.hostname(payload, "smtp_host", required=True)
+        out["smtp_host"] = _public_host(validation.hostname(payload, "smtp_host", required=True), "smtp_host")
     if creating or "smtp_port" in payload:
         port = validation.integer(payload, "smtp_port", required=True, minimum=1, maximum=65535)
         if port == 25:
@@ -132,10 +136,10 @@ def _validated(payload: dict[str, Any], *, current: MailboxModel | None, caller:
             raise InvalidInput(f"must be one of {', '.join(allowed)}", field="smtp_security")
         out["smtp_security"] = security
     if "smtp_login" in payload or creating:
-        login = validation.text(payload, "smtp_login", max_length=320)
+        login = validation.credential(payload, "smtp_login", max_length=320)
         out["smtp_login"] = login or out.get("sender_email") or (current.sender_email if current else "")
     if creating or "smtp_password" in payload:
-        out["smtp_password"] = validation.text(
+        out["smtp_password"] = validation.credential(
             payload, "smtp_password", required=creating, max_length=1000, allow_empty=False
         )
     if "rate_per_second" in payload or creating:  # unset: the account's default (account_settings)
@@ -182,6 +186,7 @@ def _validated_imap(payload: dict[str, Any], *, current: MailboxModel | None) ->
         host = validation.hostname(payload, "imap_host")
         if not host:
             return dict.fromkeys(IMAP_FIELDS)
+        _public_host(host, "imap_host")
     elif not (current and current.imap_host):
         raise InvalidInput("set imap_host to use IMAP", field=sorted(given)[0])
     out: dict[str, Any] = {"imap_host": host} if "imap_host" in payload else {}
@@ -201,11 +206,19 @@ def _validated_imap(payload: dict[str, Any], *, current: MailboxModel | None) ->
         if old_port is None or int(old_port) == connection.IMAP_DEFAULT_PORTS[old_security]:
             out["imap_port"] = connection.IMAP_DEFAULT_PORTS[security]
     if "imap_login" in payload:
-        out["imap_login"] = validation.text(payload, "imap_login", max_length=320) or None
+        out["imap_login"] = validation.credential(payload, "imap_login", max_length=320) or None
     if "imap_password" in payload:
         # null or "" forgets a separate IMAP password: the SMTP password serves IMAP again.
-        out["imap_password"] = validation.text(payload, "imap_password", max_length=1000) or None
+        out["imap_password"] = validation.credential(payload, "imap_password", max_length=1000) or None
     return out
+
+
+def _public_host(host: str, field: str) -> str:
+    """`host` unless it leads to an address Mailer does not connect to (422 naming `field`)."""
+    refusal = host_refusal(host, connection.address_policy())
+    if refusal:
+        raise InvalidInput(f"{refusal}: give the provider's public server", field=field)
+    return host
 
 
 def _load(caller: Caller, mailbox_id: str) -> MailboxModel:

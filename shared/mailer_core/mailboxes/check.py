@@ -10,7 +10,7 @@ deadline, so an API call that checks a mailbox answers in time.
 - red: SMTP does not work: Mailer cannot send.
 
 Each side's result names a cause (`auth`, `tls`, `certificate`, `port_closed`, `host_unknown`,
-`timeout`, `refused`, `connection`, `not_configured`), says it in words a manager
+`address_not_allowed`, `timeout`, `refused`, `connection`, `not_configured`), says it in words a manager
 understands, and keeps the server's own reply. The result is stored on the mailbox with a
 write conditioned on the mailbox not having changed since, so a slow check of old settings
 never overwrites the result for new ones.
@@ -37,6 +37,7 @@ from mailer_core.adapters import imap, smtp
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.base.network_addresses import AddressRefused
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.mailboxes import presets
 from mailer_core.store.conditions import is_condition_failure
@@ -115,6 +116,8 @@ def _cause(kind: str, error: BaseException) -> str:
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
+    if has(AddressRefused):
+        return "address_not_allowed"
     if has(ssl.SSLCertVerificationError):
         return "certificate"
     if has(socket.gaierror):
@@ -149,6 +152,8 @@ def _words(cause: str, protocol: str, host: str, port: int, security: str, reply
             "IMAP": "port 993 uses SSL, port 143 uses STARTTLS",
         }[protocol]
         return f"The {protocol} server refused the secure connection ({security}) on {where}: {advice}."
+    if cause == "address_not_allowed":
+        return f"Mailer does not connect there: {reply}. Use the provider's public {protocol} server."
     if cause == "host_unknown":
         return f"The {protocol} server {host} does not exist: check the server name."
     if cause == "port_closed":

@@ -9,6 +9,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailer_core.adapters import kms
 from mailer_core.base.config import get_settings
+from mailer_core.base.network_addresses import DEFAULT_POLICY, LOOPBACK_ALLOWED, AddressPolicy
 from mailer_core.mailboxes import defaults as mailbox_defaults
 from mailer_core.store.models import MailboxModel
 
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
 
 
 IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
+
+
+def address_policy() -> AddressPolicy:
+    """The addresses a mailbox's servers may be on: public ones; loopback too where the settings
+    allow it (the local stack and the tests, MAILER_ALLOW_LOOPBACK_MAILBOXES)."""
+    return LOOPBACK_ALLOWED if get_settings().allow_loopback_mailboxes else DEFAULT_POLICY
 
 
 def password_context(account_id: int, mailbox_id: str, purpose: str = "smtp_password") -> dict[str, str]:
@@ -52,6 +59,7 @@ def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
         password=password,
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_ca_file,
+        addresses=address_policy(),
     )
 
 
@@ -79,4 +87,5 @@ def imap_settings(mailbox: MailboxModel) -> ImapSettings | None:
         password=password,
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_ca_file,
+        addresses=address_policy(),
     )

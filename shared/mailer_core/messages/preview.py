@@ -42,7 +42,7 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     locale = validate_locale(data.get("locale")) or (template.locale if template else None)
     timezone = validate_timezone(data.get("timezone")) or (template.timezone if template else None)
     entity = compose_requests.entity_of(data)
-    mailbox_id = validation.text(data, "mailbox_id")
+    mailbox_id = validation.optional_identifier(data, "mailbox_id")
     if mailbox_id:
         mailbox = mailbox_connection.find(caller.account_id, mailbox_id)
         if mailbox is None or (not caller.is_admin and int(mailbox.user_id) != caller.user_id):

@@ -20,6 +20,7 @@ from mailer_core.store.pages import decode_cursor, encode_cursor
 # The attributes of a page's last key: the table's, and the by_status index's besides.
 LIST_KEYS = frozenset({"account_id", "message_id"})
 BY_STATUS_KEYS = LIST_KEYS | {"status_key"}
+KEY_TYPES = {"account_id": "N", "message_id": "S", "status_key": "S"}
 
 
 def load(caller: Caller, message_id: str) -> MessageModel:
@@ -38,12 +39,22 @@ def get(caller: Caller, message_id: str) -> dict[str, Any]:
     return view
 
 
+def _page_start(caller: Caller, cursor: str, status: str | None) -> dict[str, Any]:
+    """The key a page starts after: one of this listing, in the caller's account (else 400)."""
+    fixed: dict[str, Any] = {"account_id": {"N": str(caller.account_id)}}
+    if status:
+        fixed["status_key"] = {"S": state.status_key(caller.account_id, status)}
+    keys = BY_STATUS_KEYS if status else LIST_KEYS
+    types = {name: kind for name, kind in KEY_TYPES.items() if name in keys}
+    return decode_cursor(cursor, keys=keys, types=types, fixed=fixed)
+
+
 def list_for(
     caller: Caller, *, status: str | None, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     if status is not None and status not in state.STATUSES:
         raise InvalidInput(f"must be one of {', '.join(state.STATUSES)}", field="status")
-    last_key = decode_cursor(cursor, keys=BY_STATUS_KEYS if status else LIST_KEYS) if cursor else None
+    last_key = _page_start(caller, cursor, status) if cursor else None
     owner = None if caller.is_admin else (MessageModel.user_id == caller.user_id)
     if status:
         results = MessageModel.by_status.query(

@@ -103,7 +103,7 @@ def parse_request(payload: Any) -> ComposeRequest:
     if contacts not in ("main", "all"):
         raise InvalidInput("must be main or all", field="contacts")
     return ComposeRequest(
-        mailbox_id=validation.text(data, "mailbox_id") or None,
+        mailbox_id=validation.optional_identifier(data, "mailbox_id"),
         template_id=data.get("template_id"),
         subject=subject,
         html=html,

@@ -6,7 +6,12 @@ cannot do:
 
 - reach Python internals: it runs in `ImmutableSandboxedEnvironment` (no attribute that
   starts with `_`, no mutation of lists or dicts), `str.format` is not reachable, and
-  strings offer a short list of harmless methods only;
+  strings offer a short list of harmless methods only. What the sandbox would refuse while
+  rendering is refused when the source is compiled too, so a template is refused when it is
+  saved, not first at its preview or send: a name starting with `_` (`''.__class__`,
+  `cycler.__init__.__globals__`, `self._TemplateReference__context`, a dunder key or an
+  `attribute=` of `map`, `sort` …), `.format()`, a call of a method that changes a value
+  (`lead.pop()`, `items.append()`), and `include`, `import`, `extends`;
 - inject markup through CRM data: bodies are autoescaped, and the ways around it
   (`|safe`, `{% autoescape false %}`, `{% filter safe %}`) are refused when a template is
   saved or rendered; subjects render without escaping (they are plain text) but every line
@@ -371,6 +376,57 @@ def _full_stop_follows(value: nodes.Node, after: nodes.Node) -> bool:
 
 # Filters a template may not use: they would mark CRM data as safe HTML or are of no use here.
 _REFUSED_FILTERS = {"safe", "attr", "pprint", "xmlattr"}
+# Methods that change a list, set or dict (ImmutableSandboxedEnvironment refuses them on render).
+_MUTATING_METHODS = frozenset(
+    {
+        "add", "append", "appendleft", "clear", "difference_update", "discard", "extend", "extendleft",
+        "insert", "intersection_update", "pop", "popitem", "popleft", "remove", "reverse", "rotate",
+        "setdefault", "sort", "symmetric_difference_update", "update",
+    }
+)  # fmt: skip
+# Filters and tests that read an attribute named by a string (`map(attribute="a.b")`).
+_ATTRIBUTE_READERS = frozenset(
+    {"map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
+)
+
+
+def _refuse_escapes(tree: nodes.Template) -> None:
+    """Raise SecurityError, naming the line, for what the sandbox would refuse when rendering."""
+    for node in tree.find_all(nodes.Node):
+        reason = _escape(node)
+        if reason:
+            raise SecurityError(f"line {node.lineno}: {reason}")
+
+
+def _escape(node: nodes.Node) -> str | None:
+    """Why `node` reaches past the sandbox, or None."""
+    if isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return "templates cannot include, import or extend other templates"
+    if isinstance(node, nodes.Getattr) and _internal(node.attr):
+        return f"access to {node.attr!r} is not allowed"
+    key = node.arg.value if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) else None
+    if isinstance(key, str) and key.startswith("_") and "__" in key:
+        return f"access to {key!r} is not allowed"
+    method = node.node.attr if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) else None
+    if method in _MUTATING_METHODS:
+        return f"templates cannot change values ({method}())"
+    if isinstance(node, (nodes.Filter, nodes.Test)) and _reads_internal_attribute(node):
+        return f"{node.name} may not read attributes starting with _"
+    return None
+
+
+def _internal(attribute: str) -> bool:
+    """A Python internal (`_…`), or `str.format`, which reaches any attribute of its arguments."""
+    return attribute.startswith("_") or attribute in ("format", "format_map")
+
+
+def _reads_internal_attribute(node: nodes.Filter | nodes.Test) -> bool:
+    """`map(attribute="__class__")` and the like: a filter reading an attribute named by a string."""
+    if node.name not in _ATTRIBUTE_READERS:
+        return False
+    texts = [arg.value for arg in node.args if isinstance(arg, nodes.Const)]
+    texts += [kw.value.value for kw in node.kwargs if isinstance(kw.value, nodes.Const)]
+    return any(isinstance(t, str) and any(part.startswith("_") for part in t.split(".")) for t in texts)
 
 
 def _filters() -> dict[str, Callable[..., Any]]:
@@ -448,6 +504,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for modifier in tree.find_all(nodes.EvalContextModifier):
             if any(option.key == "autoescape" for option in modifier.options):
                 raise TemplateSyntaxError("autoescape cannot be turned off", modifier.lineno, name, filename)
+        _refuse_escapes(tree)
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, "_guard_loop", [], [], None, None, lineno=loop.lineno)
         _replace_concat(tree)
@@ -534,13 +591,16 @@ def _syntax_reason(exc: TemplateSyntaxError) -> str:
 
 
 def check(source: str, *, html: bool) -> None:
-    """Raise RenderError when `source` would not compile (for saving a template)."""
+    """Raise RenderError when `source` would not compile, or tries what the sandbox refuses
+    (for saving a template; `render` checks the same first)."""
     if len(source) > MAX_SOURCE_CHARS:
         raise RenderError("the template is too long")
     try:
         _compiled(source, html)
     except TemplateSyntaxError as exc:
         raise RenderError(_syntax_reason(exc)) from None
+    except SecurityError as exc:
+        raise RenderError(f"the template tried something that is not allowed: {exc}") from None
     except TemplateError as exc:
         raise RenderError(f"template error: {exc}") from None
 

@@ -1,14 +1,19 @@
 """HTTP rules of the widget's API: who is calling, CORS for Kommo origins, JSON errors.
 
 The API function registers its routes on a Powertools resolver and installs `api_middleware`;
-everything about authentication, CORS and error bodies lives here. Whether the caller may use
-Mailer at all (account status, allowed users, administrators) is mailer_core.accounts.access's rule,
-applied here to every /v1 route.
+everything about authentication, CORS and error bodies lives here. Every route needs the
+widget's token except the documented public ones (`PUBLIC_ROUTES`) and CORS preflights, so a
+route added anywhere, under /v1 or not, is protected until it is named public here and in the
+OpenAPI document. A request no route takes is authenticated the same way, then answered 404
+with the API's error body (`not_found`). Whether the caller may use Mailer at all (account
+status, allowed users, administrators) is mailer_core.accounts.access's rule, applied here to
+every protected route.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -18,13 +23,20 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from mailer_core.accounts.auth import Caller, verify_widget_token
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import MailerError, MalformedRequest
+from mailer_core.base.errors import MailerError, MalformedRequest, NotFound
 from mailer_core.base.logs import logger
 from mailer_core.kommo.hosts import is_account_origin
 
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
 ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-PROTECTED_PREFIX = "/v1/"
+# (method, path) of the routes anyone may call: the health check and the API's own description.
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether a request may go without the widget's token (a public route; preflights are
+    answered before any route)."""
+    return (method.upper(), path) in PUBLIC_ROUTES
 
 
 def origin_allowed(origin: str | None) -> bool:
@@ -71,10 +83,12 @@ def authenticate(headers: dict[str, str], *, clock: Clock = SYSTEM_CLOCK) -> Cal
 
 
 def json_body(app: APIGatewayHttpResolver) -> Any:
+    """The request's JSON body; a body that is not base64 where API Gateway says it is, not
+    UTF-8, empty or not JSON is the caller's 400 naming `body`."""
     event = app.current_event
     raw = event.body or ""
     if event.is_base64_encoded and raw:
-        raw = base64.b64decode(raw).decode("utf-8", errors="replace")
+        raw = _base64_text(raw)
     if not raw.strip():
         raise MalformedRequest("the request needs a JSON body", field="body")
     try:
@@ -83,15 +97,27 @@ def json_body(app: APIGatewayHttpResolver) -> Any:
         raise MalformedRequest(f"the body is not valid JSON: {exc}", field="body") from exc
 
 
+def _base64_text(raw: str) -> str:
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedRequest("the body is not valid base64", field="body") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not UTF-8 text", field="body") from None
+
+
 def caller_of(app: APIGatewayHttpResolver) -> Caller:
     caller = app.context.get("caller")
-    if not isinstance(caller, Caller):  # a /v1 route always runs behind the middleware
+    if not isinstance(caller, Caller):  # a protected route always runs behind the middleware
         raise RuntimeError("route has no authenticated caller")
     return caller
 
 
 def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """Answer preflights, authenticate /v1 calls, add CORS headers, turn errors into JSON."""
+    """Answer preflights, authenticate every call but the public routes', add CORS headers, turn
+    errors into JSON."""
     event = app.current_event
     origin = event.headers.get("origin")
     path = event.path
@@ -101,7 +127,7 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
             status_code=204 if allowed else 403, body="", headers=cors_headers(origin, preflight=True)
         )
     try:
-        if path.startswith(PROTECTED_PREFIX):
+        if not is_public(event.http_method, path):
             from mailer_core.accounts import access  # cold start: pynamodb (the health route needs no model)
 
             caller = authenticate(event.headers)
@@ -119,6 +145,14 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
     for key, value in cors_headers(origin).items():
         response.headers[key] = value
     return response
+
+
+def not_found(app: APIGatewayHttpResolver) -> Response[str]:
+    """404 with the API's error body, for a request no route takes: an unknown path, or an id in
+    the path that is not of the route's form (control characters, quotes …)."""
+    event = app.current_event
+    words = f"no route takes {event.http_method} for this path, or an id in it is not one this API gives out"
+    return error_response(NotFound(words, field="path"), event.headers.get("origin"))
 
 
 def limit_param(query: dict[str, str], *, default: int = 50, maximum: int = 200) -> int:

@@ -6,12 +6,15 @@ import time
 
 import pytest
 from mailer_core.adapters import imap
+from mailer_core.base.network_addresses import LOOPBACK_ALLOWED
 
 from tests.support.hostile_imap import boasting_server, dripping_server
 
 
 def settings(port: int, **limits: object) -> imap.ImapSettings:
-    return imap.ImapSettings("127.0.0.1", port, "none", "anna", "secret", timeout=5.0, **limits)  # type: ignore[arg-type]
+    return imap.ImapSettings(
+        "127.0.0.1", port, "none", "anna", "secret", timeout=5.0, addresses=LOOPBACK_ALLOWED, **limits
+    )  # type: ignore[arg-type]
 
 
 def test_a_server_that_drips_its_greeting_is_cut_off_at_the_sessions_time_limit() -> None:

@@ -19,6 +19,7 @@ from mailer_core.adapters.smtp import (
     classify,
     open_session,
 )
+from mailer_core.base.network_addresses import LOOPBACK_ALLOWED
 
 from tests.support.smtp_servers import Credentials, ScriptedHandler, TlsMaterial, smtp_server
 
@@ -159,7 +160,7 @@ def test_nobody_listening_is_a_connection_failure(settings_for: SettingsFor) -> 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = SmtpSettings("127.0.0.1", port, "none", "", "", timeout=2.0)
+    settings = SmtpSettings("127.0.0.1", port, "none", "", "", timeout=2.0, addresses=LOOPBACK_ALLOWED)
 
     with pytest.raises(SmtpFailure) as caught:
         open_session(settings)
@@ -321,7 +322,9 @@ def test_pool_reconnects_when_the_mailbox_settings_changed(server, settings_for,
         pool.send("mailbox-1", settings_for(server), make_message(), SENDER, [ANNA])
         pool.send("mailbox-1", settings_for(server, login=""), make_message(), SENDER, [ANNA])  # same
         assert server.connections == 1
-        changed = SmtpSettings(server.host, server.port, "none", "", "", timeout=7.0)
+        changed = SmtpSettings(
+            server.host, server.port, "none", "", "", timeout=7.0, addresses=LOOPBACK_ALLOWED
+        )
         pool.send("mailbox-1", changed, make_message(), SENDER, [ANNA])
         assert server.connections == 2
 

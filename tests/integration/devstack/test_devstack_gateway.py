@@ -363,3 +363,14 @@ def test_head_gets_headers_without_a_body(gateway: Gateway) -> None:
     assert status == 200
     assert body == b""
     assert int(headers["Content-Length"]) > 0
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "LOCK", "FOO"])
+@pytest.mark.parametrize("target", ["/v1/anything", "/v1/messages/1", "/r/dict", "/nowhere"])
+def test_a_method_no_route_can_declare_is_404_like_api_gateway(
+    gateway: Gateway, method: str, target: str
+) -> None:
+    # not even the ANY /v1/{proxy+} route takes it, and nothing answers 501 before routing
+    status, headers, body = request(gateway, method, target)
+    assert (status, body) == (404, b'{"message":"Not Found"}')
+    assert headers["Content-Type"] == "application/json"

@@ -16,6 +16,7 @@ from typing import cast
 import pytest
 from mailer_core.adapters.mime import Attachment, OutgoingEmail, build_message, spool, spooled
 from mailer_core.adapters.smtp import SmtpSettings, open_session
+from mailer_core.base.network_addresses import LOOPBACK_ALLOWED
 
 from tests.support.smtp_servers import SmtpTestServer, smtp_server
 
@@ -130,7 +131,15 @@ def test_smtp_sends_a_spooled_message_line_by_line_with_dots_stuffed(server: Smt
     message = build_message(outgoing(Attachment("offer.pdf", open=lambda: io.BytesIO(PDF)), html=html))
     written = spool(message)
     session = open_session(
-        SmtpSettings(host=server.host, port=server.port, security="none", login="", password="", timeout=5)
+        SmtpSettings(
+            host=server.host,
+            port=server.port,
+            security="none",
+            login="",
+            password="",
+            timeout=5,
+            addresses=LOOPBACK_ALLOWED,
+        )
     )
     try:
         result = session.send(message, "ivan@sender.test", ["anna@client.test"])

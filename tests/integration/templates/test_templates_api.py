@@ -120,6 +120,8 @@ def test_only_an_administrator_changes_the_owner(
         ({"owner": 5}, "owner", "unknown field"),
         ({"is_public": "yes"}, "is_public", "true or false"),
         ({"attachment_links": ["ftp://example.com/x"]}, "attachment_links[0]", ""),
+        # found by the API fuzzing: an empty upload id was a key DynamoDB refuses (a 500)
+        ({"attachments": [{"upload_id": ""}]}, "attachments[0].upload_id", "must be an id"),
     ],
 )
 def test_a_bad_template_is_refused_naming_the_field(
@@ -129,6 +131,48 @@ def test_a_bad_template_is_refused_naming_the_field(
     assert reply.status == 422, reply.body
     assert reply.json()["field"] == field
     assert words in reply.json()["message"]
+
+
+SANDBOX_ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ joiner.__init__.__globals__.os }}",
+    "{{ lead.__class__.__base__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ range.__globals__ }}",
+    "{{ lead.name.__add__ }}",
+    "{{ lead['__class__'] }}",
+    "{{ '{0.__class__}'.format(lead) }}",
+    "{{ lead.pop('name') }}",
+    "{% if lead.id %}{{ items.append(1) }}{% endif %}",
+    "{% set x = lead.update({'name': 1}) %}",
+    "{{ contacts|map(attribute='__class__')|list }}",
+    "{{ contacts|sort(attribute='name.__class__') }}",
+    "{% include '/etc/passwd' %}",
+    "{% import 'os' as os %}",
+    "{% extends 'base.html' %}",
+]
+
+
+@pytest.mark.parametrize("payload", SANDBOX_ESCAPES)
+@pytest.mark.parametrize("field", ["html", "subject"])
+def test_a_sandbox_escape_is_refused_when_saved_not_first_at_send(
+    manager: ApiClient, field: str, payload: str
+) -> None:
+    created = manager.post("/v1/templates", {**OFFER, field: f"Hello {payload}"})
+    saved = create(manager)
+    changed = manager.patch(f"/v1/templates/{saved['id']}", {field: payload})
+
+    for reply in (created, changed):
+        assert reply.status == 422, reply.body
+        assert reply.json()["field"] == field
+        assert "not allowed" in reply.json()["message"]
+    assert manager.get(f"/v1/templates/{saved['id']}").json()[field] == OFFER[field]
+    assert ids(manager) == {saved["id"]}
+    # what only looks like an escape is still saved: a custom field named with "_", attribute names
+    near_miss = "{{ lead.cf['_Code'] }} {{ contacts|map(attribute='name')|join(', ') }} {{ '%s'|format(1) }}"
+    assert manager.patch(f"/v1/templates/{saved['id']}", {field: near_miss}).status == 200
 
 
 def test_a_large_body_is_kept_in_the_bucket_and_read_back(manager: ApiClient) -> None:

@@ -43,6 +43,16 @@ def test_a_cursor_is_url_safe_compact_json() -> None:
         _raw({**KEY, "status_key": {"S": "1#queued"}}),  # another listing's key
         _raw({"account_id": {"N": "1"}, "address": {"S": "a@b.example"}}),
         encode_cursor(KEY)[:-4],  # cut short
+        # the right attributes, but not as DynamoDB writes a key: a query would fail (500)
+        _raw({"account_id": "31000001", "message_id": "01J"}),
+        _raw({"account_id": {"N": "31000001"}, "message_id": None}),
+        _raw({"account_id": {"N": "abc"}, "message_id": {"S": "01J"}}),
+        _raw({"account_id": {"N": 31000001}, "message_id": {"S": "01J"}}),
+        _raw({"account_id": {"N": "31000001"}, "message_id": {"S": ""}}),
+        _raw({"account_id": {"N": "31000001"}, "message_id": {"S": "01J", "N": "1"}}),
+        _raw({"account_id": {"N": "31000001"}, "message_id": {"BOOL": True}}),
+        _raw({"account_id": {"N": "31000001"}, "message_id": {"L": [{"S": "01J"}]}}),
+        "\udc80",  # not even text that encodes
     ],
 )
 def test_anything_else_is_a_400_on_the_cursor(cursor: str) -> None:
@@ -51,3 +61,21 @@ def test_anything_else_is_a_400_on_the_cursor(cursor: str) -> None:
     assert err.value.status == 400
     assert err.value.field == "cursor"
     assert err.value.message == "cursor is not one this API gave out"
+
+
+def test_a_cursor_must_carry_the_values_its_listing_fixes() -> None:
+    mine = {"account_id": {"N": "31000001"}}
+    assert decode_cursor(encode_cursor(KEY), keys=KEY.keys(), fixed=mine) == KEY
+    for fixed in ({"account_id": {"N": "42000002"}}, {"account_id": {"S": "31000001"}}):
+        with pytest.raises(MalformedRequest) as err:
+            decode_cursor(encode_cursor(KEY), keys=KEY.keys(), fixed=fixed)
+        assert (err.value.status, err.value.field) == (400, "cursor")
+
+
+def test_a_cursor_must_carry_the_types_its_listing_has() -> None:
+    types = {"account_id": "N", "message_id": "S"}
+    assert decode_cursor(encode_cursor(KEY), keys=KEY.keys(), types=types) == KEY
+    numbered = {**KEY, "message_id": {"N": "5"}}  # DynamoDB would refuse to start a query there
+    with pytest.raises(MalformedRequest) as err:
+        decode_cursor(encode_cursor(numbered), keys=KEY.keys(), types=types)
+    assert (err.value.status, err.value.field) == (400, "cursor")

@@ -73,3 +73,13 @@ def test_settings_read_the_environment_with_defaults() -> None:
     assert settings.allow_plaintext_smtp is True
     assert settings.extra_cors_origins == ("a", "b")
     assert from_environment({}).allow_plaintext_smtp is False
+
+
+@pytest.mark.parametrize("value", ["", "ж" * 600, "x" * 65, 7, None, ["01J"]])
+def test_an_id_dynamodb_would_refuse_as_a_key_is_a_422_naming_the_field(value: object) -> None:
+    # DynamoDB refuses an empty key and one over 1024 bytes with a ValidationException (a 500)
+    with pytest.raises(InvalidInput) as err:
+        validation.identifier(value, "mailbox_id")
+    assert err.value.field == "mailbox_id"
+    assert validation.identifier("01JABCDEFGHJKMNPQRSTVWXYZ0", "mailbox_id") == "01JABCDEFGHJKMNPQRSTVWXYZ0"
+    assert validation.optional_identifier({"mailbox_id": ""}, "mailbox_id") is None

@@ -47,6 +47,13 @@ def test_password_is_stored_as_kms_ciphertext_bound_to_the_mailbox(user: ApiClie
         ({"rate_per_second": 0}, "rate_per_second", "between"),
         ({"daily_cap": "many"}, "daily_cap", "integer"),
         ({"colour": "red"}, "colour", "unknown field"),
+        # CR, LF and NUL would end or split an SMTP/IMAP command (IMAP's LOGIN sends them as they are).
+        ({"smtp_password": "s3cret\r\nA1 LOGOUT"}, "smtp_password", "line breaks"),
+        ({"smtp_login": "anna@example.com\n"}, "smtp_login", "line breaks"),
+        ({"smtp_login": "admin\x00anna"}, "smtp_login", "NUL"),
+        ({"imap_host": "imap.example.com", "imap_login": "anna\r"}, "imap_login", "line breaks"),
+        ({"imap_host": "imap.example.com", "imap_password": "a\x00b"}, "imap_password", "NUL"),
+        ({"smtp_host": "smtp.example.com\n"}, "smtp_host", "not a host name"),
     ],
 )
 def test_bad_fields_are_named_and_nothing_is_stored(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -150,6 +151,8 @@ def test_only_a_failed_message_can_be_sent_again(
         ({"to": "x@example.com", "subject": 5}, 422, "subject"),
         ({}, 422, "to"),
         ({"to": ["a@example.com"], "mailbox_id": "nope"}, 422, "mailbox_id"),
+        # found by the API fuzzing: an empty upload id was a key DynamoDB refuses (a 500)
+        ({"to": ["a@example.com"], "attachments": [{"upload_id": ""}]}, 422, "attachments[0].upload_id"),
         ({"to": ["a@example.com"], "send_at": "tomorrow"}, 422, "send_at"),
         ({"to": ["a@example.com"], "send_at": "2026-12-01T10:00:00"}, 422, "send_at"),
         ({"to": ["a@example.com"], "lane": "express"}, 422, "lane"),
@@ -201,6 +204,33 @@ def test_the_whole_list_pages_with_a_cursor_and_refuses_another_listings(
     refused = user.get(f"/v1/messages?limit=1&cursor={by_status}")
     assert refused.status == 400 and refused.json()["field"] == "cursor"
     assert user.get(f"/v1/messages?status=queued&cursor={first['next_cursor']}").status == 400
+
+
+def test_a_cursor_of_another_account_or_status_or_not_a_key_is_the_callers_400(
+    user: ApiClient, stranger: ApiClient, mailbox_id: str
+) -> None:
+    # GIVEN cursors this API gave out: one of the user's account, one of a status listing
+    for i in range(2):
+        user.post("/v1/messages", {"to": ["a@example.com"], "subject": str(i)})
+    mine = user.get("/v1/messages?limit=1").json()["next_cursor"]
+    queued = user.get("/v1/messages?status=queued&limit=1").json()["next_cursor"]
+    # AND keys of the right attributes that DynamoDB would refuse to start a query at
+    forged = [
+        {"account_id": "31000001", "message_id": "01J"},  # not DynamoDB's attribute values
+        {"account_id": {"N": "31000001"}, "message_id": {"N": "5"}},  # the sort key is a string
+    ]
+
+    refusals = [
+        stranger.get(f"/v1/messages?limit=1&cursor={mine}"),  # another account's page
+        user.get(f"/v1/messages?status=sent&cursor={queued}"),  # another status's page
+        *(
+            user.get(f"/v1/messages?cursor={base64.urlsafe_b64encode(json.dumps(k).encode()).decode()}")
+            for k in forged
+        ),
+    ]
+
+    assert [(r.status, r.json()["field"]) for r in refusals] == [(400, "cursor")] * 4
+    assert user.get(f"/v1/messages?limit=1&cursor={mine}").status == 200
 
 
 def test_messages_are_private_to_their_account_and_user(
