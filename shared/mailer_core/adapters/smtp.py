@@ -8,17 +8,24 @@ The mailbox password goes to the server and nowhere else: not into an exception,
 into a log line (smtplib's debug output, which would print it, stays off). The server's host
 must lead to addresses `SmtpSettings.addresses` allows (public ones: a user names the host),
 checked when the connection is made and connected to as checked.
+
+`timeout` bounds each socket read; `time_limit` bounds a whole operation (connecting with the
+login, and each message's send): a timer shuts the socket when it is up, so a server that
+answers one byte every 20 s cannot hold a worker for ever. The failure is a `connection` one
+that says so (in the data stage, as any cut there: the server may have the message).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import logging
 import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +56,7 @@ class SmtpSettings:
     ca_file: str = ""  # an extra CA bundle to trust (tests use trustme), besides the system's
     # The addresses the host may lead to (the local stack and the tests allow loopback).
     addresses: AddressPolicy = DEFAULT_POLICY
+    time_limit: float | None = None  # seconds for one operation: connect and log in, or one send
 
 
 class SmtpFailure(Exception):
@@ -160,11 +168,47 @@ def _data_from_spool(
     return client.getreply()
 
 
+class _Watchdog:
+    """Shuts the socket it watches when an operation's time is up (and says it did)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        if seconds is not None:
+            self._timer = threading.Timer(max(0.0, seconds), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        self.socket = sock
+        if self.expired:
+            self._expire()
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_RDWR)
+
+    def explained(self, failure: SmtpFailure) -> SmtpFailure:
+        if not self.expired:
+            return failure
+        words = f"the server did not finish within {self.seconds:g} s; the connection was cut"
+        return SmtpFailure("connection", words, stage=failure.stage)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class SmtpSession:
     """One open, authenticated SMTP connection. After a failed send, close it."""
 
-    def __init__(self, client: smtplib.SMTP) -> None:
+    def __init__(self, client: smtplib.SMTP, time_limit: float | None = None) -> None:
         self._client = client
+        self._time_limit = time_limit
 
     def send(
         self,
@@ -189,6 +233,25 @@ class SmtpSession:
             spool = None
         if spool is None:
             spool = mime.write(message)
+        watchdog = _Watchdog(self._time_limit)
+        watchdog.watch(self._client.sock)
+        try:
+            result = self._send(spool, from_addr, to_addrs, on_data_sent)
+        except SmtpFailure as failure:
+            raise watchdog.explained(failure) from None
+        finally:
+            watchdog.stop()
+        if watchdog.expired:  # smtplib reads a reply cut short as a whole one ("250 queued, ve")
+            raise watchdog.explained(SmtpFailure("connection", "cut", stage="data"))
+        return result
+
+    def _send(
+        self,
+        spool: mime.Spool,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        on_data_sent: Callable[[], None] | None,
+    ) -> SendResult:
         client = self._client
         try:
             options = self._mail_options(from_addr, to_addrs, spool.size)
@@ -254,7 +317,8 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
         raise SmtpFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     context = _tls_context(settings) if settings.security != "none" else None
     client: smtplib.SMTP | None = None
-    client_class = _pinned_client(settings)
+    watchdog = _Watchdog(settings.time_limit)
+    client_class = _pinned_client(settings, watchdog)
     try:
         if settings.security == "ssl":
             client = client_class(settings.host, settings.port, timeout=settings.timeout, context=context)
@@ -274,14 +338,19 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
         if client is not None:
             client.close()
         if isinstance(error, (smtplib.SMTPException, OSError, SmtpFailure)):
-            failure = classify(error)
+            failure = watchdog.explained(classify(error))
             logger.info("SMTP connection to %s:%s failed: %s", settings.host, settings.port, failure)
             raise failure from None
         raise
-    return SmtpSession(client)
+    finally:
+        watchdog.stop()
+    if watchdog.expired:  # a reply cut short may have read as a whole one
+        client.close()
+        raise watchdog.explained(SmtpFailure("connection", "cut"))
+    return SmtpSession(client, settings.time_limit)
 
 
-def _pinned_client(settings: SmtpSettings) -> Callable[..., smtplib.SMTP]:
+def _pinned_client(settings: SmtpSettings, watchdog: _Watchdog) -> Callable[..., smtplib.SMTP]:
     """smtplib's client for the security asked, connecting only to an address the policy allows:
     the host is resolved, every address checked, and the socket goes to the checked one (TLS
     still verifies the certificate for the host's name)."""
@@ -290,7 +359,9 @@ def _pinned_client(settings: SmtpSettings) -> Callable[..., smtplib.SMTP]:
 
     class Pinned(base):  # type: ignore[misc, valid-type]
         def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-            return super()._get_socket(checked_address(host, port, policy), port, timeout)  # type: ignore[no-any-return]
+            sock: socket.socket = super()._get_socket(checked_address(host, port, policy), port, timeout)
+            watchdog.watch(sock)
+            return sock
 
     return Pinned
 

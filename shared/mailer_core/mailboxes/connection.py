@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 IMAP_DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 
+# One SMTP operation (connect and log in, or one email's send) in all, whatever the server does:
+# within the send function's 60 s, so a stalling server fails its email and frees the batch.
+SMTP_OPERATION_SECONDS = 45.0
+
 
 def address_policy() -> AddressPolicy:
     """The addresses a mailbox's servers may be on: public ones; loopback too where the settings
@@ -60,6 +64,7 @@ def smtp_settings(mailbox: MailboxModel) -> SmtpSettings:
         timeout=settings.smtp_timeout_seconds,
         ca_file=settings.smtp_ca_file,
         addresses=address_policy(),
+        time_limit=SMTP_OPERATION_SECONDS,
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from mailer_core.adapters import imap
 from mailer_core.base.network_addresses import LOOPBACK_ALLOWED
 
-from tests.support.hostile_imap import boasting_server, dripping_server
+from tests.support.hostile_servers import boasting_server, dripping_server
 
 
 def settings(port: int, **limits: object) -> imap.ImapSettings:

@@ -13,7 +13,7 @@ from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
 from tests.support.bounce_helpers import CLOCK, green_mailbox, report, sent_message
 from tests.support.fixtures.imap import ACCOUNT
-from tests.support.hostile_imap import dripping_server
+from tests.support.hostile_servers import dripping_server
 from tests.support.imap_helpers import mailbox
 from tests.support.imap_servers import ImapUser, append, new_user
 from tests.support.smtp_servers import SmtpTestServer

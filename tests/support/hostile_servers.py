@@ -1,9 +1,11 @@
-"""IMAP servers that misbehave on purpose, on 127.0.0.1: one that drips, one that boasts.
+"""Mail servers that misbehave on purpose, on 127.0.0.1.
 
-`DrippingServer` sends its greeting one byte at a time, `interval` seconds apart: no single
-read ever times out, so only a limit on the whole session ends it. `BoastingServer` greets,
-logs anyone in and answers every FETCH with a literal it announces as `announced` bytes long
-(and never sends): a client that trusts the announcement allocates or waits for all of it.
+`dripping_server` sends its greeting one byte at a time, `interval` seconds apart: no single
+read ever times out, so only a limit on the whole session ends it (IMAP's or SMTP's greeting).
+`boasting_server` (IMAP) greets, logs anyone in and answers every FETCH with a literal it
+announces as `announced` bytes long (and never sends): a client that trusts the announcement
+allocates or waits for all of it. `slow_data_server` (SMTP) takes a whole message and then
+drips its answer to the final dot.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ class _Server:
             self._serve(conn)
 
 
-def dripping_server(interval: float = 0.2) -> _Server:
+def dripping_server(interval: float = 0.2, greeting: bytes = b"* OK IMAP4rev1 ready") -> _Server:
     def serve(conn: socket.socket) -> None:
-        for byte in b"* OK IMAP4rev1 ready, very slowly, one byte at a time\r\n" * 100:
+        for byte in greeting + b", very slowly, one byte at a time" * 100 + b"\r\n":
             conn.sendall(bytes([byte]))
             time.sleep(interval)
 
@@ -74,5 +76,31 @@ def boasting_server(announced: int) -> _Server:
                 return
             else:
                 conn.sendall(f"{tag} OK done\r\n".encode())
+
+    return _Server(serve)
+
+
+def slow_data_server(interval: float = 0.2) -> _Server:
+    """SMTP without AUTH: every command answered at once, the answer to the final dot dripped."""
+
+    def serve(conn: socket.socket) -> None:
+        conn.sendall(b"220 slow.example ESMTP\r\n")
+        reader = conn.makefile("rb")
+        while line := reader.readline():
+            command = line.strip().upper()
+            if command.startswith(b"EHLO"):
+                conn.sendall(b"250-slow.example\r\n250 8BITMIME\r\n")
+            elif command == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                while (body := reader.readline()) and body != b".\r\n":
+                    pass
+                for byte in b"250 queued, very slowly" * 50 + b"\r\n":
+                    conn.sendall(bytes([byte]))
+                    time.sleep(interval)
+            elif command == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
 
     return _Server(serve)
