@@ -26,10 +26,10 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.errors import Forbidden, InvalidInput, MalformedRequest, NotFound
+from mailer_core.base.errors import Forbidden, InvalidInput, NotFound
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import SuppressionEvent, SuppressionModel
-from mailer_core.store.pages import NOT_OURS, decode_cursor, encode_cursor
+from mailer_core.store.pages import decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
     from mailer_core.accounts.auth import Caller  # a type only: the send worker needs no JWT library
@@ -227,9 +227,16 @@ def list_for(
     The filters apply to each page as read, so a page may hold fewer than `limit` items while
     `next_cursor` says more may follow.
     """
-    last_key = decode_cursor(cursor, keys=("account_id", "address")) if cursor else None
-    if last_key is not None and last_key.get("account_id") != {"N": str(caller.account_id)}:
-        raise MalformedRequest(NOT_OURS, field="cursor")  # another account's
+    last_key = (
+        decode_cursor(
+            cursor,
+            keys=("account_id", "address"),
+            types={"account_id": "N", "address": "S"},
+            fixed={"account_id": {"N": str(caller.account_id)}},  # never another account's
+        )
+        if cursor
+        else None
+    )
     if state not in (*STATES, "all", None):
         raise InvalidInput(f"state must be one of {', '.join((*STATES, 'all'))}", field="state")
     if reason is not None and not reason.replace("_", "").isalpha():

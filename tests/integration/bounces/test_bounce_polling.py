@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import quote
 
 import pytest
@@ -184,6 +186,13 @@ def test_suppressions_are_listed_a_page_at_a_time(admin: ApiClient, aws_stack: S
         f"a{n}@client.example" for n in range(5)
     ]
     assert admin.get("/v1/suppressions?cursor=bm9wZQ").status == 400
+    for key in (
+        {"account_id": {"N": str(ACCOUNT)}, "address": {"N": "5"}},  # an address that is a number
+        {"account_id": {"N": str(ACCOUNT + 1)}, "address": {"S": "a0@client.example"}},  # another account's
+    ):
+        wrong = base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+        answer = admin.get(f"/v1/suppressions?cursor={wrong}")
+        assert (answer.status, answer.json()["field"]) == (400, "cursor")
 
 
 def test_a_bounce_names_the_message_in_the_envelope_sender_when_the_mailbox_allows_it(
