@@ -23,7 +23,6 @@ import logging
 import re
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mailer_core.base.network_addresses import DEFAULT_POLICY, AddressPolicy, checked_address
 from mailer_core.base.validation import breaks_a_command
+from mailer_core.base.watchdog import Watchdog
 
 if TYPE_CHECKING:  # imaplib is imported where it is used: it costs a cold start ~30 ms
     import imaplib
@@ -283,29 +283,19 @@ def _tls_context(settings: ImapSettings) -> ssl.SSLContext:
 
 
 class _Guard:
-    """A session's limits: its time (a timer shuts the socket) and the bytes the server may send."""
+    """A session's limits: its time (base.watchdog) and the bytes the server may send."""
 
     def __init__(self, settings: ImapSettings) -> None:
         self.settings = settings
         self.received = 0
-        self.expired = False
-        self._socket: Any = None
-        self._timer: threading.Timer | None = None
-        if settings.time_limit is not None:
-            self._timer = threading.Timer(max(0.0, settings.time_limit), self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+        self.watchdog = Watchdog(settings.time_limit)
+
+    @property
+    def expired(self) -> bool:
+        return self.watchdog.expired
 
     def watch(self, sock: Any) -> None:
-        self._socket = sock
-        if self.expired:
-            self._expire()
-
-    def _expire(self) -> None:
-        self.expired = True
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.shutdown(socket.SHUT_RDWR)
+        self.watchdog.watch(sock)
 
     def take(self, size: int) -> None:
         """Before reading a literal of `size` bytes: refuse one too large, or one too many."""
@@ -322,12 +312,10 @@ class _Guard:
         """The failure as the session's limit explains it, when the limit caused it."""
         if not self.expired:
             return failure
-        words = f"the server did not finish within {self.settings.time_limit:g} s; the connection was cut"
-        return ImapFailure("connection", words, failure.error or failure)
+        return ImapFailure("connection", self.watchdog.words, failure.error or failure)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.watchdog.stop()
 
 
 def _client_class(settings: ImapSettings, guard: _Guard) -> Callable[..., imaplib.IMAP4]:

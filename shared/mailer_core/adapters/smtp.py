@@ -18,14 +18,12 @@ that says so (in the data stage, as any cut there: the server may have the messa
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import logging
 import re
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from typing import Literal
 from mailer_core.adapters import mime
 from mailer_core.base.network_addresses import DEFAULT_POLICY, AddressPolicy, AddressRefused, checked_address
 from mailer_core.base.validation import breaks_a_command
+from mailer_core.base.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -168,39 +167,9 @@ def _data_from_spool(
     return client.getreply()
 
 
-class _Watchdog:
-    """Shuts the socket it watches when an operation's time is up (and says it did)."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self.socket: socket.socket | None = None
-        self._timer: threading.Timer | None = None
-        if seconds is not None:
-            self._timer = threading.Timer(max(0.0, seconds), self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def watch(self, sock: socket.socket | None) -> None:
-        self.socket = sock
-        if self.expired:
-            self._expire()
-
-    def _expire(self) -> None:
-        self.expired = True
-        if self.socket is not None:
-            with contextlib.suppress(OSError):
-                self.socket.shutdown(socket.SHUT_RDWR)
-
-    def explained(self, failure: SmtpFailure) -> SmtpFailure:
-        if not self.expired:
-            return failure
-        words = f"the server did not finish within {self.seconds:g} s; the connection was cut"
-        return SmtpFailure("connection", words, stage=failure.stage)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+def _explained(watchdog: Watchdog, failure: SmtpFailure) -> SmtpFailure:
+    """The failure as the operation's time limit explains it, when the limit caused it."""
+    return SmtpFailure("connection", watchdog.words, stage=failure.stage) if watchdog.expired else failure
 
 
 class SmtpSession:
@@ -233,16 +202,16 @@ class SmtpSession:
             spool = None
         if spool is None:
             spool = mime.write(message)
-        watchdog = _Watchdog(self._time_limit)
+        watchdog = Watchdog(self._time_limit)
         watchdog.watch(self._client.sock)
         try:
             result = self._send(spool, from_addr, to_addrs, on_data_sent)
         except SmtpFailure as failure:
-            raise watchdog.explained(failure) from None
+            raise _explained(watchdog, failure) from None
         finally:
             watchdog.stop()
         if watchdog.expired:  # smtplib reads a reply cut short as a whole one ("250 queued, ve")
-            raise watchdog.explained(SmtpFailure("connection", "cut", stage="data"))
+            raise _explained(watchdog, SmtpFailure("connection", "cut", stage="data"))
         return result
 
     def _send(
@@ -317,7 +286,7 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
         raise SmtpFailure("auth", "the login or password holds a line break or NUL; nothing was sent")
     context = _tls_context(settings) if settings.security != "none" else None
     client: smtplib.SMTP | None = None
-    watchdog = _Watchdog(settings.time_limit)
+    watchdog = Watchdog(settings.time_limit)
     client_class = _pinned_client(settings, watchdog)
     try:
         if settings.security == "ssl":
@@ -338,7 +307,7 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
         if client is not None:
             client.close()
         if isinstance(error, (smtplib.SMTPException, OSError, SmtpFailure)):
-            failure = watchdog.explained(classify(error))
+            failure = _explained(watchdog, classify(error))
             logger.info("SMTP connection to %s:%s failed: %s", settings.host, settings.port, failure)
             raise failure from None
         raise
@@ -346,11 +315,11 @@ def open_session(settings: SmtpSettings) -> SmtpSession:
         watchdog.stop()
     if watchdog.expired:  # a reply cut short may have read as a whole one
         client.close()
-        raise watchdog.explained(SmtpFailure("connection", "cut"))
+        raise _explained(watchdog, SmtpFailure("connection", "cut"))
     return SmtpSession(client, settings.time_limit)
 
 
-def _pinned_client(settings: SmtpSettings, watchdog: _Watchdog) -> Callable[..., smtplib.SMTP]:
+def _pinned_client(settings: SmtpSettings, watchdog: Watchdog) -> Callable[..., smtplib.SMTP]:
     """smtplib's client for the security asked, connecting only to an address the policy allows:
     the host is resolved, every address checked, and the socket goes to the checked one (TLS
     still verifies the certificate for the host's name)."""

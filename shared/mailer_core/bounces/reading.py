@@ -35,8 +35,8 @@ from mailer_core.adapters.mime import ENVELOPE_TOKEN
 from mailer_core.bounces import classify
 
 Kind = Literal["bounce", "receipt", "complaint", "auto_reply"]
-_ULID = r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}"
-_TOKEN = re.compile(rf"\+{ENVELOPE_TOKEN}({_ULID})@", re.I)
+ULID = r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}"  # our message ids, in Message-IDs and envelope tokens
+_TOKEN = re.compile(rf"\+{ENVELOPE_TOKEN}({ULID})@", re.I)
 _MESSAGE_ID_LINE = re.compile(r"^(?:>\s*)?message-id:\s*(<[^<>\s]+>)", re.I | re.M)
 _ADDRESS = re.compile(
     r"[^@\s<>()\[\],;:\"]{1,64}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
@@ -79,7 +79,7 @@ class Report:
 
 def is_candidate(headers: bytes) -> bool:
     """Whether a message's header block says it is a report worth reading whole."""
-    parsed = _headers(headers)
+    parsed = parse_headers(headers)
     if parsed.get_content_type() == "multipart/report" or parsed.get("X-Failed-Recipients"):
         return True
     return_path = str(parsed.get("Return-Path") or "").strip()
@@ -92,7 +92,7 @@ def is_candidate(headers: bytes) -> bool:
 
 def is_auto_reply(headers: bytes | Message) -> bool:
     """An automatic answer (RFC 3834, vacation, out of office): neither a bounce nor a reply."""
-    parsed = _headers(headers) if isinstance(headers, bytes) else headers
+    parsed = parse_headers(headers) if isinstance(headers, bytes) else headers
     auto = str(parsed.get("Auto-Submitted") or "").strip().lower()
     precedence = str(parsed.get("Precedence") or "").strip().lower()
     if auto.startswith("auto-replied") or precedence in ("auto_reply", "auto-reply"):
@@ -237,7 +237,7 @@ def _returned_headers(part: Message) -> Message | None:
     if isinstance(inner, Message):
         return inner
     text = part.get_payload(decode=True)
-    return _headers(text) if isinstance(text, bytes) else None
+    return parse_headers(text) if isinstance(text, bytes) else None
 
 
 def _returned_recipients(part: Message) -> list[str]:
@@ -277,7 +277,8 @@ def _daemon(name: str, address: str) -> bool:
 # -- fields and text -------------------------------------------------------------------------
 
 
-def _headers(raw: bytes) -> Message:
+def parse_headers(raw: bytes) -> Message:
+    """A message's header block, parsed as the poller fetched it (no body)."""
     return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
 
 

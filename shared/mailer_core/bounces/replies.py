@@ -11,8 +11,6 @@ reports and the mailbox's own mail are no replies. Each reply is counted once on
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import hashlib
 import re
 from datetime import datetime
@@ -35,7 +33,7 @@ _ANGLE_ID = re.compile(r"<[^<>\s]+>")
 
 def referenced_ids(headers: bytes) -> tuple[str, ...]:
     """The Message-IDs a message answers (In-Reply-To first, then References, newest last)."""
-    parsed = _parsed(headers)
+    parsed = reading.parse_headers(headers)
     found = _ANGLE_ID.findall(str(parsed.get("In-Reply-To") or ""))
     found += reversed(_ANGLE_ID.findall(str(parsed.get("References") or "")))
     return tuple(dict.fromkeys(found))
@@ -50,7 +48,7 @@ def looks_like_reply(headers: bytes) -> bool:
 
 def record(mailbox: MailboxModel, headers: bytes, *, now: datetime) -> Outcome:
     """Count a reply on the message it answers, once; the first one announces "replied"."""
-    parsed = _parsed(headers)
+    parsed = reading.parse_headers(headers)
     if reading.is_auto_reply(parsed):
         return "auto_reply"
     sender = parseaddr(str(parsed.get("From") or ""))[1].lower()
@@ -85,7 +83,3 @@ def record(mailbox: MailboxModel, headers: bytes, *, now: datetime) -> Outcome:
 def _reply_key(parsed: Message, headers: bytes) -> str:
     own = str(parsed.get("Message-ID") or "").strip()
     return own[:200] if own else hashlib.sha256(headers).hexdigest()[:32]
-
-
-def _parsed(headers: bytes) -> Message:
-    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)

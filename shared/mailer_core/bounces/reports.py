@@ -26,7 +26,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailer_core.accounts import access
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.bounces import classify
+from mailer_core.bounces import classify, reading
 from mailer_core.bounces.reading import RecipientFailure, Report
 from mailer_core.events import message_events
 from mailer_core.mailboxes import health
@@ -45,8 +45,7 @@ Outcome = Literal[
     "unknown_recipient",
     "auto_reply",
 ]
-_ULID = r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}"
-_OUR_MESSAGE_ID = re.compile(rf"<({_ULID})@([^<>\s]+)>")
+_OUR_MESSAGE_ID = re.compile(rf"<({reading.ULID})@([^<>\s]+)>")
 
 
 def find_message(
