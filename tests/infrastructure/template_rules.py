@@ -338,11 +338,13 @@ MESSAGE_WRITERS = {"ApiFunction", "SendFunction", "TimersFunction", "BounceFunct
 MESSAGE_WRITERS |= {"ActionsFunction"}  # the timeline of trigger runs; "send email" triggers compose
 MESSAGE_WRITERS |= {"WebhookFunction"}  # Kommo's uninstall hook cancels the account's pending messages
 MESSAGE_WRITERS |= {"PipelineFunction"}  # composes what the digital pipeline and Salesbot ask for
+MESSAGE_WRITERS |= {"CampaignsFunction"}  # composes a campaign's emails; holds or cancels them
 # Count opens and clicks on messages: UpdateItem only, never create or delete one.
 MESSAGE_COUNTERS = {"TrackFunction"}
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
 SCHEDULE_CREATORS |= {"ActionsFunction"}  # not-opened timers, delayed trigger runs
 SCHEDULE_CREATORS |= {"PipelineFunction"}  # a pipeline action delayed more than 15 minutes
+SCHEDULE_CREATORS |= {"CampaignsFunction"}  # a campaign's start, its package paced beyond 15 minutes
 NO_SECRETS = {"TrackFunction", "TimersFunction"}  # public pixel/click routes and timers never decrypt
 
 

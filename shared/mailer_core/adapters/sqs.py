@@ -90,6 +90,35 @@ def enqueue_pipeline(body: str) -> None:
     aws.client("sqs").send_message(QueueUrl=get_settings().pipeline_queue_url, MessageBody=body)
 
 
+def enqueue_campaign(body: str, delay_seconds: int = 0) -> None:
+    """Queue a campaign's next step (`campaigns.jobs.CampaignJob`), optionally after a delay."""
+    aws.client("sqs").send_message(
+        QueueUrl=get_settings().campaign_queue_url,
+        MessageBody=body,
+        DelaySeconds=max(0, min(int(delay_seconds), MAX_DELAY_SECONDS)),
+    )
+
+
+def enqueue_bulk_sends(jobs: list[tuple[SendJob, int]]) -> None:
+    """Queue send jobs (each with its delay in seconds, at most 15 minutes), ten to a request."""
+    client = aws.client("sqs")
+    for lane in LANES:
+        mine = [(job, delay) for job, delay in jobs if job.lane == lane]
+        for start in range(0, len(mine), 10):
+            entries = [
+                {
+                    "Id": str(n),
+                    "MessageBody": job.to_body(),
+                    "DelaySeconds": max(0, min(int(delay), MAX_DELAY_SECONDS)),
+                }
+                for n, (job, delay) in enumerate(mine[start : start + 10])
+            ]
+            answer = client.send_message_batch(QueueUrl=queue_url(lane), Entries=entries)
+            if answer.get("Failed"):
+                failed = answer["Failed"][0]
+                raise RuntimeError(f"SQS refused a send job: {failed.get('Code')} {failed.get('Message')}")
+
+
 def enqueue_bounce_polls(bodies: list[str]) -> None:
     """Queue one poll job per mailbox for the bounce function, ten to a request."""
     client = aws.client("sqs")

@@ -29,6 +29,10 @@ class Settings:
     links_table: str = "mailer-links"
     automation_table: str = "mailer-automation"
     template_stats_table: str = "mailer-template-stats"  # per-template counters (template_stats)
+    campaigns_table: str = "mailer-campaigns"
+    target_lists_table: str = "mailer-target-lists"
+    target_list_members_table: str = "mailer-target-list-members"
+    campaign_queue_url: str = ""  # campaign packages and steps (mailer_core.campaigns)
     actions_queue_url: str = ""
     pipeline_queue_url: str = (
         ""  # digital pipeline and Salesbot jobs (mailer_core.kommo_hooks.digital_pipeline)
@@ -115,6 +119,10 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         links_table=get("MAILER_LINKS_TABLE", defaults.links_table),
         automation_table=get("MAILER_AUTOMATION_TABLE", defaults.automation_table),
         template_stats_table=get("MAILER_TEMPLATE_STATS_TABLE", defaults.template_stats_table),
+        campaigns_table=get("MAILER_CAMPAIGNS_TABLE", defaults.campaigns_table),
+        target_lists_table=get("MAILER_TARGET_LISTS_TABLE", defaults.target_lists_table),
+        target_list_members_table=get("MAILER_TARGET_LIST_MEMBERS_TABLE", defaults.target_list_members_table),
+        campaign_queue_url=get("MAILER_CAMPAIGN_QUEUE_URL", ""),
         actions_queue_url=get("MAILER_ACTIONS_QUEUE_URL", ""),
         pipeline_queue_url=get("MAILER_PIPELINE_QUEUE_URL", ""),
         send_queue_url=get("MAILER_SEND_QUEUE_URL", ""),

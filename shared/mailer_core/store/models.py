@@ -203,6 +203,15 @@ class ByStatusIndex(GlobalSecondaryIndex["MessageModel"]):
     message_id = UnicodeAttribute(range_key=True)
 
 
+class ByCampaignIndex(GlobalSecondaryIndex["MessageModel"]):
+    class Meta:
+        index_name = "by_campaign"
+        projection = AllProjection()
+
+    campaign_key = UnicodeAttribute(hash_key=True)
+    message_id = UnicodeAttribute(range_key=True)
+
+
 class MessageModel(Model):
     """One email and its whole life: status, attempts, errors and history."""
 
@@ -287,6 +296,13 @@ class MessageModel(Model):
     parent_message_id = UnicodeAttribute(null=True)
     chain_depth = NumberAttribute(null=True)
     sent_subject = UnicodeAttribute(null=True)  # the subject as rendered and sent
+    # Campaigns (mailer_core.campaigns): the campaign this email is one recipient of, and
+    # "{account_id}#{campaign_id}", the key of the by_campaign index (the campaign's log);
+    # the S3 key of the CRM data its package read (rendered without reading Kommo again).
+    campaign_id = UnicodeAttribute(null=True)
+    campaign_key = UnicodeAttribute(null=True)
+    by_campaign = ByCampaignIndex()
+    crm_snapshot = UnicodeAttribute(null=True)
 
 
 class TemplateModel(Model):
@@ -472,6 +488,80 @@ class TemplateStatsModel(Model):
     updated_at = UTCDateTimeAttribute(null=True)
 
 
+class CampaignModel(Model):
+    """A mass mailing (mailer_core.campaigns): what it sends, to whom, when, and how far it got.
+
+    The audience and options are kept as given (JSON maps); `counts` holds the counters every
+    writer ADDs to (recipients, queued, sent, failed, bounced, opened, clicked, opted_out,
+    complained, excluded_<why>), each email at most once per counter (the message's
+    `stats_counted` guard, as for templates). `package` is the next package of the audience
+    to expand and `cursor` where it starts; `package_started` guards its expansion.
+    """
+
+    class Meta:
+        table_name = _TableName("campaigns_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    campaign_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    status = UnicodeAttribute()
+    status_reason = UnicodeAttribute(null=True)
+    user_id = NumberAttribute()
+    template_id = UnicodeAttribute(null=True)
+    subject = UnicodeAttribute(null=True)
+    html = UnicodeAttribute(null=True)
+    mailbox_ids = ListAttribute(of=UnicodeAttribute)
+    audience = MapAttribute[str, Any]()
+    options = MapAttribute[str, Any](default=dict)
+    send_at = UTCDateTimeAttribute(null=True)
+    schedule_name = UnicodeAttribute(null=True)
+    started_at = UTCDateTimeAttribute(null=True)
+    finished_at = UTCDateTimeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    version = NumberAttribute(default=1)
+    package = NumberAttribute(default=0)
+    cursor = UnicodeAttribute(null=True)
+    expanded = BooleanAttribute(default=False)
+    counts = MapAttribute[str, Any](default=dict)
+    warnings = ListAttribute(of=UnicodeAttribute, null=True)
+    # A chain: the step before this one, what its recipients must not have done, and the wait.
+    parent_id = UnicodeAttribute(null=True)
+    chain_condition = UnicodeAttribute(null=True)
+    chain_delay = NumberAttribute(null=True)
+
+
+class TargetListModel(Model):
+    """A saved target list (mailer_core.audiences): entities or plain addresses, and their count."""
+
+    class Meta:
+        table_name = _TableName("target_lists_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    list_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    user_id = NumberAttribute()
+    members = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+class TargetListMemberModel(Model):
+    """One member of a target list: `{account_id}#{list_id}` and the member's key, an address
+    in lower case or `leads:123`-style for a CRM entity."""
+
+    class Meta:
+        table_name = _TableName("target_list_members_table")
+
+    list_key = UnicodeAttribute(hash_key=True)
+    member = UnicodeAttribute(range_key=True)
+    address = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    entity_type = UnicodeAttribute(null=True)
+    entity_id = NumberAttribute(null=True)
+    added_at = UTCDateTimeAttribute()
+
+
 def plain_map(raw: Any) -> dict[str, Any]:
     """A raw MapAttribute's value (a MapAttribute, a dict or None) as a plain dict."""
     return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
@@ -485,11 +575,14 @@ def event_triggers(raw: Any) -> dict[str, list[str]]:
 ALL_MODELS: tuple[type[Model], ...] = (
     AccountModel,
     AutomationFactModel,
+    CampaignModel,
     KommoInstallModel,
     LinkModel,
     MailboxModel,
     MessageModel,
     SuppressionModel,
+    TargetListMemberModel,
+    TargetListModel,
     TemplateModel,
     TemplateStatsModel,
     TriggerModel,
