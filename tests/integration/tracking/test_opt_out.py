@@ -125,7 +125,8 @@ def test_a_campaign_email_has_both_headers_a_footer_and_a_link_that_unsubscribes
     row = SuppressionModel.get(ACCOUNT, CLIENT.lower())
     assert [e.what for e in row.events or []] == ["reported", "suppressed"]
     view = user.get(f"/v1/messages/{message_id}").json()
-    assert any(step["event"] == "opted_out" for step in view["timeline"])
+    assert any(step["event"] == "opted_out" and step["kind"] == "tracking" for step in view["timeline"])
+    assert view["opted_out_at"] == stored.opted_out_at.isoformat()
 
     # AND the next email to the address is not sent
     smtp.messages.clear()
