@@ -144,6 +144,10 @@ def test_a_campaign_email_has_both_headers_a_footer_and_a_link_that_unsubscribes
     campaign_email(to=CLIENT.lower(), campaign="C3")
     send_bulk(aws_stack)
     assert len(smtp.messages) == 1
+    # AND the old link POSTed again after the lift suppresses again (they asked again), no new event
+    assert hit(path, method="POST", body=ONE_CLICK).status == 200
+    assert SuppressionModel.get(ACCOUNT, CLIENT.lower()).state == "suppressed"
+    assert not [e for e in queued_events(aws_stack) if e.get("event") == "opted_out"]
 
 
 @pytest.mark.parametrize(
