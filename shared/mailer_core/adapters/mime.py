@@ -46,10 +46,9 @@ _RESERVED = frozenset(
         "mime-version",
         "content-type",
         "content-transfer-encoding",
-        "list-unsubscribe",
-        "list-unsubscribe-post",
     }
 )
+_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058: the POST body, and the header that offers it
 
 
@@ -115,6 +114,8 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
     if email.unsubscribe_url:
         if any(c in email.unsubscribe_url for c in "<>,\r\n \t"):
             raise ValueError("OutgoingEmail.unsubscribe_url must be a bare URL")
+        if any(name.strip().lower() in _UNSUBSCRIBE_HEADERS for name, _ in email.extra_headers):
+            raise ValueError("List-Unsubscribe comes from unsubscribe_url or extra_headers, not both")
         message["List-Unsubscribe"] = _Verbatim("List-Unsubscribe", f"<{email.unsubscribe_url}>")
         message["List-Unsubscribe-Post"] = ONE_CLICK
     for name, value in email.extra_headers:
