@@ -1,11 +1,12 @@
 """Public tracking routes: the open pixel (/o/{token}) and clicks (/c/{token}, trigger links
-included); health.
+included); a campaign email's unsubscribe (/u/{token}: GET shows a button, POST unsubscribes);
+health.
 
-Thin: the rules are in mailer_core.tracking.routes. These routes write one fact and never
-call Kommo or SMTP. This function answers every pixel, so its cold start is kept small: its
-three routes are read straight from API Gateway's HTTP API event (payload 2.0) instead of
-through Powertools' resolver, whose import alone (about 30 ms: every resolver, asyncio) cost
-more than the rest of the function.
+Thin: the rules are in mailer_core.tracking.routes and mailer_core.messages.opt_out. These
+routes write facts and never call Kommo or SMTP. This function answers every pixel, so its
+cold start is kept small: its routes are read straight from API Gateway's HTTP API event
+(payload 2.0) instead of through Powertools' resolver, whose import alone (about 30 ms: every
+resolver, asyncio) cost more than the rest of the function.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
+from mailer_core.messages import opt_out
 from mailer_core.tracking import routes as tracking
 
 clock: Clock = SYSTEM_CLOCK  # tests replace it
@@ -74,6 +76,16 @@ def click(event: dict[str, Any], token: str) -> dict[str, Any]:
     return _answer(200, answer.page or "", _HTML)
 
 
+def unsubscribe(event: dict[str, Any], token: str, method: str) -> dict[str, Any]:
+    """GET and HEAD: the page with the button; POST (RFC 8058's one-click, or the button): done.
+    Whatever the POST's body says, it unsubscribes: it is never needed to read it."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    answer = opt_out.handle(
+        token, method=method, accept_language=headers.get("accept-language", ""), now=clock.now()
+    )
+    return _answer(answer.status, "" if method == "HEAD" else answer.page, _HTML)
+
+
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     method = str(event.get("requestContext", {}).get("http", {}).get("method") or "").upper()
@@ -86,4 +98,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             return pixel(event, token)
         if kind == "c":
             return click(event, token)
+    if kind == "u" and token and "/" not in token and method in ("GET", "HEAD", "POST"):
+        return unsubscribe(event, token, method)
     return _answer(404, NOT_FOUND_PAGE, _HTML)

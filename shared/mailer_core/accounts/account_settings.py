@@ -18,6 +18,11 @@ administer, stock defaults".
   lead, contact or company a day (the automation reads `auto_email_cap`).
 - `complaints_run_failed`: whether a recipient's spam complaint runs the email's "failed"
   triggers (default false: a complaint only suppresses the address; docs/bounces.md).
+- `opt_out_footer`: a campaign email whose body has no `{{ unsubscribe_url }}` gets a short
+  unsubscribe footer (default true); off, a campaign refuses such a template at its start
+  (docs/opt-out.md).
+- `opt_out_tag`: a tag put on the Kommo contact of a person who unsubscribes (default none).
+- `opt_out_note`: a note on that contact saying they unsubscribed (default false).
 
 The value only: `access.settings_of` gives an account's settings as the warm container knows
 them, `settings_api` reads and changes them for the widget.
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 DEFAULT_RATE_PER_SECOND = 1.0
 DEFAULT_DAILY_CAP = 2000
 DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY = 3
+MAX_TAG_CHARS = 100
 MAX_USERS = 1000  # ids in one list; a Kommo account has far fewer users
 FIELDS = (
     "allowed_user_ids",
@@ -46,6 +52,9 @@ FIELDS = (
     "filter_machine_traffic",
     "auto_emails_per_entity_per_day",
     "complaints_run_failed",
+    "opt_out_footer",
+    "opt_out_tag",
+    "opt_out_note",
 )
 
 
@@ -61,6 +70,9 @@ class AccountSettings:
     filter_machine_traffic: bool = True
     auto_emails_per_entity_per_day: int = DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY
     complaints_run_failed: bool = False
+    opt_out_footer: bool = True
+    opt_out_tag: str | None = None
+    opt_out_note: bool = False
 
     def is_admin(self, user_id: int, *, kommo_admin: bool) -> bool:
         return kommo_admin or user_id in self.admin_user_ids
@@ -78,6 +90,9 @@ class AccountSettings:
             "filter_machine_traffic": self.filter_machine_traffic,
             "auto_emails_per_entity_per_day": self.auto_emails_per_entity_per_day,
             "complaints_run_failed": self.complaints_run_failed,
+            "opt_out_footer": self.opt_out_footer,
+            "opt_out_tag": self.opt_out_tag,
+            "opt_out_note": self.opt_out_note,
         }
 
 
@@ -109,4 +124,7 @@ def from_account(account: AccountModel | None) -> AccountSettings:
             else DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY
         ),
         complaints_run_failed=account.complaints_run_failed is True,
+        opt_out_footer=account.opt_out_footer is not False,
+        opt_out_tag=account.opt_out_tag or None,
+        opt_out_note=account.opt_out_note is True,
     )

@@ -15,6 +15,7 @@ from mailer_core.accounts.account_settings import (
     DEFAULT_DAILY_CAP,
     DEFAULT_RATE_PER_SECOND,
     FIELDS,
+    MAX_TAG_CHARS,
     MAX_USERS,
     from_account,
 )
@@ -73,10 +74,17 @@ def validated(payload: Any) -> dict[str, Any]:
             minimum=1,
             maximum=1000,
         )
+    if "opt_out_tag" in data:
+        tag = validation.text(data, "opt_out_tag", max_length=MAX_TAG_CHARS, allow_empty=False).strip()
+        if any(ord(c) < 32 for c in tag):
+            raise InvalidInput("must be one line of text", field="opt_out_tag")
+        out["opt_out_tag"] = tag
     for flag, default in (
         ("track_opens", True),
         ("filter_machine_traffic", True),
         ("complaints_run_failed", False),
+        ("opt_out_footer", True),
+        ("opt_out_note", False),
     ):
         if flag in data:
             out[flag] = validation.boolean(data, flag, default=default)

@@ -7,7 +7,9 @@ a multipart/mixed holds that part and the files (see "attachments" below). Heade
 may hold non-ASCII text (the sender's display name, the subject) are RFC 2047 encoded,
 and both bodies get a 7-bit transfer encoding (quoted-printable or base64), so no line
 exceeds SMTP's limit and no server needs 8BITMIME. Bcc recipients go only into the
-envelope, never into a header.
+envelope, never into a header. A campaign email's unsubscribe URL becomes the RFC 2369
+`List-Unsubscribe` header with RFC 8058's `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+(docs/opt-out.md).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ _RESERVED = frozenset(
         "content-transfer-encoding",
     }
 )
+_UNSUBSCRIBE_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058: the POST body, and the header that offers it
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class OutgoingEmail:
     text: str | None = None
     # The language of the words ("ru", "en_US"): the HTML document's `lang`; "" when unknown.
     language: str = ""
+    # A campaign email's one-click unsubscribe URL (https): the List-Unsubscribe headers; "" none.
+    unsubscribe_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,13 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
     message["Date"] = format_datetime(email.date)
     message["Message-ID"] = email.message_id
     message["MIME-Version"] = "1.0"
+    if email.unsubscribe_url:
+        if any(c in email.unsubscribe_url for c in "<>,\r\n \t"):
+            raise ValueError("OutgoingEmail.unsubscribe_url must be a bare URL")
+        if any(name.strip().lower() in _UNSUBSCRIBE_HEADERS for name, _ in email.extra_headers):
+            raise ValueError("List-Unsubscribe comes from unsubscribe_url or extra_headers, not both")
+        message["List-Unsubscribe"] = _Verbatim("List-Unsubscribe", f"<{email.unsubscribe_url}>")
+        message["List-Unsubscribe-Post"] = ONE_CLICK
     for name, value in email.extra_headers:
         message[name] = value
     text = email.text if email.text is not None else html_to_text(email.html)
@@ -124,6 +137,24 @@ def build_message(email: OutgoingEmail) -> EmailMessage:
         )
     _add_attachments(message, email.attachments)
     return message
+
+
+class _Verbatim(str):
+    """A header value written as it is. The standard library folds an unstructured header at 78
+    characters, and a single word longer than that (a URL) it turns into RFC 2047 encoded
+    words, which no client reads as a URL. A long one goes on its own folded line (RFC 5322
+    allows 998 characters)."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _Verbatim:
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Any) -> str:
+        separator = " " if len(self.name) + 2 + len(self) <= 78 else policy.linesep + " "
+        return f"{self.name}:{separator}{self}{policy.linesep}"
 
 
 def html_to_text(html: str) -> str:

@@ -119,6 +119,38 @@ def _cancel_not_opened_timer(message: MessageModel, clock: Clock) -> None:
         _timeline(message, clock.now(), "timer", "not-opened timer cancelled: the email was opened")
 
 
+# The opt-out's actions on the Kommo contact (docs/opt-out.md): the account's settings, not
+# stored triggers; their runs are claimed, retried and written on the timeline as any other.
+OPT_OUT_TAG = "opt-out-tag"
+OPT_OUT_NOTE = "opt-out-note"
+_OPT_OUT_NOTES = {
+    "en": "Unsubscribed from mailings through the link in the email «{subject}» ({email}).",
+    "ru": "Отписался от рассылки по ссылке в письме «{subject}» ({email}).",
+    "es": "Se dio de baja de los envíos con el enlace del correo «{subject}» ({email}).",
+    "pt": "Cancelou a inscrição pelo link do e-mail «{subject}» ({email}).",
+}
+
+
+def opt_out_trigger(
+    account_id: int, trigger_id: str, locale: str | None, clock: Clock
+) -> TriggerModel | None:
+    """The trigger an opt-out run does, from the account's settings now; None when the account
+    no longer asks for it."""
+    settings = access.settings_of(account_id, clock=clock)
+    if trigger_id == OPT_OUT_TAG and settings.opt_out_tag:
+        type_, name = "tags", "opt-out tag"
+        params: dict[str, Any] = {"entity": "contact", "add": [settings.opt_out_tag], "remove": []}
+    elif trigger_id == OPT_OUT_NOTE and settings.opt_out_note:
+        lang = (locale or "").replace("_", "-").split("-")[0].lower()
+        type_, name = "note", "opt-out note"
+        params = {"entity": "contact", "text": _OPT_OUT_NOTES.get(lang, _OPT_OUT_NOTES["en"])}
+    else:
+        return None
+    return TriggerModel(
+        account_id, trigger_id, name=name, type=type_, params=params, user_id=0, created_at=clock.now()
+    )
+
+
 def run_id_for(message_id: str, source: str, trigger_id: str) -> str:
     return f"{message_id}.{source}.{trigger_id}"
 
@@ -177,6 +209,13 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         if not any(h.event == "not_opened" for h in message.history or []):  # a repeated timer: once
             wait = int(message.not_opened_after or 0)
             _timeline(message, clock.now(), "not_opened", f"not opened within {wait} s")
+    elif job.event == "opted_out":  # the account's tag and note, as triggers of its own
+        settings = access.settings_of(int(message.account_id), clock=clock)
+        wanted = [OPT_OUT_TAG] if settings.opt_out_tag else []
+        wanted += [OPT_OUT_NOTE] if settings.opt_out_note else []
+        queued = fan_out(message, job.event, job.source or job.event, wanted, clock=clock)
+        logger.info("event handled", extra={"event": job.event, "runs": queued})
+        return "handled"
     ids = list(job.trigger_ids) if job.event == "link" else chosen(message, job.event)
     queued = fan_out(message, job.event, job.source or job.event, ids, clock=clock)
     logger.info("event handled", extra={"event": job.event, "runs": queued})
@@ -274,7 +313,14 @@ class Runner:
             _settle(job, "done", "the message is gone")
             return "ignored"
         try:
-            trigger = TriggerModel.get(job.account_id, job.trigger_id)
+            if job.trigger_id in (OPT_OUT_TAG, OPT_OUT_NOTE):
+                found = opt_out_trigger(job.account_id, job.trigger_id, message.locale, self.clock)
+                if found is None:
+                    _settle(job, "done", "the account's opt-out setting was turned off")
+                    return "skipped"
+                trigger = found
+            else:
+                trigger = TriggerModel.get(job.account_id, job.trigger_id)
         except DoesNotExist:
             _settle(job, "done", "trigger deleted")
             _timeline(message, self.clock.now(), "trigger_skipped", f"trigger {job.trigger_id} was deleted")

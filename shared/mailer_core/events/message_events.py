@@ -87,3 +87,18 @@ def on_message_opened(message_key: tuple[int, str], when: datetime) -> None:
         announce.announce(account_id, message_id, "opened", when)
     except Exception:
         logger.exception("could not queue the opened event", extra=_logged("opened", account_id, message_id))
+
+
+def on_message_opted_out(message: MessageModel, when: datetime) -> None:
+    """The recipient unsubscribed through the email's link (recorded once, by the conditional
+    write that set `opted_out_at`; the address is already suppressed). Called from the track
+    function's unsubscribe route, so it only announces: the actions function puts the account's
+    opt-out tag or note on the contact when the account wants them (docs/opt-out.md). A
+    campaign's email is counted on its campaign here as well (mailer_core.campaigns)."""
+    try:
+        announce.announce(int(message.account_id), message.message_id, "opted_out", when)
+    except Exception:
+        logger.exception(
+            "could not queue the opted-out event",
+            extra=_logged("opted_out", message.account_id, message.message_id),
+        )

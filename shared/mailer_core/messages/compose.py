@@ -79,6 +79,7 @@ def compose(
     message_id: str | None = None,
     origin: str | None = None,
     chain: tuple[str, int] | None = None,
+    campaign_id: str | None = None,
 ) -> dict[str, Any]:
     """Store and queue one email for `actor` (a widget user, or Mailer for a user: `Actor`).
 
@@ -90,6 +91,9 @@ def compose(
 
     The triggers chosen for each event (`triggers`, else the template's) and the not-opened
     wait are frozen into the message: later edits of the template do not change its automation.
+
+    `campaign_id` makes it one recipient's email of that campaign (`campaign_key` lists it in the
+    campaign's log): the send gives it its unsubscribe link, footer and headers (docs/opt-out.md).
     """
     now = clock.now()
     subject, html, to, cc, bcc = request.subject, request.html, request.to, request.cc, request.bcc
@@ -149,6 +153,8 @@ def compose(
         not_opened_after=not_opened_after,
         parent_message_id=chain[0] if chain else None,
         chain_depth=chain[1] if chain else None,
+        campaign_id=campaign_id,
+        campaign_key=f"{actor.account_id}#{campaign_id}" if campaign_id else None,
     )
     attachments.claim(actor.account_id, files, keep="message", now=now)  # before the save: never half-kept
     _save_once(message, clock)

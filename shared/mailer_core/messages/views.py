@@ -52,6 +52,8 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         **tracking.counters_view(message),  # opens (people, machines), first_open_at, clicks per link
         "replies": int(message.replies or 0),  # answers read from the inbox (mailer_core.bounces.replies)
         "first_reply_at": message.first_reply_at.isoformat() if message.first_reply_at else None,
+        # its recipient unsubscribed through its link (docs/opt-out.md)
+        "opted_out_at": message.opted_out_at.isoformat() if message.opted_out_at else None,
     }
     if with_body:
         view["html"] = message.html if message.html is not None else None

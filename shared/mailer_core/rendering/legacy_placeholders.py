@@ -14,9 +14,10 @@ Jinja2 expression that means the same thing:
 | `{web:1028}`      | `{{ web(1028) }}`              | the web page's URL                               |
 | `{formlink}`      | `{{ formlink() }}`             | the form's action URL                            |
 | `{weblink}`       | `{{ weblink() }}`              | the web version of the email                     |
+| `{optOutUrl}`     | `{{ unsubscribe_url }}`        | a campaign email's unsubscribe URL (EspoCRM's)   |
 
-Only these exact spellings are rewritten (no spaces inside the braces, names in lower
-case), and only in the template's text: anything inside a Jinja2 tag (`{{ … }}`,
+Only these exact spellings are rewritten (no spaces inside the braces, names spelled as
+here), and only in the template's text: anything inside a Jinja2 tag (`{{ … }}`,
 `{% … %}`, `{# … #}`) or a `{% raw %}` block is left alone, as are braces that belong to
 a Jinja2 tag (`{{id}}` is the Jinja2 variable `id`, not the legacy `{id}`). CSS rules in a
 `<style>` block (`p {color: red}`) are not placeholders and are never touched.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import re
 
 # `{name}` or `{name:digits}` not touching another brace on either side.
-_PLACEHOLDER = re.compile(r"(?<!\{)\{(?P<name>[a-z_]+)(?::(?P<number>\d{1,18}))?\}(?!\})")
+_PLACEHOLDER = re.compile(r"(?<!\{)\{(?P<name>[A-Za-z_]+)(?::(?P<number>\d{1,18}))?\}(?!\})")
 
 # The parts of a template that belong to Jinja2: raw blocks first, then tags and comments.
 _JINJA_PART = re.compile(
@@ -47,6 +48,7 @@ _SIMPLE = {
     "date": "{{ today }}",
     "formlink": "{{ formlink() }}",
     "weblink": "{{ weblink() }}",
+    "optOutUrl": "{{ unsubscribe_url }}",  # EspoCRM's campaigns (rendering.opt_out)
 }
 _NUMBERED = {"triggerlink": "triggerlink", "web": "web"}
 

@@ -33,7 +33,9 @@ recorded with their full name (`lead.cf["Delivery"]`), so the preview can list t
 Legacy placeholders (`{subject}`, `{triggerlink:8}` …) are translated to Jinja2 first
 (legacy_placeholders.py). Trigger links, web pages and forms render as placeholder URLs
 under `PLACEHOLDER_BASE` (`https://mailer.invalid/triggerlink/8`, `/web/1028`, `/formlink`,
-`/weblink`; the `.invalid` top-level domain never resolves). A trigger link's is a marker:
+`/weblink`, `/unsubscribe` for `{{ unsubscribe_url }}` and `{optOutUrl}`; the `.invalid`
+top-level domain never resolves). The unsubscribe URL's is a marker the send worker fills in
+(rendering.opt_out). A trigger link's is a marker:
 the send worker replaces it with the link's click URL and the preview with its target
 (trigger_link_urls). Web pages and forms arrive in later issues.
 
@@ -494,6 +496,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             "web": _placeholder("web"),
             "formlink": _placeholder("formlink"),
             "weblink": _placeholder("weblink"),
+            # A campaign email's unsubscribe URL: a marker the send filled in (rendering.opt_out).
+            "unsubscribe_url": f"{PLACEHOLDER_BASE}/unsubscribe",
         }
         self.filters = _filters()
 

@@ -70,6 +70,7 @@ from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.tracking import rewrite as tracking
+from mailer_core.tracking import unsubscribe
 
 # The next email is prepared during the current one's SMTP only while the invocation has this
 # much time left: more than an SMTP timeout (30 s), so a Lambda timeout does not strand it.
@@ -403,7 +404,7 @@ class SendWorker:
             body, text = tracked.html, tracked.fill(html_to_text(rendered.html))
         else:  # no tracking: trigger links lead straight to their targets and run nothing
             body = trigger_link_urls.direct(body, rendered.trigger_links.targets)
-        return OutgoingEmail(
+        email = OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
             to=_strings(message.to),
@@ -417,6 +418,7 @@ class SendWorker:
             text=text,
             language=message.locale or "",
         )
+        return unsubscribe.finish(message, email, now)  # a campaign's: its link, footer and headers
 
     def prefetch(self, bodies: Iterable[str]) -> None:
         """Plan a batch (its SQS bodies, in order) and start reading what its emails need at once.

@@ -77,6 +77,11 @@ class AccountModel(Model):
     track_opens = BooleanAttribute(null=True)
     auto_emails_per_entity_per_day = NumberAttribute(null=True)
     complaints_run_failed = BooleanAttribute(null=True)
+    # Opt-out (docs/opt-out.md): the campaign footer (None: on), the tag and the note on the
+    # contact of a person who unsubscribes (None: none).
+    opt_out_footer = BooleanAttribute(null=True)
+    opt_out_tag = UnicodeAttribute(null=True)
+    opt_out_note = BooleanAttribute(null=True)
     settings_updated_at = UTCDateTimeAttribute(null=True)
     settings_updated_by = NumberAttribute(null=True)
     # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
@@ -303,6 +308,9 @@ class MessageModel(Model):
     campaign_key = UnicodeAttribute(null=True)
     by_campaign = ByCampaignIndex()
     crm_snapshot = UnicodeAttribute(null=True)
+    # When its recipient unsubscribed through its link (docs/opt-out.md): set once, by a
+    # conditional write, which is what calls message_events.on_message_opted_out once.
+    opted_out_at = UTCDateTimeAttribute(null=True)
 
 
 class TemplateModel(Model):

@@ -5,7 +5,7 @@ happens: compose (queued, scheduled), the send worker (sending, sent, retrying, 
 server's words …), the Sent-folder filing, the bounce poller (bounced, delayed, complained,
 delivered, replied), the automation
 (each trigger run with its result or Kommo's words, timers) and the track routes (each open and
-click). `view` sorts them by time and says what kind each one is.
+click, an unsubscribe). `view` sorts them by time and says what kind each one is.
 
 Opens and clicks are appended by the same UpdateItem as their counter (`counted`), so the
 track routes make no extra request for them. To keep the item far from DynamoDB's 400 KB, only
@@ -31,6 +31,7 @@ from mailer_core.store.models import HistoryEntry, MessageModel
 CAP = 50  # entries listed per kind of open and click, per message
 DETAIL_CHARS = 1000  # an entry's detail (a server's words, Kommo's error) is cut here
 OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK = "opened", "machine_open", "clicked", "machine_click"
+OPTED_OUT = "opted_out"  # the recipient unsubscribed through the email's link (docs/opt-out.md)
 
 _KINDS = {
     "status": (
@@ -46,7 +47,7 @@ _KINDS = {
     ),
     "delivery": ("skipped", "filed", "not_filed", "bounced", "delayed", "complained", "delivered"),
     "reply": ("replied",),
-    "tracking": (OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK),
+    "tracking": (OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK, OPTED_OUT),
     "automation": (
         "trigger",
         "trigger_failed",

@@ -1,4 +1,5 @@
-"""Opaque, signed tracking tokens for the open pixel (/o/{token}) and clicks (/c/{token}).
+"""Opaque, signed tokens for the open pixel (/o/{token}), clicks (/c/{token}) and a campaign
+email's unsubscribe link (/u/{token}, docs/opt-out.md).
 
 A token names one message (and, for a click, one link of it) and when it was issued (the
 send time, which the machine-traffic rules use without reading the message). It is compact
@@ -21,6 +22,7 @@ from mailer_core.base.config import get_settings
 
 OPEN = "o"
 CLICK = "c"
+UNSUBSCRIBE = "u"
 _VERSION = 1
 # version, kind, account id, issued at (epoch s), link index, url hash; then the message id.
 _HEAD = struct.Struct(">BcQIH6s")
@@ -34,7 +36,7 @@ class TrackingNotConfigured(RuntimeError):
 
 @dataclass(frozen=True)
 class TrackingToken:
-    kind: str  # OPEN or CLICK
+    kind: str  # OPEN, CLICK or UNSUBSCRIBE
     account_id: int
     message_id: str
     issued_at: int  # epoch seconds (the send time)
@@ -89,6 +91,12 @@ def click_token(
 ) -> str:
     token = TrackingToken(CLICK, account_id, message_id, issued_at, index, url_hash(url))
     return sign(token, secret=secret)
+
+
+def unsubscribe_token(account_id: int, message_id: str, issued_at: int, *, secret: str | None = None) -> str:
+    """The token of a campaign email's unsubscribe URL: it names the message (whose recipient
+    opts out), never an address, so the URL gives nothing away when forwarded or logged."""
+    return sign(TrackingToken(UNSUBSCRIBE, account_id, message_id, issued_at), secret=secret)
 
 
 def verify(text: str, *, kind: str, secret: str | None = None) -> TrackingToken | None:

@@ -211,3 +211,40 @@ def test_every_refusal_names_its_reason_in_the_error_body(owner: ApiClient) -> N
     assert reply.status == 403
     body = reply.json()
     assert body["error"] == "forbidden" and body["reason"] == "user_not_allowed" and body["message"]
+
+
+def test_the_opt_out_settings_default_to_a_footer_and_nothing_in_kommo(
+    owner: ApiClient, anna: ApiClient
+) -> None:
+    current = anna.get("/v1/settings").json()
+    assert (current["opt_out_footer"], current["opt_out_tag"], current["opt_out_note"]) == (True, None, False)
+    reply = owner.patch(
+        "/v1/settings", {"opt_out_footer": False, "opt_out_tag": " unsubscribed ", "opt_out_note": True}
+    )
+    assert reply.status == 200, reply.body
+    assert (reply.json()["opt_out_footer"], reply.json()["opt_out_tag"], reply.json()["opt_out_note"]) == (
+        False,
+        "unsubscribed",
+        True,
+    )
+    assert access.settings_of(ACCOUNT).opt_out_tag == "unsubscribed"
+    back = owner.patch("/v1/settings", {"opt_out_footer": None, "opt_out_tag": None}).json()
+    assert (back["opt_out_footer"], back["opt_out_tag"], back["opt_out_note"]) == (True, None, True)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"opt_out_footer": "no"}, "opt_out_footer"),
+        ({"opt_out_note": 1}, "opt_out_note"),
+        ({"opt_out_tag": ""}, "opt_out_tag"),
+        ({"opt_out_tag": "   "}, "opt_out_tag"),
+        ({"opt_out_tag": "x" * 101}, "opt_out_tag"),
+        ({"opt_out_tag": "two\nlines"}, "opt_out_tag"),
+        ({"opt_out_tag": ["a"]}, "opt_out_tag"),
+    ],
+)
+def test_a_bad_opt_out_setting_is_named(owner: ApiClient, body: Any, field: str) -> None:
+    reply = owner.patch("/v1/settings", body)
+    assert (reply.status, reply.json().get("field")) == (422, field), reply.body
+    assert AccountModel.count(ACCOUNT) == 0
