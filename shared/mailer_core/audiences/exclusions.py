@@ -2,7 +2,9 @@
 
 A recipient is excluded when one of the lists holds its address (compared in lower case), the
 entity its email is about (`leads:123`) or the contact its address comes from
-(`contacts:45`). One BatchGetItem per 100 keys, never a read per recipient.
+(`contacts:45`). One BatchGetItem per 100 keys, never a read per recipient, after one that
+finds which of the lists still exist: a deleted list excludes nobody, whatever of its members
+its deletion left behind.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from mailer_core.audiences.pages import Recipient
-from mailer_core.store.models import TargetListMemberModel, entity_member, target_list_key
+from mailer_core.store.models import TargetListMemberModel, TargetListModel, entity_member, target_list_key
 
 
 def member_keys(recipient: Recipient) -> list[str]:
@@ -28,6 +30,10 @@ def excluded(account_id: int, list_ids: Sequence[str], recipients: Iterable[Reci
     recipients = list(recipients)
     if not list_ids or not recipients:
         return set()
+    lists = TargetListModel.batch_get(
+        [(int(account_id), list_id) for list_id in dict.fromkeys(list_ids)], attributes_to_get=["list_id"]
+    )
+    list_ids = [str(item.list_id) for item in lists]
     wanted: dict[str, set[str]] = {}  # member key -> the addresses it excludes
     for recipient in recipients:
         for key in member_keys(recipient):

@@ -51,7 +51,19 @@ def test_an_address_an_entity_or_a_contact_on_a_list_excludes_the_recipient(
     # AND the lists were read in batches of keys, never one read per recipient
     assert set(dynamodb_calls) == {"BatchGetItem"}
     keys = 2 * (250 * 3 - 1)  # per list: each address, entity and contact (one plain address)
-    assert len(dynamodb_calls) == -(-keys // 100)
+    assert len(dynamodb_calls) == 1 + -(-keys // 100)  # the lists themselves, then their members
+
+
+@pytest.mark.usefixtures("aws_stack")
+def test_a_deleted_list_excludes_nobody(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a list deleted with members its deletion left behind (more than it deletes at once)
+    monkeypatch.setattr(lists_api, "DELETE_BUDGET", 1)
+    gone = make_list(
+        "Old", [NewMember(address="anna@example.com"), NewMember(address="boris@example.com")], clock
+    )
+    lists_api.delete(widget_caller(), gone)
+    recipients = [Recipient("anna@example.com"), Recipient("boris@example.com")]
+    assert excluded(31000001, [gone], recipients) == set()
 
 
 @pytest.mark.usefixtures("aws_stack")
