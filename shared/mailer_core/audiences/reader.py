@@ -21,8 +21,10 @@ taken is not read (it was not in the audience when its place was passed).
 
 `skipped` counts, by why: `not_found` (an id or a list's entity Kommo no longer has),
 `no_address` (an entity whose contacts have no email address), `bad_address` (an address in
-Kommo that is not one), `duplicate` (an address already on this page). The campaigns take
-every address once across pages.
+Kommo that is not one), `duplicate` (an address already on this page), `not_in_filter` (an
+entity Kommo returned for the filter that does not meet it: an account without Kommo's API
+filtering may answer with its whole list, and nobody outside the filter gets the email).
+The campaigns take every address once across pages.
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def _read_filter(page: _Page, position: Position, kommo: _Kommo) -> Position | N
         number += 1
         items, more = kommo_page(number)
         taken = [e for e in items if int(e["id"]) > position.last_id]
+    page.skip("not_in_filter", sum(1 for e in taken if not audience.filter.meets_kommos_part(e)))
     kept = [e for e in taken if audience.filter.keeps(e)]
     for entity in kept:
         page.loaded[entity_type][int(entity["id"])] = entity

@@ -12,6 +12,7 @@ the email (`kommo.contacts`: "main" or "all"). Kommo documents a filter by stage
 (`filter[statuses]`, with its pipeline) and by pipeline for leads only, and by responsible
 user for leads, contacts and companies; it documents no filter by tag, so `tags` keeps the
 entities the other filter found that carry one of these tags (read from the entity itself).
+Every condition is checked again on what Kommo returns (`KommoFilter.meets_kommos_part`).
 A filter must name at least one condition. Target and exclusion lists must exist in the
 account (and be visible to the caller when there is one). Every refusal is `InvalidInput`
 naming the field as `audience.<name>`.
@@ -64,8 +65,21 @@ class KommoFilter:
         out += [("filter[responsible_user_id][]", str(u)) for u in self.responsible_user_ids]
         return out
 
+    def meets_kommos_part(self, entity: Mapping[str, Any]) -> bool:
+        """Whether an entity Kommo returned meets the conditions Kommo was asked to apply,
+        checked again on the entity itself: Kommo's API filtering is an option of the account,
+        and an account without it could answer with its whole list."""
+        if self.pipeline_id is not None and entity.get("pipeline_id") != self.pipeline_id:
+            return False
+        if self.status_ids and entity.get("status_id") not in self.status_ids:
+            return False
+        return not self.responsible_user_ids or entity.get("responsible_user_id") in self.responsible_user_ids
+
     def keeps(self, entity: Mapping[str, Any]) -> bool:
-        """Whether an entity Kommo returned carries one of the tags (always, with no tags)."""
+        """Whether an entity meets the whole filter: Kommo's part, and one of the tags (any of
+        them, without case; Kommo cannot filter by tag)."""
+        if not self.meets_kommos_part(entity):
+            return False
         if not self.tags:
             return True
         wanted = {t.casefold() for t in self.tags}

@@ -217,3 +217,29 @@ def test_an_unknown_or_invisible_list_is_refused_naming_the_field(
         parse(seed.ACCOUNT_ID, {"target_lists": [colleague_list]}, who=widget_caller())
     assert hidden.value.field == "audience.target_lists[0]"
     assert parse(seed.ACCOUNT_ID, {"target_lists": [colleague_list]}, who=widget_caller(admin=True))
+
+
+def test_leads_kommo_returns_outside_the_filter_get_no_email(kommo: KommoStandIn, clock: FakeClock) -> None:
+    # GIVEN an account whose Kommo ignores the filter (API filtering not enabled): every lead
+    client = KommoClient(seed.SUBDOMAIN, TOKEN, base_url=kommo.base_url, clock=clock)
+    original = client.get
+
+    def unfiltered(path: str, params: Any = ()) -> Any:
+        return original(path, [(k, v) for k, v in params if not k.startswith("filter[")])
+
+    client.get = unfiltered  # type: ignore[method-assign]
+    audience = parse(seed.ACCOUNT_ID, {"filter": {"responsible_user_ids": [seed.ADMIN_USER_ID]}})
+
+    found: list[AudiencePage] = []
+    cursor = None
+    while True:
+        page = read_page(seed.ACCOUNT_ID, audience, cursor, clock=clock, client=client)
+        found.append(page)
+        if (cursor := page.cursor) is None:
+            break
+
+    # THEN only the administrator's leads are recipients; the others are counted apart
+    assert addresses(found) == [
+        bulk_address(n) for n in range(BULK) if bulk_responsible(n) == seed.ADMIN_USER_ID
+    ]
+    assert skipped(found)["not_in_filter"] == BULK + 3 - 250

@@ -93,7 +93,17 @@ def test_the_filter_speaks_kommos_parameters() -> None:
 
 def test_tags_are_matched_on_the_entity_without_case() -> None:
     vip = {"_embedded": {"tags": [{"id": 1, "name": "vip"}]}}
-    plain = {"_embedded": {"tags": []}}
+    plain = {"pipeline_id": 7, "_embedded": {"tags": []}}
     assert KommoFilter(tags=("VIP", "Hot")).keeps(vip)
     assert not KommoFilter(tags=("VIP",)).keeps(plain)
     assert KommoFilter(pipeline_id=7).keeps(plain)
+
+
+def test_kommos_part_of_the_filter_is_checked_again_on_each_entity() -> None:
+    """An account without Kommo's API filtering could answer with its whole list."""
+    lead = {"pipeline_id": 7, "status_id": 70, "responsible_user_id": 5, "_embedded": {"tags": []}}
+    assert KommoFilter(pipeline_id=7, status_ids=(70, 71), responsible_user_ids=(5,)).keeps(lead)
+    assert not KommoFilter(pipeline_id=8).keeps(lead)
+    assert not KommoFilter(pipeline_id=7, status_ids=(71,)).keeps(lead)
+    assert not KommoFilter(responsible_user_ids=(6,)).keeps(lead)
+    assert KommoFilter(responsible_user_ids=(5,), tags=("VIP",)).meets_kommos_part(lead)
