@@ -34,11 +34,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from mailer_core.accounts.auth import Caller
 from mailer_core.audiences.spec import visible_to
 from mailer_core.base import limits, validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -46,6 +45,9 @@ from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound,
 from mailer_core.kommo.client import ENTITY_TYPES
 from mailer_core.store.models import TargetListMemberModel, TargetListModel, entity_member, target_list_key
 from mailer_core.store.pages import decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from mailer_core.accounts.auth import Caller  # a type only: the campaigns function needs no JWT library
 
 MAX_NAME_CHARS = 200
 MAX_MEMBER_NAME_CHARS = 200
