@@ -50,6 +50,7 @@ bench: $(STAMP)  ## print the performance figures (not tests)
 	$(BIN)/python bench/cold_import.py
 	$(BIN)/python bench/send_throughput.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/audience.py
 	$(BIN)/python bench/attachment_memory.py --skip-in-memory
 	$(BIN)/python bench/track.py
 	$(BIN)/python bench/hook_burst.py

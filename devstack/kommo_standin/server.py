@@ -18,7 +18,10 @@ Choices where the documentation is silent, taken from the official PHP SDK's beh
 - A PATCH of a missing id answers 404 problem+json (by id) or a 400 validation error (batch).
 - A write is all or nothing: one bad element of a batch leaves every entity unchanged.
 - A filter, ordering or write field the stand-in does not implement answers 400 with a detail
-  that says so, rather than being silently ignored.
+  that says so, rather than being silently ignored. Lists take the filters amoCRM's
+  filters-api page documents that Mailer uses: `filter[id]`, `filter[responsible_user_id]`,
+  for leads `filter[statuses][n][pipeline_id]` + `[status_id]` and `filter[pipeline_id]`, and
+  `order[id]` (Kommo documents no filter by tag, so there is none here).
 
 Writes: POST and PATCH of leads, contacts and companies (fields, custom field values of every
 type, `_embedded.tags`, `tags_to_add`/`tags_to_delete`, a lead's stage), `POST /leads/complex`
@@ -596,22 +599,76 @@ class KommoStandIn(StandInWrites):
         return Response(200, self._render_field(etype, found)) if found else Response(204)
 
     @staticmethod
-    def _reject_other_filters(req: _Request, allowed: set[str]) -> None:
-        for key, _ in req.query:
+    def _reject_other_filters(req: _Request, allowed: set[str], orders: frozenset[str] = frozenset()) -> None:
+        for key, value in req.query:
             m = re.match(r"(filter|order)\[([^\]]*)\]", key)
-            if m and not (m.group(1) == "filter" and m.group(2) in allowed):
+            if not m:
+                continue
+            if m.group(1) == "order" and m.group(2) in orders:
+                if value not in ("asc", "desc") or key != f"order[{m.group(2)}]":
+                    raise Problem(400, "Bad Request", f"{key} takes asc or desc")
+                continue
+            if not (m.group(1) == "filter" and m.group(2) in allowed):
                 raise _not_implemented(f"the query parameter {key}")
 
-    def _list_entities(self, req: _Request, etype: str) -> Response:
-        raw_ids = req.filter_values("id")
-        self._reject_other_filters(req, {"id"})
-        items = self._sorted(etype)
-        if raw_ids is not None:
+    @staticmethod
+    def _ints(values: list[str] | None, name: str) -> set[int] | None:
+        if values is None:
+            return None
+        try:
+            return {int(v) for v in values}
+        except ValueError as exc:
+            raise Problem(400, "Bad Request", f"filter[{name}] takes ids") from exc
+
+    @staticmethod
+    def _statuses(req: _Request) -> set[tuple[int, int]] | None:
+        """`filter[statuses][n][pipeline_id]` and `filter[statuses][n][status_id]`, both required
+        for each n (amoCRM's filters-api page)."""
+        pairs: dict[str, dict[str, str]] = {}
+        for key, value in req.query:
+            m = re.fullmatch(r"filter\[statuses\]\[(\d+)\]\[(pipeline_id|status_id)\]", key)
+            if m:
+                pairs.setdefault(m.group(1), {})[m.group(2)] = value
+            elif key.startswith("filter[statuses]"):
+                raise Problem(
+                    400, "Bad Request", f"{key}: statuses are filter[statuses][n][pipeline_id|status_id]"
+                )
+        if not pairs:
+            return None
+        out: set[tuple[int, int]] = set()
+        for n, pair in pairs.items():
+            if set(pair) != {"pipeline_id", "status_id"}:
+                raise Problem(
+                    400, "Bad Request", f"filter[statuses][{n}] needs both pipeline_id and status_id"
+                )
             try:
-                wanted = {int(v) for v in raw_ids}
+                out.add((int(pair["pipeline_id"]), int(pair["status_id"])))
             except ValueError as exc:
-                raise Problem(400, "Bad Request", "filter[id] takes entity ids") from exc
+                raise Problem(400, "Bad Request", "filter[statuses] takes ids") from exc
+        return out
+
+    def _list_entities(self, req: _Request, etype: str) -> Response:
+        """A list of leads, contacts or companies, with the filters Kommo documents for it
+        (amoCRM's filters-api page): `filter[id]` for all; `filter[responsible_user_id]` for all;
+        `filter[statuses][n][pipeline_id|status_id]` and `filter[pipeline_id]` for leads only
+        (Kommo documents no filter by tag); `order[id]=asc|desc` (ascending ids by default)."""
+        allowed = {"id", "responsible_user_id"} | ({"statuses", "pipeline_id"} if etype == "leads" else set())
+        self._reject_other_filters(req, allowed, orders=frozenset({"id"}))
+        wanted = self._ints(req.filter_values("id"), "id")
+        users = self._ints(req.filter_values("responsible_user_id"), "responsible_user_id")
+        pipelines = self._ints(req.filter_values("pipeline_id"), "pipeline_id")
+        statuses = self._statuses(req) if etype == "leads" else None
+        items = self._sorted(etype)
+        if wanted is not None:
             items = [e for e in items if e["id"] in wanted]
+        if users is not None:
+            items = [e for e in items if e.get("responsible_user_id") in users]
+        if pipelines is not None:
+            items = [e for e in items if e.get("pipeline_id") in pipelines]
+        if statuses is not None:
+            items = [e for e in items if (e.get("pipeline_id"), e.get("status_id")) in statuses]
+        if req.param("order[id]") == "desc":
+            items.reverse()
         search = (req.param("query") or "").strip().lower()
         if search:
             items = [e for e in items if search in json.dumps(_searchable(e), ensure_ascii=False).lower()]

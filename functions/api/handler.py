@@ -311,6 +311,74 @@ def delete_link(link_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
+@app.get("/v1/target-lists")
+def list_target_lists() -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    return {"items": lists_api.list_for(edge.caller_of(app))}
+
+
+@app.post("/v1/target-lists")
+def create_target_list() -> Response[str]:
+    from mailer_core.audiences import lists_api
+
+    return edge.json_response(201, lists_api.create(edge.caller_of(app), edge.json_body(app)))
+
+
+@app.get("/v1/target-lists/<list_id>")
+def get_target_list(list_id: str) -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    return lists_api.get(edge.caller_of(app), list_id)
+
+
+@app.patch("/v1/target-lists/<list_id>")
+def update_target_list(list_id: str) -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    return lists_api.update(edge.caller_of(app), list_id, edge.json_body(app))
+
+
+@app.delete("/v1/target-lists/<list_id>")
+def delete_target_list(list_id: str) -> Response[str]:
+    from mailer_core.audiences import lists_api
+
+    lists_api.delete(edge.caller_of(app), list_id)
+    return Response(status_code=204, body="")
+
+
+@app.get("/v1/target-lists/<list_id>/members")
+def list_target_list_members(list_id: str) -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    query = app.current_event.query_string_parameters or {}
+    return lists_api.members(
+        edge.caller_of(app), list_id, limit=edge.limit_param(query), cursor=query.get("cursor")
+    )
+
+
+@app.post("/v1/target-lists/<list_id>/members")
+def add_target_list_members(list_id: str) -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    return lists_api.add(edge.caller_of(app), list_id, edge.json_body(app))
+
+
+@app.delete("/v1/target-lists/<list_id>/members/<member>")
+def remove_target_list_member(list_id: str, member: str) -> Response[str]:
+    from mailer_core.audiences import lists_api
+
+    lists_api.remove_member(edge.caller_of(app), list_id, unquote(member))
+    return Response(status_code=204, body="")
+
+
+@app.post("/v1/target-lists/<list_id>/import")
+def import_target_list(list_id: str) -> dict[str, Any]:
+    from mailer_core.audiences import lists_api
+
+    return lists_api.import_csv(edge.caller_of(app), list_id, edge.csv_body(app))
+
+
 @app.post("/v1/uploads")
 def create_upload() -> Response[str]:
     from mailer_core.files import uploads

@@ -14,6 +14,7 @@ class Recipient:
     address: str
     entity: tuple[str, int] | None = None
     name: str | None = None
+    contact_id: int | None = None  # the Kommo contact the address is of (exclusion lists name contacts)
 
 
 @dataclass(frozen=True)

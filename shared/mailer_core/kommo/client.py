@@ -717,7 +717,7 @@ class KommoClient:
         """
         if entity_type == "contacts":
             contact = self.get_entity("contacts", entity_id)
-            return [_contact(contact, is_main=True)]
+            return [contact_of(contact, is_main=True)]
         if entity_type not in ("leads", "companies"):
             raise ValueError(f"not an entity type: {entity_type!r}")
         entity = self.get_entity(entity_type, entity_id, with_=("contacts",))
@@ -727,7 +727,7 @@ class KommoClient:
         main = {int(link["id"]): bool(link.get("is_main")) for link in links}
         contacts = self.contacts_by_ids(list(main))
         ordered = sorted(main, key=lambda cid: not main[cid])  # stable: Kommo's order otherwise
-        return [_contact(contacts[cid], is_main=main[cid]) for cid in ordered if cid in contacts]
+        return [contact_of(contacts[cid], is_main=main[cid]) for cid in ordered if cid in contacts]
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -908,7 +908,8 @@ def _embedded(answer: Any, key: str) -> list[dict[str, Any]]:
     return [i for i in items if isinstance(i, dict)]
 
 
-def _contact(entity: Mapping[str, Any], *, is_main: bool) -> Contact:
+def contact_of(entity: Mapping[str, Any], *, is_main: bool) -> Contact:
+    """A contact's JSON reduced to a `Contact` (its name, its EMAIL values)."""
     name = str(entity.get("name") or "").strip()
     if not name:
         name = " ".join(str(entity.get(k) or "").strip() for k in ("first_name", "last_name")).strip()

@@ -46,7 +46,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mailer_core.base.ttl_cache import TtlCache
-from mailer_core.kommo import client as kommo
+from mailer_core.kommo import entities as kommo_entities
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.client import EntityType, KommoClient
 from mailer_core.kommo.errors import KommoInsufficientRights
@@ -287,30 +287,7 @@ class KommoData:
 
     def prefetch(self, entity_type: EntityType, ids: Sequence[int]) -> None:
         """Read these entities, their contacts and their companies, 250 per request."""
-        wanted = [int(i) for i in dict.fromkeys(ids) if int(i) not in self.entities[entity_type]]
-        self._load(entity_type, wanted)
-        loaded = [self.entities[entity_type][i] for i in ids if int(i) in self.entities[entity_type]]
-        contact_ids: list[int] = []
-        company_ids: list[int] = []
-        for entity in loaded:
-            embedded = entity.get("_embedded") or {}
-            contact_ids += [int(c["id"]) for c in embedded.get("contacts") or []]
-            company_ids += [int(c["id"]) for c in embedded.get("companies") or []]
-        if entity_type != "contacts":
-            self._load(
-                "contacts", [i for i in dict.fromkeys(contact_ids) if i not in self.entities["contacts"]]
-            )
-        self._load(
-            "companies", [i for i in dict.fromkeys(company_ids) if i not in self.entities["companies"]]
-        )
-
-    def _load(self, entity_type: EntityType, ids: list[int]) -> None:
-        with_ = [("with", "contacts")] if entity_type in ("leads", "companies") else []
-        for start in range(0, len(ids), kommo.MAX_PAGE_SIZE):
-            chunk = ids[start : start + kommo.MAX_PAGE_SIZE]
-            params = [*with_, *(("filter[id][]", str(i)) for i in chunk)]
-            for entity in self.client.iter_pages(f"/api/v4/{entity_type}", entity_type, params):
-                self.entities[entity_type][int(entity["id"])] = entity
+        kommo_entities.read_linked(self.client, entity_type, ids, into=self.entities)
 
     def entity(self, entity_type: EntityType, entity_id: int) -> dict[str, Any]:
         """One entity (read with its contacts and company if not prefetched); KommoNotFound if none."""

@@ -549,6 +549,7 @@ class TargetListModel(Model):
     list_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
     user_id = NumberAttribute()
+    is_public = BooleanAttribute(default=False)
     members = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
@@ -568,6 +569,16 @@ class TargetListMemberModel(Model):
     entity_type = UnicodeAttribute(null=True)
     entity_id = NumberAttribute(null=True)
     added_at = UTCDateTimeAttribute()
+
+
+def target_list_key(account_id: int, list_id: str) -> str:
+    """The members' hash key of a target list."""
+    return f"{int(account_id)}#{list_id}"
+
+
+def entity_member(entity_type: str, entity_id: int) -> str:
+    """The member key of a CRM entity in a target list: `leads:123`."""
+    return f"{entity_type}:{int(entity_id)}"
 
 
 def plain_map(raw: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from mailer_core.accounts.auth import Caller, verify_widget_token
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import MailerError, MalformedRequest, NotFound
+from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
 from mailer_core.base.logs import logger
 from mailer_core.kommo.hosts import is_account_origin
 
@@ -95,6 +95,22 @@ def json_body(app: APIGatewayHttpResolver) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+def csv_body(app: APIGatewayHttpResolver) -> str:
+    """The CSV text of a request: the body itself when it is `text/csv`, else a JSON object's
+    `csv` string. Refused as `json_body` refuses, or 422 naming `csv`."""
+    event = app.current_event
+    kind = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if kind == "text/csv":
+        raw = event.body or ""
+        if event.is_base64_encoded and raw:
+            raw = _base64_text(raw)
+        return raw
+    payload = json_body(app)
+    if not isinstance(payload, dict) or not isinstance(payload.get("csv"), str):
+        raise InvalidInput("send text/csv, or a JSON object whose csv is the file's text", field="csv")
+    return str(payload["csv"])
 
 
 def _base64_text(raw: str) -> str:

@@ -109,6 +109,32 @@ EXPECTED: dict[Route, dict[str, str]] = {
     },
     ("PATCH", "/v1/links/{link_id}"): {"admin": "200", "user": "403 admin_only", "other": "404"},
     ("DELETE", "/v1/links/{link_id}"): {"admin": "204", "user": "403 admin_only", "other": "404"},
+    # Target lists: the templates' rules (the owner and administrators; USER owns this one).
+    ("GET", "/v1/target-lists"): {
+        "admin": "200 sees list_name",
+        "user": "200 sees list_name",
+        "other": "200",
+    },
+    ("POST", "/v1/target-lists"): {"admin": "201", "user": "201", "other": "201"},
+    ("GET", "/v1/target-lists/{list_id}"): {
+        "admin": "200 sees list_name",
+        "user": "200 sees list_name",
+        "other": "404",
+    },
+    ("PATCH", "/v1/target-lists/{list_id}"): {"admin": "200", "user": "200", "other": "404"},
+    ("DELETE", "/v1/target-lists/{list_id}"): {"admin": "204", "user": "204", "other": "404"},
+    ("GET", "/v1/target-lists/{list_id}/members"): {
+        "admin": "200 sees list_member",
+        "user": "200 sees list_member",
+        "other": "404",
+    },
+    ("POST", "/v1/target-lists/{list_id}/members"): {"admin": "200", "user": "200", "other": "404"},
+    ("DELETE", "/v1/target-lists/{list_id}/members/{member}"): {
+        "admin": "204",
+        "user": "204",
+        "other": "404",
+    },
+    ("POST", "/v1/target-lists/{list_id}/import"): {"admin": "200", "user": "200", "other": "404"},
 }
 TRIGGER = {"name": "Note", "type": "note", "params": {"text": "Opened"}}
 LINK = {"name": "Offer", "target": "https://example.com/offer"}
@@ -135,6 +161,9 @@ class World:
     trigger: str = ""  # made only for the routes of triggers
     link: str = ""  # … and of trigger links (numbered per account: its name tells it apart)
     link_name: str = ""
+    target_list: str = ""  # made only for the routes of target lists, with one member
+    list_name: str = ""
+    list_member: str = ""
 
     def markers(self) -> list[str]:
         found = (
@@ -145,6 +174,8 @@ class World:
             self.address,
             self.trigger,
             self.link_name,
+            self.list_name,
+            self.list_member,
         )
         return [m for m in found if m]
 
@@ -185,6 +216,7 @@ def build_world(route: Route | None = None) -> World:
             "suppressions": ("suppressions",),
             "triggers": ("triggers",),
             "links": ("links",),
+            "target_lists": ("target-lists",),
         }.items()
     }
     owner = client(ACCOUNT, USER)
@@ -192,6 +224,7 @@ def build_world(route: Route | None = None) -> World:
     assert created.status == 201, created.body
     mailbox = created.json()["id"]
     message = failed = template = address = trigger = link = link_name = ""
+    target_list = list_name = list_member = ""
     if needs["messages"]:
         email = {"mailbox_id": mailbox, "to": ["client@example.com"], "subject": "Hi", "html": "<p>Hi</p>"}
         message = owner.post("/v1/messages", email).json()["id"]
@@ -220,7 +253,27 @@ def build_world(route: Route | None = None) -> World:
         made = client(ACCOUNT, OWNER, kommo_admin=True).post("/v1/links", {**LINK, "name": link_name})
         assert made.status == 201, made.body
         link = str(made.json()["id"])
-    return World(mailbox, message, failed, template, address, trigger, link, link_name)
+    if needs["target_lists"]:
+        list_name = f"Matrix list {uuid.uuid4().hex[:8]}"
+        made = owner.post("/v1/target-lists", {"name": list_name})
+        assert made.status == 201, made.body
+        target_list = made.json()["id"]
+        list_member = f"member-{uuid.uuid4().hex[:8]}@example.com"
+        added = owner.post(f"/v1/target-lists/{target_list}/members", {"members": [{"address": list_member}]})
+        assert added.status == 200, added.body
+    return World(
+        mailbox,
+        message,
+        failed,
+        template,
+        address,
+        trigger,
+        link,
+        link_name,
+        target_list,
+        list_name,
+        list_member,
+    )
 
 
 def body_for(route: Route, world: World) -> Any:
@@ -238,6 +291,10 @@ def body_for(route: Route, world: World) -> Any:
         ("PATCH", "/v1/triggers/{trigger_id}"): {"name": "Renamed"},
         ("POST", "/v1/links"): LINK,
         ("PATCH", "/v1/links/{link_id}"): {"name": "Renamed"},
+        ("POST", "/v1/target-lists"): {"name": "New list"},
+        ("PATCH", "/v1/target-lists/{list_id}"): {"name": "Renamed"},
+        ("POST", "/v1/target-lists/{list_id}/members"): {"members": [{"address": "new@example.com"}]},
+        ("POST", "/v1/target-lists/{list_id}/import"): {"csv": "email\nnew@example.com\n"},
     }
     if route in bodies:
         return bodies[route]
@@ -255,6 +312,8 @@ def path_for(route: Route, world: World | None) -> str:
         "address": world.address if world else "someone@example.com",
         "trigger_id": world.trigger if world and world.trigger else "01MATRIXTRIGGER00000000000",
         "link_id": world.link if world and world.link else "777",
+        "list_id": world.target_list if world and world.target_list else "01MATRIXLIST00000000000000",
+        "member": world.list_member if world and world.list_member else "someone@example.com",
     }
     path = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), "01MATRIXID"), template)
     return path + ("?email=anna@gmail.com" if template == "/v1/mailboxes/presets" else "")

@@ -280,9 +280,11 @@ def test_tasks_and_notes_are_validated(api: Api, standin: KommoStandIn) -> None:
 
 
 def test_unimplemented_filters_are_refused_loudly(api: Api) -> None:
-    answer = api("GET", "/api/v4/leads?filter[statuses][0][status_id]=1")
-    assert answer.status == 400
-    assert "not implemented" in answer.body["detail"]
+    for query in ("filter[created_at][from]=1", "order[updated_at]=asc", "filter[pipeline_id][]=1"):
+        path = "/api/v4/contacts" if "pipeline_id" in query else "/api/v4/leads"
+        answer = api("GET", f"{path}?{query}")
+        assert answer.status == 400, query
+        assert "not implemented" in answer.body["detail"], query
 
 
 def test_a_new_lead_links_its_contact_and_a_contact_email_can_be_changed(
