@@ -117,6 +117,112 @@ def check_mailbox(mailbox_id: str) -> dict[str, Any]:
     return mailboxes.check(edge.caller_of(app), mailbox_id)
 
 
+@app.get("/v1/campaigns")
+def list_campaigns() -> dict[str, Any]:
+    from mailer_core.campaigns import api as campaigns
+
+    return campaigns.list_for(edge.caller_of(app), app.current_event.query_string_parameters or {})
+
+
+@app.post("/v1/campaigns")
+def create_campaign() -> Response[str]:
+    from mailer_core.campaigns import api as campaigns
+
+    return edge.json_response(201, campaigns.create(edge.caller_of(app), edge.json_body(app)))
+
+
+@app.get("/v1/campaigns/<campaign_id>")
+def get_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import api as campaigns
+
+    return campaigns.get(edge.caller_of(app), campaign_id)
+
+
+@app.patch("/v1/campaigns/<campaign_id>")
+def update_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import api as campaigns
+
+    return campaigns.update(edge.caller_of(app), campaign_id, edge.json_body(app))
+
+
+@app.delete("/v1/campaigns/<campaign_id>")
+def delete_campaign(campaign_id: str) -> Response[str]:
+    from mailer_core.campaigns import api as campaigns
+
+    campaigns.delete(edge.caller_of(app), campaign_id)
+    return Response(status_code=204, body="")
+
+
+@app.post("/v1/campaigns/<campaign_id>/copy")
+def copy_campaign(campaign_id: str) -> Response[str]:
+    from mailer_core.campaigns import api as campaigns
+
+    return edge.json_response(201, campaigns.copy(edge.caller_of(app), campaign_id))
+
+
+@app.post("/v1/campaigns/<campaign_id>/start")
+def start_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import lifecycle
+
+    body = edge.json_body(app) if app.current_event.body else {}
+    return lifecycle.start(edge.caller_of(app), campaign_id, body)
+
+
+@app.post("/v1/campaigns/<campaign_id>/pause")
+def pause_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import lifecycle
+
+    return lifecycle.pause(edge.caller_of(app), campaign_id)
+
+
+@app.post("/v1/campaigns/<campaign_id>/resume")
+def resume_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import lifecycle
+
+    return lifecycle.resume(edge.caller_of(app), campaign_id)
+
+
+@app.post("/v1/campaigns/<campaign_id>/cancel")
+def cancel_campaign(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import lifecycle
+
+    return lifecycle.cancel(edge.caller_of(app), campaign_id)
+
+
+@app.post("/v1/campaigns/<campaign_id>/test")
+def send_campaign_test(campaign_id: str) -> Response[str]:
+    from mailer_core.campaigns import send_test
+
+    return edge.json_response(202, send_test.send_test(edge.caller_of(app), campaign_id, edge.json_body(app)))
+
+
+@app.get("/v1/campaigns/<campaign_id>/log")
+def campaign_log(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import report
+
+    query = app.current_event.query_string_parameters or {}
+    return report.log(edge.caller_of(app), campaign_id, query)
+
+
+@app.get("/v1/campaigns/<campaign_id>/log.csv")
+def campaign_log_csv(campaign_id: str) -> Response[str]:
+    from mailer_core.campaigns import report
+
+    query = app.current_event.query_string_parameters or {}
+    text, cursor = report.log_csv(edge.caller_of(app), campaign_id, query)
+    headers = {"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'}
+    if cursor:
+        headers["X-Next-Cursor"] = cursor
+    return Response(status_code=200, content_type="text/csv; charset=utf-8", body=text, headers=headers)
+
+
+@app.get("/v1/campaigns/<campaign_id>/report")
+def campaign_report(campaign_id: str) -> dict[str, Any]:
+    from mailer_core.campaigns import report
+
+    return report.report(edge.caller_of(app), campaign_id)
+
+
 @app.get("/v1/suppressions")
 def list_suppressions() -> dict[str, Any]:
     from mailer_core.messages import suppressions

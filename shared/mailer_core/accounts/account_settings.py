@@ -23,6 +23,10 @@ administer, stock defaults".
   (docs/opt-out.md).
 - `opt_out_tag`: a tag put on the Kommo contact of a person who unsubscribes (default none).
 - `opt_out_note`: a note on that contact saying they unsubscribed (default false).
+- `campaign_bounce_warning`, `campaign_bounce_interrupt` (5 and 10 per cent),
+  `campaign_complaint_warning`, `campaign_complaint_interrupt` (0.1 and 0.5 per cent): the
+  rates of sent emails at which a campaign warns and stops itself (docs/campaigns.md), frozen
+  into each campaign at its start.
 
 The value only: `access.settings_of` gives an account's settings as the warm container knows
 them, `settings_api` reads and changes them for the widget.
@@ -42,6 +46,13 @@ DEFAULT_RATE_PER_SECOND = 1.0
 DEFAULT_DAILY_CAP = 2000
 DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY = 3
 MAX_TAG_CHARS = 100
+# The campaign thresholds (per cent of sent emails) and their defaults.
+CAMPAIGN_THRESHOLDS = {
+    "campaign_bounce_warning": 5.0,
+    "campaign_bounce_interrupt": 10.0,
+    "campaign_complaint_warning": 0.1,
+    "campaign_complaint_interrupt": 0.5,
+}
 MAX_USERS = 1000  # ids in one list; a Kommo account has far fewer users
 FIELDS = (
     "allowed_user_ids",
@@ -55,6 +66,7 @@ FIELDS = (
     "opt_out_footer",
     "opt_out_tag",
     "opt_out_note",
+    *CAMPAIGN_THRESHOLDS,
 )
 
 
@@ -73,6 +85,11 @@ class AccountSettings:
     opt_out_footer: bool = True
     opt_out_tag: str | None = None
     opt_out_note: bool = False
+    campaign_thresholds: tuple[tuple[str, float], ...] = tuple(CAMPAIGN_THRESHOLDS.items())
+
+    def thresholds(self) -> dict[str, float]:
+        """The campaign thresholds by their names in a campaign (`bounce_warning` …)."""
+        return {name.removeprefix("campaign_"): value for name, value in self.campaign_thresholds}
 
     def is_admin(self, user_id: int, *, kommo_admin: bool) -> bool:
         return kommo_admin or user_id in self.admin_user_ids
@@ -93,6 +110,7 @@ class AccountSettings:
             "opt_out_footer": self.opt_out_footer,
             "opt_out_tag": self.opt_out_tag,
             "opt_out_note": self.opt_out_note,
+            **dict(self.campaign_thresholds),
         }
 
 
@@ -127,4 +145,8 @@ def from_account(account: AccountModel | None) -> AccountSettings:
         opt_out_footer=account.opt_out_footer is not False,
         opt_out_tag=account.opt_out_tag or None,
         opt_out_note=account.opt_out_note is True,
+        campaign_thresholds=tuple(
+            (name, float(getattr(account, name)) if getattr(account, name) is not None else default)
+            for name, default in CAMPAIGN_THRESHOLDS.items()
+        ),
     )

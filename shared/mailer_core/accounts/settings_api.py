@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer_core.accounts import access
 from mailer_core.accounts.account_settings import (
+    CAMPAIGN_THRESHOLDS,
     DEFAULT_AUTO_EMAILS_PER_ENTITY_PER_DAY,
     DEFAULT_DAILY_CAP,
     DEFAULT_RATE_PER_SECOND,
@@ -47,6 +48,15 @@ def _user_ids(data: dict[str, Any], name: str) -> list[int] | None:
     return sorted(set(value)) or None
 
 
+def _thresholds(data: dict[str, Any]) -> dict[str, float]:
+    """The campaign thresholds given, each a per cent."""
+    return {
+        name: validation.number(data, name, default=default, minimum=0.01, maximum=100)
+        for name, default in CAMPAIGN_THRESHOLDS.items()
+        if name in data
+    }
+
+
 def validated(payload: Any) -> dict[str, Any]:
     """The settings a PATCH changes, checked; None values go back to the default."""
     data = validation.require_object(payload)
@@ -79,6 +89,7 @@ def validated(payload: Any) -> dict[str, Any]:
         if any(ord(c) < 32 for c in tag):
             raise InvalidInput("must be one line of text", field="opt_out_tag")
         out["opt_out_tag"] = tag
+    out.update(_thresholds(data))
     for flag, default in (
         ("track_opens", True),
         ("filter_machine_traffic", True),

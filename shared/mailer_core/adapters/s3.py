@@ -7,6 +7,10 @@ The bucket holds three kinds of objects:
 - `uploads/{account}/{upload}/{name}`: files the widget uploads straight to S3 through a
   presigned POST (API Gateway takes at most 10 MB and answers within 29 s, so files never
   pass through the API);
+- `bodies/{account}/campaigns/{campaign}/…`: a campaign's frozen body (`body.html`) and each
+  package of its audience as read (`{n}.json`: recipients and their CRM data), so a package
+  is expanded from the same recipients however often it is retried, and its emails are
+  rendered without reading Kommo again;
 - nothing else: attachments by link are downloaded at send time and never stored.
 
 Every upload carries the tag `mailer-retention`, which the bucket's lifecycle rules read
@@ -69,6 +73,27 @@ def put_html(account_id: int, message_id: str, html: str) -> str:
 
 def get_html(key: str) -> str:
     obj = aws.client("s3").get_object(Bucket=get_settings().bucket, Key=key)
+    return bytes(obj["Body"].read()).decode("utf-8")
+
+
+def campaign_object_key(account_id: int, campaign_id: str, name: str) -> str:
+    return f"bodies/{account_id}/campaigns/{campaign_id}/{name}"
+
+
+def put_text(key: str, text: str, content_type: str) -> None:
+    aws.client("s3").put_object(
+        Bucket=get_settings().bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type
+    )
+
+
+def get_text_if_any(key: str) -> str | None:
+    """The object's text, or None when there is no such object."""
+    try:
+        obj = aws.client("s3").get_object(Bucket=get_settings().bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
     return bytes(obj["Body"].read()).decode("utf-8")
 
 

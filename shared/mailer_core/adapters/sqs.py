@@ -30,11 +30,16 @@ class SendJob:
     # The addresses the message goes to (settled at compose): the worker checks a whole batch's
     # against the suppression list in one read before it sends the first.
     recipients: tuple[str, ...] = ()
+    # A campaign's email: its campaign (the worker holds it while the campaign is paused) and
+    # the S3 key of the CRM data its package read (rendered without reading Kommo again).
+    campaign: str | None = None
+    snapshot: str | None = None
 
     def to_body(self) -> str:
         body = asdict(self)
-        if body["entity"] is None:
-            del body["entity"]
+        for optional in ("entity", "campaign", "snapshot"):
+            if body[optional] is None:
+                del body[optional]
         if body["recipients"]:
             body["recipients"] = list(body["recipients"])
         else:
@@ -62,6 +67,8 @@ class SendJob:
                 lane=lane,
                 entity=str(data["entity"]) if data.get("entity") else None,
                 recipients=tuple(str(a) for a in data.get("recipients") or ()),
+                campaign=str(data["campaign"]) if data.get("campaign") else None,
+                snapshot=str(data["snapshot"]) if data.get("snapshot") else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a send job: {exc}") from exc
@@ -91,7 +98,7 @@ def enqueue_pipeline(body: str) -> None:
 
 
 def enqueue_campaign(body: str, delay_seconds: int = 0) -> None:
-    """Queue a campaign's next step (`campaigns.jobs.CampaignJob`), optionally after a delay."""
+    """Queue a campaign's next step (`events.campaign_jobs.CampaignJob`), optionally after a delay."""
     aws.client("sqs").send_message(
         QueueUrl=get_settings().campaign_queue_url,
         MessageBody=body,

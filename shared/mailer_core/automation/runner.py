@@ -41,7 +41,7 @@ from mailer_core.base import backoff, metrics
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
-from mailer_core.events import template_counters
+from mailer_core.events import campaign_state, template_counters
 from mailer_core.events.announce import announce, chosen, wants_not_opened_timer
 from mailer_core.events.jobs import EventJob, RunJob, parse_job
 from mailer_core.kommo.accounts import client_for_account
@@ -194,6 +194,7 @@ def handle_event(job: EventJob, *, clock: Clock = SYSTEM_CLOCK) -> str:
         _set_not_opened_timer(message, clock)
     elif job.event == "opened":
         template_counters.on_opened(message, clock.now())
+        campaign_state.count_safely(message, "opened", clock.now())
         metrics.count("opened", int(message.account_id), message.mailbox_id)
         _cancel_not_opened_timer(message, clock)
     elif job.event == "replied":

@@ -19,7 +19,7 @@ from datetime import datetime
 from mailer_core.base import metrics
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
-from mailer_core.events import announce, template_counters
+from mailer_core.events import announce, campaign_state, template_counters
 from mailer_core.store.models import MessageModel
 
 COMPLAINED_PREFIX = "complained:"  # how bounces.reports words a complaint it hands to on_message_failed
@@ -36,6 +36,13 @@ def _failure_metric(reason: str) -> metrics.Event | None:
     return None if reason.startswith(COMPLAINED_PREFIX) else "failed"
 
 
+def _campaign_kind(reason: str) -> str:
+    """A bounce or a complaint comes after "sent": the campaign counts it apart, not as failed."""
+    if reason.startswith(template_counters.BOUNCED_PREFIX):
+        return "bounced"
+    return "complained" if reason.startswith(COMPLAINED_PREFIX) else "failed"
+
+
 def on_message_sent(message: MessageModel, when: datetime) -> None:
     """The message was sent: its "sent" triggers run and its not-opened timer is set."""
     try:
@@ -45,6 +52,7 @@ def on_message_sent(message: MessageModel, when: datetime) -> None:
             "could not queue the sent event", extra=_logged("sent", message.account_id, message.message_id)
         )
     template_counters.on_sent(message, when)  # never raises: a counter never fails the send
+    campaign_state.count_safely(message, "sent", when)  # never raises either
     metrics.count("sent", int(message.account_id), message.mailbox_id)  # never raises either
 
 
@@ -62,6 +70,7 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
             extra=_logged("failed", message.account_id, message.message_id),
         )
     template_counters.on_failed(message, reason, clock.now())  # never raises
+    campaign_state.count_safely(message, _campaign_kind(reason), clock.now())  # never raises
     metric = _failure_metric(reason)
     if metric:
         metrics.count(metric, int(message.account_id), message.mailbox_id)
@@ -102,3 +111,4 @@ def on_message_opted_out(message: MessageModel, when: datetime) -> None:
             "could not queue the opted-out event",
             extra=_logged("opted_out", message.account_id, message.message_id),
         )
+    campaign_state.count_safely(message, "opted_out", when)  # never raises

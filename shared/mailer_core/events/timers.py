@@ -1,5 +1,5 @@
 """What a due one-time schedule does: release a scheduled message to the send queue, announce
-that a message was not opened in time, or queue a delayed trigger run.
+that a message was not opened in time, queue a delayed trigger run or a campaign's start.
 
 The scheduler may deliver the same event more than once and may fire after a cancel: the
 conditional transition scheduled -> queued, the actions function's check that the message is
@@ -30,6 +30,11 @@ def fire(payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> Result:
     if kind == "run":
         run = jobs.parse_job(payload)
         sqs.enqueue_actions([(run.to_body(), 0)])
+        return "queued"
+    if kind == "campaign":  # a campaign's start time came: its step goes to the campaign queue
+        if not isinstance(payload.get("job"), str):
+            raise MalformedRequest(f"not a campaign timer: {payload!r}"[:200])
+        sqs.enqueue_campaign(payload["job"])
         return "queued"
     if kind != "send":
         raise MalformedRequest(f"unknown timer payload: {payload!r}"[:200])

@@ -280,6 +280,8 @@ def dispatch(message: MessageModel, *, clock: Clock) -> None:
         job = dataclasses.replace(job, entity=f"{message.entity_type}:{int(message.entity_id)}")
     addresses = [*message.to, *(message.cc or []), *(message.bcc or [])]
     job = dataclasses.replace(job, recipients=tuple(str(a) for a in addresses))
+    if message.campaign_id:  # the worker holds it while its campaign is paused
+        job = dataclasses.replace(job, campaign=str(message.campaign_id), snapshot=message.crm_snapshot)
     try:
         delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
         if delay <= sqs.MAX_DELAY_SECONDS:

@@ -18,6 +18,8 @@ tracked link. The preview shows each trigger link's target (`#` without one).
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,11 +27,13 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from mailer_core.adapters import s3
 from mailer_core.adapters.mime import InlineImage
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput
 from mailer_core.base.logs import logger
+from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.kommo import accounts as kommo_accounts
 from mailer_core.kommo import errors as kommo_errors
 from mailer_core.rendering import email_html, trigger_link_urls, variables
@@ -203,8 +207,40 @@ def for_message(
     )
 
 
+_SNAPSHOT_SECONDS = 900.0
+# A campaign package's CRM data (S3, written once per package), kept by a warm container.
+_snapshots: TtlCache[str, dict[str, Any]] = TtlCache(_SNAPSHOT_SECONDS)
+
+
+def _snapshot(key: str) -> dict[str, Any]:
+    def load() -> dict[str, Any]:
+        text = s3.get_text_if_any(key)
+        return dict(json.loads(text).get("entities") or {}) if text else {}
+
+    return _snapshots.get_or_load(key, time.monotonic(), load)
+
+
+def _from_snapshots(cache: MutableMapping[int, Any], jobs: list[Any], clock: Clock) -> None:
+    """Campaign emails are rendered from the CRM data their package read (250 entities to a
+    request) instead of reading Kommo again: at most a package's age old, documented so."""
+    for job in jobs:
+        key = getattr(job, "snapshot", None)
+        if not key:
+            continue
+        data = _data_for(cache, int(job.account_id), clock)
+        for kind, found in _snapshot(str(key)).items():
+            if kind in data.entities:
+                for entity_id, entity in found.items():
+                    data.entities[kind].setdefault(int(entity_id), entity)
+
+
 def prefetch(cache: MutableMapping[int, Any], jobs: Iterable[Any], *, clock: Clock = SYSTEM_CLOCK) -> None:
     """Read the Kommo entities of a batch of send jobs at once; a failure only loses the speed-up."""
+    jobs = list(jobs)
+    try:
+        _from_snapshots(cache, jobs, clock)
+    except Exception:  # the renders read what they need from Kommo
+        logger.warning("could not read a campaign package's CRM data", exc_info=True)
     wanted: dict[int, dict[str, list[int]]] = {}
     for job in jobs:
         entity = getattr(job, "entity", None)

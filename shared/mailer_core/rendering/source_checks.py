@@ -56,7 +56,7 @@ def validate_timezone(value: Any, field: str = "timezone") -> str | None:
 
     try:
         get_timezone(value)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: not a zone's key at all (e.g. "text/")
         raise InvalidInput(f"{value!r} is not a time zone", field=field) from None
     return value
 

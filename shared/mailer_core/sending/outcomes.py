@@ -18,7 +18,7 @@ from mailer_core.base import backoff
 from mailer_core.base.clock import Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
-from mailer_core.events import message_events
+from mailer_core.events import campaign_state, message_events
 from mailer_core.files.attachments import AttachmentFailure
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.store import message_state as state
@@ -33,6 +33,7 @@ Outcome = Literal[
     "interrupted",
     "not_found",
     "canceled",
+    "held",
 ]
 CLAIM_LEASE = timedelta(minutes=5)
 RETRY_BASE_SECONDS = 30
@@ -200,6 +201,42 @@ def cancel(
     )
     logger.info("message canceled: the account is switched off", extra={"reason": reason})
     return "canceled" if canceled else "skipped"
+
+
+def campaign_gate(job: sqs.SendJob, clock: Clock) -> Outcome | None:
+    """A campaign's email goes out only while its campaign sends (its status read at most every
+    few seconds): while paused or interrupted it is held until a resume, once canceled it is
+    canceled. None: go on and send it."""
+    if not job.campaign:
+        return None
+    status = campaign_state.status_of(job.account_id, job.campaign)
+    if status in (None, campaign_state.SENDING):
+        return None
+    now = clock.now()
+    message = MessageModel(job.account_id, job.message_id, campaign_id=job.campaign)
+    if status == campaign_state.CANCELED:
+        if state.transition(
+            message,
+            to=state.CANCELED,
+            when=now,
+            event="canceled",
+            detail="the campaign was canceled",
+            allowed_from=(state.QUEUED,),
+            refresh=False,
+        ):
+            campaign_state.count_safely(message, "canceled", now)
+            return "canceled"
+        return "skipped"
+    held = state.transition(
+        message,
+        to=state.HELD,
+        when=now,
+        event="held",
+        detail=f"the campaign is {status}",
+        allowed_from=(state.QUEUED,),
+        refresh=False,
+    )
+    return "held" if held else "skipped"
 
 
 def release(message: MessageModel, clock: Clock) -> None:

@@ -33,6 +33,7 @@ The guarantee, exactly:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -240,6 +241,9 @@ class SendWorker:
         refusal = access.send_refusal(job.account_id, clock=self.clock)  # cached: one read per 30 s
         if refusal:  # Mailer was switched off for the account: its emails are canceled, not sent
             return outcomes.cancel(MessageModel(job.account_id, job.message_id), refusal, clock=self.clock)
+        gated = outcomes.campaign_gate(job, self.clock)  # a paused campaign's email is held
+        if gated is not None:
+            return gated
         loaded = self._usable_mailbox(job)
         if loaded is None:
             return outcomes.without_mailbox(job, self.clock)
@@ -381,7 +385,7 @@ class SendWorker:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
         from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
 
-        html = message.html if message.html is not None else s3.get_html(message.html_s3_key or "")
+        html = message.html if message.html is not None else _stored_body(message.html_s3_key or "")
         now = self.clock.now()
         rendered = personalization.for_message(
             message, mailbox, html=html or "", now=now, cache=self.kommo, clock=self.clock
@@ -523,6 +527,16 @@ class SendWorker:
             return []
         timeline.note(message, self.clock.now(), "skipped", f"suppressed: {words}")
         return kept
+
+
+# A campaign's body is one S3 object for all its emails, never changed: a warm container keeps it.
+_campaign_bodies: TtlCache[str, str] = TtlCache(_MAILBOX_CACHE_SECONDS * 15)
+
+
+def _stored_body(key: str) -> str:
+    if "/campaigns/" in key:
+        return _campaign_bodies.get_or_load(key, time.monotonic(), lambda: s3.get_html(key))
+    return s3.get_html(key)
 
 
 def _strings(values: object) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MessageModel
 
-DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
+DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED, HELD = (
     "draft",
     "scheduled",
     "queued",
@@ -25,8 +25,9 @@ DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED = (
     "sent",
     "failed",
     "canceled",
+    "held",  # a campaign's email kept back while its campaign is paused or interrupted
 )
-STATUSES = (DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED)
+STATUSES = (DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED, HELD)
 FINAL = (SENT, FAILED, CANCELED)
 
 

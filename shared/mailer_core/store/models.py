@@ -82,6 +82,10 @@ class AccountModel(Model):
     opt_out_footer = BooleanAttribute(null=True)
     opt_out_tag = UnicodeAttribute(null=True)
     opt_out_note = BooleanAttribute(null=True)
+    campaign_bounce_warning = NumberAttribute(null=True)
+    campaign_bounce_interrupt = NumberAttribute(null=True)
+    campaign_complaint_warning = NumberAttribute(null=True)
+    campaign_complaint_interrupt = NumberAttribute(null=True)
     settings_updated_at = UTCDateTimeAttribute(null=True)
     settings_updated_by = NumberAttribute(null=True)
     # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
@@ -311,6 +315,7 @@ class MessageModel(Model):
     # When its recipient unsubscribed through its link (docs/opt-out.md): set once, by a
     # conditional write, which is what calls message_events.on_message_opted_out once.
     opted_out_at = UTCDateTimeAttribute(null=True)
+    campaign_slot = UnicodeAttribute(null=True)  # "{package}:{offset}": the part that composed it
 
 
 class TemplateModel(Model):
@@ -529,9 +534,17 @@ class CampaignModel(Model):
     updated_at = UTCDateTimeAttribute()
     version = NumberAttribute(default=1)
     package = NumberAttribute(default=0)
+    offset = NumberAttribute(default=0)  # the next recipient of the package to compose
     cursor = UnicodeAttribute(null=True)
+    next_at = UTCDateTimeAttribute(null=True)  # the pace: the next part is due then
+    day = UnicodeAttribute(null=True)  # the per-day portion: the day counted and its emails
+    day_count = NumberAttribute(null=True)
     expanded = BooleanAttribute(default=False)
     counts = MapAttribute[str, Any](default=dict)
+    # Per link (at most campaign_state.MAX_LINKS): `links` maps the click token's hash (hex) to
+    # the target, `counts["link:<hex>"]` counts emails in which a person clicked it.
+    links = MapAttribute[str, Any](default=dict)
+    link_keys = UnicodeSetAttribute(null=True)
     warnings = ListAttribute(of=UnicodeAttribute, null=True)
     # A chain: the step before this one, what its recipients must not have done, and the wait.
     parent_id = UnicodeAttribute(null=True)

@@ -18,7 +18,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.base.logs import logger
-from mailer_core.events import message_events, template_counters
+from mailer_core.events import campaign_state, message_events, template_counters
 from mailer_core.store import timeline
 from mailer_core.store.models import MessageModel
 from mailer_core.tracking import link_targets, tokens
@@ -85,6 +85,7 @@ class ClickTarget:
     entity: str | None = None  # the email's CRM entity ("leads:123"), for one-time links
     locale: str | None = None  # the email's locale, for the thank-you page
     template_id: str | None = None  # the email's template: its counters count the first click
+    campaign_id: str | None = None  # the email's campaign: a person's first click counts there
 
 
 def resolve_click(token: tokens.TrackingToken) -> ClickTarget | None:
@@ -100,6 +101,7 @@ def resolve_click(token: tokens.TrackingToken) -> ClickTarget | None:
                 "entity_id",
                 "locale",
                 "template_id",
+                "campaign_id",
             ],
         )
     except DoesNotExist:
@@ -124,10 +126,17 @@ def resolve_click(token: tokens.TrackingToken) -> ClickTarget | None:
             entity,
             message.locale,
             message.template_id,
+            message.campaign_id,
         )
     if not link_targets.trackable(url, ""):
         return None
-    return ClickTarget(url, token.link_index, message.sent_at, template_id=message.template_id)
+    return ClickTarget(
+        url,
+        token.link_index,
+        message.sent_at,
+        template_id=message.template_id,
+        campaign_id=message.campaign_id,
+    )
 
 
 def record_click(
@@ -163,6 +172,15 @@ def record_click(
         logger.warning("click not counted", extra={"message_id": token.message_id, "error": str(exc)})
         return
     if timeline.old_element(old, counters.attr_name, target.index) == 0:
+        if target.campaign_id and not machine:  # the campaign counts emails a person clicked in
+            campaign_state.count_safely(
+                MessageModel(token.account_id, token.message_id, campaign_id=target.campaign_id),
+                "clicked",
+                now,
+            )
+            campaign_state.count_link(
+                token.account_id, target.campaign_id, token.url_hash.hex(), target.url, now
+            )
         template_counters.on_first_click(
             token.account_id,
             token.message_id,

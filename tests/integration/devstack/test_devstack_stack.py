@@ -72,6 +72,7 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
             assert sorted((p.name, p.concurrency) for p in stack.pollers.pollers) == [
                 ("ActionsFunction.Actions", 2),
                 ("BounceFunction.Mailboxes", 5),
+                ("CampaignsFunction.Campaigns", 2),
                 ("KommoAuthFunction.Installs", 2),
                 ("PipelineFunction.Pipeline", 2),
                 ("SendFunction.Bulk", 2),

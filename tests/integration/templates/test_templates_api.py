@@ -116,6 +116,7 @@ def test_only_an_administrator_changes_the_owner(
         ({"to_client": "everyone"}, "to_client", "main, all, none"),
         ({"locale": "klingon_XX"}, "locale", "locale"),
         ({"timezone": "Mars/Olympus"}, "timezone", "time zone"),
+        ({"timezone": "text/"}, "timezone", "time zone"),  # not even a zone key: once a 500
         ({"name": ""}, "name", "empty"),
         ({"owner": 5}, "owner", "unknown field"),
         ({"is_public": "yes"}, "is_public", "true or false"),

@@ -135,6 +135,29 @@ EXPECTED: dict[Route, dict[str, str]] = {
         "other": "404",
     },
     ("POST", "/v1/target-lists/{list_id}/import"): {"admin": "200", "user": "200", "other": "404"},
+    ("GET", "/v1/campaigns"): {
+        "admin": "200 sees campaign_name",
+        "user": "200 sees campaign_name",
+        "other": "200",
+    },
+    ("POST", "/v1/campaigns"): {"admin": "201", "user": "201", "other": "422 mailbox_ids[0]"},
+    ("GET", "/v1/campaigns/{campaign_id}"): {
+        "admin": "200 sees campaign_name",
+        "user": "200 sees campaign_name",
+        "other": "404",
+    },
+    ("PATCH", "/v1/campaigns/{campaign_id}"): {"admin": "200", "user": "200", "other": "404"},
+    ("DELETE", "/v1/campaigns/{campaign_id}"): {"admin": "204", "user": "204", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/copy"): {"admin": "201", "user": "201", "other": "404"},
+    # Tracking is not configured here: a campaign cannot carry its unsubscribe link.
+    ("POST", "/v1/campaigns/{campaign_id}/start"): {"admin": "409", "user": "409", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): {"admin": "409", "user": "409", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/resume"): {"admin": "409", "user": "409", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): {"admin": "200", "user": "200", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/test"): {"admin": "202", "user": "202", "other": "404"},
+    ("GET", "/v1/campaigns/{campaign_id}/log"): {"admin": "200", "user": "200", "other": "404"},
+    ("GET", "/v1/campaigns/{campaign_id}/log.csv"): {"admin": "200", "user": "200", "other": "404"},
+    ("GET", "/v1/campaigns/{campaign_id}/report"): {"admin": "200", "user": "200", "other": "404"},
 }
 TRIGGER = {"name": "Note", "type": "note", "params": {"text": "Opened"}}
 LINK = {"name": "Offer", "target": "https://example.com/offer"}
@@ -164,6 +187,8 @@ class World:
     target_list: str = ""  # made only for the routes of target lists, with one member
     list_name: str = ""
     list_member: str = ""
+    campaign: str = ""  # made only for the routes of campaigns: a Draft to the target list
+    campaign_name: str = ""
 
     def markers(self) -> list[str]:
         found = (
@@ -176,6 +201,7 @@ class World:
             self.link_name,
             self.list_name,
             self.list_member,
+            self.campaign_name,
         )
         return [m for m in found if m]
 
@@ -216,7 +242,8 @@ def build_world(route: Route | None = None) -> World:
             "suppressions": ("suppressions",),
             "triggers": ("triggers",),
             "links": ("links",),
-            "target_lists": ("target-lists",),
+            "target_lists": ("target-lists", "campaigns"),
+            "campaigns": ("campaigns",),
         }.items()
     }
     owner = client(ACCOUNT, USER)
@@ -224,7 +251,7 @@ def build_world(route: Route | None = None) -> World:
     assert created.status == 201, created.body
     mailbox = created.json()["id"]
     message = failed = template = address = trigger = link = link_name = ""
-    target_list = list_name = list_member = ""
+    target_list = list_name = list_member = campaign = campaign_name = ""
     if needs["messages"]:
         email = {"mailbox_id": mailbox, "to": ["client@example.com"], "subject": "Hi", "html": "<p>Hi</p>"}
         message = owner.post("/v1/messages", email).json()["id"]
@@ -261,6 +288,11 @@ def build_world(route: Route | None = None) -> World:
         list_member = f"member-{uuid.uuid4().hex[:8]}@example.com"
         added = owner.post(f"/v1/target-lists/{target_list}/members", {"members": [{"address": list_member}]})
         assert added.status == 200, added.body
+    if needs["campaigns"]:
+        campaign_name = f"Matrix campaign {uuid.uuid4().hex[:8]}"
+        made = owner.post("/v1/campaigns", {**campaign_body(mailbox, target_list), "name": campaign_name})
+        assert made.status == 201, made.body
+        campaign = made.json()["campaign_id"]
     return World(
         mailbox,
         message,
@@ -273,7 +305,19 @@ def build_world(route: Route | None = None) -> World:
         target_list,
         list_name,
         list_member,
+        campaign,
+        campaign_name,
     )
+
+
+def campaign_body(mailbox: str, target_list: str) -> dict[str, Any]:
+    return {
+        "name": "New campaign",
+        "subject": "News",
+        "html": "<p>News</p>",
+        "mailbox_ids": [mailbox],
+        "audience": {"target_lists": [target_list]},
+    }
 
 
 def body_for(route: Route, world: World) -> Any:
@@ -295,6 +339,9 @@ def body_for(route: Route, world: World) -> Any:
         ("PATCH", "/v1/target-lists/{list_id}"): {"name": "Renamed"},
         ("POST", "/v1/target-lists/{list_id}/members"): {"members": [{"address": "new@example.com"}]},
         ("POST", "/v1/target-lists/{list_id}/import"): {"csv": "email\nnew@example.com\n"},
+        ("POST", "/v1/campaigns"): campaign_body(world.mailbox, world.target_list),
+        ("PATCH", "/v1/campaigns/{campaign_id}"): {"name": "Renamed"},
+        ("POST", "/v1/campaigns/{campaign_id}/test"): {"to": "manager@example.com"},
     }
     if route in bodies:
         return bodies[route]
@@ -314,6 +361,7 @@ def path_for(route: Route, world: World | None) -> str:
         "link_id": world.link if world and world.link else "777",
         "list_id": world.target_list if world and world.target_list else "01MATRIXLIST00000000000000",
         "member": world.list_member if world and world.list_member else "someone@example.com",
+        "campaign_id": world.campaign if world and world.campaign else "01MATRIXCAMPAIGN0000000000",
     }
     path = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), "01MATRIXID"), template)
     return path + ("?email=anna@gmail.com" if template == "/v1/mailboxes/presets" else "")

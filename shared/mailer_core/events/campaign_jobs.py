@@ -1,4 +1,5 @@
-"""The campaign queue's jobs: one step of one campaign each."""
+"""The campaign queue's jobs: one step of one campaign each (worked by `campaigns.worker`;
+here, low, because a campaign's events queue some: its end starts the chain's next step)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from mailer_core.adapters import sqs
 from mailer_core.base.errors import MalformedRequest
 
 # start: the start time came (or "start now"); package: expand package `package`;
-# settle: a pause, cancel or interrupt holds or cancels the emails still queued;
-# chain: a chain's next step is due.
+# settle: after a resume or a cancel, the held emails released or canceled;
+# chain: the campaign finished, stopped or was canceled: the chain's steps after it follow.
 Kind = Literal["start", "package", "settle", "chain"]
 KINDS: tuple[Kind, ...] = ("start", "package", "settle", "chain")
 
@@ -22,6 +23,7 @@ class CampaignJob:
     campaign_id: str
     kind: Kind
     package: int | None = None
+    offset: int | None = None
 
     def to_body(self) -> str:
         body = {k: v for k, v in asdict(self).items() if v is not None}
@@ -41,12 +43,13 @@ class CampaignJob:
             kind = data["kind"]
             if kind not in KINDS:
                 raise ValueError(f"unknown kind {kind!r}")
-            package = data.get("package")
+            package, offset = data.get("package"), data.get("offset")
             return cls(
                 account_id=int(data["account_id"]),
                 campaign_id=str(data["campaign_id"]),
                 kind=kind,
                 package=None if package is None else int(package),
+                offset=None if offset is None else int(offset),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a campaign job: {exc}") from exc

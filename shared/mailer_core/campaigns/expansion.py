@@ -1,0 +1,387 @@
+"""A campaign's audience turned into emails, one part of one package at a time.
+
+Exactly once, however often a step is repeated or wherever it crashes:
+
+1. Package `n` is one page of the audience. Its first step reads the page (Kommo: 250
+   entities to a request) and keeps it in S3 (`{n}.json`: the recipients and their CRM
+   data); a repeated step reads that object, never the audience again, so it works on the
+   same recipients.
+2. A recipient's email has an id derived from the campaign and the address, so it is
+   composed by a conditional put at most once per campaign. A put that finds the email
+   tells a retry of the same part (the email's `campaign_slot` is this part: it is ours, and
+   is queued again if still queued; the send claim sends it once) from the same address met
+   earlier in the audience (a duplicate, not sent again).
+3. The campaign's position (package, offset, the page's cursor) moves on with the part's
+   counts in one conditional write on the position it started from; only then is the next
+   part queued. A crash before it repeats the part (2 makes that harmless); after it, the
+   next part was either queued or is queued by the repeated step's stale answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from mailer_core.adapters import s3, sqs
+from mailer_core.adapters.mime import make_message_id
+from mailer_core.audiences.pages import AudiencePage, Recipient
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.errors import InvalidInput
+from mailer_core.base.logs import logger
+from mailer_core.base.validation import email_address
+from mailer_core.campaigns import chains, pacing
+from mailer_core.events import campaign_state as cs
+from mailer_core.events.campaign_jobs import CampaignJob, enqueue
+from mailer_core.mailboxes import check as mailbox_check
+from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages import suppressions
+from mailer_core.store import message_state as state
+from mailer_core.store import timeline
+from mailer_core.store.conditions import is_condition_failure
+from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel
+
+Reader = Callable[[int, dict[str, Any], "str | None"], AudiencePage]
+Excluder = Callable[[int, list[str], list[Recipient]], set[str]]
+
+
+def read_audience(account_id: int, audience: dict[str, Any], cursor: str | None) -> AudiencePage:
+    from mailer_core.audiences import reader, spec  # cold start: the Kommo reader
+
+    return reader.read_page(account_id, spec.Audience.from_json(audience), cursor, clock=SYSTEM_CLOCK)
+
+
+def excluded_by_lists(account_id: int, list_ids: list[str], recipients: list[Recipient]) -> set[str]:
+    if not list_ids:
+        return set()
+    from mailer_core.audiences import exclusions  # cold start: target list lookups
+
+    return exclusions.excluded(account_id, list_ids, recipients)
+
+
+@dataclass
+class Expander:
+    """Works one part; `read` and `exclude` are the audience's (tests give their own)."""
+
+    clock: Clock = field(default_factory=lambda: SYSTEM_CLOCK)
+    read: Reader | None = None  # None: `read_audience`
+    exclude: Excluder | None = None  # None: `excluded_by_lists`
+
+    def part(self, job: CampaignJob) -> str:
+        try:
+            campaign = CampaignModel.get(job.account_id, job.campaign_id, consistent_read=True)
+        except DoesNotExist:
+            return "no campaign"
+        if campaign.status != cs.SENDING:
+            return f"not sending ({campaign.status})"
+        if (job.package, job.offset or 0) != (int(campaign.package), int(campaign.offset)):
+            return "stale"
+        if campaign.expanded:
+            return "expanded"
+        now = self.clock.now()
+        if campaign.next_at and campaign.next_at - now > timedelta(seconds=1):
+            enqueue(job, pacing.seconds_until(campaign.next_at, now))
+            return "waiting"
+        return self._work(campaign, job, now)
+
+    def _work(self, campaign: CampaignModel, job: CampaignJob, now: datetime) -> str:
+        options = _plain(campaign.options)
+        senders = self._senders(campaign)
+        if not senders:
+            cs.change_status(
+                campaign, cs.INTERRUPTED, now, allowed_from=(cs.SENDING,), reason="no sender mailbox can send"
+            )
+            return "interrupted"
+        zone = _plain(options.get("frozen")).get("timezone")  # the template's, else UTC
+        day = pacing.day_of(now, zone)
+        sent_today = int(campaign.day_count or 0) if campaign.day == day else 0
+        per_day = options.get("per_day")
+        allowance = int(per_day) - sent_today if per_day else pacing.MAX_PART
+        if allowance <= 0:
+            return self._wait_for(campaign, job, pacing.next_day_start(now, zone), now)
+        data = self._package(campaign)
+        offset = int(campaign.offset)
+        size = min(pacing.part_size(_paced(senders), options.get("per_hour")), allowance)
+        chosen = data["recipients"][offset : offset + size]
+        counts, duration = self._compose(campaign, chosen, senders, offset, now)
+        end = offset + len(chosen) >= len(data["recipients"])
+        if offset == 0:  # what the reader left out, counted once: with the package's first part
+            for why, number in (data.get("skipped") or {}).items():
+                counts[f"excluded_{why}"] = counts.get(f"excluded_{why}", 0) + int(number)
+        moved = self._advance(
+            campaign, job, data, counts, offset + len(chosen), end, day, sent_today, duration, now
+        )
+        if not moved:
+            return "stale"
+        return "part composed"
+
+    # -- the package's recipients ----------------------------------------------------------
+
+    def first_package(self, campaign: CampaignModel) -> dict[str, Any]:
+        """Package 0 read and kept (a start checks the audience is not empty with it)."""
+        return self._package(campaign)
+
+    def _package(self, campaign: CampaignModel) -> dict[str, Any]:
+        key = package_key(campaign, int(campaign.package))
+        stored = s3.get_text_if_any(key)
+        if stored is not None:
+            return json.loads(stored)  # type: ignore[no-any-return]
+        if campaign.parent_id:  # a chain's step: the step before's recipients without the event
+            page = chains.read_page(campaign, campaign.cursor)
+        else:
+            read = self.read or read_audience
+            page = read(int(campaign.account_id), _plain(campaign.audience), campaign.cursor)
+        data = {
+            "recipients": [[r.address, *(r.entity or (None, None)), r.name] for r in page.recipients],
+            "cursor": page.cursor,
+            "skipped": dict(page.skipped),
+            "entities": {
+                kind: {str(k): v for k, v in found.items()} for kind, found in page.entities.items()
+            },
+        }
+        s3.put_text(key, json.dumps(data, separators=(",", ":")), "application/json")
+        return data
+
+    def _senders(self, campaign: CampaignModel) -> dict[str, MailboxModel]:
+        """The campaign's mailboxes that can send (a deleted or refused one is left out)."""
+        senders = {}
+        for mailbox_id in campaign.mailbox_ids or []:
+            mailbox = mailbox_connection.find(int(campaign.account_id), str(mailbox_id))
+            if mailbox is not None and not mailbox_check.refused_login_reason(mailbox):
+                senders[mailbox.mailbox_id] = mailbox
+        return senders
+
+    # -- composing ---------------------------------------------------------------------------
+
+    def _compose(
+        self,
+        campaign: CampaignModel,
+        chosen: list[list[Any]],
+        senders: dict[str, MailboxModel],
+        offset: int,
+        now: datetime,
+    ) -> tuple[dict[str, int], float]:
+        account_id = int(campaign.account_id)
+        counts: dict[str, int] = {}
+        wanted: list[tuple[str, Recipient]] = []
+        seen: set[str] = set()
+        for address, entity_type, entity_id, name in chosen:
+            try:
+                clean = email_address(address, "address").lower()
+            except InvalidInput:
+                _add(counts, "excluded_bad_address")
+                continue
+            if clean in seen:
+                _add(counts, "excluded_duplicate")
+                continue
+            seen.add(clean)
+            entity = (str(entity_type), int(entity_id)) if entity_type else None
+            wanted.append((clean, Recipient(address.strip(), entity, name)))
+        suppressed = suppressions.suppressed(account_id, [a for a, _ in wanted]) if wanted else {}
+        excluded = (self.exclude or excluded_by_lists)(
+            account_id, _plain(campaign.audience).get("exclude_lists") or [], [r for _, r in wanted]
+        )
+        kept = []
+        for clean, recipient in wanted:
+            if clean in suppressed:
+                _add(counts, "excluded_suppressed")
+            elif clean in excluded:
+                _add(counts, "excluded_excluded_list")
+            else:
+                kept.append((clean, recipient))
+        planned, duration = pacing.plan(len(kept), _paced(senders), _plain(campaign.options).get("per_hour"))
+        slot = f"{int(campaign.package)}:{offset}"
+        jobs: list[tuple[sqs.SendJob, int]] = []
+        for (clean, recipient), (mailbox_id, delay) in zip(kept, planned, strict=True):
+            message = self._message(campaign, clean, recipient, senders[mailbox_id], slot, now)
+            fate = _save(message)
+            if fate == "duplicate":
+                _add(counts, "excluded_duplicate")
+                continue
+            _add(counts, "composed")
+            if fate == "queued":
+                jobs.append((_send_job(message), int(delay)))
+        if jobs:
+            sqs.enqueue_bulk_sends(jobs)
+        return counts, duration
+
+    def _message(
+        self,
+        campaign: CampaignModel,
+        address: str,
+        recipient: Recipient,
+        mailbox: MailboxModel,
+        slot: str,
+        now: datetime,
+    ) -> MessageModel:
+        frozen = _plain(_plain(campaign.options).get("frozen"))
+        account_id = int(campaign.account_id)
+        message_id = recipient_message_id(campaign, address)
+        entity = recipient.entity
+        return MessageModel(
+            account_id,
+            message_id,
+            status=state.QUEUED,
+            status_key=state.status_key(account_id, state.QUEUED),
+            user_id=int(campaign.user_id),
+            mailbox_id=mailbox.mailbox_id,
+            lane="bulk",
+            to=[recipient.address],
+            entity_type=entity[0] if entity else None,
+            entity_id=entity[1] if entity else None,
+            subject=str(frozen.get("subject") or ""),
+            html_s3_key=str(frozen["html_key"]),
+            header_message_id=make_message_id(message_id, mailbox.sender_email),
+            created_at=now,
+            updated_at=now,
+            history=[timeline.entry(now, state.QUEUED, f"by campaign {campaign.campaign_id}")],
+            attachments=list(frozen.get("attachments") or []),
+            attachment_links=list(frozen.get("attachment_links") or []),
+            template_id=frozen.get("template_id"),
+            machine_open_template=frozen.get("template_id"),
+            locale=frozen.get("locale"),
+            timezone=frozen.get("timezone"),
+            disable_signature=frozen.get("disable_signature"),
+            track_opens=None if frozen.get("track_opens", True) else False,
+            origin="campaign",
+            triggers=frozen.get("triggers") or None,
+            not_opened_after=frozen.get("not_opened_after"),
+            campaign_id=campaign.campaign_id,
+            campaign_key=cs.campaign_key(account_id, campaign.campaign_id),
+            crm_snapshot=package_key(campaign, int(campaign.package)) if entity else None,
+            campaign_slot=slot,
+        )
+
+    # -- moving on ---------------------------------------------------------------------------
+
+    def _advance(
+        self,
+        campaign: CampaignModel,
+        job: CampaignJob,
+        data: dict[str, Any],
+        counts: dict[str, int],
+        offset: int,
+        end: bool,
+        day: str,
+        sent_today: int,
+        duration: float,
+        now: datetime,
+    ) -> bool:
+        """Move the position on with the part's counts (one conditional write), then queue the
+        next part at its time, or settle a campaign whose audience is all read."""
+        package = int(campaign.package) + 1 if end else int(campaign.package)
+        expanded = end and data.get("cursor") is None
+        next_at = now + timedelta(seconds=duration)
+        actions: list[Any] = [
+            CampaignModel.package.set(package),
+            CampaignModel.offset.set(0 if end else offset),
+            CampaignModel.next_at.set(next_at),
+            CampaignModel.day.set(day),
+            CampaignModel.day_count.set(sent_today + counts.get("composed", 0)),
+            CampaignModel.updated_at.set(now),
+        ]
+        if end:
+            actions.append(
+                CampaignModel.cursor.set(data["cursor"])
+                if data.get("cursor")
+                else CampaignModel.cursor.remove()
+            )
+        if expanded:
+            actions.append(CampaignModel.expanded.set(True))
+        actions.extend(cs.counter_add(name, delta) for name, delta in counts.items())
+        try:
+            campaign.update(
+                actions=actions,
+                condition=(CampaignModel.package == int(campaign.package))
+                & (CampaignModel.offset == int(campaign.offset)),
+            )
+        except UpdateError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        if expanded:
+            cs.settle(campaign, now)  # the update refreshed it: everything may be done already
+        else:
+            next_job = CampaignJob(job.account_id, job.campaign_id, "package", package, 0 if end else offset)
+            enqueue(next_job, int(duration))
+        logger.info("campaign part composed", extra={"campaign_id": campaign.campaign_id, "counts": counts})
+        return True
+
+    def _wait_for(self, campaign: CampaignModel, job: CampaignJob, moment: datetime, now: datetime) -> str:
+        try:
+            campaign.update(
+                actions=[CampaignModel.next_at.set(moment)],
+                condition=(CampaignModel.package == int(campaign.package))
+                & (CampaignModel.offset == int(campaign.offset)),
+            )
+        except UpdateError as exc:
+            if is_condition_failure(exc):
+                return "stale"
+            raise
+        enqueue(job, pacing.seconds_until(moment, now))
+        return "daily portion reached"
+
+
+def package_key(campaign: CampaignModel, package: int) -> str:
+    return s3.campaign_object_key(int(campaign.account_id), campaign.campaign_id, f"{package}.json")
+
+
+def recipient_message_id(campaign: CampaignModel, address: str) -> str:
+    """A ULID of its own per campaign and address: the campaign's start time, then 80 bits of
+    a hash, so the same recipient's email always has the same id."""
+    from ulid import ULID  # cold start: the ULID type
+
+    started = campaign.started_at or campaign.created_at
+    millis = int(started.timestamp() * 1000)
+    digest = hashlib.sha256(f"{campaign.campaign_id}|{address}".encode()).digest()
+    return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest[:10]))
+
+
+def _save(message: MessageModel) -> str:
+    """ "queued" (stored now, or by an earlier try of this part and still queued), "done" (ours,
+    already on its way or past it) or "duplicate" (composed by another part: the address came
+    earlier in the audience)."""
+    try:
+        message.save(condition=MessageModel.message_id.does_not_exist())
+        return "queued"
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+    try:
+        stored = MessageModel.get(message.account_id, message.message_id, consistent_read=True)
+    except DoesNotExist:
+        return "duplicate"
+    if stored.campaign_slot != message.campaign_slot:
+        return "duplicate"
+    return "queued" if stored.status == state.QUEUED else "done"
+
+
+def _send_job(message: MessageModel) -> sqs.SendJob:
+    entity = f"{message.entity_type}:{int(message.entity_id)}" if message.entity_type else None
+    return sqs.SendJob(
+        int(message.account_id),
+        message.message_id,
+        message.mailbox_id,
+        "bulk",
+        entity=entity,
+        recipients=tuple(str(a) for a in message.to),
+        campaign=message.campaign_id,
+        snapshot=message.crm_snapshot,
+    )
+
+
+def _paced(senders: dict[str, MailboxModel]) -> list[pacing.Sender]:
+    return [pacing.Sender(m.mailbox_id, float(m.rate_per_second)) for m in senders.values()]
+
+
+def _add(counts: dict[str, int], name: str) -> None:
+    counts[name] = counts.get(name, 0) + 1
+
+
+def _plain(raw: Any) -> dict[str, Any]:
+    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})

@@ -1,0 +1,217 @@
+"""A campaign's harder paths: a crash in the middle of a part, chains of steps, the report,
+the CSV export, Send Test and the auto-interrupt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mailer_core.base.clock import SYSTEM_CLOCK
+from mailer_core.campaigns import expansion
+from mailer_core.events import campaign_state
+from mailer_core.store.models import CampaignModel, MessageModel
+
+from devstack.resources import StackResources
+from tests.integration.campaigns.test_campaign_sending import (
+    delivered_to,
+    fast_mailbox,
+    new_campaign,
+    status_of,
+)
+from tests.support.api_client import ApiClient
+from tests.support.campaigns import PagedAudience, work_queues
+from tests.support.fixtures.core import ACCOUNT
+from tests.support.smtp_servers import SmtpTestServer
+
+
+def test_a_worker_that_dies_after_composing_a_part_repeats_it_without_repeating_anyone(
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    paged_audience: PagedAudience,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a worker that dies once, after the part's emails were composed and queued but
+    # before the campaign's position moved on
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"c{n}@example.com" for n in range(8)]
+    campaign_id = new_campaign(user, [mailbox], [addresses[:4], addresses[4:]])
+    real_advance = expansion.Expander._advance
+    deaths = []
+
+    def dying(self: Any, *args: Any, **kwargs: Any) -> bool:
+        if not deaths:
+            deaths.append(1)
+            raise RuntimeError("the worker died")
+        return real_advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(expansion.Expander, "_advance", dying)
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    # WHEN SQS delivers the job again (the failed record stays on the queue) and all is worked
+    import boto3
+
+    boto3.client("sqs").set_queue_attributes(
+        QueueUrl=aws_stack.refs["CampaignQueue"], Attributes={"VisibilityTimeout": "1"}
+    )
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
+    # THEN everyone got exactly one email and the counts are exact
+    assert deaths == [1]
+    assert delivered_to(smtp) == addresses
+    assert user.get(f"/v1/campaigns/{campaign_id}").json()["progress"]["recipients"] == 8
+
+
+def test_a_chain_step_writes_after_the_delay_to_those_who_did_not_open(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    # GIVEN a campaign and a step planned after it for those who do not open
+    mailbox = fast_mailbox(user, smtp)
+    first = new_campaign(user, [mailbox], [["open@example.com", "shy@example.com"]])
+    step = user.post(
+        "/v1/campaigns",
+        {
+            "name": "Reminder",
+            "subject": "Did you see it?",
+            "html": "<p>Reminder</p>",
+            "mailbox_ids": [mailbox],
+            "chain": {"after": first, "condition": "not_opened", "delay_seconds": 60},
+        },
+    )
+    assert step.status == 201, step.body
+    step_id = step.json()["campaign_id"]
+    assert user.post(f"/v1/campaigns/{step_id}/start", {}).json()["status"] == "scheduled"
+    # WHEN the first is sent and one recipient opens it
+    user.post(f"/v1/campaigns/{first}/start", {})
+    work_queues(aws_stack, until=lambda: status_of(user, first) == "sent")
+    opened = next(
+        m for m in MessageModel.by_campaign.query(f"{ACCOUNT}#{first}") if m.to[0] == "open@example.com"
+    )
+    campaign_state.count_once(opened, "opened", SYSTEM_CLOCK.now())
+    # THEN the step waits for its start: the end of the first plus the delay
+    view = user.get(f"/v1/campaigns/{step_id}").json()
+    finished = user.get(f"/v1/campaigns/{first}").json()["finished_at"]
+    assert view["status"] == "scheduled" and view["send_at"] is not None and view["send_at"] > finished
+    # WHEN its start comes (the schedule fires)
+    from mailer_core.campaigns import lifecycle
+
+    CampaignModel(ACCOUNT, step_id).update(actions=[CampaignModel.send_at.set(SYSTEM_CLOCK.now())])
+    assert lifecycle.begin(ACCOUNT, step_id) == "started"
+    work_queues(aws_stack, until=lambda: status_of(user, step_id) == "sent")
+    # THEN only the one who did not open got the reminder
+    reminders = [m for m in smtp.messages if "Did you see it?" in m.data.decode(errors="replace")]
+    assert [r for m in reminders for r in m.rcpt_tos] == ["shy@example.com"]
+
+
+def test_steps_after_an_interrupted_campaign_go_back_to_draft(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    mailbox = fast_mailbox(user, smtp)
+    first = new_campaign(user, [mailbox], [["a@example.com"]])
+    step_id = user.post(
+        "/v1/campaigns",
+        {
+            "name": "Step",
+            "subject": "s",
+            "html": "<p>h</p>",
+            "mailbox_ids": [mailbox],
+            "chain": {"after": first},
+        },
+    ).json()["campaign_id"]
+    user.post(f"/v1/campaigns/{step_id}/start", {})
+    user.post(f"/v1/campaigns/{first}/start", {})
+    user.post(f"/v1/campaigns/{first}/cancel")
+    work_queues(aws_stack, timeout=5)
+    view = user.get(f"/v1/campaigns/{step_id}").json()
+    assert view["status"] == "draft" and "canceled" in view["status_reason"]
+
+
+def test_the_bounce_rate_interrupts_a_campaign_once_enough_emails_went_out(aws_stack: StackResources) -> None:
+    # GIVEN a sending campaign with the default thresholds and 100 emails sent
+    now = SYSTEM_CLOCK.now()
+    CampaignModel(
+        ACCOUNT,
+        "01CAMPAIGN0000000000000000",
+        name="c",
+        status="sending",
+        user_id=501,
+        mailbox_ids=["m"],
+        audience={},
+        options={"thresholds": dict(campaign_state.DEFAULT_THRESHOLDS)},
+        created_at=now,
+        updated_at=now,
+        counts={"composed": 200, "sent": 100},
+    ).save()
+    messages = [
+        MessageModel(
+            ACCOUNT,
+            f"01MSG{n:021d}",
+            status="sent",
+            status_key="x",
+            user_id=501,
+            mailbox_id="m",
+            to=["a@example.com"],
+            header_message_id="<x>",
+            created_at=now,
+            updated_at=now,
+            campaign_id="01CAMPAIGN0000000000000000",
+        )
+        for n in range(11)
+    ]
+    for message in messages:
+        message.save()
+    # WHEN bounces come in: 9 % warns, 10 % interrupts; a repeated bounce counts once
+    for message in messages[:5]:
+        campaign_state.count_once(message, "bounced", now)
+    assert not campaign_state.count_once(messages[0], "bounced", now)
+    campaign = CampaignModel.get(ACCOUNT, "01CAMPAIGN0000000000000000")
+    assert campaign.status == "sending" and campaign.warnings == ["bounce_rate"]
+    for message in messages[5:10]:
+        campaign_state.count_once(message, "bounced", now)
+    campaign = CampaignModel.get(ACCOUNT, "01CAMPAIGN0000000000000000")
+    assert campaign.status == "interrupted" and "bounce rate reached 10.0 %" in str(campaign.status_reason)
+
+
+def test_report_csv_and_send_test(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    mailbox = fast_mailbox(user, smtp)
+    campaign_id = new_campaign(
+        user, [mailbox], [["=cmd@example.com", "b@example.com"]], options={"utm": {"utm_source": "mailer"}}
+    )
+    # Send Test: one email to the manager, before the start, counting nowhere
+    test = user.post(f"/v1/campaigns/{campaign_id}/test", {"to": "manager@example.com"})
+    assert test.status == 202, test.body
+    from tests.support.api_client import load_handler
+    from tests.support.sqs import deliver
+
+    deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
+    assert delivered_to(smtp) == ["manager@example.com"]
+    assert user.get(f"/v1/campaigns/{campaign_id}").json()["progress"]["recipients"] == 0
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
+    sent = [m for m in smtp.messages if "manager@example.com" not in m.rcpt_tos]
+    texts = [m.parsed().get_body(("plain",)).get_content() for m in sent]  # type: ignore[union-attr]
+    assert len(texts) == 2 and all("https://shop.example/sale?utm_source=mailer" in t for t in texts)
+    report = user.get(f"/v1/campaigns/{campaign_id}/report").json()
+    assert report["sent"] == 2 and report["rates"]["bounce"] == 0.0
+    csv = user.get(f"/v1/campaigns/{campaign_id}/log.csv")
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+    lines = csv.body.strip().splitlines()
+    assert lines[0].startswith("message_id,address,") and len(lines) == 3
+    assert any(",'=cmd@example.com," in line for line in lines)  # no formula for a spreadsheet
+    assert user.get(f"/v1/campaigns/{campaign_id}/log?state=nonsense").json()["field"] == "state"
+
+
+def test_a_per_day_portion_stops_the_campaign_until_the_next_day(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"d{n}@example.com" for n in range(3)]
+    campaign_id = new_campaign(user, [mailbox], [addresses], options={"per_day": 2})
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, timeout=5)
+    campaign = CampaignModel.get(ACCOUNT, campaign_id)
+    assert delivered_to(smtp) == addresses[:2]
+    assert int(campaign.day_count) == 2 and campaign.status == "sending"
+    now = SYSTEM_CLOCK.now()
+    assert campaign.next_at is not None and campaign.next_at.date() > now.date()
+    assert campaign.next_at.hour == 0 and campaign.next_at.minute == 0
