@@ -216,6 +216,15 @@ def campaign_log_csv(campaign_id: str) -> Response[str]:
     return Response(status_code=200, content_type="text/csv; charset=utf-8", body=text, headers=headers)
 
 
+@app.post("/v1/campaigns/<campaign_id>/target-list")
+def campaign_log_to_list(campaign_id: str) -> Response[str]:
+    from mailer_core.campaigns import report
+
+    return edge.json_response(
+        201, report.to_target_list(edge.caller_of(app), campaign_id, edge.json_body(app))
+    )
+
+
 @app.get("/v1/campaigns/<campaign_id>/report")
 def campaign_report(campaign_id: str) -> dict[str, Any]:
     from mailer_core.campaigns import report

@@ -4,18 +4,23 @@ per link, and the log as CSV.
 The log reads the messages' `by_campaign` index, newest recipient last; a filter narrows it
 by what became of the email (`state`). What happened after "sent" (bounced, opened, clicked,
 opted out, complained) is read from the email's campaign counters guard (`stats_counted`:
-`c:<kind>`), so the log and the totals always agree.
+`c:<kind>`), so the log and the totals always agree. A log's recipients in one state become a target list:
+an audience for the next campaign (004's "from the log back to an audience").
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import Any
 
 from pynamodb.expressions.condition import Condition
 
 from mailer_core.accounts.auth import Caller
+from mailer_core.audiences import lists_api
+from mailer_core.base import validation
+from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import InvalidInput
 from mailer_core.campaigns import api
 from mailer_core.campaigns.views import progress
@@ -160,6 +165,43 @@ def report(caller: Caller, campaign_id: str) -> dict[str, Any]:
         **progress(counts, bool(campaign.expanded)),
         "links": per_link,
         "other_links_clicked": int(counts.get("other_links", 0)),
+    }
+
+
+MAX_TO_LIST = 50_000
+
+
+def to_target_list(
+    caller: Caller, campaign_id: str, payload: Any, *, clock: Clock = SYSTEM_CLOCK
+) -> dict[str, Any]:
+    """`POST /v1/campaigns/{id}/target-list`: a new target list of the log's recipients in one
+    `state` (e.g. those who clicked), as addresses with their CRM entity: an audience for the
+    next campaign (004). At most 50,000 members a call (`truncated` says when more matched)."""
+    body = validation.require_object(payload)
+    validation.reject_unknown(body, {"name", "state"})
+    condition = _filter(body.get("state"))
+    campaign = api.load(caller, campaign_id)
+    made = lists_api.create(
+        caller, {"name": body.get("name") or f"{campaign.name}: {body.get('state') or 'all'}"}
+    )
+    key = cs.campaign_key(caller.account_id, campaign.campaign_id)
+    found = MessageModel.by_campaign.query(
+        key, filter_condition=condition, attributes_to_get=["to", "entity_type", "entity_id", "message_id"]
+    )
+    taken = {"count": 0}
+
+    def members() -> Iterator[lists_api.NewMember]:
+        for message in found:
+            if taken["count"] >= MAX_TO_LIST:
+                return
+            taken["count"] += 1
+            yield lists_api.NewMember(address=str(message.to[0]))
+
+    added = lists_api.add_members(caller.account_id, made["id"], members(), clock=clock)
+    return {
+        "list": lists_api.get(caller, made["id"]),
+        "added": added.added,
+        "truncated": taken["count"] >= MAX_TO_LIST,
     }
 
 

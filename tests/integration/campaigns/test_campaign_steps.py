@@ -215,3 +215,22 @@ def test_a_per_day_portion_stops_the_campaign_until_the_next_day(
     now = SYSTEM_CLOCK.now()
     assert campaign.next_at is not None and campaign.next_at.date() > now.date()
     assert campaign.next_at.hour == 0 and campaign.next_at.minute == 0
+
+
+def test_the_log_becomes_a_target_list_of_those_in_one_state(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    mailbox = fast_mailbox(user, smtp)
+    campaign_id = new_campaign(user, [mailbox], [["k1@example.com", "k2@example.com", "k3@example.com"]])
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
+    clicked = next(
+        m for m in MessageModel.by_campaign.query(f"{ACCOUNT}#{campaign_id}") if m.to[0] == "k2@example.com"
+    )
+    campaign_state.count_once(clicked, "clicked", SYSTEM_CLOCK.now())
+    made = user.post(f"/v1/campaigns/{campaign_id}/target-list", {"name": "Clicked", "state": "clicked"})
+    assert made.status == 201, made.body
+    assert made.json()["added"] == 1 and made.json()["list"]["name"] == "Clicked"
+    members = user.get(f"/v1/target-lists/{made.json()['list']['id']}/members").json()
+    assert [m["address"] for m in members["items"]] == ["k2@example.com"]
+    assert user.post(f"/v1/campaigns/{campaign_id}/target-list", {"state": "nope"}).json()["field"] == "state"

@@ -158,6 +158,7 @@ EXPECTED: dict[Route, dict[str, str]] = {
     ("GET", "/v1/campaigns/{campaign_id}/log"): {"admin": "200", "user": "200", "other": "404"},
     ("GET", "/v1/campaigns/{campaign_id}/log.csv"): {"admin": "200", "user": "200", "other": "404"},
     ("GET", "/v1/campaigns/{campaign_id}/report"): {"admin": "200", "user": "200", "other": "404"},
+    ("POST", "/v1/campaigns/{campaign_id}/target-list"): {"admin": "201", "user": "201", "other": "404"},
 }
 TRIGGER = {"name": "Note", "type": "note", "params": {"text": "Opened"}}
 LINK = {"name": "Offer", "target": "https://example.com/offer"}
@@ -342,6 +343,7 @@ def body_for(route: Route, world: World) -> Any:
         ("POST", "/v1/campaigns"): campaign_body(world.mailbox, world.target_list),
         ("PATCH", "/v1/campaigns/{campaign_id}"): {"name": "Renamed"},
         ("POST", "/v1/campaigns/{campaign_id}/test"): {"to": "manager@example.com"},
+        ("POST", "/v1/campaigns/{campaign_id}/target-list"): {"name": "From the log", "state": "sent"},
     }
     if route in bodies:
         return bodies[route]
