@@ -43,6 +43,7 @@ def _banner(system: LocalSystem) -> str:
             f"  export TOKEN={token}",
             f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages',
             f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages/<id>   (timeline: opens, clicks, triggers)',
+            f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/campaigns   (then …/campaigns/<id>/report and /log)',
             "",
         ]
     )
