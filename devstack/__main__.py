@@ -1,8 +1,9 @@
 """`python -m devstack run | demo`: the local system from the README's first command.
 
-run   start everything, play the worked example once, print the URLs and a token, serve
-      until Ctrl-C;
-demo  start everything, play the example, stop; exit 0 only if every step happened.
+run   start everything, play the worked example and the campaign once, print the campaign's
+      report, the URLs and a token, serve until Ctrl-C;
+demo  start everything, play the example and the campaign, stop; exit 0 only if every step
+      of both happened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import sys
 import threading
 
+from devstack.campaign_demo import expected_steps, play_campaign
 from devstack.system import LocalSystem
 from devstack.worked_example import EXPECTED_STEPS, play_example
 
@@ -41,6 +43,7 @@ def _banner(system: LocalSystem) -> str:
             f"  export TOKEN={token}",
             f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages',
             f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/messages/<id>   (timeline: opens, clicks, triggers)',
+            f'  curl -H "X-Auth-Token: $TOKEN" {api}/v1/campaigns   (then …/campaigns/<id>/report and /log)',
             "",
         ]
     )
@@ -62,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             f"\nExample {'complete' if passed else 'FAILED'}: "
             f"{sum(s.ok for s in steps)} of {EXPECTED_STEPS} steps happened."
         )
+        campaign = play_campaign(system)
+        wanted = expected_steps(system)
+        played = bool(campaign) and all(step.ok for step in campaign) and len(campaign) == wanted
+        print(
+            f"\nCampaign {'complete' if played else 'FAILED'}: "
+            f"{sum(s.ok for s in campaign)} of {wanted} steps happened."
+        )
         if args.command == "demo":
-            return 0 if passed else 1
+            return 0 if passed and played else 1
         print(_banner(system), flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -49,7 +49,8 @@ class LocalSystem:
         self._start_imap()
         # Kommo's 429 asks for up to 300 s; the local stack asks for 5, so that a demo on a
         # loaded machine, whose requests may bunch up, does not stand still for minutes.
-        self.kommo = KommoStandIn(rate_limit_wait=5).start()
+        # The demo data holds the worked example's leads and the local campaign's audience.
+        self.kommo = KommoStandIn(kommo_seed.campaign_seed(), rate_limit_wait=5).start()
         self.kommo.register_integration(DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_REDIRECT_URI)
         self.stack = DevStack(
             parameters={

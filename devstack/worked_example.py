@@ -83,7 +83,9 @@ def pixel_in(email: SinkMessage) -> str | None:
 
 
 @dataclass
-class _Play:
+class Play:
+    """A scenario being played: its steps recorded and said as they happen (also the campaign's)."""
+
     system: LocalSystem
     say: Callable[[str], None]
     steps: list[Step]
@@ -117,7 +119,7 @@ class _Play:
             return None
 
 
-def _mailbox(play: _Play, token: str) -> bool:
+def _mailbox(play: Play, token: str) -> bool:
     system = play.system
     imap = (
         {"imap_host": system.imap.host, "imap_port": system.imap.port, "imap_security": "none"}
@@ -156,7 +158,7 @@ def _mailbox(play: _Play, token: str) -> bool:
     return ok
 
 
-def _set_up_widget(play: _Play, admin: str) -> dict[str, Any] | None:
+def _set_up_widget(play: Play, admin: str) -> dict[str, Any] | None:
     """The manual's example: four triggers, the one-time link, the two templates."""
     made: dict[str, Any] = {}
 
@@ -227,7 +229,7 @@ def _set_up_widget(play: _Play, admin: str) -> dict[str, Any] | None:
     return made
 
 
-def _stage_post(play: _Play, made: dict[str, Any], lead_id: int) -> tuple[int, dict[str, Any]]:
+def _stage_post(play: Play, made: dict[str, Any], lead_id: int) -> tuple[int, dict[str, Any]]:
     return post_stage_change(
         play.api,
         account_id=seed.ACCOUNT_ID,
@@ -242,7 +244,7 @@ def _stage_post(play: _Play, made: dict[str, Any], lead_id: int) -> tuple[int, d
 
 def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> list[Step]:
     """Play the set-up and the seven steps; each says whether it happened."""
-    play = _Play(system, say, [])
+    play = Play(system, say, [])
     manager, admin = system.widget_token(), system.widget_token(user_id=seed.ADMIN_USER_ID)
     kommo = system.kommo
     say("Worked example: from a stage change in Kommo to every trigger of the offer email")
@@ -378,7 +380,7 @@ def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> lis
     return play.steps
 
 
-def _print_kommo(play: _Play) -> None:
+def _print_kommo(play: Play) -> None:
     kommo = play.system.kommo
     names = {s["id"]: s["name"] for p in kommo.state()["pipelines"] for s in p["_embedded"]["statuses"]}
     play.say("\nWhat the stand-in Kommo now holds:")

@@ -481,3 +481,53 @@ def demo_seed() -> Seed:
         contacts=contacts,
         companies=[company],
     )
+
+
+# The local stack's campaign (devstack/campaign_demo.py): leads at «Negotiation», where the
+# demo seed has none, each with a contact of its own, except one that shares the first lead's
+# contact (a duplicate address) and one whose contact has no address.
+CAMPAIGN_STAGE = STATUS_NEGOTIATION
+CAMPAIGN_LEADS = 30
+FIRST_CAMPAIGN_LEAD = 24200001
+FIRST_CAMPAIGN_CONTACT = 25200001
+_CAMPAIGN_NAMES = (
+    "Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Felix", "Greta", "Hugo", "Irina", "Jonas",
+)  # fmt: skip
+
+
+def campaign_address(n: int) -> str:
+    return f"client{n:02d}@example.org"
+
+
+def campaign_seed() -> Seed:
+    """The demo seed plus `CAMPAIGN_LEADS` leads at `CAMPAIGN_STAGE` for the local campaign.
+
+    Leads 0 … N-3 have a contact each with one address (`campaign_address(n)`); lead N-2's
+    main contact is lead 0's (so its address comes twice); lead N-1's contact has no address.
+    """
+    data = demo_seed()
+    john = next(c for c in data.contacts if c["id"] == CONTACT_JOHN)
+    email_field = next(f for f in john["custom_fields_values"] if f["field_code"] == "EMAIL")
+    last = CAMPAIGN_LEADS - 1
+    for n in range(CAMPAIGN_LEADS):
+        contact_id = FIRST_CAMPAIGN_CONTACT + n
+        first = _CAMPAIGN_NAMES[n % len(_CAMPAIGN_NAMES)]
+        address = {**email_field["values"][0], "value": campaign_address(n)}
+        fields = [] if n == last else [{**email_field, "values": [address]}]
+        if n != last - 1:
+            data.contacts.append(
+                _contact(contact_id, first, f"Client {n:02d}", fields=fields, company_id=None)
+            )
+        main = FIRST_CAMPAIGN_CONTACT if n == last - 1 else contact_id
+        data.leads.append(
+            _lead(
+                FIRST_CAMPAIGN_LEAD + n,
+                f"Spring order {n:02d}",
+                price=1000 + 100 * n,
+                status_id=CAMPAIGN_STAGE,
+                contacts=[(main, True)],
+                company_id=None,
+                fields=None,
+            )
+        )
+    return data
