@@ -30,11 +30,15 @@ class SendJob:
     # The addresses the message goes to (settled at compose): the worker checks a whole batch's
     # against the suppression list in one read before it sends the first.
     recipients: tuple[str, ...] = ()
+    # "{reason}@{epoch}" when the job came back from waiting for its mailbox (the send worker):
+    # the message already says so, and the same wait again needs no write.
+    waiting: str | None = None
 
     def to_body(self) -> str:
         body = asdict(self)
-        if body["entity"] is None:
-            del body["entity"]
+        for optional in ("entity", "waiting"):
+            if body[optional] is None:
+                del body[optional]
         if body["recipients"]:
             body["recipients"] = list(body["recipients"])
         else:
@@ -62,6 +66,7 @@ class SendJob:
                 lane=lane,
                 entity=str(data["entity"]) if data.get("entity") else None,
                 recipients=tuple(str(a) for a in data.get("recipients") or ()),
+                waiting=str(data["waiting"]) if data.get("waiting") else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a send job: {exc}") from exc
