@@ -110,8 +110,8 @@ _turns_lock = threading.Lock()
 
 
 # A rate token is asked for a moment ahead of its use: three times what a token request
-# takes in this container lately, at least MIN_LEAD_SECONDS, at most a quarter of the interval
-# (a slow mailbox's emails wait for their turn anyway, so the lead costs them nothing). It is
+# takes in this container lately, at least MIN_LEAD_SECONDS, at most half the interval (a
+# slow mailbox's emails wait for their turn anyway, so the lead costs them nothing). It is
 # used no later than LATE_TOLERANCE_SECONDS after its moment, else given back.
 MIN_LEAD_SECONDS = 0.05
 LATE_TOLERANCE_SECONDS = 0.01
@@ -122,7 +122,7 @@ def lead_seconds(paced: float) -> float:
     """How far ahead of its use a token of a bucket paced at `paced` per second is asked for."""
     with _turns_lock:
         typical = _token_request_seconds[0]
-    return min(max(MIN_LEAD_SECONDS, 3.0 * typical), 0.25 / paced)
+    return min(max(MIN_LEAD_SECONDS, 3.0 * typical), 0.5 / paced)
 
 
 def _note_token_request(seconds: float) -> None:
@@ -197,6 +197,7 @@ class SendWorker:
     close_pool: bool = True
     take_token: Callable[..., rate_buckets.RateDecision] = rate_buckets.take
     give_back_token: Callable[..., None] = rate_buckets.give_back
+    move_token_later: Callable[..., bool] = rate_buckets.move_later
     # Downloads attachments by link (the SSRF guard); tests inject one that may reach 127.0.0.1.
     fetcher: web_fetch.Fetcher = field(default_factory=web_fetch.Fetcher)
     # Files each sent email into its mailbox's Sent folder over IMAP (sessions kept for the batch).
@@ -325,6 +326,7 @@ class SendWorker:
             close_pool=False,
             take_token=self.take_token,
             give_back_token=self.give_back_token,
+            move_token_later=self.move_token_later,
             fetcher=self.fetcher,
             kommo=self.kommo,
             time_left=self.time_left,
@@ -562,18 +564,34 @@ class SendWorker:
             answered = self.clock.timestamp()
             _note_token_request(answered - asked)
             if decision.allowed:
-                if answered - at <= LATE_TOLERANCE_SECONDS:
-                    self.clock.sleep(at - answered)
+                self.clock.sleep(at - answered)
+                late = self.clock.timestamp() - at  # a slow answer, or a sleep that overslept
+                if late <= LATE_TOLERANCE_SECONDS:
                     _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
                     return None
-                logger.info("rate token came back too late; given back", extra={"late": answered - at})
-                self._give_back(key, at, rate)
                 lead = lead_seconds(rate)
-                turn = rate_buckets.NextTurn(answered + lead)
+                later = self.clock.timestamp() + lead
+                if self._move_later(key, at, later, rate):  # nobody took the next one yet
+                    logger.info("rate token too late to use; moved later", extra={"late": late})
+                    at, answered = later, self.clock.timestamp()
+                    self.clock.sleep(at - answered)
+                    if self.clock.timestamp() - at <= LATE_TOLERANCE_SECONDS:
+                        _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+                        return None
+                logger.info("rate token too late to use; given back", extra={"late": late})
+                self._give_back(key, at, rate)
+                turn = rate_buckets.NextTurn(self.clock.timestamp() + lead)
                 continue
             turn = rate_buckets.NextTurn(at + decision.retry_after, decision.reason or "rate")
             _remember(key, turn, cap)
         return self._wait_later(job, mailbox, turn, claimed=ready.message)
+
+    def _move_later(self, key: str, at: float, to: float, rate: float) -> bool:
+        try:
+            return self.move_token_later(key, at=at, to=to, rate_per_second=rate)
+        except Exception:
+            logger.warning("could not move a rate token later", exc_info=True)
+            return False
 
     def _give_back(self, key: str, at: float, rate: float) -> None:
         try:

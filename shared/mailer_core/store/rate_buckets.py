@@ -225,3 +225,27 @@ def give_back(bucket_key: str, *, at: float, rate_per_second: float) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
+
+
+def move_later(bucket_key: str, *, at: float, to: float, rate_per_second: float) -> bool:
+    """Move a token granted for the moment `at` (and not used) to the later moment `to`, when
+    nobody took a token after it meanwhile: one conditional UpdateItem, the day's count
+    unchanged. False when someone did (then `give_back` it and take another)."""
+    interval = 1.0 / rate_per_second
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=get_settings().rate_limits_table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="SET #tat = :new",
+            ConditionExpression="#tat = :mine",
+            ExpressionAttributeNames={"#tat": "tat"},
+            ExpressionAttributeValues={
+                ":new": {"N": repr(to + interval)},
+                ":mine": {"N": repr(at + interval)},
+            },
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True

@@ -351,11 +351,49 @@ def test_a_refused_login_tells_the_campaign_and_fails_its_email(
     assert message_id == campaign_email and reason.startswith("auth")
 
 
-def test_a_token_that_comes_back_too_late_is_given_back_and_the_next_one_used(
+def slow_first_take(clock: FakeClock, asked: list[float]) -> Callable[..., rate_buckets.RateDecision]:
+    """Takes tokens for real, but the first answer comes 0.3 s later: its moment has passed."""
+
+    def take(*args: Any, **kwargs: Any) -> rate_buckets.RateDecision:
+        decision = rate_buckets.take(*args, **kwargs)
+        asked.append(kwargs["now"])
+        if len(asked) == 1:
+            clock.advance(0.3)
+        return decision
+
+    return take
+
+
+def test_a_token_that_comes_back_too_late_is_moved_later_and_used_then(
     user: ApiClient, aws_stack: StackResources, timed: tuple[SmtpTestServer, TimedHandler]
 ) -> None:
-    # GIVEN a mailbox with a daily cap of one, whose first token request is slow (0.3 s: the
-    # token's moment passes before it is known)
+    # GIVEN a mailbox whose first token request is slow (its moment passes before it is known)
+    server, handler = timed
+    mailbox = add_mailbox(user, server, "late@example.com", rate_per_second=1)
+    compose_bulk(user, mailbox, 1)
+    clock = FakeClock()
+    handler.clock = clock
+    asked: list[float] = []
+
+    # WHEN the worker sends its email
+    with SendWorker(clock=clock, take_token=slow_first_take(clock, asked)) as worker:
+        assert worker.process_batch(bulk_bodies(aws_stack)) == ["sent"]
+
+    # THEN the token was not used at its passed moment but moved to a later one (nobody had
+    # taken the next), where the email reached the server
+    [moment] = asked
+    [(_, arrived)] = handler.arrivals
+    assert arrived > moment + 0.3
+    assert not rate_buckets.take(
+        f"mailbox#{ACCOUNT}#{mailbox}", rate_per_second=paced_rate(1), daily_cap=10, now=arrived + 0.5
+    ).allowed  # the bucket counts from the moment used
+
+
+def test_a_late_token_that_cannot_move_is_given_back_and_the_next_one_used(
+    user: ApiClient, aws_stack: StackResources, timed: tuple[SmtpTestServer, TimedHandler]
+) -> None:
+    # GIVEN a mailbox with a daily cap of one whose first token comes back too late, when
+    # someone has already taken the next (it cannot be moved)
     server, handler = timed
     mailbox = add_mailbox(user, server, "late@example.com", rate_per_second=1, daily_cap=1)
     compose_bulk(user, mailbox, 1)
@@ -363,19 +401,14 @@ def test_a_token_that_comes_back_too_late_is_given_back_and_the_next_one_used(
     handler.clock = clock
     asked: list[float] = []
 
-    def slow_first(*args: Any, **kwargs: Any) -> rate_buckets.RateDecision:
-        decision = rate_buckets.take(*args, **kwargs)
-        asked.append(kwargs["now"])
-        if len(asked) == 1:
-            clock.advance(0.3)
-        return decision
-
     # WHEN the worker sends its email
-    with SendWorker(clock=clock, take_token=slow_first) as worker:
+    with SendWorker(
+        clock=clock, take_token=slow_first_take(clock, asked), move_token_later=lambda *a, **k: False
+    ) as worker:
         assert worker.process_batch(bulk_bodies(aws_stack)) == ["sent"]
 
-    # THEN the late token was not used but given back (the day's one email still went out),
-    # and the email reached the server at the moment of the token it used
+    # THEN the late token was given back (the day's one email still went out) and the email
+    # reached the server at the moment of the token it used
     assert len(asked) == 2
     [(_, arrived)] = handler.arrivals
     assert arrived == pytest.approx(asked[1], abs=1e-6)

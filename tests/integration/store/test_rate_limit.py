@@ -142,3 +142,14 @@ def test_a_token_given_back_after_a_later_one_was_taken_frees_only_its_place_in_
     # THEN the later token's slot stays taken, and the day has room for one more
     assert not rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW + 1.5).allowed
     assert rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW + 2.0).allowed
+
+
+def test_a_token_moves_later_only_while_nobody_took_the_next() -> None:
+    # GIVEN a token taken for NOW
+    assert rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    # WHEN it moves to NOW + 0.3 (nobody took the next)
+    assert rate_buckets.move_later("mb-11", at=NOW, to=NOW + 0.3, rate_per_second=1)
+    # THEN the next turn is a second after the new moment, and a second move of the old one fails
+    assert not rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.2).allowed
+    assert rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.3).allowed
+    assert not rate_buckets.move_later("mb-11", at=NOW, to=NOW + 0.5, rate_per_second=1)
