@@ -35,11 +35,12 @@ The guarantee, exactly:
 6. Rates, mailbox by mailbox (`process_batch`): a batch's jobs are grouped by mailbox, and
    each mailbox's are worked in order in a lane of its own (a thread, with its own look-ahead
    and records), side by side with the other mailboxes', so an email waits for its own
-   mailbox only. A job waits for its turn at most `max_rate_wait_seconds` (2 s) from when its
-   batch arrived; a turn further off sends it back to its queue with a delay instead of
-   sleeping: before the claim when what the container learnt of the bucket (or one read of
-   it, once per mailbox and container) already says so, else at the token, giving the claim
-   back (`queued` again, the attempt not counted). Either way the message notes why (the
+   mailbox only. Before its claim, a job whose turn is more than `max_rate_wait_seconds`
+   (2 s) after its batch arrived goes back to its queue with a delay instead of sleeping
+   (what the container learnt of the bucket, or one read of it once per mailbox and
+   container, says so); once claimed and built, it waits at most that long from its
+   hand-over, and a longer wait gives the claim back (`queued` again, the attempt not
+   counted) and re-queues it. Either way the message notes why (the
    rate, the daily cap, a provider's hold) and when it is tried next (`waiting_reason`,
    `waiting_until`), one write per re-queue and none when its job already carried the same
    wait. The token is taken right before the envelope, on a session already logged in, and
@@ -550,12 +551,15 @@ class SendWorker:
         key, cap = bucket_key(job.account_id, mailbox.mailbox_id), int(mailbox.daily_cap)
         rate = paced_rate(float(mailbox.rate_per_second))
         lead = lead_seconds(rate)
-        received, max_wait = self._received_at(job), get_settings().max_rate_wait_seconds
+        max_wait = get_settings().max_rate_wait_seconds
         # Not before this container's last hand-over of the mailbox plus one interval: a token
         # the bucket would refuse anyway costs no request.
         turn = rate_buckets.NextTurn(max(_last_handover(key) + 1.0 / rate, self.clock.timestamp() + lead))
         for _ in range(8):
-            if turn.at - received > max_wait:
+            # Claimed and built, it waits up to max_wait from now: a slow preparation (the
+            # batch's reads, a login) must not cost it its claim; the lane's later jobs were
+            # held to the batch's arrival before their claims (`_turn_far_off`).
+            if turn.at - self.clock.timestamp() > max_wait:
                 break
             self.clock.sleep(turn.at - lead - self.clock.timestamp())
             asked = self.clock.timestamp()
