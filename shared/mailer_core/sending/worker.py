@@ -111,10 +111,12 @@ _turns_lock = threading.Lock()
 
 
 # A rate token is asked for a moment ahead of its use: three times what a token request
-# takes in this container lately, at least MIN_LEAD_SECONDS, at most half the interval (a
-# slow mailbox's emails wait for their turn anyway, so the lead costs them nothing). It is
-# used no later than LATE_TOLERANCE_SECONDS after its moment, else given back.
+# takes in this container lately, between MIN_LEAD_SECONDS and MAX_LEAD_SECONDS (a slow
+# mailbox's emails wait for their turn anyway; a fast one's lane pays the lead per email,
+# which beats tokens that come back too late to use). It is used no later than
+# LATE_TOLERANCE_SECONDS after its moment, else moved later or given back.
 MIN_LEAD_SECONDS = 0.05
+MAX_LEAD_SECONDS = 0.5
 LATE_TOLERANCE_SECONDS = 0.01
 _token_request_seconds = [0.0]  # this container's recent token requests, smoothed
 
@@ -123,7 +125,7 @@ def lead_seconds(paced: float) -> float:
     """How far ahead of its use a token of a bucket paced at `paced` per second is asked for."""
     with _turns_lock:
         typical = _token_request_seconds[0]
-    return min(max(MIN_LEAD_SECONDS, 3.0 * typical), 0.5 / paced)
+    return min(max(MIN_LEAD_SECONDS, 3.0 * typical), MAX_LEAD_SECONDS)
 
 
 def _note_token_request(seconds: float) -> None:
