@@ -1,6 +1,6 @@
 """The benchmark's servers, each run in its own process so the CPU they burn is not ours.
 
-    python bench/servers.py moto
+    python bench/servers.py moto [--serial-dynamodb]
     python bench/servers.py smtp --delay-ms 100 --login L --password P
 
 Each binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it accepts connections,
@@ -10,19 +10,25 @@ SIGINT is ignored: on Ctrl-C the benchmark itself stops its servers.
 The SMTP server requires AUTH (one fixed login and password, allowed without TLS), answers
 every command at once except the end of DATA, which it answers after the delay: the time a
 real provider takes to accept a message. On stdin it takes the commands `stats` (answers
-`STATS <messages> <distinct Message-IDs> <bytes> <connections>`) and `reset`.
+`STATS <messages> <distinct Message-IDs> <bytes> <connections>`), `arrivals` (answers
+`ARRIVALS <JSON list of [sender, epoch seconds]>`: each message's envelope sender and when its
+data was in, before the delay) and `reset`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import re
 import signal
 import sys
 import threading
+import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
@@ -33,10 +39,21 @@ def _announce(port: int) -> None:
     sys.stdout.flush()
 
 
-def serve_moto() -> None:
+def serve_moto(serial_dynamodb: bool = False) -> None:
+    """moto in server mode; with `serial_dynamodb`, DynamoDB requests one at a time, as the local
+    stack serves them (devstack/moto_server.py): moto applies concurrent conditional writes
+    without a lock, so two concurrent workers could both take one rate token."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if serial_dynamodb:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from devstack.moto_server import start_moto_server
+
+        running = start_moto_server()
+        _announce(int(running.endpoint.rsplit(":", 1)[1]))
+        sys.stdin.read()
+        os._exit(0)  # its server thread holds requests still open; nothing of it needs keeping
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _announce(server.get_host_and_port()[1])
@@ -55,6 +72,7 @@ class _Stats:
             self.bytes = 0
             self.connections = 0
             self.ids: set[bytes] = set()
+            self.arrivals: list[tuple[str, float]] = []
 
     def line(self) -> str:
         with self.lock:
@@ -70,6 +88,9 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
 
     class SlowHandler:
         async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+            arrived = time.time()
+            with stats.lock:
+                stats.arrivals.append((str(envelope.mail_from), arrived))
             await asyncio.sleep(delay)
             content = bytes(envelope.original_content or envelope.content or b"")
             found = _MESSAGE_ID.search(content.split(b"\r\n\r\n", 1)[0])
@@ -109,6 +130,11 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
             if command == "stats":
                 sys.stdout.write(stats.line() + "\n")
                 sys.stdout.flush()
+            elif command == "arrivals":
+                with stats.lock:
+                    arrivals = list(stats.arrivals)
+                sys.stdout.write("ARRIVALS " + json.dumps(arrivals) + "\n")
+                sys.stdout.flush()
             elif command == "reset":
                 stats.reset()
                 sys.stdout.write("OK\n")
@@ -129,14 +155,15 @@ def main() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # connections still open at exit
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="server", required=True)
-    sub.add_parser("moto")
+    moto = sub.add_parser("moto")
+    moto.add_argument("--serial-dynamodb", action="store_true", help="DynamoDB one request at a time")
     smtp = sub.add_parser("smtp")
     smtp.add_argument("--delay-ms", type=float, default=100.0)
     smtp.add_argument("--login", required=True)
     smtp.add_argument("--password", required=True)
     args = parser.parse_args()
     if args.server == "moto":
-        serve_moto()
+        serve_moto(args.serial_dynamodb)
     else:
         serve_smtp(args.delay_ms, args.login, args.password)
 

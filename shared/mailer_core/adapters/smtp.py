@@ -387,6 +387,16 @@ class SmtpPool:
         self._drop(key)
         return None
 
+    def connect(self, key: str, settings: SmtpSettings) -> None:
+        """Have the mailbox's session open and logged in now, so that a `send` right after
+        starts with the envelope (the send worker takes its rate token in between).
+
+        Raises SmtpFailure as `send` would when the connection or the login fails."""
+        if self._usable(key, settings) is None:
+            self._open(key, settings)
+        else:  # known alive now: `send` need not ask again
+            self._last_used[key] = self._monotonic()
+
     def send(
         self,
         key: str,

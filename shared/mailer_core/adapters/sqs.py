@@ -34,10 +34,13 @@ class SendJob:
     # the S3 key of the CRM data its package read (rendered without reading Kommo again).
     campaign: str | None = None
     snapshot: str | None = None
+    # "{reason}@{epoch}" when the job came back from waiting for its mailbox (the send worker):
+    # the message already says so, and the same wait again needs no write.
+    waiting: str | None = None
 
     def to_body(self) -> str:
         body = asdict(self)
-        for optional in ("entity", "campaign", "snapshot"):
+        for optional in ("entity", "campaign", "snapshot", "waiting"):
             if body[optional] is None:
                 del body[optional]
         if body["recipients"]:
@@ -69,6 +72,7 @@ class SendJob:
                 recipients=tuple(str(a) for a in data.get("recipients") or ()),
                 campaign=str(data["campaign"]) if data.get("campaign") else None,
                 snapshot=str(data["snapshot"]) if data.get("snapshot") else None,
+                waiting=str(data["waiting"]) if data.get("waiting") else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a send job: {exc}") from exc

@@ -76,6 +76,22 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
         metrics.count(metric, int(message.account_id), message.mailbox_id)
 
 
+def on_mailbox_login_refused(message: MessageModel, reason: str) -> None:
+    """A campaign's email failed because its mailbox's SMTP login was refused (the mailbox is
+    red now): the campaign should stop sending from it. Called by the send worker for a bulk
+    message with a `campaign_id`, once per failed email (the "failed" transition that made it
+    true); the campaign's own step must be idempotent. For now it only logs."""
+    logger.warning(
+        "campaign email failed: the mailbox's login was refused",
+        extra={
+            **_logged("mailbox_login_refused", message.account_id, message.message_id),
+            "campaign_id": message.campaign_id,
+            "mailbox_id": message.mailbox_id,
+            "reason": reason,
+        },
+    )
+
+
 def on_message_replied(message: MessageModel, when: datetime) -> None:
     """The recipient answered (the first reply, recorded once): its "replied" triggers run and
     its not-opened timer is deleted. Called from the bounce poller, which reads the inbox."""

@@ -6,9 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 from mailer_core.files import attachments
+from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import MessageModel, event_triggers
 from mailer_core.tracking import counters_view as tracking
+
+
+def waiting_view(message: MessageModel) -> dict[str, Any] | None:
+    """Why a queued email is held back and when it is tried next (the send worker noted it when
+    its mailbox's rate, daily cap or a provider's hold sent its job back to the queue)."""
+    if message.status not in (state.QUEUED, state.SCHEDULED) or not message.waiting_reason:
+        return None
+    reason = str(message.waiting_reason)
+    return {
+        "reason": reason,
+        "detail": state.WAITING_WORDS.get(reason, reason),
+        "next_try_at": message.waiting_until.isoformat() if message.waiting_until else None,
+    }
 
 
 def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, Any]:
@@ -32,6 +46,7 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
         "send_at": message.send_at.isoformat() if message.send_at else None,
         "attempts": int(message.attempts or 0),
         "last_error": message.last_error,
+        "waiting": waiting_view(message),
         "created_at": message.created_at.isoformat(),
         "updated_at": message.updated_at.isoformat(),
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,

@@ -7,10 +7,11 @@ job or a second worker changes nothing twice; "sent" and "failed" are announced 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import sqs
 from mailer_core.adapters.smtp import SmtpFailure
@@ -22,6 +23,7 @@ from mailer_core.events import campaign_state, message_events
 from mailer_core.files.attachments import AttachmentFailure
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.store import message_state as state
+from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MailboxModel, MessageModel
 
 Outcome = Literal[
@@ -62,7 +64,12 @@ def claim(job: sqs.SendJob, clock: Clock) -> MessageModel | Outcome:
         event="sending",
         allowed_from=(state.QUEUED, state.SCHEDULED),
         condition=due,
-        extra=[MessageModel.attempts.add(1), MessageModel.claim_expires_at.set(now + CLAIM_LEASE)],
+        extra=[
+            MessageModel.attempts.add(1),
+            MessageModel.claim_expires_at.set(now + CLAIM_LEASE),
+            MessageModel.waiting_reason.remove(),
+            MessageModel.waiting_until.remove(),
+        ],
     )
     if claimed:
         return message
@@ -110,13 +117,71 @@ def failed_for_refused_login(message: MessageModel, mailbox: MailboxModel, clock
     again only counts failed logins against the account."""
     refused = mailbox_check.refused_login_reason(mailbox)
     if refused:
-        fail(
-            message,
-            f"auth: {refused}; check the mailbox, then send again",
-            from_=(state.SENDING,),
-            clock=clock,
-        )
+        reason = f"auth: {refused}; check the mailbox, then send again"
+        if fail(message, reason, from_=(state.SENDING,), clock=clock):
+            _login_refused(message, reason)
     return bool(refused)
+
+
+def after_refused_login(
+    job: sqs.SendJob, message: MessageModel, failure: SmtpFailure, clock: Clock
+) -> Outcome:
+    """The server refused the mailbox's login (5xx) while this email was being handed over: it
+    fails with the server's words (the caller has turned the mailbox red)."""
+    reason = f"{failure.kind}: {failure}"
+    if fail(message, reason, from_=(state.SENDING,), clock=clock):
+        _login_refused(message, reason)
+    return "failed"
+
+
+def _login_refused(message: MessageModel, reason: str) -> None:
+    """A campaign's email failed on a refused login: the campaign hears of it (once per email)."""
+    if message.lane == "bulk" and message.campaign_id:
+        try:
+            message_events.on_mailbox_login_refused(message, reason)
+        except Exception:  # the failure is recorded; the campaign's own checks catch up
+            logger.exception("on_mailbox_login_refused failed")
+
+
+def wait(
+    job: sqs.SendJob, reason: str, next_try: datetime, clock: Clock, *, claimed: MessageModel | None = None
+) -> Outcome:
+    """Not sent now (the mailbox's rate, daily cap or a hold): the message says why and when it
+    is tried next, and its job goes back to the queue with a delay (at most SQS's 15 minutes,
+    then it looks again). One write per re-queue, none when the job already carried the same
+    wait (a daily cap re-checked every 15 minutes); `claimed`: a message this worker holds,
+    given back to `queued` in the same write."""
+    now = clock.now()
+    delay = max(1, min(math.ceil((next_try - now).total_seconds()), sqs.MAX_DELAY_SECONDS))
+    mark = f"{reason}@{int(next_try.timestamp())}"
+    notes = [MessageModel.waiting_reason.set(reason), MessageModel.waiting_until.set(next_try)]
+    if claimed is not None:
+        given_back = state.transition(
+            claimed,
+            to=state.QUEUED,
+            when=now,
+            event="waiting",
+            detail=f"{state.WAITING_WORDS.get(reason, reason)}; next try at {next_try:%Y-%m-%d %H:%M:%S} UTC",
+            allowed_from=(state.SENDING,),
+            # waiting for a turn is no attempt: the attempts bound the retries of failures
+            extra=[MessageModel.claim_expires_at.remove(), MessageModel.attempts.add(-1), *notes],
+            refresh=False,
+        )
+        if not given_back:
+            return "skipped"
+    elif job.waiting != mark:
+        try:
+            MessageModel(job.account_id, job.message_id).update(
+                actions=[*notes, MessageModel.updated_at.set(now)],
+                condition=state.in_status(state.QUEUED, state.SCHEDULED),
+            )
+        except UpdateError as error:
+            if not is_condition_failure(error):
+                raise
+            return "skipped"  # sent, failed or canceled meanwhile, or another worker holds it
+    sqs.enqueue_send(replace(job, waiting=mark), delay_seconds=delay)
+    logger.info("waiting for the mailbox; re-queued", extra={"reason": reason, "delay": delay})
+    return "deferred"
 
 
 def record_sent(message: MessageModel, detail: str, when: datetime, subject: str = "") -> None:
@@ -167,7 +232,7 @@ def after_failure(
     return "failed"
 
 
-def fail(message: MessageModel, reason: str, *, from_: tuple[str, ...], clock: Clock) -> None:
+def fail(message: MessageModel, reason: str, *, from_: tuple[str, ...], clock: Clock) -> bool:
     failed = state.transition(
         message,
         to=state.FAILED,
@@ -180,6 +245,7 @@ def fail(message: MessageModel, reason: str, *, from_: tuple[str, ...], clock: C
     logger.warning("message failed", extra={"reason": reason})
     if failed:
         message_events.on_message_failed(message, reason)
+    return failed
 
 
 def cancel(

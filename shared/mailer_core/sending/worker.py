@@ -5,40 +5,60 @@ The guarantee, exactly:
 1. A message is handed to SMTP only by the worker that moved it from queued/scheduled to
    `sending` with a conditional write (the claim). SQS redeliveries, Lambda retries and
    concurrent workers lose the claim and do nothing, so they never send it twice.
-2. The claim is one conditional UpdateItem that also returns the message, taken after the
-   rate token; then the worker renders it (fresh CRM data), loads attachments, writes the
-   MIME message, drops suppressed recipients and hands it to SMTP. Any failure before the
-   hand-over (a render error, a download, SMTP connect/login) releases the claim or records
-   the failure; nothing is left in `sending`. The "sent" record and the Sent-folder copy are
-   written in the background while the next email goes out, and `close` waits for them.
+2. The claim is one conditional UpdateItem that also returns the message, taken once the
+   mailbox's next turn is known to be near (point 6); then the worker renders it (fresh CRM
+   data), loads attachments, writes the MIME message, drops suppressed recipients, opens the
+   mailbox's SMTP session (connect, login) and only then takes the rate token, right before
+   the envelope goes out. Any failure before the hand-over (a render error, a download, SMTP
+   connect/login) releases the claim or records the failure; a token not granted in time
+   gives the claim back (point 6); nothing is left in `sending`. The "sent" record and the
+   Sent-folder copy are written in the background while the next email goes out, and
+   `close` waits for them.
 3. SMTP 4xx replies and connection errors put the message back to `queued` and re-queue it
    with backoff (30 s, 60 s, 120 s … capped at 15 min) until `max_send_attempts`; 5xx and
    authentication failures fail it at once, keeping the server's words.
 4. If the worker dies after the claim and before the result is recorded (a crash or timeout,
-   most likely inside the SMTP transaction, but possibly while rendering), the message stays
-   `sending` until its claim lease runs out. The next delivery of its job then marks it
-   `failed` with the reason "interrupted during SMTP", and does NOT send it again, because the
-   server may have accepted it: Mailer prefers a visible failure the user can resend over a silent duplicate.
+   most likely inside the SMTP transaction, but possibly while rendering or waiting for its
+   token), the message stays `sending` until its claim lease runs out. The next delivery of
+   its job then marks it `failed` with the reason "interrupted during SMTP", and does NOT
+   send it again, because the server may have accepted it: Mailer prefers a visible failure
+   the user can resend over a silent duplicate.
 5. Within a batch the worker looks ahead by one email: once an email's data is out and the
    worker waits for the server's answer (the longest part of a send: providers take 100 ms or
-   more), the next email of the batch is prepared (token, claim, render, MIME) in the
+   more), the next email of the batch is prepared (claim, render, MIME) in the
    background, so the connection carries emails back to back. So a worker that dies during
    that wait leaves two emails `sending`: the one the server was answering and the one
    prepared behind it (most likely not sent); point 4 marks both interrupted, never sends
    either twice. The look-ahead is not started with less than `LOOK_AHEAD_MIN_SECONDS_LEFT`
    of the invocation left, so a Lambda timeout does not leave a prepared email behind; one
    prepared but not delivered (the invocation ends first) has its claim released.
+6. Rates, mailbox by mailbox (`process_batch`): a batch's jobs are grouped by mailbox, and
+   each mailbox's are worked in order in a lane of its own (a thread, with its own look-ahead
+   and records), side by side with the other mailboxes', so an email waits for its own
+   mailbox only. Before its claim, a job whose turn is more than `max_rate_wait_seconds`
+   (2 s) after its batch arrived goes back to its queue with a delay instead of sleeping
+   (what the container learnt of the bucket, or one read of it once per mailbox and
+   container, says so); once claimed and built, it waits at most that long from its
+   hand-over, and a longer wait gives the claim back (`queued` again, the attempt not
+   counted) and re-queues it. Either way the message notes why (the
+   rate, the daily cap, a provider's hold) and when it is tried next (`waiting_reason`,
+   `waiting_until`), one write per re-queue and none when its job already carried the same
+   wait. The token is taken right before the envelope, on a session already logged in, and
+   the bucket is paced `PACING_MARGIN` (3 %) under the mailbox's rate, and one container's
+   emails of a mailbox one interval apart at least from its last hand-over, so no second at
+   the server ever holds more than the rate.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -78,6 +98,77 @@ from mailer_core.tracking import unsubscribe
 LOOK_AHEAD_MIN_SECONDS_LEFT = 40.0
 
 
+# Each mailbox is paced this fraction under its rate: a second's tokens span 1.03 s, so that
+# the milliseconds between a token's moment and the server's receipt (the envelope's round
+# trips, a token up to LATE_TOLERANCE_SECONDS late) never put more than the rate into any one
+# second at the server.
+PACING_MARGIN = 0.03
+
+# What this container last learnt of each rate bucket (key -> the next turn and the daily cap
+# it was learnt under): a job whose turn is far off goes back to wait without a request.
+# Tokens only ever move a bucket's turn later, so a stale entry errs early and the token
+# taken at the hand-over has the last word.
+_turns: dict[str, tuple[rate_buckets.NextTurn, int]] = {}
+_handovers: dict[str, float] = {}
+_turns_lock = threading.Lock()
+
+
+# A rate token is asked for a moment ahead of its use: three times what a token request
+# takes in this container lately, between MIN_LEAD_SECONDS and MAX_LEAD_SECONDS (a slow
+# mailbox's emails wait for their turn anyway; a fast one's lane pays the lead per email,
+# which beats tokens that come back too late to use). It is used no later than
+# LATE_TOLERANCE_SECONDS after its moment, else moved later or given back.
+MIN_LEAD_SECONDS = 0.05
+MAX_LEAD_SECONDS = 0.5
+LATE_TOLERANCE_SECONDS = 0.01
+_token_request_seconds = [0.0]  # this container's recent token requests, smoothed
+
+
+def lead_seconds(paced: float) -> float:
+    """How far ahead of its use a token of a bucket paced at `paced` per second is asked for."""
+    with _turns_lock:
+        typical = _token_request_seconds[0]
+    return min(max(MIN_LEAD_SECONDS, 3.0 * typical), MAX_LEAD_SECONDS)
+
+
+def _note_token_request(seconds: float) -> None:
+    with _turns_lock:
+        _token_request_seconds[0] = 0.8 * _token_request_seconds[0] + 0.2 * max(0.0, seconds)
+
+
+def bucket_key(account_id: int, mailbox_id: str) -> str:
+    """The rate bucket of a mailbox (shared by both lanes and every worker)."""
+    return f"mailbox#{account_id}#{mailbox_id}"
+
+
+def paced_rate(rate_per_second: float) -> float:
+    """The rate the bucket is paced at: a little under the mailbox's (`PACING_MARGIN`)."""
+    return rate_per_second / (1.0 + PACING_MARGIN)
+
+
+def _known_turn(key: str, daily_cap: int) -> rate_buckets.NextTurn | None:
+    with _turns_lock:
+        known = _turns.get(key)
+    if known is None or (known[0].reason == "daily_cap" and known[1] != daily_cap):
+        return None  # a changed cap: what was learnt under the old one says nothing
+    return known[0]
+
+
+def _remember(
+    key: str, turn: rate_buckets.NextTurn, daily_cap: int, *, handed_over: float | None = None
+) -> None:
+    with _turns_lock:
+        _turns[key] = (turn, daily_cap)
+        if handed_over is not None:
+            _handovers[key] = handed_over
+
+
+def _last_handover(key: str) -> float:
+    """When this container last handed an email of the bucket to SMTP (epoch seconds)."""
+    with _turns_lock:
+        return _handovers.get(key, float("-inf"))
+
+
 _MAILBOX_CACHE_SECONDS = 60.0
 # Mailboxes with their decrypted SMTP settings, shared by the batches a warm container
 # handles: a changed mailbox is seen within a minute.
@@ -111,6 +202,8 @@ class SendWorker:
     # False when the pool belongs to the caller (the handler keeps one per container).
     close_pool: bool = True
     take_token: Callable[..., rate_buckets.RateDecision] = rate_buckets.take
+    give_back_token: Callable[..., None] = rate_buckets.give_back
+    move_token_later: Callable[..., bool] = rate_buckets.move_later
     # Downloads attachments by link (the SSRF guard); tests inject one that may reach 127.0.0.1.
     fetcher: web_fetch.Fetcher = field(default_factory=web_fetch.Fetcher)
     # Files each sent email into its mailbox's Sent folder over IMAP (sessions kept for the batch).
@@ -118,12 +211,17 @@ class SendWorker:
     # Kommo data read for rendering, per account (personalization), and the rendered links.
     kommo: dict[int, Any] = field(default_factory=dict)
     rendered_links: dict[str, list[str]] = field(default_factory=dict)
-    # Jobs of the current batch per rate bucket, and tokens reserved for them (usable times).
-    _batch_left: dict[str, int] = field(default_factory=dict)
     # The batch's recipients checked against the suppression list in `prefetch`, per account:
     # (the addresses looked up, the suppressed ones among them).
     _suppression_reads: dict[int, tuple[set[str], dict[str, Any]]] = field(default_factory=dict)
-    _reserved: dict[str, list[float]] = field(default_factory=dict)
+    # When each planned job was received (epoch seconds): it waits for its mailbox at most
+    # `max_rate_wait_seconds` from then. Jobs sent back to wait, per rate bucket, in this batch.
+    _received: dict[str, float] = field(default_factory=dict)
+    _waiting: dict[str, int] = field(default_factory=dict)
+    # Runs `process_batch`'s lanes side by side and returns when all are done (default: a
+    # thread each; tests run them in simulated time). A lane's worker logs keys per thread.
+    run_lanes: Callable[[list[Callable[[], None]]], None] | None = None
+    _in_lane: bool = False
     # The "sent" records and Sent-folder copies, written while the next email goes out.
     records: BackgroundRecords = field(default_factory=BackgroundRecords)
     # Seconds the invocation has left (the handler passes Lambda's); None: no limit.
@@ -164,13 +262,91 @@ class SendWorker:
         self.close()
 
     def process(self, job: sqs.SendJob) -> Outcome:
-        logger.append_keys(account_id=job.account_id, message_id=job.message_id, mailbox_id=job.mailbox_id)
+        keys = {"account_id": job.account_id, "message_id": job.message_id, "mailbox_id": job.mailbox_id}
+        if self._in_lane:
+            logger.thread_safe_append_keys(**keys)
+        else:
+            logger.append_keys(**keys)
         ready = self._take_ready(job)
         outcome = ready if isinstance(ready, str) else self._deliver(ready)
         if outcome != "sent":  # no email of this job went out: nothing to wait for
             self.records.start()
         logger.info("send job done", extra={"outcome": outcome})
         return outcome
+
+    def process_batch(self, bodies: list[str]) -> list[Outcome | Exception]:
+        """A whole SQS batch (its bodies, in order): each job's outcome, or what it raised.
+
+        The batch's reads start at once for all of it; then each mailbox's jobs are worked in
+        order in a lane of their own, side by side with the other mailboxes', so an email waits
+        for its own mailbox's rate only. A batch of one mailbox is worked on this thread.
+        """
+        jobs: list[sqs.SendJob | Exception] = []
+        for body in bodies:
+            try:
+                jobs.append(sqs.SendJob.from_body(body))
+            except Exception as exc:  # a bad record fails on its own
+                jobs.append(exc)
+        self.prefetch(bodies)
+        lanes: dict[tuple[int, str], list[int]] = {}
+        for n, job in enumerate(jobs):
+            if not isinstance(job, Exception):
+                lanes.setdefault((job.account_id, job.mailbox_id), []).append(n)
+        # A job no lane got to (its lane broke down) fails its record: SQS delivers it again.
+        results: list[Outcome | Exception] = [
+            job if isinstance(job, Exception) else RuntimeError("not worked") for job in jobs
+        ]
+
+        def work(worker: SendWorker, indexes: list[int]) -> None:
+            for n in indexes:
+                job = jobs[n]
+                assert not isinstance(job, Exception)
+                try:
+                    results[n] = worker.process(job)
+                except Exception as exc:
+                    logger.exception("send job failed")
+                    results[n] = exc
+
+        if len(lanes) <= 1:
+            for indexes in lanes.values():
+                work(self, indexes)
+            return results
+
+        def lane(indexes: list[int]) -> Callable[[], None]:
+            return lambda: self._in_a_lane(work, jobs, indexes)
+
+        (self.run_lanes or _side_by_side)([lane(indexes) for indexes in lanes.values()])
+        return results
+
+    def _in_a_lane(
+        self,
+        work: Callable[[SendWorker, list[int]], None],
+        jobs: list[sqs.SendJob | Exception],
+        indexes: list[int],
+    ) -> None:
+        """One mailbox's jobs of the batch, worked by a worker of their own that shares this
+        one's clock, SMTP pool, token taker, fetcher, the batch's reads and receipt times."""
+        lane = SendWorker(
+            clock=self.clock,
+            pool=self.pool,
+            close_pool=False,
+            take_token=self.take_token,
+            give_back_token=self.give_back_token,
+            move_token_later=self.move_token_later,
+            fetcher=self.fetcher,
+            kommo=self.kommo,
+            time_left=self.time_left,
+            _suppression_reads=self._suppression_reads,
+            _received=self._received,
+            _in_lane=True,
+        )
+        lane._plan = [job for n in indexes if not isinstance(job := jobs[n], Exception)]
+        lane._batch_reads = self._batch_reads
+        try:
+            with lane:
+                work(lane, indexes)
+        finally:
+            logger.thread_safe_clear_keys()
 
     # -- looking ahead -----------------------------------------------------------------
 
@@ -196,7 +372,7 @@ class SendWorker:
     def _look_ahead(self) -> None:
         """Called once the current email's data is out: prepare the plan's next one meanwhile.
 
-        Preparing it (token, claim, render, build: tens of ms) while the server takes its
+        Preparing it (claim, render, build: tens of ms) while the server takes its
         time to answer keeps the connection busy with back-to-back emails. Started only now,
         not earlier, so that the claim is taken as late as the pipelining allows (guarantee 5).
         """
@@ -234,7 +410,8 @@ class SendWorker:
     # -- one email ---------------------------------------------------------------------
 
     def _prepare(self, job: sqs.SendJob) -> Ready | Outcome:
-        """Everything before SMTP: rate token, claim, render, build, suppressions.
+        """Everything before SMTP: the mailbox's turn not far off, claim, render, build,
+        suppressions (the rate token itself is taken at the hand-over, `_take_turn`).
 
         Returns the email ready to hand over, or the outcome when there is nothing to send.
         """
@@ -248,8 +425,9 @@ class SendWorker:
         if loaded is None:
             return outcomes.without_mailbox(job, self.clock)
         mailbox, smtp_settings = loaded
-        if not self._wait_for_token(job, mailbox):
-            return "deferred"
+        far = self._turn_far_off(job, mailbox)
+        if far is not None:
+            return far
         message = outcomes.claim(job, self.clock)
         if isinstance(message, str):
             return message
@@ -308,6 +486,12 @@ class SendWorker:
         if outcomes.failed_for_refused_login(message, mailbox, self.clock):
             return "failed"
         try:
+            # The connection and login first: the rate token is taken only when nothing but the
+            # envelope and the data stand between it and the server.
+            self.pool.connect(mailbox.mailbox_id, ready.smtp_settings)
+            waited = self._take_turn(ready)
+            if waited is not None:
+                return waited
             result = self.pool.send(
                 mailbox.mailbox_id,
                 ready.smtp_settings,
@@ -319,6 +503,7 @@ class SendWorker:
         except SmtpFailure as failure:
             if failure.kind == "auth" and (failure.code is None or failure.code >= 500):
                 mailbox_check.mark_smtp_refused_login(mailbox, failure, clock=self.clock)
+                return outcomes.after_refused_login(ready.job, message, failure, self.clock)
             return outcomes.after_failure(ready.job, message, failure, self.clock)
 
         detail = result.reply or "accepted"
@@ -343,43 +528,111 @@ class SendWorker:
 
         return _mailbox_cache.get_or_load((account_id, mailbox_id), self.clock.timestamp(), load)
 
-    def _wait_for_token(self, job: sqs.SendJob, mailbox: MailboxModel) -> bool:
-        """Take a rate token, waiting in-process for short waits; else re-queue with a delay.
+    # -- the mailbox's rate ----------------------------------------------------------------
 
-        The first email of a mailbox in a batch reserves tokens for the batch's others in the
-        same request, but never more than `max_rate_wait_seconds` of the mailbox's capacity, so a
-        single email in the priority lane waits at most that long behind a bulk batch.
+    def _turn_far_off(self, job: sqs.SendJob, mailbox: MailboxModel) -> Outcome | None:
+        """Before the claim: when the mailbox's next turn is known to be more than
+        `max_rate_wait_seconds` after the job was received, send the job back to wait (no
+        claim, no rendering); None to go on. What this container last learnt of the bucket
+        decides (no request), else one read of it, once per mailbox and container."""
+        key, cap = bucket_key(job.account_id, mailbox.mailbox_id), int(mailbox.daily_cap)
+        turn = _known_turn(key, cap)
+        if turn is None:
+            turn = rate_buckets.peek(key, daily_cap=cap, now=self.clock.timestamp())
+            _remember(key, turn, cap)
+        if turn.at - self._received_at(job) <= get_settings().max_rate_wait_seconds:
+            return None
+        return self._wait_later(job, mailbox, turn)
+
+    def _take_turn(self, ready: Ready) -> Outcome | None:
+        """The rate token, taken just before the envelope goes out on an open session; a short
+        wait is slept, a longer one gives the claim back and sends the job back to wait.
+
+        The token is asked for a moment ahead (`lead_seconds`: more than the request takes) and
+        used at exactly that moment, never later than `LATE_TOLERANCE_SECONDS` after it: a
+        token that comes back late (a slow request) is left unused and the next one taken, so
+        an email reaches the server within milliseconds of its slot whatever the request took.
+        With the bucket paced `PACING_MARGIN` under the mailbox's rate, no second at the server
+        ever holds more than the rate. None: the token is taken, send now.
         """
+        job, mailbox = ready.job, ready.mailbox
+        key, cap = bucket_key(job.account_id, mailbox.mailbox_id), int(mailbox.daily_cap)
+        rate = paced_rate(float(mailbox.rate_per_second))
+        lead = lead_seconds(rate)
         max_wait = get_settings().max_rate_wait_seconds
-        key = f"mailbox#{job.account_id}#{mailbox.mailbox_id}"
-        rate = float(mailbox.rate_per_second)
-        left = self._batch_left.pop(key, 0)
-        if left > 1:
-            self._batch_left[key] = left - 1
-        slots = self._reserved.get(key)
-        if slots:
-            wait = slots.pop(0) - self.clock.timestamp()
-            if wait > 0:
-                self.clock.sleep(wait)
-            return True
-        count = max(1, min(left, int(max_wait * rate)))
-        for _ in range(5):
-            now = self.clock.timestamp()
-            decision = self.take_token(
-                key, rate_per_second=rate, daily_cap=int(mailbox.daily_cap), now=now, count=count
-            )
-            if decision.allowed:
-                if decision.granted > 1:
-                    self._reserved[key] = [now + j * decision.interval for j in range(1, decision.granted)]
-                return True
-            count = 1
-            if decision.retry_after > max_wait:
+        # Not before this container's last hand-over of the mailbox plus one interval: a token
+        # the bucket would refuse anyway costs no request.
+        turn = rate_buckets.NextTurn(max(_last_handover(key) + 1.0 / rate, self.clock.timestamp() + lead))
+        for _ in range(8):
+            # Claimed and built, it waits up to max_wait from now: a slow preparation (the
+            # batch's reads, a login) must not cost it its claim; the lane's later jobs were
+            # held to the batch's arrival before their claims (`_turn_far_off`).
+            if turn.at - self.clock.timestamp() > max_wait:
                 break
-            self.clock.sleep(decision.retry_after)
-        delay = math.ceil(decision.retry_after)
-        sqs.enqueue_send(job, delay_seconds=delay)
-        logger.info("rate limited; re-queued", extra={"reason": decision.reason, "delay": delay})
-        return False
+            self.clock.sleep(turn.at - lead - self.clock.timestamp())
+            asked = self.clock.timestamp()
+            at = asked + lead
+            decision = self.take_token(key, rate_per_second=rate, daily_cap=cap, now=at)
+            answered = self.clock.timestamp()
+            _note_token_request(answered - asked)
+            if decision.allowed:
+                self.clock.sleep(at - answered)
+                late = self.clock.timestamp() - at  # a slow answer, or a sleep that overslept
+                if late <= LATE_TOLERANCE_SECONDS:
+                    _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+                    return None
+                lead = lead_seconds(rate)
+                later = self.clock.timestamp() + lead
+                if self._move_later(key, at, later, rate):  # nobody took the next one yet
+                    logger.info("rate token too late to use; moved later", extra={"late": late})
+                    at, answered = later, self.clock.timestamp()
+                    self.clock.sleep(at - answered)
+                    if self.clock.timestamp() - at <= LATE_TOLERANCE_SECONDS:
+                        _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+                        return None
+                logger.info("rate token too late to use; given back", extra={"late": late})
+                self._give_back(key, at, rate)
+                turn = rate_buckets.NextTurn(self.clock.timestamp() + lead)
+                continue
+            turn = rate_buckets.NextTurn(at + decision.retry_after, decision.reason or "rate")
+            _remember(key, turn, cap)
+        return self._wait_later(job, mailbox, turn, claimed=ready.message)
+
+    def _move_later(self, key: str, at: float, to: float, rate: float) -> bool:
+        try:
+            return self.move_token_later(key, at=at, to=to, rate_per_second=rate)
+        except Exception:
+            logger.warning("could not move a rate token later", exc_info=True)
+            return False
+
+    def _give_back(self, key: str, at: float, rate: float) -> None:
+        try:
+            self.give_back_token(key, at=at, rate_per_second=rate)
+        except Exception:  # one slot of the day lost, no more
+            logger.warning("could not give a rate token back", exc_info=True)
+
+    def _wait_later(
+        self,
+        job: sqs.SendJob,
+        mailbox: MailboxModel,
+        turn: rate_buckets.NextTurn,
+        *,
+        claimed: MessageModel | None = None,
+    ) -> Outcome:
+        """Back to the queue until its turn; the batch's later jobs of the same mailbox one
+        interval further each, so they do not all come back at once."""
+        key = bucket_key(job.account_id, mailbox.mailbox_id)
+        ahead = self._waiting.get(key, 0)
+        self._waiting[key] = ahead + 1
+        at = turn.at + ahead / paced_rate(float(mailbox.rate_per_second))
+        return outcomes.wait(
+            job, turn.reason, datetime.fromtimestamp(at, tz=UTC), self.clock, claimed=claimed
+        )
+
+    def _received_at(self, job: sqs.SendJob) -> float:
+        """When the job's batch arrived (`prefetch`); a job outside the plan: now."""
+        received = self._received.get(job.message_id)
+        return received if received is not None else self.clock.timestamp()
 
     def _render(self, message: MessageModel, mailbox: MailboxModel) -> OutgoingEmail:
         """Subject, body and attachment links rendered now, with fresh CRM data (personalization)."""
@@ -428,7 +681,7 @@ class SendWorker:
         """Plan a batch (its SQS bodies, in order) and start reading what its emails need at once.
 
         The reads (CRM data from Kommo: a few requests; the recipients' suppressions: one per
-        account) run in the background while the first email takes its rate token and claim;
+        account) run in the background while the first email takes its claim;
         rendering waits for them.
         """
         jobs = []
@@ -437,12 +690,14 @@ class SendWorker:
                 jobs.append(sqs.SendJob.from_body(body))
             except Exception:  # a bad record fails on its own in `process`
                 continue
-        self._plan.extend(jobs)
-        for job in jobs:
-            key = f"mailbox#{job.account_id}#{job.mailbox_id}"
-            self._batch_left[key] = self._batch_left.get(key, 0) + 1
+        self._plan_jobs(jobs, self.clock.timestamp())
         if jobs:
             self._batch_reads = self._preparing().submit(self._read_batch, jobs)
+
+    def _plan_jobs(self, jobs: list[sqs.SendJob], received: float) -> None:
+        self._plan.extend(jobs)
+        for job in jobs:
+            self._received.setdefault(job.message_id, received)
 
     def _read_batch(self, jobs: list[sqs.SendJob]) -> None:
         from mailer_core.rendering import personalize as personalization  # cold start: jinja2, babel
@@ -537,6 +792,16 @@ def _stored_body(key: str) -> str:
     if "/campaigns/" in key:
         return _campaign_bodies.get_or_load(key, time.monotonic(), lambda: s3.get_html(key))
     return s3.get_html(key)
+
+
+def _side_by_side(lanes: list[Callable[[], None]]) -> None:
+    """Each lane in a thread of its own; returns when all are done. A lane that broke down is
+    logged; the jobs it did not get to are failed records, delivered again by SQS."""
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="send-lane") as threads:
+        running = [threads.submit(lane) for lane in lanes]
+    for done in running:
+        if done.exception() is not None:
+            logger.error("a send lane broke down", exc_info=done.exception())
 
 
 def _strings(values: object) -> tuple[str, ...]:

@@ -30,6 +30,13 @@ DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED, HELD = (
 STATUSES = (DRAFT, SCHEDULED, QUEUED, SENDING, SENT, FAILED, CANCELED, HELD)
 FINAL = (SENT, FAILED, CANCELED)
 
+# Why a queued message waits (`MessageModel.waiting_reason`, noted by the send worker), in words.
+WAITING_WORDS = {
+    "rate": "waiting for its turn at the mailbox's sending rate",
+    "daily_cap": "the mailbox's daily cap is reached; it goes out after midnight UTC",
+    "held": "the mailbox's provider asked to slow down; waiting until it allows again",
+}
+
 
 def status_key(account_id: int, status: str) -> str:
     return f"{account_id}#{status}"

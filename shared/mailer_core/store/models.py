@@ -251,6 +251,11 @@ class MessageModel(Model):
     attempts = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
     claim_expires_at = UTCDateTimeAttribute(null=True)
+    # Why a queued message waits and when it is tried next (mailer_core.sending: the mailbox's
+    # rate, its daily cap, a provider's hold), written only when its job went back to the queue
+    # with a delay; the claim removes them.
+    waiting_reason = UnicodeAttribute(null=True)
+    waiting_until = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
     sent_at = UTCDateTimeAttribute(null=True)

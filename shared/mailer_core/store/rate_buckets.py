@@ -153,3 +153,99 @@ def hold(bucket_key: str, *, until: float, now: float) -> bool:
             raise
         return False
     return True
+
+
+@dataclass(frozen=True)
+class NextTurn:
+    """When a bucket grants its next token, as far as one read can tell, and why not sooner."""
+
+    at: float  # epoch seconds; at or before now: a token is there
+    reason: Reason = "rate"
+
+
+def peek(bucket_key: str, *, daily_cap: int, now: float) -> NextTurn:
+    """The bucket's next turn, read (eventually consistent, half a read unit) without taking
+    anything: a sender that learns its turn is far off need not prepare the email at all."""
+    item = (
+        aws.client("dynamodb")
+        .get_item(
+            TableName=get_settings().rate_limits_table,
+            Key={"bucket_key": {"S": bucket_key}},
+            ProjectionExpression="#tat, held_until, #day",
+            ExpressionAttributeNames={"#tat": "tat", "#day": _day_attr(datetime.fromtimestamp(now, tz=UTC))},
+        )
+        .get("Item")
+        or {}
+    )
+    today = datetime.fromtimestamp(now, tz=UTC)
+    if int(item.get(_day_attr(today), {}).get("N", "0")) >= daily_cap:
+        midnight = (today + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return NextTurn(midnight.timestamp(), "daily_cap")
+    held = float(item.get("held_until", {}).get("N", "0"))
+    tat = float(item.get("tat", {}).get("N", "0"))
+    return NextTurn(tat, "held" if held > now else "rate")
+
+
+def give_back(bucket_key: str, *, at: float, rate_per_second: float) -> None:
+    """Return a token granted for the moment `at` that was not used (it came back too late to
+    be used then): today's count goes down by one, and the bucket's turn moves back to `at`
+    unless someone took a later token meanwhile. Two small writes at most, only on this rare
+    path; a failure costs one slot of the day, never a second email in a slot."""
+    client = aws.client("dynamodb")
+    table = get_settings().rate_limits_table
+    day = _day_attr(datetime.fromtimestamp(at, tz=UTC))
+    mine = at + 1.0 / rate_per_second
+    try:
+        client.update_item(
+            TableName=table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="SET #tat = :at ADD #day :minus",
+            ConditionExpression="#tat = :mine AND #day > :zero",
+            ExpressionAttributeNames={"#tat": "tat", "#day": day},
+            ExpressionAttributeValues={
+                ":at": {"N": repr(at)},
+                ":mine": {"N": repr(mine)},
+                ":minus": {"N": "-1"},
+                ":zero": {"N": "0"},
+            },
+        )
+        return
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+    try:  # a later token was taken: only the day's count comes back
+        client.update_item(
+            TableName=table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="ADD #day :minus",
+            ConditionExpression="#day > :zero",
+            ExpressionAttributeNames={"#day": day},
+            ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+
+
+def move_later(bucket_key: str, *, at: float, to: float, rate_per_second: float) -> bool:
+    """Move a token granted for the moment `at` (and not used) to the later moment `to`, when
+    nobody took a token after it meanwhile: one conditional UpdateItem, the day's count
+    unchanged. False when someone did (then `give_back` it and take another)."""
+    interval = 1.0 / rate_per_second
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=get_settings().rate_limits_table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="SET #tat = :new",
+            ConditionExpression="#tat = :mine",
+            ExpressionAttributeNames={"#tat": "tat"},
+            ExpressionAttributeValues={
+                ":new": {"N": repr(to + interval)},
+                ":mine": {"N": repr(at + interval)},
+            },
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True

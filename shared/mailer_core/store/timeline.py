@@ -1,9 +1,9 @@
 """A message's timeline: every step of its life in one list, in order, each with its kind.
 
 The steps are the message's history (MessageModel.history), written by each part as the step
-happens: compose (queued, scheduled), the send worker (sending, sent, retrying, failed with the
-server's words …), the Sent-folder filing, the bounce poller (bounced, delayed, complained,
-delivered, replied), the automation
+happens: compose (queued, scheduled), the send worker (sending, sent, retrying, waiting for the
+mailbox's rate or daily cap, failed with the server's words …), the Sent-folder filing, the
+bounce poller (bounced, delayed, complained, delivered, replied), the automation
 (each trigger run with its result or Kommo's words, timers) and the track routes (each open and
 click, an unsubscribe). `view` sorts them by time and says what kind each one is.
 
@@ -42,6 +42,7 @@ _KINDS = {
         "sent",
         "retrying",
         "released",
+        "waiting",
         "failed",
         "canceled",
     ),

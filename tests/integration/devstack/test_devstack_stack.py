@@ -75,7 +75,7 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
                 ("CampaignsFunction.Campaigns", 2),
                 ("KommoAuthFunction.Installs", 2),
                 ("PipelineFunction.Pipeline", 2),
-                ("SendFunction.Bulk", 2),
+                ("SendFunction.Bulk", 10),
                 ("SendFunction.Priority", 5),
             ]
             assert _get(stack.api_url, "/no/such/route") == (404, b'{"message":"Not Found"}')

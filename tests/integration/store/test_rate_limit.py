@@ -109,3 +109,47 @@ def test_a_held_bucket_grants_nothing_until_then_and_a_hold_never_moves_back() -
     assert rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 300).allowed
     paced = rate_buckets.take("kommo#1", rate_per_second=6.3, daily_cap=10**12, now=NOW + 300.01)
     assert (paced.allowed, paced.reason) == (False, "rate")
+
+
+def test_peek_tells_the_next_turn_and_the_cap_without_taking_anything() -> None:
+    # GIVEN a bucket that just granted its one token of the second, and one with its cap used
+    assert rate_buckets.take("mb-7", rate_per_second=1, daily_cap=100, now=NOW).allowed
+    assert rate_buckets.take("mb-8", rate_per_second=10, daily_cap=1, now=NOW).allowed
+    # THEN peeking says when the next turn comes, and why
+    assert rate_buckets.peek("mb-7", daily_cap=100, now=NOW + 0.5) == rate_buckets.NextTurn(NOW + 1.0)
+    capped = rate_buckets.peek("mb-8", daily_cap=1, now=NOW + 5)
+    assert capped == rate_buckets.NextTurn(NOW + 12 * 3600, "daily_cap")
+    assert rate_buckets.peek("mb-unused", daily_cap=1, now=NOW).at <= NOW
+    # ... and took nothing
+    assert rate_buckets.take("mb-7", rate_per_second=1, daily_cap=100, now=NOW + 1.0).allowed
+
+
+def test_a_token_given_back_frees_its_slot_and_its_place_in_the_day() -> None:
+    # GIVEN a bucket with a daily cap of two whose token was taken but not used
+    assert rate_buckets.take("mb-9", rate_per_second=1, daily_cap=2, now=NOW).allowed
+    rate_buckets.give_back("mb-9", at=NOW, rate_per_second=1)
+    # THEN the slot is free again, and the day still has room for two
+    assert rate_buckets.take("mb-9", rate_per_second=1, daily_cap=2, now=NOW + 0.1).allowed
+    assert rate_buckets.take("mb-9", rate_per_second=1, daily_cap=2, now=NOW + 1.2).allowed
+    assert rate_buckets.take("mb-9", rate_per_second=1, daily_cap=2, now=NOW + 5).reason == "daily_cap"
+
+
+def test_a_token_given_back_after_a_later_one_was_taken_frees_only_its_place_in_the_day() -> None:
+    # GIVEN a token given back after the next one was taken
+    assert rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW).allowed
+    assert rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW + 1.0).allowed
+    rate_buckets.give_back("mb-10", at=NOW, rate_per_second=1)
+    # THEN the later token's slot stays taken, and the day has room for one more
+    assert not rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW + 1.5).allowed
+    assert rate_buckets.take("mb-10", rate_per_second=1, daily_cap=2, now=NOW + 2.0).allowed
+
+
+def test_a_token_moves_later_only_while_nobody_took_the_next() -> None:
+    # GIVEN a token taken for NOW
+    assert rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW).allowed
+    # WHEN it moves to NOW + 0.3 (nobody took the next)
+    assert rate_buckets.move_later("mb-11", at=NOW, to=NOW + 0.3, rate_per_second=1)
+    # THEN the next turn is a second after the new moment, and a second move of the old one fails
+    assert not rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.2).allowed
+    assert rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.3).allowed
+    assert not rate_buckets.move_later("mb-11", at=NOW, to=NOW + 0.5, rate_per_second=1)
