@@ -236,6 +236,16 @@ def _warn(campaign: CampaignModel, warnings: list[str], when: datetime) -> None:
         logger.warning("could not record the campaign's warning", exc_info=True)
 
 
+def pause_safely(account_id: int, campaign_id: str, reason: str, when: datetime) -> None:
+    """Pause a sending campaign with the reason (a refused login); never raises."""
+    try:
+        change_status(
+            CampaignModel(account_id, campaign_id), PAUSED, when, allowed_from=(SENDING,), reason=reason
+        )
+    except Exception:
+        logger.exception("could not pause the campaign", extra={"campaign_id": campaign_id})
+
+
 def _follow_chain(account_id: int, campaign_id: str) -> None:
     try:
         campaign_jobs.enqueue(campaign_jobs.CampaignJob(account_id, campaign_id, "chain"))

@@ -76,11 +76,12 @@ def on_message_failed(message: MessageModel, reason: str, *, clock: Clock = SYST
         metrics.count(metric, int(message.account_id), message.mailbox_id)
 
 
-def on_mailbox_login_refused(message: MessageModel, reason: str) -> None:
+def on_mailbox_login_refused(message: MessageModel, reason: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
     """A campaign's email failed because its mailbox's SMTP login was refused (the mailbox is
-    red now): the campaign should stop sending from it. Called by the send worker for a bulk
-    message with a `campaign_id`, once per failed email (the "failed" transition that made it
-    true); the campaign's own step must be idempotent. For now it only logs."""
+    red now): the campaign is paused with the reason, so nothing more is tried with a password
+    the provider refuses (its queued emails are held; a resume after the mailbox is fixed sends
+    them). Called by the send worker for a bulk message with a `campaign_id`, once per failed
+    email; the pause is a conditional write, so the second email's call changes nothing."""
     logger.warning(
         "campaign email failed: the mailbox's login was refused",
         extra={
@@ -90,6 +91,9 @@ def on_mailbox_login_refused(message: MessageModel, reason: str) -> None:
             "reason": reason,
         },
     )
+    if message.campaign_id:
+        words = f"the mailbox {message.mailbox_id} refused the login: {reason}"
+        campaign_state.pause_safely(int(message.account_id), str(message.campaign_id), words, clock.now())
 
 
 def on_message_replied(message: MessageModel, when: datetime) -> None:

@@ -51,7 +51,6 @@ The guarantee, exactly:
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable

@@ -9,7 +9,7 @@ import pytest
 from mailer_core.base.clock import SYSTEM_CLOCK
 from mailer_core.campaigns import expansion
 from mailer_core.events import campaign_state
-from mailer_core.store.models import CampaignModel, MessageModel
+from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel
 
 from devstack.resources import StackResources
 from tests.integration.campaigns.test_campaign_sending import (
@@ -234,3 +234,25 @@ def test_the_log_becomes_a_target_list_of_those_in_one_state(
     members = user.get(f"/v1/target-lists/{made.json()['list']['id']}/members").json()
     assert [m["address"] for m in members["items"]] == ["k2@example.com"]
     assert user.post(f"/v1/campaigns/{campaign_id}/target-list", {"state": "nope"}).json()["field"] == "state"
+
+
+def test_a_refused_login_pauses_the_campaign_with_the_reason(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    # GIVEN a campaign composed and queued, and then its mailbox's password changed at the provider
+    from tests.support.smtp_servers import Credentials, smtp_server
+
+    mailbox = fast_mailbox(user, smtp)
+    campaign_id = new_campaign(user, [mailbox], [["l1@example.com", "l2@example.com"]])
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, send=False, timeout=5)
+    with smtp_server(
+        authenticator=Credentials("anna@example.com", "a-new-password"), auth_require_tls=False
+    ) as moved:
+        MailboxModel(ACCOUNT, mailbox).update(actions=[MailboxModel.smtp_port.set(moved.port)])
+        # WHEN the send worker tries the campaign's emails
+        work_queues(aws_stack, timeout=5)
+    # THEN nothing went out and the campaign is paused, saying why
+    assert moved.messages == [] and smtp.messages == []
+    view = user.get(f"/v1/campaigns/{campaign_id}").json()
+    assert view["status"] == "paused" and "refused the login" in view["status_reason"]
