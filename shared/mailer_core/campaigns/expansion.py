@@ -12,9 +12,12 @@ Exactly once, however often a step is repeated or wherever it crashes:
    is queued again if still queued; the send claim sends it once) from the same address met
    earlier in the audience (a duplicate, not sent again).
 3. The campaign's position (package, offset, the page's cursor) moves on with the part's
-   counts in one conditional write on the position it started from; only then is the next
-   part queued. A crash before it repeats the part (2 makes that harmless); after it, the
-   next part was either queued or is queued by the repeated step's stale answer.
+   counts in one conditional write on the position it started from, which also records the
+   job that wrote it (`advanced_by`); only then is the next part queued. A crash before the
+   write repeats the part (2 makes that harmless). A crash after it and before the next part
+   is queued: SQS delivers the same job again, which finds the position moved on by itself
+   and queues the next part. Any other job for a position the campaign has left is dropped,
+   so a duplicate never starts a second chain of parts.
 """
 
 from __future__ import annotations
@@ -79,15 +82,31 @@ class Expander:
             return "no campaign"
         if campaign.status != cs.SENDING:
             return f"not sending ({campaign.status})"
+        now = self.clock.now()
         if (job.package, job.offset or 0) != (int(campaign.package), int(campaign.offset)):
-            return "stale"
+            return self._behind(campaign, job, now)
         if campaign.expanded:
             return "expanded"
-        now = self.clock.now()
         if campaign.next_at and campaign.next_at - now > timedelta(seconds=1):
             enqueue(job, pacing.seconds_until(campaign.next_at, now))
             return "waiting"
         return self._work(campaign, job, now)
+
+    def _behind(self, campaign: CampaignModel, job: CampaignJob, now: datetime) -> str:
+        """A job for a position the campaign has left: a duplicate (dropped), or the very job
+        that moved it on and died before queuing the next part (point 3): that one queues it
+        again (a second copy of the next part is then a duplicate, dropped in turn)."""
+        if not job.job_id or campaign.advanced_by != job.job_id:
+            return "stale"
+        if campaign.expanded:
+            cs.settle(campaign, now)
+            return "expanded"
+        enqueue(
+            CampaignJob(
+                job.account_id, job.campaign_id, "package", int(campaign.package), int(campaign.offset)
+            )
+        )
+        return "next part queued again"
 
     def _work(self, campaign: CampaignModel, job: CampaignJob, now: datetime) -> str:
         options = _plain(campaign.options)
@@ -285,6 +304,8 @@ class Expander:
             CampaignModel.day_count.set(sent_today + counts.get("composed", 0)),
             CampaignModel.updated_at.set(now),
         ]
+        if job.job_id:
+            actions.append(CampaignModel.advanced_by.set(job.job_id))
         if end:
             actions.append(
                 CampaignModel.cursor.set(data["cursor"])

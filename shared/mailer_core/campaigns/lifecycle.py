@@ -32,6 +32,7 @@ from mailer_core.tracking import rewrite as tracking_rewrite
 
 START_GRACE = timedelta(minutes=1)  # a start time this little in the past means now
 MAX_AHEAD = timedelta(days=366)
+SETTLE_AGAIN_SECONDS = int(cs.STATUS_CACHE_SECONDS) + 5
 
 
 class WrongStatus(Conflict):
@@ -234,7 +235,10 @@ def resume(caller: Caller, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> 
     if ahead:
         _schedule_start(campaign, campaign.send_at, now)  # type: ignore[arg-type]
     else:
+        # Released now, and once more when every send worker's cached status says "sending":
+        # one that still read "paused" may have held an email again in between.
         enqueue(CampaignJob(caller.account_id, campaign_id, "settle"))
+        enqueue(CampaignJob(caller.account_id, campaign_id, "settle"), SETTLE_AGAIN_SECONDS)
     return public_view(campaign)
 
 

@@ -3,7 +3,9 @@ here, low, because a campaign's events queue some: its end starts the chain's ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -24,6 +26,9 @@ class CampaignJob:
     kind: Kind
     package: int | None = None
     offset: int | None = None
+    # Set when queued: the part that moves the campaign's position on records it there, so a
+    # redelivery of that very job (it died before queuing the next part) queues the next part.
+    job_id: str | None = None
 
     def to_body(self) -> str:
         body = {k: v for k, v in asdict(self).items() if v is not None}
@@ -43,17 +48,21 @@ class CampaignJob:
             kind = data["kind"]
             if kind not in KINDS:
                 raise ValueError(f"unknown kind {kind!r}")
-            package, offset = data.get("package"), data.get("offset")
+            package, offset, job_id = data.get("package"), data.get("offset"), data.get("job_id")
             return cls(
                 account_id=int(data["account_id"]),
                 campaign_id=str(data["campaign_id"]),
                 kind=kind,
                 package=None if package is None else int(package),
                 offset=None if offset is None else int(offset),
+                job_id=None if job_id is None else str(job_id),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedRequest(f"not a campaign job: {exc}") from exc
 
 
 def enqueue(job: CampaignJob, delay_seconds: int = 0) -> None:
+    """Queue the job (one that is queued again, to wait for its time, keeps its id)."""
+    if job.job_id is None:
+        job = dataclasses.replace(job, job_id=secrets.token_hex(8))
     sqs.enqueue_campaign(job.to_body(), delay_seconds)

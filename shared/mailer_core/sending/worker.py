@@ -130,6 +130,13 @@ def lead_seconds(paced: float) -> float:
     return min(max(MIN_LEAD_SECONDS, 3.0 * typical), MAX_LEAD_SECONDS)
 
 
+def forget_timings() -> None:
+    """Drop this container's token-request timings: a test in simulated time starts from none
+    (others in the same process measured real requests)."""
+    with _turns_lock:
+        _token_request_seconds[0] = 0.0
+
+
 def _note_token_request(seconds: float) -> None:
     with _turns_lock:
         _token_request_seconds[0] = 0.8 * _token_request_seconds[0] + 0.2 * max(0.0, seconds)

@@ -540,6 +540,7 @@ class CampaignModel(Model):
     version = NumberAttribute(default=1)
     package = NumberAttribute(default=0)
     offset = NumberAttribute(default=0)  # the next recipient of the package to compose
+    advanced_by = UnicodeAttribute(null=True)  # the campaign job that last moved the position on
     cursor = UnicodeAttribute(null=True)
     next_at = UTCDateTimeAttribute(null=True)  # the pace: the next part is due then
     day = UnicodeAttribute(null=True)  # the per-day portion: the day counted and its emails

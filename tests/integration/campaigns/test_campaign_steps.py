@@ -256,3 +256,82 @@ def test_a_refused_login_pauses_the_campaign_with_the_reason(
     assert moved.messages == [] and smtp.messages == []
     view = user.get(f"/v1/campaigns/{campaign_id}").json()
     assert view["status"] == "paused" and "refused the login" in view["status_reason"]
+
+
+def test_a_worker_that_dies_after_moving_on_but_before_queuing_the_next_part_does_not_stall_it(
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    paged_audience: PagedAudience,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a worker that dies right after the campaign's position moved on, before the next
+    # part is queued (the first time only)
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"n{n}@example.com" for n in range(6)]
+    campaign_id = new_campaign(user, [mailbox], [addresses[:2], addresses[2:4], addresses[4:]])
+    real_enqueue = expansion.enqueue
+    deaths = []
+
+    def dying(job: Any, delay_seconds: int = 0) -> None:
+        if job.package == 1 and not deaths:
+            deaths.append(job)
+            raise RuntimeError("the worker died")
+        real_enqueue(job, delay_seconds)
+
+    monkeypatch.setattr(expansion, "enqueue", dying)
+    import boto3
+
+    boto3.client("sqs").set_queue_attributes(
+        QueueUrl=aws_stack.refs["CampaignQueue"], Attributes={"VisibilityTimeout": "1"}
+    )
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    # WHEN SQS delivers the dead worker's job again and everything is worked
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
+    # THEN the campaign went on to its end, everyone written to once
+    assert len(deaths) == 1
+    assert delivered_to(smtp) == addresses
+
+
+def test_a_resume_right_after_a_pause_leaves_no_email_held(
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    paged_audience: PagedAudience,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a paused campaign whose emails a send worker holds, and a resume that the send
+    # worker does not see yet (its cached status still says paused)
+    from mailer_core.campaigns import lifecycle
+
+    monkeypatch.setattr(lifecycle, "SETTLE_AGAIN_SECONDS", 2)
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"h{n}@example.com" for n in range(4)]
+    campaign_id = new_campaign(user, [mailbox], [addresses])
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, send=False, timeout=5)
+    user.post(f"/v1/campaigns/{campaign_id}/pause")
+    campaign_state.forget_statuses()
+    from tests.support.api_client import load_handler
+    from tests.support.sqs import deliver
+
+    def send_once() -> None:
+        deliver(
+            load_handler("send"), aws_stack.refs["BulkSendQueue"], aws_stack.attrs[("BulkSendQueue", "Arn")]
+        )
+
+    send_once()  # holds them all, caching "paused"
+    assert user.post(f"/v1/campaigns/{campaign_id}/resume").status == 200
+    campaign_state._status_cache.put(
+        (ACCOUNT, campaign_id), "paused", 10**12
+    )  # a worker that has not seen it
+    worker = load_handler("campaigns")
+    deliver(
+        worker, aws_stack.refs["CampaignQueue"], aws_stack.attrs[("CampaignQueue", "Arn")]
+    )  # the first settle
+    send_once()  # the stale worker holds them again
+    campaign_state.forget_statuses()  # its cache runs out
+    # WHEN the queues are worked on (the second settle comes a moment later)
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent", timeout=30)
+    # THEN every email went out once, none is left held
+    assert delivered_to(smtp) == addresses

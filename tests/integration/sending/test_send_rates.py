@@ -18,6 +18,7 @@ import pytest
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import Clock, FakeClock
 from mailer_core.events import message_events
+from mailer_core.sending import worker as worker_module
 from mailer_core.sending.worker import PACING_MARGIN, SendWorker, lead_seconds, paced_rate
 from mailer_core.store import rate_buckets
 from mailer_core.store.models import MessageModel
@@ -112,6 +113,12 @@ def most_in_one_second(times: list[float]) -> int:
 def in_simulated_time(clock: SimClock) -> Callable[[list[Callable[[], None]]], None]:
     """`SendWorker.run_lanes` for tests: the lanes as participants of the simulated clock."""
     return lambda lanes: clock.run_threads(len(lanes), lambda n: lanes[n]())
+
+
+@pytest.fixture(autouse=True)
+def _no_timings_from_other_tests() -> None:
+    """The token lead follows this process's token requests; other tests measured real ones."""
+    worker_module.forget_timings()
 
 
 @pytest.fixture
