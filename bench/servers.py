@@ -10,13 +10,16 @@ SIGINT is ignored: on Ctrl-C the benchmark itself stops its servers.
 The SMTP server requires AUTH (one fixed login and password, allowed without TLS), answers
 every command at once except the end of DATA, which it answers after the delay: the time a
 real provider takes to accept a message. On stdin it takes the commands `stats` (answers
-`STATS <messages> <distinct Message-IDs> <bytes> <connections>`) and `reset`.
+`STATS <messages> <distinct Message-IDs> <bytes> <connections>`), `recipients PATH` (writes
+the count of messages each envelope recipient received to PATH as JSON; answers `OK`) and
+`reset`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import signal
@@ -55,6 +58,7 @@ class _Stats:
             self.bytes = 0
             self.connections = 0
             self.ids: set[bytes] = set()
+            self.recipients: dict[str, int] = {}
 
     def line(self) -> str:
         with self.lock:
@@ -78,6 +82,8 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
                 stats.bytes += len(content)
                 if found:
                     stats.ids.add(found.group(1))
+                for address in envelope.rcpt_tos:
+                    stats.recipients[address] = stats.recipients.get(address, 0) + 1
             return "250 2.0.0 Ok: queued"
 
     def authenticator(server: SMTP, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
@@ -108,6 +114,13 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
             command = command.strip()
             if command == "stats":
                 sys.stdout.write(stats.line() + "\n")
+                sys.stdout.flush()
+            elif command.startswith("recipients "):
+                with stats.lock:
+                    counts = dict(stats.recipients)
+                with open(command.split(" ", 1)[1], "w") as out:
+                    json.dump(counts, out)
+                sys.stdout.write("OK\n")
                 sys.stdout.flush()
             elif command == "reset":
                 stats.reset()
