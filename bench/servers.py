@@ -1,6 +1,6 @@
 """The benchmark's servers, each run in its own process so the CPU they burn is not ours.
 
-    python bench/servers.py moto
+    python bench/servers.py moto [--serial]
     python bench/servers.py smtp --delay-ms 100 --login L --password P
 
 Each binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it accepts connections,
@@ -36,8 +36,23 @@ def _announce(port: int) -> None:
     sys.stdout.flush()
 
 
-def serve_moto() -> None:
+def serve_moto(serial: bool) -> None:
     from moto.server import ThreadedMotoServer
+
+    if serial:
+        # moto's backends are not thread-safe: two concurrent UpdateItems on one item can
+        # interleave between read and write and lose an ADD, which DynamoDB never does.
+        # `--serial` makes each request atomic, so that lost updates are ours, not moto's.
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        lock = threading.Lock()
+        dispatch = DomainDispatcherApplication.__call__
+
+        def atomic(self: Any, environ: Any, start_response: Any) -> Any:
+            with lock:
+                return dispatch(self, environ, start_response)
+
+        setattr(DomainDispatcherApplication, "__call__", atomic)  # noqa: B010
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -142,14 +157,15 @@ def main() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # connections still open at exit
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="server", required=True)
-    sub.add_parser("moto")
+    moto = sub.add_parser("moto")
+    moto.add_argument("--serial", action="store_true", help="one request at a time (atomic updates)")
     smtp = sub.add_parser("smtp")
     smtp.add_argument("--delay-ms", type=float, default=100.0)
     smtp.add_argument("--login", required=True)
     smtp.add_argument("--password", required=True)
     args = parser.parse_args()
     if args.server == "moto":
-        serve_moto()
+        serve_moto(args.serial)
     else:
         serve_smtp(args.delay_ms, args.login, args.password)
 
