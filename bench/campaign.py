@@ -57,12 +57,14 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # and its metrics
 
 from send_throughput import (  # noqa: E402  (bench/: the moto and SMTP processes, the stack)
     ACCOUNT_ID,
+    LOGIN,
+    PASSWORD,
     USER_ID,
+    Child,
     Servers,
     create_mailbox,
     create_stack,
     point_at_moto,
-    servers,
     smtp_stats,
 )
 
@@ -80,10 +82,26 @@ HTML = "<p>Hello! Our winter sale starts today. <a href='https://shop.example/sa
 
 
 @contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    """As send_throughput's, but DynamoDB's moto serves one request at a time (`--serial`):
+    several workers update one campaign item at once here, and moto, unlike DynamoDB, can
+    lose one of two concurrent ADDs."""
+    started: list[Child] = []
+    try:
+        started.append(Child("moto"))
+        started.append(Child("moto", "--serial", name="moto-dynamodb"))
+        started.append(Child("smtp", "--delay-ms", "0", "--login", LOGIN, "--password", PASSWORD))
+        yield Servers(*started)
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+@contextlib.contextmanager
 def local_stack() -> Iterator[Servers]:
     """moto (two processes) and the SMTP server (no delay), the template's resources in moto,
     this process's clients pointed at them, tracking configured (campaigns need it)."""
-    with servers(0) as started:
+    with servers() as started:
         point_at_moto(f"http://127.0.0.1:{started.moto.port}", f"http://127.0.0.1:{started.dynamodb.port}")
         create_stack()
         os.environ.update(TRACKING)
@@ -370,7 +388,10 @@ def kommo(args: argparse.Namespace) -> str:
 # a point the exactly-once argument names: between one email's put and the next, between
 # composing a part and moving the position on, after moving on and before queueing the next part.
 POINTS = ("moment", "between puts", "before moving on", "before queueing the next part")
-CRASH_VISIBILITY = 10  # seconds: what a killed worker held is delivered again after this
+CRASH_VISIBILITY = 10
+WORKER_ERRORS: list[
+    str
+] = []  # the workers' error log lines  # seconds: what a killed worker held is delivered again after this
 
 
 class Worker:
@@ -386,6 +407,7 @@ class Worker:
             bufsize=1,
             env={**os.environ, "BENCH_CRASH_POINT": point, "BENCH_CRASH_NTH": str(nth)},
         )
+        self.point = point
         self.busy = False
         self.done = 0  # batches finished
         import threading
@@ -395,8 +417,12 @@ class Worker:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.busy = line.strip() == "busy"
-            self.done += line.strip() == "idle"
+            said = line.strip()
+            if said in ("busy", "idle"):
+                self.busy = said == "busy"
+                self.done += said == "idle"
+            elif '"level":"ERROR"' in said.replace(" ", "") or "Traceback" in said:
+                WORKER_ERRORS.append(said[:400])
 
     def kill(self) -> None:
         self.proc.kill()  # SIGKILL: no cleanup, no finally, as a Lambda that dies
@@ -493,10 +519,13 @@ def crash(args: argparse.Namespace) -> str:
             for k, point in enumerate(plan):
                 what = kill_once(worker, point, k in pauses, rng, campaign_id, settled=k % 2 == 1)
                 if what is None:
-                    print(f"  kill {k + 1}: the campaign worker had no step to work for 30 s; no more kills")
+                    print(f"  kill {k + 1}: the campaign worker had no step to work for 90 s; no more kills")
                     break
                 happened[what] = happened.get(what, 0) + 1
                 worker = next_worker(plan[k + 1] if k + 1 < len(plan) else "moment", rng)
+            if worker.point != "moment":  # the kills are over: the last worker works to the end
+                worker.kill()
+                worker = next_worker("moment", rng)
             for what, times in happened.items():
                 print(f"  killed {times} x at {what}", flush=True)
             took = time.perf_counter() - began
@@ -521,6 +550,9 @@ def crash(args: argparse.Namespace) -> str:
         f"offset {campaign.offset}, counts {counts_of(campaign)}; dead letters {dead}"
     )
     print(f"  the campaign's emails by status: {statuses}")
+    print(f"  error lines in the workers' logs: {len(WORKER_ERRORS)}")
+    for line in WORKER_ERRORS[:5]:
+        print(f"    {line}")
     for line in odd:
         print(f"    {line}")
     if stalled:
@@ -545,7 +577,7 @@ def kill_once(
     when it got no step to work."""
     from mailer_core.campaigns import lifecycle
 
-    if settled and not wait_for(lambda: worker.done >= 1 or worker.proc.poll() is not None, 30):
+    if settled and not wait_for(lambda: worker.done >= 1 or worker.proc.poll() is not None, 90):
         return None
     if point != "moment":
         if wait_for(lambda: worker.proc.poll() is not None, 60):
