@@ -731,6 +731,7 @@ def main() -> None:
             script = BENCH / "campaign_mailboxes.py"
             if not script.exists():
                 lines.append("campaign mailboxes: not measured (bench/campaign_mailboxes.py missing)")
+                print("  bench/campaign_mailboxes.py is missing", flush=True)
                 continue
             last = relay([sys.executable, str(script)])
         else:
