@@ -55,6 +55,7 @@ bench: $(STAMP)  ## print the performance figures (not tests)
 	$(BIN)/python bench/attachment_memory.py --skip-in-memory
 	$(BIN)/python bench/track.py
 	$(BIN)/python bench/hook_burst.py
+	$(BIN)/python bench/campaign.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -1,6 +1,6 @@
 """The benchmark's servers, each run in its own process so the CPU they burn is not ours.
 
-    python bench/servers.py moto [--serial-dynamodb]
+    python bench/servers.py moto [--serial-dynamodb | --serial]
     python bench/servers.py smtp --delay-ms 100 --login L --password P
 
 Each binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it accepts connections,
@@ -12,7 +12,8 @@ every command at once except the end of DATA, which it answers after the delay: 
 real provider takes to accept a message. On stdin it takes the commands `stats` (answers
 `STATS <messages> <distinct Message-IDs> <bytes> <connections>`), `arrivals` (answers
 `ARRIVALS <JSON list of [sender, epoch seconds]>`: each message's envelope sender and when its
-data was in, before the delay) and `reset`.
+data was in, before the delay), `recipients PATH` (writes the count of messages each envelope
+recipient received to PATH as JSON; answers `OK`) and `reset`.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ def _announce(port: int) -> None:
     sys.stdout.flush()
 
 
-def serve_moto(serial_dynamodb: bool = False) -> None:
+def serve_moto(serial_dynamodb: bool = False, serial: bool = False) -> None:
     """moto in server mode; with `serial_dynamodb`, DynamoDB requests one at a time, as the local
     stack serves them (devstack/moto_server.py): moto applies concurrent conditional writes
-    without a lock, so two concurrent workers could both take one rate token."""
+    without a lock, so two concurrent workers could both take one rate token. With `serial`,
+    every request one at a time (atomic updates everywhere)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if serial_dynamodb:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -53,6 +55,21 @@ def serve_moto(serial_dynamodb: bool = False) -> None:
         sys.stdin.read()
         os._exit(0)  # its server thread holds requests still open; nothing of it needs keeping
     from moto.server import ThreadedMotoServer
+
+    if serial:
+        # moto's backends are not thread-safe: two concurrent UpdateItems on one item can
+        # interleave between read and write and lose an ADD, which DynamoDB never does.
+        # `--serial` makes each request atomic, so that lost updates are ours, not moto's.
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        lock = threading.Lock()
+        dispatch = DomainDispatcherApplication.__call__
+
+        def atomic(self: Any, environ: Any, start_response: Any) -> Any:
+            with lock:
+                return dispatch(self, environ, start_response)
+
+        setattr(DomainDispatcherApplication, "__call__", atomic)  # noqa: B010
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -73,6 +90,7 @@ class _Stats:
             self.connections = 0
             self.ids: set[bytes] = set()
             self.arrivals: list[tuple[str, float]] = []
+            self.recipients: dict[str, int] = {}
 
     def line(self) -> str:
         with self.lock:
@@ -99,6 +117,8 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
                 stats.bytes += len(content)
                 if found:
                     stats.ids.add(found.group(1))
+                for address in envelope.rcpt_tos:
+                    stats.recipients[address] = stats.recipients.get(address, 0) + 1
             return "250 2.0.0 Ok: queued"
 
     def authenticator(server: SMTP, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
@@ -135,6 +155,13 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
                     arrivals = list(stats.arrivals)
                 sys.stdout.write("ARRIVALS " + json.dumps(arrivals) + "\n")
                 sys.stdout.flush()
+            elif command.startswith("recipients "):
+                with stats.lock:
+                    counts = dict(stats.recipients)
+                with open(command.split(" ", 1)[1], "w") as out:
+                    json.dump(counts, out)
+                sys.stdout.write("OK\n")
+                sys.stdout.flush()
             elif command == "reset":
                 stats.reset()
                 sys.stdout.write("OK\n")
@@ -157,13 +184,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="server", required=True)
     moto = sub.add_parser("moto")
     moto.add_argument("--serial-dynamodb", action="store_true", help="DynamoDB one request at a time")
+    moto.add_argument("--serial", action="store_true", help="one request at a time (atomic updates)")
     smtp = sub.add_parser("smtp")
     smtp.add_argument("--delay-ms", type=float, default=100.0)
     smtp.add_argument("--login", required=True)
     smtp.add_argument("--password", required=True)
     args = parser.parse_args()
     if args.server == "moto":
-        serve_moto(args.serial_dynamodb)
+        serve_moto(args.serial_dynamodb, args.serial)
     else:
         serve_smtp(args.delay_ms, args.login, args.password)
 
