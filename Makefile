@@ -49,7 +49,6 @@ infrastructure: $(STAMP)  ## the template, the import contracts, handler imports
 bench: $(STAMP)  ## print the performance figures (not tests)
 	$(BIN)/python bench/cold_import.py
 	$(BIN)/python bench/send_throughput.py
-	$(BIN)/python bench/campaign_mailboxes.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/audience.py
 	$(BIN)/python bench/attachment_memory.py --skip-in-memory

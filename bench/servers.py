@@ -97,6 +97,25 @@ class _Stats:
             return f"STATS {self.messages} {len(self.ids)} {self.bytes} {self.connections}"
 
 
+def _answer(command: str, stats: _Stats) -> str | None:
+    """The SMTP server's answer to a command on its stdin (see the module's docstring)."""
+    if command == "stats":
+        return stats.line()
+    if command == "arrivals":
+        with stats.lock:
+            return "ARRIVALS " + json.dumps(list(stats.arrivals))
+    if command.startswith("recipients "):
+        with stats.lock:
+            counts = dict(stats.recipients)
+        with open(command.split(" ", 1)[1], "w") as out:
+            json.dump(counts, out)
+        return "OK"
+    if command == "reset":
+        stats.reset()
+        return "OK"
+    return None
+
+
 def serve_smtp(delay_ms: float, login: str, password: str) -> None:
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -146,25 +165,9 @@ def serve_smtp(delay_ms: float, login: str, password: str) -> None:
 
     def control() -> None:
         for command in sys.stdin:
-            command = command.strip()
-            if command == "stats":
-                sys.stdout.write(stats.line() + "\n")
-                sys.stdout.flush()
-            elif command == "arrivals":
-                with stats.lock:
-                    arrivals = list(stats.arrivals)
-                sys.stdout.write("ARRIVALS " + json.dumps(arrivals) + "\n")
-                sys.stdout.flush()
-            elif command.startswith("recipients "):
-                with stats.lock:
-                    counts = dict(stats.recipients)
-                with open(command.split(" ", 1)[1], "w") as out:
-                    json.dump(counts, out)
-                sys.stdout.write("OK\n")
-                sys.stdout.flush()
-            elif command == "reset":
-                stats.reset()
-                sys.stdout.write("OK\n")
+            answer = _answer(command.strip(), stats)
+            if answer is not None:
+                sys.stdout.write(answer + "\n")
                 sys.stdout.flush()
         loop.call_soon_threadsafe(done.set)
 
