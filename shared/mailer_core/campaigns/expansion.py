@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -216,9 +217,12 @@ class Expander:
         planned, duration = pacing.plan(len(kept), _paced(senders), _plain(campaign.options).get("per_hour"))
         slot = f"{int(campaign.package)}:{offset}"
         jobs: list[tuple[sqs.SendJob, int]] = []
-        for (clean, recipient), (mailbox_id, delay) in zip(kept, planned, strict=True):
-            message = self._message(campaign, clean, recipient, senders[mailbox_id], slot, now)
-            fate = _save(message)
+        messages = [
+            self._message(campaign, clean, recipient, senders[mailbox_id], slot, now)
+            for (clean, recipient), (mailbox_id, _) in zip(kept, planned, strict=True)
+        ]
+        fates = _save_all(messages)
+        for message, fate, (_, delay) in zip(messages, fates, planned, strict=True):
             if fate == "duplicate":
                 _add(counts, "excluded_duplicate")
                 continue
@@ -361,6 +365,18 @@ def recipient_message_id(campaign: CampaignModel, address: str) -> str:
     millis = int(started.timestamp() * 1000)
     digest = hashlib.sha256(f"{campaign.campaign_id}|{address}".encode()).digest()
     return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest[:10]))
+
+
+SAVERS = 8  # a part's conditional puts in flight at once: each waits for DynamoDB's answer
+
+
+def _save_all(messages: list[MessageModel]) -> list[str]:
+    """`_save` for each, several at a time (the puts are independent; in order of `messages`).
+    A put that raises fails the part, which SQS then delivers again (all of it is idempotent)."""
+    if len(messages) <= 1:
+        return [_save(m) for m in messages]
+    with ThreadPoolExecutor(max_workers=SAVERS, thread_name_prefix="campaign-put") as pool:
+        return list(pool.map(_save, messages))
 
 
 def _save(message: MessageModel) -> str:
