@@ -10,6 +10,7 @@ deleted only as a Draft.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from mailer_core.campaigns.views import public_view
 from mailer_core.events import campaign_state as cs
 from mailer_core.store import pages
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import CampaignModel
+from mailer_core.store.models import CampaignModel, plain_map
 
 EDIT_LOCK = timedelta(minutes=5)
 EDITABLE = (cs.DRAFT, cs.SCHEDULED, cs.PAUSED, cs.INTERRUPTED)
@@ -187,8 +188,8 @@ def copy(caller: Caller, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> di
         subject=source.subject,
         html=source.html,
         mailbox_ids=list(source.mailbox_ids),
-        audience=_plain(source.audience),
-        options={k: v for k, v in _plain(source.options).items() if k != "thresholds"},
+        audience=plain_map(source.audience),
+        options={k: v for k, v in plain_map(source.options).items() if k != "thresholds"},
         created_at=now,
         updated_at=now,
         counts={},
@@ -216,10 +217,4 @@ def delete(caller: Caller, campaign_id: str) -> None:
 
 def _owner_of(caller: Caller, step: CampaignModel) -> Caller:
     """Deleting a step planned after the caller's campaign is part of deleting that campaign."""
-    import dataclasses
-
     return dataclasses.replace(caller, is_admin=True) if int(step.user_id) != caller.user_id else caller
-
-
-def _plain(raw: Any) -> dict[str, Any]:
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})

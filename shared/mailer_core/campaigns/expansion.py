@@ -48,7 +48,7 @@ from mailer_core.messages import suppressions
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel
+from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel, plain_map
 
 Reader = Callable[[int, dict[str, Any], "str | None"], AudiencePage]
 Excluder = Callable[[int, list[str], list[Recipient]], set[str]]
@@ -110,14 +110,14 @@ class Expander:
         return "next part queued again"
 
     def _work(self, campaign: CampaignModel, job: CampaignJob, now: datetime) -> str:
-        options = _plain(campaign.options)
+        options = plain_map(campaign.options)
         senders = self._senders(campaign)
         if not senders:
             cs.change_status(
                 campaign, cs.INTERRUPTED, now, allowed_from=(cs.SENDING,), reason="no sender mailbox can send"
             )
             return "interrupted"
-        zone = _plain(options.get("frozen")).get("timezone")  # the template's, else UTC
+        zone = plain_map(options.get("frozen")).get("timezone")  # the template's, else UTC
         day = pacing.day_of(now, zone)
         sent_today = int(campaign.day_count or 0) if campaign.day == day else 0
         per_day = options.get("per_day")
@@ -155,7 +155,7 @@ class Expander:
             page = chains.read_page(campaign, campaign.cursor)
         else:
             read = self.read or read_audience
-            page = read(int(campaign.account_id), _plain(campaign.audience), campaign.cursor)
+            page = read(int(campaign.account_id), plain_map(campaign.audience), campaign.cursor)
         data = {
             "recipients": [[r.address, *(r.entity or (None, None)), r.name] for r in page.recipients],
             "cursor": page.cursor,
@@ -204,7 +204,7 @@ class Expander:
             wanted.append((clean, Recipient(address.strip(), entity, name)))
         suppressed = suppressions.suppressed(account_id, [a for a, _ in wanted]) if wanted else {}
         excluded = (self.exclude or excluded_by_lists)(
-            account_id, _plain(campaign.audience).get("exclude_lists") or [], [r for _, r in wanted]
+            account_id, plain_map(campaign.audience).get("exclude_lists") or [], [r for _, r in wanted]
         )
         kept = []
         for clean, recipient in wanted:
@@ -214,7 +214,9 @@ class Expander:
                 _add(counts, "excluded_excluded_list")
             else:
                 kept.append((clean, recipient))
-        planned, duration = pacing.plan(len(kept), _paced(senders), _plain(campaign.options).get("per_hour"))
+        planned, duration = pacing.plan(
+            len(kept), _paced(senders), plain_map(campaign.options).get("per_hour")
+        )
         slot = f"{int(campaign.package)}:{offset}"
         jobs: list[tuple[sqs.SendJob, int]] = []
         messages = [
@@ -242,7 +244,7 @@ class Expander:
         slot: str,
         now: datetime,
     ) -> MessageModel:
-        frozen = _plain(_plain(campaign.options).get("frozen"))
+        frozen = plain_map(plain_map(campaign.options).get("frozen"))
         account_id = int(campaign.account_id)
         message_id = recipient_message_id(campaign, address)
         entity = recipient.entity
@@ -418,7 +420,3 @@ def _paced(senders: dict[str, MailboxModel]) -> list[pacing.Sender]:
 
 def _add(counts: dict[str, int], name: str) -> None:
     counts[name] = counts.get(name, 0) + 1
-
-
-def _plain(raw: Any) -> dict[str, Any]:
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})

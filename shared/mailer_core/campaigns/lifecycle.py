@@ -27,7 +27,7 @@ from mailer_core.events.campaign_jobs import CampaignJob, enqueue
 from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.rendering import opt_out
-from mailer_core.store.models import CampaignModel
+from mailer_core.store.models import CampaignModel, plain_map
 from mailer_core.tracking import rewrite as tracking_rewrite
 
 START_GRACE = timedelta(minutes=1)  # a start time this little in the past means now
@@ -69,7 +69,7 @@ def start(caller: Caller, campaign_id: str, payload: Any, *, clock: Clock = SYST
     scheduled = waits or (send_at is not None and send_at > now)
     status = cs.SCHEDULED if scheduled else cs.SENDING
     thresholds = {**cs.DEFAULT_THRESHOLDS, **access.settings_of(caller.account_id).thresholds()}
-    options = {**_plain(campaign.options), "frozen": frozen, "thresholds": thresholds}
+    options = {**plain_map(campaign.options), "frozen": frozen, "thresholds": thresholds}
     extra: list[Any] = [
         CampaignModel.options.set(options),
         CampaignModel.send_at.set(send_at) if send_at else CampaignModel.send_at.remove(),
@@ -112,7 +112,7 @@ def freeze(caller: Caller, campaign: CampaignModel) -> dict[str, Any]:
     """What every email of the campaign sends, fixed now: the body goes to S3 once."""
     from mailer_core.templates import api as templates  # cold start: the template rules
 
-    frozen: dict[str, Any] = {"track_opens": _plain(campaign.options).get("track_opens", True)}
+    frozen: dict[str, Any] = {"track_opens": plain_map(campaign.options).get("track_opens", True)}
     subject, html = campaign.subject, campaign.html
     if campaign.template_id:
         template = templates.for_use(caller, campaign.template_id)
@@ -125,15 +125,15 @@ def freeze(caller: Caller, campaign: CampaignModel) -> dict[str, Any]:
             disable_signature=bool(template.disable_signature),
             attachments=[f.to_attribute().as_dict() for f in templates.attached_files(template)],
             attachment_links=[str(link) for link in template.attachment_links or []],
-            triggers={k: list(v) for k, v in _plain(template.triggers).items() if v} or None,
+            triggers={k: list(v) for k, v in plain_map(template.triggers).items() if v} or None,
             not_opened_after=int(template.not_opened_after) if template.not_opened_after else None,
         )
-        if "track_opens" not in _plain(campaign.options):
+        if "track_opens" not in plain_map(campaign.options):
             frozen["track_opens"] = template.track_opens is not False
     if not subject or not html:
         raise InvalidInput("the campaign has no subject or body to send", field="template_id")
     _ensure_opt_out(int(campaign.account_id), subject, html)
-    options = _plain(campaign.options)
+    options = plain_map(campaign.options)
     html = links.with_utm(html, options.get("utm") or {})
     if options.get("track_clicks") is False:
         html = links.without_click_tracking(html)
@@ -253,7 +253,3 @@ def cancel(caller: Caller, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> 
         scheduler.delete(str(campaign.schedule_name))
     enqueue(CampaignJob(caller.account_id, campaign_id, "settle"))
     return public_view(campaign)
-
-
-def _plain(raw: Any) -> dict[str, Any]:
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})

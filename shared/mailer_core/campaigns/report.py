@@ -27,7 +27,7 @@ from mailer_core.campaigns.views import progress
 from mailer_core.events import campaign_state as cs
 from mailer_core.store import message_state as state
 from mailer_core.store import pages
-from mailer_core.store.models import CampaignModel, MessageModel
+from mailer_core.store.models import CampaignModel, MessageModel, plain_map
 
 STATUS_STATES = (state.QUEUED, state.HELD, state.SENDING, state.SENT, state.FAILED, state.CANCELED)
 EVENT_STATES = ("bounced", "opened", "clicked", "opted_out", "complained")
@@ -152,8 +152,8 @@ def _cell(value: Any) -> str:
 def report(caller: Caller, campaign_id: str) -> dict[str, Any]:
     """`GET /v1/campaigns/{id}/report`: totals, rates and clicks per link."""
     campaign = api.load(caller, campaign_id)
-    counts = _plain(campaign.counts)
-    links = _plain(campaign.links)
+    counts = plain_map(campaign.counts)
+    links = plain_map(campaign.links)
     per_link = sorted(
         ({"url": url, "clicked": int(counts.get(f"link:{key}", 0))} for key, url in links.items()),
         key=lambda item: -int(item["clicked"]),
@@ -203,7 +203,3 @@ def to_target_list(
         "added": added.added,
         "truncated": taken["count"] >= MAX_TO_LIST,
     }
-
-
-def _plain(raw: Any) -> dict[str, Any]:
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})

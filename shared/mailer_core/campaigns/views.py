@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from mailer_core.events import campaign_state as cs
-from mailer_core.store.models import CampaignModel
+from mailer_core.store.models import CampaignModel, plain_map
 
 # Why recipients were left out: here, and by the audience's reader (audiences.reader).
 EXCLUSIONS = (
@@ -22,10 +22,6 @@ EXCLUSIONS = (
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _plain(raw: Any) -> dict[str, Any]:
-    return dict(raw.as_dict() if hasattr(raw, "as_dict") else raw or {})
 
 
 def progress(counts: dict[str, Any], expanded: bool) -> dict[str, Any]:
@@ -73,13 +69,13 @@ def public_view(campaign: CampaignModel) -> dict[str, Any]:
         "subject": campaign.subject,
         "html": campaign.html,
         "mailbox_ids": list(campaign.mailbox_ids or []),
-        "audience": _plain(campaign.audience),
-        "options": {k: v for k, v in _plain(campaign.options).items() if k != "frozen"},
+        "audience": plain_map(campaign.audience),
+        "options": {k: v for k, v in plain_map(campaign.options).items() if k != "frozen"},
         "send_at": _iso(campaign.send_at),
         "started_at": _iso(campaign.started_at),
         "finished_at": _iso(campaign.finished_at),
         "created_at": _iso(campaign.created_at),
         "updated_at": _iso(campaign.updated_at),
         "warnings": list(campaign.warnings or []),
-        "progress": progress(_plain(campaign.counts), bool(campaign.expanded)),
+        "progress": progress(plain_map(campaign.counts), bool(campaign.expanded)),
     }

@@ -23,7 +23,7 @@ from mailer_core.base.logs import logger
 from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.events import campaign_jobs
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import CampaignModel, MessageModel
+from mailer_core.store.models import CampaignModel, MessageModel, plain_map
 
 DRAFT, SCHEDULED, SENDING, SENT, PAUSED, CANCELED, INTERRUPTED = (
     "draft",
@@ -207,10 +207,8 @@ def settle(campaign: CampaignModel, when: datetime) -> str | None:
     """What the campaign's counts (as just written or read) mean: interrupted (its rates),
     warned, or sent (every email done after the whole audience was read). Each a conditional
     write; the new status, or None when nothing changed."""
-    counts = dict(campaign.counts.as_dict() if hasattr(campaign.counts, "as_dict") else campaign.counts or {})
-    options = dict(
-        campaign.options.as_dict() if hasattr(campaign.options, "as_dict") else campaign.options or {}
-    )
+    counts = plain_map(campaign.counts)
+    options = plain_map(campaign.options)
     reason, warnings = verdict(counts, options.get("thresholds") or {})
     interrupted = reason and campaign.status == SENDING
     if interrupted and change_status(campaign, INTERRUPTED, when, allowed_from=(SENDING,), reason=reason):
