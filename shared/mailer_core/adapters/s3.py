@@ -80,6 +80,11 @@ def campaign_object_key(account_id: int, campaign_id: str, name: str) -> str:
     return f"bodies/{account_id}/campaigns/{campaign_id}/{name}"
 
 
+def sent_body_key(account_id: int, message_id: str) -> str:
+    """A sent email's subject, HTML and text as they went out (JSON; docs/letters.md)."""
+    return f"bodies/{account_id}/sent/{message_id}.json"
+
+
 def put_text(key: str, text: str, content_type: str) -> None:
     aws.client("s3").put_object(
         Bucket=get_settings().bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type

@@ -516,6 +516,8 @@ class SendWorker:
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
         self.records.add(outcomes.record_sent, message, detail, self.clock.now(), email.subject)
+        text = email.text if email.text is not None else html_to_text(email.html)
+        self.records.add(outcomes.keep_body, message, email.subject, email.html, text, email.date)
         if sent_folder.wants_copy(mailbox):  # after the "sent" record: the same writer, in order
             self.records.add(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
         return "sent"
@@ -680,6 +682,7 @@ class SendWorker:
             inline_images=rendered.images,
             text=text,
             language=message.locale or "",
+            extra_headers=_threading_headers(message),
         )
         return unsubscribe.finish(message, email, now)  # a campaign's: its link, footer and headers
 
@@ -813,3 +816,13 @@ def _side_by_side(lanes: list[Callable[[], None]]) -> None:
 def _strings(values: object) -> tuple[str, ...]:
     """A stored list attribute as a tuple of addresses."""
     return tuple(str(v) for v in (values or ()))  # type: ignore[attr-defined]
+
+
+def _threading_headers(message: MessageModel) -> tuple[tuple[str, str], ...]:
+    """A reply's In-Reply-To and a reply's or forward's References (messages.threads)."""
+    headers = []
+    if message.in_reply_to:
+        headers.append(("In-Reply-To", str(message.in_reply_to)))
+    if message.references:
+        headers.append(("References", " ".join(str(r) for r in message.references)))
+    return tuple(headers)

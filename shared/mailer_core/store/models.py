@@ -321,6 +321,12 @@ class MessageModel(Model):
     # conditional write, which is what calls message_events.on_message_opted_out once.
     opted_out_at = UTCDateTimeAttribute(null=True)
     campaign_slot = UnicodeAttribute(null=True)  # "{package}:{offset}": the part that composed it
+    # Letters (docs/letters.md): a draft's compose body as JSON (without its html, kept in
+    # `html`/`html_s3_key` as for any message) while its status is "draft"; an answer's or a
+    # forward's threading headers (In-Reply-To, References: Message-IDs in angle brackets).
+    draft_request = UnicodeAttribute(null=True)
+    in_reply_to = UnicodeAttribute(null=True)
+    references = ListAttribute(of=UnicodeAttribute, null=True)
 
 
 class TemplateModel(Model):
@@ -334,6 +340,8 @@ class TemplateModel(Model):
     name = UnicodeAttribute()
     user_id = NumberAttribute()  # the owner
     is_public = BooleanAttribute(default=False)
+    # Kommo users besides the owner who see and use it (docs/letters.md#template-availability)
+    shared_with = ListAttribute(of=NumberAttribute, null=True)
     disable_signature = BooleanAttribute(default=False)
     to_client = UnicodeAttribute(default="main")  # main, all or none: the entity's contacts
     to = ListAttribute(of=UnicodeAttribute, default=list)  # addresses, may hold variables
