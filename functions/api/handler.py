@@ -66,6 +66,22 @@ def update_settings() -> dict[str, Any]:
     return settings_api.update(edge.caller_of(app), edge.json_body(app))
 
 
+@app.get("/v1/preferences")
+def get_preferences() -> dict[str, Any]:
+    from mailer_core.accounts import preferences
+
+    caller = edge.caller_of(app)
+    return preferences.view(caller.account_id, caller.user_id)
+
+
+@app.patch("/v1/preferences")
+def update_preferences() -> dict[str, Any]:
+    from mailer_core.accounts import preferences
+
+    caller = edge.caller_of(app)
+    return preferences.update(caller.account_id, caller.user_id, edge.json_body(app))
+
+
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes

@@ -13,7 +13,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core.accounts import access
+from mailer_core.accounts import access, preferences
 from mailer_core.accounts.actors import Acting
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
@@ -170,6 +170,7 @@ def compose(
         timezone=use.timezone if use else request.timezone,
         disable_signature=use.disable_signature if use else None,
         track_opens=None if track_opens else False,
+        track_downloads=_track_downloads(actor, request, use, origin) or None,
         origin=origin,
         triggers=chosen or None,
         not_opened_after=not_opened_after,
@@ -264,6 +265,18 @@ def _tracking_and_automation(
     if chosen and chosen.get("not_opened") and not not_opened_after:
         raise InvalidInput("give the not-opened wait (60 seconds or more)", field="not_opened_after")
     return track_opens, chosen, not_opened_after
+
+
+def _track_downloads(actor: Acting, request: ComposeRequest, use: Any, origin: str | None) -> bool:
+    """Attachments as tracked download links: the compose's choice (a person's is remembered
+    for their next compose window), else the template's, else the user's last choice."""
+    if request.track_downloads is not None:
+        if origin is None:
+            preferences.remember(actor.account_id, actor.user_id, "track_downloads", request.track_downloads)
+        return request.track_downloads
+    if use is not None and use.track_downloads is not None:
+        return bool(use.track_downloads)
+    return bool(preferences.of_user(actor.account_id, actor.user_id)["track_downloads"])
 
 
 def _save_once(message: MessageModel, clock: Clock) -> None:

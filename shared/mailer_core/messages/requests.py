@@ -18,6 +18,7 @@ from mailer_core.triggers import api as trigger_rules
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
+FIELDS |= {"track_downloads"}  # attachments as tracked download links (tracking.downloads)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 FIELDS |= {
     "triggers",
@@ -82,6 +83,7 @@ class ComposeRequest:
     locale: str | None = None
     timezone: str | None = None
     track_opens: bool | None = None
+    track_downloads: bool | None = None
     triggers: Any = None  # checked against the account's triggers at compose
     not_opened_after: int | None = None
     received: threads.Received | None = None
@@ -123,6 +125,9 @@ def parse_request(payload: Any) -> ComposeRequest:
         timezone=templates_timezone(data),
         track_opens=validation.boolean(data, "track_opens") if data.get("track_opens") is not None else None,
         triggers=data.get("triggers"),
+        track_downloads=(
+            validation.boolean(data, "track_downloads") if data.get("track_downloads") is not None else None
+        ),
         not_opened_after=trigger_rules.validate_not_opened_after(data),
         received=threads.parse(data.get("received")),
         given=frozenset(data),

@@ -91,6 +91,9 @@ class AccountModel(Model):
     # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
     # message composed before it never goes out, even after a reinstall.
     disabled_at = UTCDateTimeAttribute(null=True)
+    # The compose window's remembered choices, by Kommo user id as text: {"501":
+    # {"track_downloads": true}} (accounts.preferences, docs/letters.md#attachment-downloads).
+    compose_preferences = MapAttribute[str, Any](null=True)
 
 
 class KommoInstallModel(Model):
@@ -327,6 +330,11 @@ class MessageModel(Model):
     draft_request = UnicodeAttribute(null=True)
     in_reply_to = UnicodeAttribute(null=True)
     references = ListAttribute(of=UnicodeAttribute, null=True)
+    # Attachment downloads (tracking.downloads): uploaded files go as signed download links;
+    # each file's first download by a person counted once ("download#<index>" in the set).
+    track_downloads = BooleanAttribute(null=True)
+    downloads = NumberAttribute(null=True)
+    download_keys = UnicodeSetAttribute(null=True)
 
 
 class TemplateModel(Model):
@@ -342,6 +350,8 @@ class TemplateModel(Model):
     is_public = BooleanAttribute(default=False)
     # Kommo users besides the owner who see and use it (docs/letters.md#template-availability)
     shared_with = ListAttribute(of=NumberAttribute, null=True)
+    # Attachments go as signed download links whose first download runs "downloaded" triggers.
+    track_downloads = BooleanAttribute(null=True)
     disable_signature = BooleanAttribute(default=False)
     to_client = UnicodeAttribute(default="main")  # main, all or none: the entity's contacts
     to = ListAttribute(of=UnicodeAttribute, default=list)  # addresses, may hold variables

@@ -65,6 +65,7 @@ FIELDS = {
     "is_public",
     "shared_with",  # Kommo user ids who see and use it besides the owner (docs/letters.md)
     "disable_signature",
+    "track_downloads",  # attachments as tracked download links (tracking.downloads); null: the user's choice
     "track_opens",
     "locale",
     "timezone",
@@ -170,6 +171,7 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
         "shared_with": [int(str(u)) for u in template.shared_with or []],
         "disable_signature": bool(template.disable_signature),
         "track_opens": template.track_opens is not False,
+        "track_downloads": template.track_downloads,
         "to_client": template.to_client or "main",
         "to": list(template.to or []),
         "cc": list(template.cc or []),
@@ -226,6 +228,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
     for flag in ("is_public", "disable_signature"):
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
+    if "track_downloads" in data:
+        value = data.get("track_downloads")
+        out["track_downloads"] = None if value is None else validation.boolean(data, "track_downloads")
     if creating or "shared_with" in data:
         out["shared_with"] = _shared_with(data)
     if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking); unset: account default
