@@ -42,6 +42,7 @@ from mailer_core.files.attachments import AttachedFile
 from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
+    refuse_unknown_placeholders,
     validate_locale,
     validate_source,
     validate_timezone,
@@ -207,7 +208,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         subject = validation.text(data, "subject", max_length=MAX_SUBJECT_CHARS)
         if "\r" in subject or "\n" in subject:
             raise InvalidInput("must be one line", field="subject")
-        out["subject"] = validate_source(subject, field="subject", html=False)
+        out["subject"] = refuse_unknown_placeholders(
+            validate_source(subject, field="subject", html=False), field="subject"
+        )
     if creating or "html" in data:
         html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
         if len(html.encode("utf-8")) > limits.BODY_BYTES:
@@ -216,7 +219,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
                 field="html",
                 limit_bytes=limits.BODY_BYTES,
             )
-        out["html"] = validate_source(html, field="html", html=True)
+        out["html"] = refuse_unknown_placeholders(
+            validate_source(html, field="html", html=True), field="html"
+        )
     if creating or "to_client" in data:
         to_client = validation.text(data, "to_client", default="main")
         if to_client not in TO_CLIENT:
