@@ -68,8 +68,12 @@ def _load(caller: Caller, draft_id: str) -> MessageModel:
     return message
 
 
-def _build(caller: Caller, payload: Any, draft_id: str, clock: Clock, created: Any = None) -> MessageModel:
-    """A draft's item from a compose body: shapes checked, attachments claimed."""
+def _build(
+    caller: Caller, payload: Any, draft_id: str, clock: Clock, created: Any = None, owner: int | None = None
+) -> MessageModel:
+    """A draft's item from a compose body: shapes checked, attachments claimed. `owner` keeps
+    an edited draft its user's (an administrator may edit another user's)."""
+    owner = caller.user_id if owner is None else owner
     request = parse_request(payload)
     now = clock.now()
     files = attachments.validate_attachments(
@@ -78,7 +82,7 @@ def _build(caller: Caller, payload: Any, draft_id: str, clock: Clock, created: A
     attachments.validate_links(request.attachment_links)
     mailbox_id = request.mailbox_id
     if mailbox_id is None:
-        default = mailbox_connection.default_for_user(caller.account_id, caller.user_id)
+        default = mailbox_connection.default_for_user(caller.account_id, owner)
         mailbox_id = default.mailbox_id if default is not None else ""
     rest = {k: v for k, v in payload.items() if k != "html"}
     inline = len(request.html.encode("utf-8")) <= s3.INLINE_LIMIT
@@ -88,7 +92,7 @@ def _build(caller: Caller, payload: Any, draft_id: str, clock: Clock, created: A
         draft_id,
         status=state.DRAFT,
         status_key=state.status_key(caller.account_id, state.DRAFT),
-        user_id=caller.user_id,
+        user_id=owner,
         mailbox_id=mailbox_id,
         lane=request.lane,
         to=request.to,
@@ -130,7 +134,7 @@ def get(caller: Caller, draft_id: str) -> dict[str, Any]:
 def update(caller: Caller, draft_id: str, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """`PUT /v1/drafts/{id}`: the draft's whole compose body replaced, while it is a draft."""
     current = _load(caller, draft_id)
-    draft = _build(caller, payload, draft_id, clock, created=current.created_at)
+    draft = _build(caller, payload, draft_id, clock, created=current.created_at, owner=int(current.user_id))
     try:
         draft.save(condition=(MessageModel.status == state.DRAFT) & (MessageModel.user_id == current.user_id))
     except PutError as exc:

@@ -66,7 +66,9 @@ def edit(caller: Caller, message_id: str, payload: Any, *, clock: Clock = SYSTEM
             raise InvalidInput("is more than a year ahead", field="send_at")
         actions.append(MessageModel.send_at.set(send_at))
         changed.append("send time")
-    if not actions:
+    if not actions:  # nothing to change: still only a scheduled message is changeable
+        if message.status != state.SCHEDULED:
+            raise _refused(caller, message_id, "changed")
         return public_view(message)
     detail = f"{', '.join(changed)} changed by user {caller.user_id}"
     actions += [
