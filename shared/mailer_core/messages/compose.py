@@ -269,13 +269,17 @@ def _tracking_and_automation(
 
 def _track_downloads(actor: Acting, request: ComposeRequest, use: Any, origin: str | None) -> bool:
     """Attachments as tracked download links: the compose's choice (a person's is remembered
-    for their next compose window), else the template's, else the user's last choice."""
+    for their next compose window), else the template's, else (a person's compose window only)
+    their last choice. Automatic composes (pipeline, triggers, campaigns) never read it: one
+    read less per email of a mailing."""
     if request.track_downloads is not None:
         if origin is None:
             preferences.remember(actor.account_id, actor.user_id, "track_downloads", request.track_downloads)
         return request.track_downloads
     if use is not None and use.track_downloads is not None:
         return bool(use.track_downloads)
+    if origin is not None:
+        return False
     return bool(preferences.of_user(actor.account_id, actor.user_id)["track_downloads"])
 
 
