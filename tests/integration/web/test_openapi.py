@@ -85,10 +85,14 @@ def test_the_track_functions_unsubscribe_routes_are_documented_as_public_pages()
     pages = document()["x-public-pages"]["paths"]
     documented = {(m.upper(), path) for path, item in pages.items() for m in item if m in METHODS}
     track = {(m, p) for m, p in template_routes("TrackFunction") if p.startswith(("/u/", "/d/"))}
-    assert documented == track == {
-        ("GET", "/u/{token}"),
-        ("POST", "/u/{token}"),
-        ("GET", "/d/{token}"),
-        ("HEAD", "/d/{token}"),
-    }
+    assert (
+        documented
+        == track
+        == {
+            ("GET", "/u/{token}"),
+            ("POST", "/u/{token}"),
+            ("GET", "/d/{token}"),
+            ("HEAD", "/d/{token}"),
+        }
+    )
     assert all(op["security"] == [] for item in pages.values() for m, op in item.items() if m in METHODS)
