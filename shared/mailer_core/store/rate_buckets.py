@@ -284,6 +284,32 @@ def peek(bucket_key: str, *, daily_cap: int, now: float) -> NextTurn:
     return NextTurn(tat, "held" if held > now else "rate")
 
 
+def used_today(bucket_keys: list[str], *, now: float) -> dict[str, int]:
+    """How many tokens each bucket granted today (UTC), as its daily cap counts them: one
+    BatchGetItem per 100 buckets (eventually consistent; a bucket never used: 0)."""
+    day = _day_attr(datetime.fromtimestamp(now, tz=UTC))
+    table = get_settings().rate_limits_table
+    client = aws.client("dynamodb")
+    used = dict.fromkeys(bucket_keys, 0)
+    unique = list(used)
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"bucket_key": {"S": key}} for key in unique[start : start + 100]],
+                "ProjectionExpression": "bucket_key, #day",
+                "ExpressionAttributeNames": {"#day": day},
+            }
+        }
+        for _ in range(5):  # unprocessed keys (throttling) asked again; what is left counts 0
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                used[item["bucket_key"]["S"]] = int(item.get(day, {}).get("N", "0"))
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+    return used
+
+
 def give_back(bucket_key: str, *, at: float, rate_per_second: float) -> None:
     """Return a token granted for the moment `at` that was not used (it came back too late to
     be used then): today's count goes down by one, and the bucket's turn moves back to `at`
