@@ -144,7 +144,7 @@ def _note_token_request(seconds: float) -> None:
 
 def bucket_key(account_id: int, mailbox_id: str) -> str:
     """The rate bucket of a mailbox (shared by both lanes and every worker)."""
-    return f"mailbox#{account_id}#{mailbox_id}"
+    return rate_buckets.mailbox_key(account_id, mailbox_id)
 
 
 def paced_rate(rate_per_second: float) -> float:
@@ -580,7 +580,8 @@ class SendWorker:
             self.clock.sleep(turn.at - lead - self.clock.timestamp())
             asked = self.clock.timestamp()
             at = asked + lead
-            decision = self.take_token(key, rate_per_second=rate, daily_cap=cap, now=at)
+            # a bulk email stands back while a manager's is pending on the mailbox
+            decision = self.take_token(key, rate_per_second=rate, daily_cap=cap, now=at, lane=job.lane)
             answered = self.clock.timestamp()
             _note_token_request(answered - asked)
             if decision.allowed:

@@ -563,6 +563,8 @@ class CampaignModel(Model):
     next_at = UTCDateTimeAttribute(null=True)  # the pace: the next part is due then
     day = UnicodeAttribute(null=True)  # the per-day portion: the day counted and its emails
     day_count = NumberAttribute(null=True)
+    # why the next part waits past its pace (`per_day`, `daily_cap`), until `next_at`
+    waiting_reason = UnicodeAttribute(null=True)
     expanded = BooleanAttribute(default=False)
     counts = MapAttribute[str, Any](default=dict)
     # Per link (at most campaign_state.MAX_LINKS): `links` maps the click token's hash (hex) to
