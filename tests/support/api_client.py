@@ -166,5 +166,8 @@ class ApiClient:
     def patch(self, url: str, body: Any = None, **kw: Any) -> Reply:
         return self.call("PATCH", url, body, **kw)
 
+    def put(self, url: str, body: Any = None, **kw: Any) -> Reply:
+        return self.call("PUT", url, body, **kw)
+
     def delete(self, url: str, **kw: Any) -> Reply:
         return self.call("DELETE", url, **kw)

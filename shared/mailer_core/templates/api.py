@@ -36,6 +36,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from mailer_core.files import attachments
 from mailer_core.files.attachments import AttachedFile
+from mailer_core.rendering import page_urls
 from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
@@ -183,6 +184,7 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         if "\r" in subject or "\n" in subject:
             raise InvalidInput("must be one line", field="subject")
         out["subject"] = validate_source(subject, field="subject", html=False)
+        page_urls.refuse_unknown_pages(caller.account_id, subject, field="subject")
     if creating or "html" in data:
         html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
         if len(html.encode("utf-8")) > limits.BODY_BYTES:
@@ -192,6 +194,7 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
                 limit_bytes=limits.BODY_BYTES,
             )
         out["html"] = validate_source(html, field="html", html=True)
+        page_urls.refuse_unknown_pages(caller.account_id, html, field="html")  # never a dead link
     if creating or "to_client" in data:
         to_client = validation.text(data, "to_client", default="main")
         if to_client not in TO_CLIENT:

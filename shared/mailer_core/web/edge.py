@@ -28,7 +28,7 @@ from mailer_core.base.logs import logger
 from mailer_core.kommo.hosts import is_account_origin
 
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
-ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 # (method, path) of the routes anyone may call: the health check and the API's own description.
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
 
