@@ -202,11 +202,11 @@ def test_a_page_is_kept_for_its_cache_time_then_rendered_with_fresh_kommo_data(
     )
     assert open_url(url).body == before  # cached
     handler = load_handler("pages")
-    real = handler.clock
+    real = handler.clock  # type: ignore[attr-defined]
     try:
         from mailer_core.base.clock import FakeClock
 
-        handler.clock = FakeClock(current=datetime.now(UTC) + timedelta(minutes=6))
+        handler.clock = FakeClock(current=datetime.now(UTC) + timedelta(minutes=6))  # type: ignore[attr-defined]
         from mailer_core.rendering import variables
 
         variables.forget_account_data()
