@@ -316,3 +316,19 @@ def test_web_page_settings_are_checked(admin: ApiClient, manager: ApiClient) -> 
 
 
 _ = (TriggerModel, runs)
+
+
+def test_the_preview_reports_a_page_that_does_not_exist_and_shows_no_placeholder_url(
+    admin: ApiClient, manager: ApiClient, mailbox: str, kommo: KommoStandIn
+) -> None:
+    page = web_page(admin)
+    html = (
+        f'<a href="{{web:{page["page_id"]}}}">a</a> <a href="{{web:7777}}">b</a> <a href="{{weblink}}">c</a>'
+    )
+    reply = manager.post(
+        "/v1/messages/preview", {"entity": LEAD, "subject": "S", "html": html, "mailbox_id": mailbox}
+    )
+    assert reply.status == 200, reply.body
+    shown = reply.json()
+    assert "mailer.invalid" not in shown["html"] and shown["html"].count('href="#"') == 3
+    assert "web(7777)" in shown["missing"] and f"web({page['page_id']})" not in shown["missing"]
