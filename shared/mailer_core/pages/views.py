@@ -32,7 +32,6 @@ from mailer_core.base.logs import logger
 from mailer_core.events.jobs import EventJob
 from mailer_core.pages.links import Filler
 from mailer_core.rendering import personalize, trigger_link_urls, variables
-from mailer_core.rendering.sandbox import one_line
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AutomationFactModel, MailboxModel, MessageModel, WebPageModel
 from mailer_core.tracking import machine_traffic, tokens
@@ -108,8 +107,8 @@ def _manager(message: MessageModel) -> variables.Manager:
 
 def _rendered(
     message: MessageModel, *, title_src: str, html_src: str, issued_at: int, signature: bool, now: datetime
-) -> str:
-    """The page's body for the email's entity: variables, page URLs, tracked links."""
+) -> tuple[str, str]:
+    """The page's title and body for the email's entity: variables, page URLs, tracked links."""
     entity = (
         (str(message.entity_type), int(message.entity_id))
         if message.entity_type and message.entity_id is not None
@@ -134,7 +133,7 @@ def _rendered(
     body = Filler(account_id, message.message_id, issued_at).fill(rendered.html)
     targets = rendered.trigger_links.targets
     if not tracking.enabled():
-        return trigger_link_urls.direct(body, targets)
+        return rendered.subject, trigger_link_urls.direct(body, targets)
     known = [str(link) for link in message.tracked_links or []]
     tracked = tracking.rewrite(
         body,
@@ -146,9 +145,9 @@ def _rendered(
         known_links=known,
     )
     if tracking.append_links(message, len(known), tracked.links):
-        return tracked.html
+        return rendered.subject, tracked.html
     logger.warning("page links left untracked: the message's links changed meanwhile")
-    return trigger_link_urls.direct(body, targets)
+    return rendered.subject, trigger_link_urls.direct(body, targets)
 
 
 def _snippets(page: WebPageModel | None) -> str:
@@ -261,7 +260,7 @@ def open_page(request: PageRequest) -> Answer:
     text = _cached(key, version, int(page.cache_minutes), request.now)
     if text is None:
         try:
-            body = _rendered(
+            header, body = _rendered(
                 message,
                 title_src=page.header or "",
                 html_src=page.html or "",
@@ -271,7 +270,7 @@ def open_page(request: PageRequest) -> Answer:
             )
         except Exception as exc:
             return _render_failure(exc)
-        text = document(body, header=page.header or "", locale=message.locale, page=page)
+        text = document(body, header=header, locale=message.locale, page=page)
         _keep(key, version, int(page.cache_minutes), request.now, text)
     if page.trigger_id:
         _run_on_open(request, token, message, page)
@@ -291,7 +290,7 @@ def web_version(request: PageRequest) -> Answer:
     if text is None:
         try:
             source = message.html if message.html is not None else s3.get_html(message.html_s3_key or "")
-            body = _rendered(
+            header, body = _rendered(
                 message,
                 title_src=message.subject or "",
                 html_src=source or "",
@@ -299,7 +298,6 @@ def web_version(request: PageRequest) -> Answer:
                 signature=True,
                 now=request.now,
             )
-            header = message.sent_subject or one_line(message.subject or "")
         except Exception as exc:
             return _render_failure(exc)
         text = document(body, header=header, locale=message.locale, page=None)
