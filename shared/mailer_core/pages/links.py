@@ -82,12 +82,14 @@ class Filler:
             raise PageUnavailable(f"the web page {{web:{number}}} does not exist")
         return page_url(self.account_id, self.message_id, self.issued_at, page)
 
-    def fill(self, text: str | None) -> str:
-        if not text or not page_urls.has_markers(text):
+    def fill(self, text: str | None, *, legacy: bool = True) -> str:
+        """`legacy`: also `{web:N}` as written (a trigger's text); off for a rendered body."""
+        if not text or not page_urls.has_markers(text, legacy=legacy):
             return text or ""
-        wanted = page_urls.page_numbers(text)
+        wanted = page_urls.page_numbers(text, legacy=legacy)
         return page_urls.fill(
             text,
+            legacy=legacy,
             page_url=lambda n: self._page(n, wanted),
             form_url=lambda: form_url(self.account_id, self.message_id, self.issued_at),
             web_url=lambda: web_version_url(self.account_id, self.message_id, self.issued_at),

@@ -130,7 +130,7 @@ def _rendered(
         embed_images=False,
         load_links=lambda ids: trigger_link_urls.load_links(account_id, ids),
     )
-    body = Filler(account_id, message.message_id, issued_at).fill(rendered.html)
+    body = Filler(account_id, message.message_id, issued_at).fill(rendered.html, legacy=False)
     targets = rendered.trigger_links.targets
     if not tracking.enabled():
         return rendered.subject, trigger_link_urls.direct(body, targets)

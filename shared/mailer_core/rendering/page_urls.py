@@ -39,15 +39,15 @@ _LEGACY = re.compile(r"\{(?:web:(?P<page>\d{1,9})|(?P<kind>formlink|weblink))\}"
 _SOURCE_PAGE = re.compile(r"\{web:(\d{1,9})\}|\bweb\(\s*(\d{1,9})\s*\)")
 
 
-def has_markers(*texts: str | None) -> bool:
-    return any(text and (_MARKERS.search(text) or _LEGACY.search(text)) for text in texts)
+def has_markers(*texts: str | None, legacy: bool = True) -> bool:
+    return any(text and (_MARKERS.search(text) or (legacy and _LEGACY.search(text))) for text in texts)
 
 
-def page_numbers(*texts: str | None) -> list[int]:
+def page_numbers(*texts: str | None, legacy: bool = True) -> list[int]:
     """The page numbers whose markers (or legacy placeholders) appear, each once, in order."""
     found: dict[int, None] = {}
     for text in texts:
-        for pattern in (_MARKERS, _LEGACY):
+        for pattern in (_MARKERS, _LEGACY) if legacy else (_MARKERS,):
             for match in pattern.finditer(text or ""):
                 if match.group("page"):
                     found.setdefault(int(match.group("page")), None)
@@ -69,8 +69,10 @@ def fill(
     page_url: Callable[[int], str],
     form_url: Callable[[], str],
     web_url: Callable[[], str],
+    legacy: bool = True,
 ) -> str:
-    """`text` with every marker and legacy placeholder replaced by its URL (each callable is
+    """`text` with every marker (and legacy placeholder, unless `legacy` is off: a rendered
+    body, whose CRM data is never read as a placeholder) replaced by its URL (each callable is
     asked once per occurrence; it raises when it cannot make the URL)."""
     if "mailer.invalid" not in text and "{" not in text:
         return text
@@ -80,7 +82,8 @@ def fill(
             return page_url(int(match.group("page")))
         return form_url() if match.group("kind") == "formlink" else web_url()
 
-    return _LEGACY.sub(replace, _MARKERS.sub(replace, text))
+    text = _MARKERS.sub(replace, text)
+    return _LEGACY.sub(replace, text) if legacy else text
 
 
 def load_pages(account_id: int, numbers: Iterable[int]) -> dict[int, WebPageModel]:

@@ -656,7 +656,7 @@ class SendWorker:
         # {web:N}, {formlink}, {weblink}: this email's signed URLs (a page that does not exist,
         # or no public URL configured, fails the email: never a dead link, pages.links).
         filled = page_links.Filler(int(message.account_id), message.message_id, int(now.timestamp()))
-        rendered_html = filled.fill(rendered.html)
+        rendered_html = filled.fill(rendered.html, legacy=False)
         body, text = rendered_html, None
         if tracking.enabled():  # links through /c/, the pixel; the text part keeps the real links
             tracked = tracking.rewrite(

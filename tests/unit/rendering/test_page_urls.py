@@ -50,3 +50,12 @@ def test_the_page_numbers_a_source_names(source: str, numbers: list[int]) -> Non
 def test_a_marker_is_not_confused_with_a_longer_path() -> None:
     text = page_urls.PLACEHOLDER_BASE + "/formlinks " + page_urls.WEB_PREFIX + "12a"
     assert fill(text) == text.replace(page_urls.WEB_PREFIX + "12", "https://x.test/p/12")
+
+
+def test_a_rendered_body_keeps_crm_text_that_looks_like_a_placeholder() -> None:
+    rendered = render_html("<p>{{ lead.name }}</p>", {"lead": {"name": "{web:1028} {weblink}"}}).text
+    assert not page_urls.has_markers(rendered, legacy=False)
+    text = "{web:1028} " + page_urls.WEBLINK
+    assert (
+        page_urls.fill(text, page_url=str, form_url=str, web_url=lambda: "W", legacy=False) == "{web:1028} W"
+    )
