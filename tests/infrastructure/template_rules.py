@@ -341,6 +341,7 @@ MESSAGE_WRITERS |= {"PipelineFunction"}  # composes what the digital pipeline an
 MESSAGE_WRITERS |= {"CampaignsFunction"}  # composes a campaign's emails; holds or cancels them
 # Count opens and clicks on messages: UpdateItem only, never create or delete one.
 MESSAGE_COUNTERS = {"TrackFunction"}
+MESSAGE_COUNTERS |= {"PagesFunction"}  # a public page's tracked links go after its email's (docs/pages.md)
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
 SCHEDULE_CREATORS |= {"ActionsFunction"}  # not-opened timers, delayed trigger runs
 SCHEDULE_CREATORS |= {"PipelineFunction"}  # a pipeline action delayed more than 15 minutes

@@ -51,6 +51,7 @@ from mailer_core.kommo.accounts import client_for_account
 from mailer_core.kommo.errors import KommoError, is_retryable
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages.requests import ComposeRequest
+from mailer_core.pages import links as page_links
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.models import (
@@ -387,6 +388,9 @@ class Runner:
             now=self.clock.now(),
             send_template=lambda template_id: send_follow_up(message, template_id, job, clock=self.clock),
             render=lambda text: _render_text(text, message, self.clock),
+            links=page_links.Filler(
+                int(message.account_id), message.message_id, int(self.clock.now().timestamp())
+            ).fill,
         )
         return trigger_actions.execute(trigger, ctx)
 

@@ -27,6 +27,7 @@ class Settings:
     templates_table: str = "mailer-templates"
     triggers_table: str = "mailer-triggers"
     links_table: str = "mailer-links"
+    web_pages_table: str = "mailer-web-pages"  # public web pages (mailer_core.pages)
     automation_table: str = "mailer-automation"
     template_stats_table: str = "mailer-template-stats"  # per-template counters (template_stats)
     campaigns_table: str = "mailer-campaigns"
@@ -94,6 +95,9 @@ class Settings:
     # base URL of the track routes. Without both, emails go out untracked.
     tracking_secret: str = ""
     public_base_url: str = ""
+    # Public web pages (mailer_core.pages): served on a page's own domain only once that domain
+    # is mapped to the HTTP API (docs/pages.md); until then behind the public base URL.
+    pages_on_custom_domains: bool = False
 
     @property
     def token_audience(self) -> str:
@@ -127,6 +131,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         templates_table=get("MAILER_TEMPLATES_TABLE", defaults.templates_table),
         triggers_table=get("MAILER_TRIGGERS_TABLE", defaults.triggers_table),
         links_table=get("MAILER_LINKS_TABLE", defaults.links_table),
+        web_pages_table=get("MAILER_WEB_PAGES_TABLE", defaults.web_pages_table),
         automation_table=get("MAILER_AUTOMATION_TABLE", defaults.automation_table),
         template_stats_table=get("MAILER_TEMPLATE_STATS_TABLE", defaults.template_stats_table),
         campaigns_table=get("MAILER_CAMPAIGNS_TABLE", defaults.campaigns_table),
@@ -174,6 +179,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         api_burst=int(get("MAILER_API_BURST", "100")),
         tracking_secret=get("MAILER_TRACKING_SECRET", ""),
         public_base_url=get("MAILER_PUBLIC_BASE_URL", "").rstrip("/"),
+        pages_on_custom_domains=_flag(get("MAILER_PAGES_ON_CUSTOM_DOMAINS", "")),
     )
 
 

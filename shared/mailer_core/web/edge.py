@@ -31,7 +31,7 @@ from mailer_core.kommo.hosts import is_account_origin
 from mailer_core.store import rate_buckets
 
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
-ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 # (method, path) of the routes anyone may call: the health check and the API's own description.
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
 API_BUCKET_PREFIX = "api#"  # an account's bucket of API requests in the RateLimits table
