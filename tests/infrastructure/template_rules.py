@@ -247,6 +247,54 @@ def local_only_setting_problems(translated: Template) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------- secrets
+
+# The stack's secrets (Secrets Manager) and the only functions that may read each one.
+KOMMO_CLIENT_SECRET_READERS = {"ApiFunction", "WebhookFunction", "KommoAuthFunction"}
+KOMMO_CLIENT_SECRET_READERS |= {"SendFunction", "ActionsFunction", "PipelineFunction", "CampaignsFunction"}
+SECRET_READERS = {
+    # the widget token, OAuth exchanges and refreshes, the uninstall hook, Salesbot tokens
+    "KommoClientSecretValue": KOMMO_CLIENT_SECRET_READERS,
+    "TrackingSecretValue": {"SendFunction", "TrackFunction"},  # sign at send, check on a click
+}
+# Plain settings of a secret's value: tests and scripts only, never a deployed function.
+PLAIN_SECRET_SETTINGS = ("KOMMO_CLIENT_SECRET", "MAILER_TRACKING_SECRET")
+
+
+def _secret_values(translated: Template) -> set[str]:
+    return set(resources(translated, "AWS::SecretsManager::Secret"))
+
+
+def secret_problems(translated: Template) -> list[str]:
+    """Secret values reach functions only through Secrets Manager, read by the listed functions."""
+    problems = []
+    no_echo = {name for name, p in (translated.get("Parameters") or {}).items() if p.get("NoEcho")}
+    for logical, res in translated.get("Resources", {}).items():
+        uses = referenced_ids(res.get("Properties")) & no_echo
+        if uses and res.get("Type") != "AWS::SecretsManager::Secret":
+            problems.append(f"{logical}: uses the NoEcho parameter(s) {sorted(uses)} outside Secrets Manager")
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        variables = (props(res).get("Environment") or {}).get("Variables") or {}
+        problems += [
+            f"{fn}: sets {name}, a secret's plain value"
+            for name in PLAIN_SECRET_SETTINGS
+            if name in variables
+        ]
+    found = _secret_values(translated)
+    for secret in sorted(set(SECRET_READERS) - found):
+        problems.append(f"{secret}: the secret is missing from the template")
+    for secret in sorted(found - set(SECRET_READERS)):
+        problems.append(f"{secret}: a secret with no list of readers in template_rules.SECRET_READERS")
+    for fn, role in function_roles(translated).items():
+        for secret in sorted(found):
+            may = can(translated, role, "secretsmanager:GetSecretValue", names(secret))
+            if may and fn not in SECRET_READERS.get(secret, set()):
+                problems.append(f"{fn} may read {secret}")
+            if not may and fn in SECRET_READERS.get(secret, set()):
+                problems.append(f"{fn} needs {secret} and may not read it")
+    return problems
+
+
 def _is_account_root(principal: Any) -> bool:
     """Only this account's root (which delegates to IAM), nobody else in the same statement."""
     if not isinstance(principal, dict) or set(principal) != {"AWS"}:
@@ -597,6 +645,7 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + table_problems(translated)
         + function_problems(source, translated)
         + local_only_setting_problems(translated)
+        + secret_problems(translated)
         + bucket_problems(translated)
         + wildcard_problems(translated)
         + managed_policy_problems(translated)

@@ -40,9 +40,8 @@ from pynamodb.expressions.update import Action
 from mailer_core.accounts import pipeline_secret
 from mailer_core.accounts.access import DISABLED
 from mailer_core.accounts.access import forget as forget_account_access
-from mailer_core.adapters import kms, sqs
+from mailer_core.adapters import kms, secrets, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
 from mailer_core.kommo import client as kommo
@@ -87,7 +86,7 @@ def code_hash(code: str) -> str:
 
 
 def _state_signature(issued: int) -> str:
-    key = get_settings().kommo_client_secret.encode("utf-8")
+    key = secrets.kommo_client_secret().encode("utf-8")
     return hmac.new(key, f"mailer-install-state:{issued}".encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mailer_core.adapters import secrets
 from mailer_core.base.config import get_settings
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store.models import MessageModel
@@ -56,7 +57,7 @@ class TrackedHtml:
 
 def enabled() -> bool:
     settings = get_settings()
-    return bool(settings.tracking_secret and settings.public_base_url)
+    return bool(secrets.tracking_configured() and settings.public_base_url)
 
 
 # Many branches on purpose: one branch per kind of link left alone.
