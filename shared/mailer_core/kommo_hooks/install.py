@@ -37,7 +37,6 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core.accounts import pipeline_secret
 from mailer_core.accounts.access import DISABLED
 from mailer_core.accounts.access import forget as forget_account_access
 from mailer_core.adapters import kms, secrets, sqs
@@ -401,8 +400,8 @@ def store_account_tokens(
         AccountModel.token_expires_at.set(int(expires_at)),
         AccountModel.token_version.add(1),
         AccountModel.installed_at.set(AccountModel.installed_at | when),
-        # The digital pipeline action's secret: made at the first install, kept on reinstall.
-        AccountModel.dp_secret.set(AccountModel.dp_secret | pipeline_secret.new_secret()),
+        # The digital pipeline action's secret is not made here: only its hash is kept, so it is
+        # made where it can be shown once (accounts.pipeline_secret); a reinstall keeps it.
         AccountModel.connected_at.set(when),
         AccountModel.refresh_lease_owner.remove(),
         AccountModel.refresh_lease_until.remove(),
