@@ -152,6 +152,37 @@ def test_the_secret_checks_see_the_grants_that_exist(translated: Template) -> No
     assert referenced_ids(globals_env["MAILER_KOMMO_CLIENT_SECRET_ID"]) == {"KommoClientSecretValue"}
 
 
+def test_each_function_holds_only_the_item_actions_prefixes_and_key_purposes_it_uses(
+    translated: Template,
+) -> None:
+    assert rules.least_privilege_problems(translated) == []
+
+
+def test_the_least_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
+    """Positive controls: the one Scan, the one batch write, the bucket prefixes, the key's purposes."""
+    roles = function_roles(translated)
+    mailboxes, members = rules.names("MailboxesTable"), rules.names("TargetListMembersTable")
+
+    assert rules.can(translated, roles["BounceFunction"], "dynamodb:Scan", mailboxes)
+    assert not rules.can(translated, roles["ApiFunction"], "dynamodb:Scan", mailboxes)
+    assert rules.can(translated, roles["ApiFunction"], "dynamodb:BatchWriteItem", members)
+    assert rules.can(translated, roles["SendFunction"], "s3:GetObjectVersion", rules.names("BodiesBucket"))
+    assert not rules.can(translated, roles["SendFunction"], "s3:PutObject", rules.names("BodiesBucket"))
+
+    def purposes(fn: str, action: str) -> set[str]:
+        found: set[str] = set()
+        for statement in rules.allows(
+            rules.role_statements(translated, roles[fn]), action, rules.names("SecretsKey")
+        ):
+            found |= rules.kms_purposes(statement) or {"(any)"}
+        return found
+
+    assert purposes("SendFunction", "kms:Decrypt") == rules._kms_purposes()
+    assert purposes("BounceFunction", "kms:Decrypt") == {"smtp_password", "imap_password"}
+    assert purposes("KommoAuthFunction", "kms:Encrypt") == {"kommo_access_token", "kommo_refresh_token"}
+    assert purposes("TrackFunction", "kms:Decrypt") == set()
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -370,6 +401,60 @@ BREAKS: list[tuple[str, Mutation, str]] = [
             "LostSecret", {"Type": "AWS::SecretsManager::Secret", "Properties": {"SecretString": "x"}}
         ),
         "LostSecret: a secret with no list of readers",
+    ),
+    # ---- least privilege
+    (
+        "a read policy template (Scan and every index)",
+        _add_policy("TrackFunction", {"DynamoDBReadPolicy": {"TableName": {"Ref": "MessagesTable"}}}),
+        "TrackFunction may dynamodb:scan on MessagesTable",
+    ),
+    (
+        "a CRUD policy template",
+        _add_policy("ActionsFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "AutomationTable"}}}),
+        "ActionsFunction may dynamodb:batchwriteitem on AutomationTable",
+    ),
+    (
+        "a query on every index",
+        _add_policy(
+            "CampaignsFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "dynamodb:Query",
+                        "Resource": {"Fn::Sub": "${MessagesTable.Arn}/index/*"},
+                    }
+                ]
+            },
+        ),
+        "names every index or table",
+    ),
+    (
+        "a whole-bucket read",
+        _add_policy("SendFunction", {"S3ReadPolicy": {"BucketName": {"Ref": "BodiesBucket"}}}),
+        "SendFunction: ['s3:getbucketlocation', 's3:getlifecycleconfiguration'",
+    ),
+    (
+        "a decrypt without an encryption context",
+        _add_policy("BounceFunction", {"KMSDecryptPolicy": {"KeyId": {"Ref": "SecretsKey"}}}),
+        "BounceFunction: ['kms:decrypt'] on SecretsKey without an encryption-context condition",
+    ),
+    (
+        "a purpose the code never passes",
+        _add_policy(
+            "TimersFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "kms:Decrypt",
+                        "Resource": {"Fn::GetAtt": ["SecretsKey", "Arn"]},
+                        "Condition": {"StringEquals": {"kms:EncryptionContext:purpose": ["anything"]}},
+                    }
+                ]
+            },
+        ),
+        "TimersFunction: ['kms:decrypt'] for purposes the code never uses ['anything']",
     ),
     # ---- operations
     (
