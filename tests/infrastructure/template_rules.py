@@ -257,7 +257,7 @@ TABLE_ACTIONS |= {"dynamodb:putitem", "dynamodb:updateitem", "dynamodb:deleteite
 SCANS = {("BounceFunction", "MailboxesTable")}  # the schedule finds the green mailboxes due
 BATCH_WRITES = {("ApiFunction", "TargetListMembersTable")}  # a CSV import, a list's deletion
 # Bucket prefixes functions may touch (mailer_core.adapters.s3): bodies and uploads.
-BUCKET_PREFIXES = ("bodies/*", "uploads/*")
+BUCKET_PREFIXES = ("bodies/", "uploads/")
 
 
 def _kms_purposes() -> set[str]:
@@ -313,7 +313,7 @@ def least_privilege_problems(translated: Template) -> list[str]:  # noqa: C901
                 if not s3_actions or "BodiesBucket" not in referenced_ids(target):
                     continue
                 text = sub_text(target)
-                if not any(text.endswith("}/" + prefix) for prefix in BUCKET_PREFIXES):
+                if not any(f"}}/{prefix}" in text and text.endswith("*") for prefix in BUCKET_PREFIXES):
                     problems.append(f"{fn}: {sorted(s3_actions)} on the whole bucket ({text or target})")
             if "SecretsKey" in named:
                 kms_actions = sorted(

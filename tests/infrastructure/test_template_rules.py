@@ -167,7 +167,12 @@ def test_the_least_privilege_checks_see_the_grants_that_exist(translated: Templa
     assert not rules.can(translated, roles["ApiFunction"], "dynamodb:Scan", mailboxes)
     assert rules.can(translated, roles["ApiFunction"], "dynamodb:BatchWriteItem", members)
     assert rules.can(translated, roles["SendFunction"], "s3:GetObjectVersion", rules.names("BodiesBucket"))
-    assert not rules.can(translated, roles["SendFunction"], "s3:PutObject", rules.names("BodiesBucket"))
+    send_puts = rules.allows(
+        rules.role_statements(translated, roles["SendFunction"]), "s3:PutObject", rules.names("BodiesBucket")
+    )
+    assert [rules.sub_text(r) for st in send_puts for r in rules.as_list(st["Resource"])] == [
+        "${BodiesBucket.Arn}/bodies/*/sent/*"  # the body as sent; nothing else
+    ]
 
     def purposes(fn: str, action: str) -> set[str]:
         found: set[str] = set()
