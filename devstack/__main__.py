@@ -38,6 +38,7 @@ def _banner(system: LocalSystem) -> str:
                 if system.imap is not None
                 else f"  IMAP             none: {system.imap_missing}"
             ),
+            *(f"  {name:<16} {url}" for name, url in system.page_urls.items()),
             "",
             "A widget token for the demo manager (valid 12 hours):",
             f"  export TOKEN={token}",

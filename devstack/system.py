@@ -43,6 +43,8 @@ class LocalSystem:
     # The demo mailbox's IMAP server (Sent folder, bounces); None, with the reason, without Dovecot.
     imap: DovecotServer | None = field(init=False, default=None)
     imap_missing: str | None = field(init=False, default=None)
+    # The worked example's public page and web version (docs/pages.md), for the banner.
+    page_urls: dict[str, str] = field(init=False, default_factory=dict)
 
     def start(self) -> LocalSystem:
         self.sink = SmtpSink().start()

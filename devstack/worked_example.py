@@ -41,6 +41,7 @@ OFFER_TEMPLATE: dict[str, Any] = {
         " ({{ lead.price|in_words(currency='RUB') }}).</p>"
         "<p>Оно действует до {{ lead.cf['Offer valid until']|date('long') }}.</p>"
         '<p><a href="{triggerlink:LINK}">Открыть предложение</a></p>'
+        '<p><a href="{web:PAGE}">Страница предложения</a> · <a href="{weblink}">Веб-версия письма</a></p>'
     ),
     "locale": "ru",
     "timezone": "Europe/Moscow",
@@ -52,6 +53,30 @@ SECOND_OFFER = {
     "html": "<p>{{ contact.name|inflect('datv') }}: вы ещё не открыли наше письмо.</p>",
     "locale": "ru",
     "is_public": True,
+}
+
+
+# The offer's public web page (docs/pages.md): the lead's data and a form whose answers go to
+# the lead's fields by name (a select, a multiselect, a flag, a number) with a note.
+OFFER_PAGE_SETTINGS: dict[str, Any] = {
+    "name": "Offer page",
+    "header": "Предложение: {{ lead.name }}",
+    "title": "offer",
+    "lifetime_days": 30,
+    "cache_minutes": 5,
+    "html": (
+        "<h1>{{ contact.name|inflect('datv') }}: ваше предложение</h1>"
+        "<p>«{{ lead.name }}» на {{ lead.price|amount('RUB') }}.</p>"
+        '<form action="{formlink}" method="post">'
+        '<p>Доставка: <select name="field[Delivery]"><option>Pickup</option><option>Courier</option>'
+        "<option>Post</option></select></p>"
+        '<p>Интересы: <label><input type="checkbox" name="field[Interests][]" value="Analytics">'
+        " Analytics</label>"
+        ' <label><input type="checkbox" name="field[Interests][]" value="CRM integration"> CRM</label></p>'
+        '<p>Количество: <input name="field[Quantity]" type="number"></p>'
+        '<p><label><input type="checkbox" name="field[Newsletter consent]" value="1"> Рассылка</label></p>'
+        '<p><button type="submit">Отправить</button></p></form>'
+    ),
 }
 
 
@@ -206,7 +231,10 @@ def _set_up_widget(play: Play, admin: str) -> dict[str, Any] | None:
                 "trigger_ids": [made["familiar"]],
             },
         )
-        offer = dict(OFFER_TEMPLATE, html=OFFER_TEMPLATE["html"].replace("LINK", str(link["id"])))
+        page = post("/v1/web-pages", OFFER_PAGE_SETTINGS)
+        made["page"] = page["page_id"]
+        html = OFFER_TEMPLATE["html"].replace("LINK", str(link["id"])).replace("PAGE", str(page["page_id"]))
+        offer = dict(OFFER_TEMPLATE, html=html)
         offer["triggers"] = {
             "sent": [made["offer_sent"]],
             "opened": [made["task"]],
@@ -224,7 +252,8 @@ def _set_up_widget(play: Play, admin: str) -> dict[str, Any] | None:
         "set-up 2. triggers, the trigger link and the templates",
         True,
         f"4 triggers, link {{triggerlink:{made['link']}}} «Link to the offer» (once), "
-        "«Offer» (sent → Offer sent, opened → Set task, not opened in 24 h → Resend email), «Second offer»",
+        "«Offer» (sent → Offer sent, opened → Set task, not opened in 24 h → Resend email), «Second offer», "
+        f"web page {{web:{made['page']}}} «Offer page» with a form",
     )
     return made
 
@@ -301,6 +330,11 @@ def play_example(system: LocalSystem, say: Callable[[str], None] = print) -> lis
     ):
         return play.steps
     assert email is not None
+    # The offer's page and the email's web version, for a person to open (the banner prints them).
+    for name, kind in (("page", "p"), ("web version", "w")):
+        found = re.search(r'href="([^"]*/' + kind + r'/[^"]+)"', email.html or "")
+        if found:
+            system.page_urls[name] = found.group(1).replace("&amp;", "&")
 
     # 4. "After sending": the lead moves to «Offer sent»; the not-opened timer waits 24 hours.
     moved = play.wait(lambda: (kommo.lead(seed.LEAD_OFFER) or {}).get("status_id") == seed.STATUS_OFFER_SENT)

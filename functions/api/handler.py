@@ -515,6 +515,56 @@ def delete_link(link_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
+@app.get("/v1/web-pages")
+def list_web_pages() -> dict[str, Any]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return web_pages.list_for(edge.caller_of(app))
+
+
+@app.post("/v1/web-pages")
+def create_web_page() -> Response[str]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return edge.json_response(201, web_pages.create(edge.caller_of(app), edge.json_body(app)))
+
+
+@app.get("/v1/web-pages/domains")
+def web_page_domains() -> dict[str, Any]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return web_pages.domains(edge.caller_of(app))
+
+
+@app.put("/v1/web-pages/domains")
+def set_web_page_domains() -> dict[str, Any]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return web_pages.set_domains(edge.caller_of(app), edge.json_body(app))
+
+
+@app.get("/v1/web-pages/<page_id>")
+def get_web_page(page_id: str) -> dict[str, Any]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return web_pages.get(edge.caller_of(app), page_id)
+
+
+@app.patch("/v1/web-pages/<page_id>")
+def update_web_page(page_id: str) -> dict[str, Any]:
+    from mailer_core.pages import settings_api as web_pages
+
+    return web_pages.update(edge.caller_of(app), page_id, edge.json_body(app))
+
+
+@app.delete("/v1/web-pages/<page_id>")
+def delete_web_page(page_id: str) -> Response[str]:
+    from mailer_core.pages import settings_api as web_pages
+
+    web_pages.delete(edge.caller_of(app), page_id)
+    return Response(status_code=204, body="")
+
+
 @app.get("/v1/target-lists")
 def list_target_lists() -> dict[str, Any]:
     from mailer_core.audiences import lists_api

@@ -74,6 +74,30 @@ def test_the_example_happens_step_by_step(system: LocalSystem) -> None:
     ]
 
 
+def test_the_offer_page_and_the_web_version_open_and_the_pages_form_writes_to_kommo(
+    system: LocalSystem,
+) -> None:
+    """The banner's page and web-version URLs, as a person opens them (docs/pages.md)."""
+    if not system.page_urls:
+        play_example(system, say=lambda _: None)
+    page, web = system.page_urls["page"], system.page_urls["web version"]
+    agent = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"}
+    with urllib.request.urlopen(urllib.request.Request(page, headers=agent), timeout=30) as answer:
+        shown = answer.read().decode("utf-8")
+    assert answer.status == 200 and "Ивану Петрову: ваше предложение" in shown
+    with urllib.request.urlopen(urllib.request.Request(web, headers=agent), timeout=30) as answer:
+        assert answer.status == 200 and "здравствуйте!" in answer.read().decode("utf-8")
+    action = re.search(r'action="([^"]+/f/[^"]+)"', shown)
+    assert action is not None
+    body = b"field%5BQuantity%5D=40&field%5BDelivery%5D=Courier"
+    form = urllib.request.Request(action.group(1), data=body, headers=agent, method="POST")
+    with urllib.request.urlopen(form, timeout=30) as answer:
+        assert answer.status == 200 and "Thank you!" in answer.read().decode("utf-8")
+    lead = system.kommo.lead(kommo_seed.LEAD_OFFER) or {}
+    values = {f["field_name"]: f["values"] for f in lead.get("custom_fields_values") or []}
+    assert values["Quantity"] == [{"value": "40"}]
+
+
 def test_the_api_answers_through_the_local_gateway(system: LocalSystem) -> None:
     api = system.stack.api_url
     assert call("GET", f"{api}/health", None) == (200, {"status": "ok"})

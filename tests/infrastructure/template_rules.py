@@ -256,8 +256,8 @@ TABLE_ACTIONS = {"dynamodb:getitem", "dynamodb:query", "dynamodb:batchgetitem"}
 TABLE_ACTIONS |= {"dynamodb:putitem", "dynamodb:updateitem", "dynamodb:deleteitem"}
 SCANS = {("BounceFunction", "MailboxesTable")}  # the schedule finds the green mailboxes due
 BATCH_WRITES = {("ApiFunction", "TargetListMembersTable")}  # a CSV import, a list's deletion
-# Bucket prefixes functions may touch (mailer_core.adapters.s3): bodies and uploads.
-BUCKET_PREFIXES = ("bodies/", "uploads/")
+# Bucket prefixes functions may touch (mailer_core.adapters.s3): bodies, uploads, web pages.
+BUCKET_PREFIXES = ("bodies/", "uploads/", "pages/")
 
 
 def _kms_purposes() -> set[str]:
@@ -338,6 +338,7 @@ def least_privilege_problems(translated: Template) -> list[str]:  # noqa: C901
 # The stack's secrets (Secrets Manager) and the only functions that may read each one.
 KOMMO_CLIENT_SECRET_READERS = {"ApiFunction", "WebhookFunction", "KommoAuthFunction"}
 KOMMO_CLIENT_SECRET_READERS |= {"SendFunction", "ActionsFunction", "PipelineFunction", "CampaignsFunction"}
+KOMMO_CLIENT_SECRET_READERS |= {"PagesFunction"}  # token refreshes for a page's CRM data
 SECRET_READERS = {
     # the widget token, OAuth exchanges and refreshes, the uninstall hook, Salesbot tokens
     "KommoClientSecretValue": KOMMO_CLIENT_SECRET_READERS,
@@ -475,6 +476,7 @@ MESSAGE_WRITERS |= {"PipelineFunction"}  # composes what the digital pipeline an
 MESSAGE_WRITERS |= {"CampaignsFunction"}  # composes a campaign's emails; holds or cancels them
 # Count opens and clicks on messages: UpdateItem only, never create or delete one.
 MESSAGE_COUNTERS = {"TrackFunction"}
+MESSAGE_COUNTERS |= {"PagesFunction"}  # a public page's tracked links go after its email's (docs/pages.md)
 SCHEDULE_CREATORS = {"ApiFunction", "TimersFunction"}
 SCHEDULE_CREATORS |= {"ActionsFunction"}  # not-opened timers, delayed trigger runs
 SCHEDULE_CREATORS |= {"PipelineFunction"}  # a pipeline action delayed more than 15 minutes

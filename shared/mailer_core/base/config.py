@@ -27,6 +27,7 @@ class Settings:
     templates_table: str = "mailer-templates"
     triggers_table: str = "mailer-triggers"
     links_table: str = "mailer-links"
+    web_pages_table: str = "mailer-web-pages"  # public web pages (mailer_core.pages)
     automation_table: str = "mailer-automation"
     template_stats_table: str = "mailer-template-stats"  # per-template counters (template_stats)
     campaigns_table: str = "mailer-campaigns"
@@ -83,11 +84,24 @@ class Settings:
     max_rate_wait_seconds: float = 2.0
     max_send_attempts: int = 5
     extra_cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # A shared queue's worker pool (actions, pipeline, install): at most this many of one
+    # account's jobs in flight at once; its other jobs go back to the queue (events.shares).
+    # Each function sets its own in infra/template.yaml (docs/operations.md says how to tune).
+    worker_share: int = 1
+    # A job's lease of its account's share ends after this long even if its worker died.
+    worker_share_lease_seconds: float = 120.0
+    # The widget's API, per Kommo account: requests per second and the burst on top (a token
+    # bucket in the RateLimits table, `api#{account}`); over it, 429 with Retry-After.
+    api_requests_per_second: float = 20.0
+    api_burst: int = 100
     # Tracking (mailer_core.tracking): the HMAC secret of pixel and click tokens and the public
     # base URL of the track routes. Without both, emails go out untracked.
     tracking_secret_id: str = ""  # its Secrets Manager ARN, as for the client secret
     tracking_secret: str = ""
     public_base_url: str = ""
+    # Public web pages (mailer_core.pages): served on a page's own domain only once that domain
+    # is mapped to the HTTP API (docs/pages.md); until then behind the public base URL.
+    pages_on_custom_domains: bool = False
 
     @property
     def token_audience(self) -> str:
@@ -121,6 +135,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         templates_table=get("MAILER_TEMPLATES_TABLE", defaults.templates_table),
         triggers_table=get("MAILER_TRIGGERS_TABLE", defaults.triggers_table),
         links_table=get("MAILER_LINKS_TABLE", defaults.links_table),
+        web_pages_table=get("MAILER_WEB_PAGES_TABLE", defaults.web_pages_table),
         automation_table=get("MAILER_AUTOMATION_TABLE", defaults.automation_table),
         template_stats_table=get("MAILER_TEMPLATE_STATS_TABLE", defaults.template_stats_table),
         campaigns_table=get("MAILER_CAMPAIGNS_TABLE", defaults.campaigns_table),
@@ -164,8 +179,13 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
             o.strip() for o in get("MAILER_EXTRA_CORS_ORIGINS", "").split(",") if o.strip()
         ),
         tracking_secret_id=get("MAILER_TRACKING_SECRET_ID", ""),
+        worker_share=int(get("MAILER_WORKER_SHARE", "1")),
+        worker_share_lease_seconds=float(get("MAILER_WORKER_SHARE_LEASE_SECONDS", "120")),
+        api_requests_per_second=float(get("MAILER_API_REQUESTS_PER_SECOND", "20")),
+        api_burst=int(get("MAILER_API_BURST", "100")),
         tracking_secret=get("MAILER_TRACKING_SECRET", ""),
         public_base_url=get("MAILER_PUBLIC_BASE_URL", "").rstrip("/"),
+        pages_on_custom_domains=_flag(get("MAILER_PAGES_ON_CUSTOM_DOMAINS", "")),
     )
 
 

@@ -124,6 +124,20 @@ def integer(
     return value
 
 
+def page_limit(raw: Any, *, maximum: int, default: int, field: str = "limit") -> int:
+    """A list route's `limit` from its query string: a whole number from 1 to `maximum`;
+    `default` when absent."""
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidInput("must be a whole number", field=field) from None
+    if not 1 <= value <= maximum:
+        raise InvalidInput(f"must be from 1 to {maximum}", field=field)
+    return value
+
+
 def number(payload: Mapping[str, Any], name: str, *, default: float, minimum: float, maximum: float) -> float:
     value = payload.get(name)
     if value is None:

@@ -19,6 +19,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from mailer_core.accounts.auth import Caller
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, InvalidInput, NotFound
+from mailer_core.base.validation import page_limit
 from mailer_core.campaigns import chains, requests
 from mailer_core.campaigns.views import public_view
 from mailer_core.events import campaign_state as cs
@@ -89,7 +90,7 @@ def list_for(caller: Caller, query: dict[str, Any]) -> dict[str, Any]:
     status = query.get("status")
     if status is not None and status not in cs.STATUSES:
         raise InvalidInput(f"must be one of {', '.join(cs.STATUSES)}", field="status")
-    limit = _limit(query.get("limit"))
+    limit = page_limit(query.get("limit"), maximum=MAX_PAGE, default=50)
     start = None
     if query.get("cursor"):
         start = pages.decode_cursor(
@@ -114,18 +115,6 @@ def list_for(caller: Caller, query: dict[str, Any]) -> dict[str, Any]:
     items = [public_view(c) for c in found]
     last = found.last_evaluated_key
     return {"items": items, "cursor": pages.encode_cursor(last) if last else None}
-
-
-def _limit(raw: Any) -> int:
-    if raw is None:
-        return 50
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidInput("must be a whole number", field="limit") from None
-    if not 1 <= value <= MAX_PAGE:
-        raise InvalidInput(f"must be from 1 to {MAX_PAGE}", field="limit")
-    return value
 
 
 def get(caller: Caller, campaign_id: str) -> dict[str, Any]:

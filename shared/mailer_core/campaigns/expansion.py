@@ -46,7 +46,7 @@ from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages import suppressions
 from mailer_core.store import message_state as state
-from mailer_core.store import timeline
+from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel, plain_map
 
@@ -123,12 +123,16 @@ class Expander:
         per_day = options.get("per_day")
         allowance = int(per_day) - sent_today if per_day else pacing.MAX_PART
         if allowance <= 0:
-            return self._wait_for(campaign, job, pacing.next_day_start(now, zone), now)
+            return self._wait_for(campaign, job, pacing.next_day_start(now, zone), now, reason="per_day")
+        paced = _paced(senders, now)
+        room = pacing.room(paced)
+        if room is not None and room <= 0:  # every sender's daily cap (UTC days) is reached
+            return self._wait_for(campaign, job, pacing.next_day_start(now, "UTC"), now, reason="daily_cap")
         data = self._package(campaign)
         offset = int(campaign.offset)
-        size = min(pacing.part_size(_paced(senders), options.get("per_hour")), allowance)
+        size = min(pacing.part_size(paced, options.get("per_hour")), allowance, room or pacing.MAX_PART)
         chosen = data["recipients"][offset : offset + size]
-        counts, duration = self._compose(campaign, chosen, senders, offset, now)
+        counts, duration = self._compose(campaign, chosen, senders, paced, offset, now)
         end = offset + len(chosen) >= len(data["recipients"])
         if offset == 0:  # what the reader left out, counted once: with the package's first part
             for why, number in (data.get("skipped") or {}).items():
@@ -183,6 +187,7 @@ class Expander:
         campaign: CampaignModel,
         chosen: list[list[Any]],
         senders: dict[str, MailboxModel],
+        paced: list[pacing.Sender],
         offset: int,
         now: datetime,
     ) -> tuple[dict[str, int], float]:
@@ -214,9 +219,7 @@ class Expander:
                 _add(counts, "excluded_excluded_list")
             else:
                 kept.append((clean, recipient))
-        planned, duration = pacing.plan(
-            len(kept), _paced(senders), plain_map(campaign.options).get("per_hour")
-        )
+        planned, duration = pacing.plan(len(kept), paced, plain_map(campaign.options).get("per_hour"))
         slot = f"{int(campaign.package)}:{offset}"
         jobs: list[tuple[sqs.SendJob, int]] = []
         messages = [
@@ -309,6 +312,7 @@ class Expander:
             CampaignModel.day.set(day),
             CampaignModel.day_count.set(sent_today + counts.get("composed", 0)),
             CampaignModel.updated_at.set(now),
+            CampaignModel.waiting_reason.remove(),
         ]
         if job.job_id:
             actions.append(CampaignModel.advanced_by.set(job.job_id))
@@ -339,10 +343,13 @@ class Expander:
         logger.info("campaign part composed", extra={"campaign_id": campaign.campaign_id, "counts": counts})
         return True
 
-    def _wait_for(self, campaign: CampaignModel, job: CampaignJob, moment: datetime, now: datetime) -> str:
+    def _wait_for(
+        self, campaign: CampaignModel, job: CampaignJob, moment: datetime, now: datetime, *, reason: str
+    ) -> str:
+        """The next part waits until `moment`, the campaign noting why (its view's `waiting`)."""
         try:
             campaign.update(
-                actions=[CampaignModel.next_at.set(moment)],
+                actions=[CampaignModel.next_at.set(moment), CampaignModel.waiting_reason.set(reason)],
                 condition=(CampaignModel.package == int(campaign.package))
                 & (CampaignModel.offset == int(campaign.offset)),
             )
@@ -351,7 +358,7 @@ class Expander:
                 return "stale"
             raise
         enqueue(job, pacing.seconds_until(moment, now))
-        return "daily portion reached"
+        return "daily portion reached" if reason == "per_day" else "every sender's daily cap reached"
 
 
 def package_key(campaign: CampaignModel, package: int) -> str:
@@ -414,8 +421,17 @@ def _send_job(message: MessageModel) -> sqs.SendJob:
     )
 
 
-def _paced(senders: dict[str, MailboxModel]) -> list[pacing.Sender]:
-    return [pacing.Sender(m.mailbox_id, float(m.rate_per_second)) for m in senders.values()]
+def _paced(senders: dict[str, MailboxModel], now: datetime) -> list[pacing.Sender]:
+    """The senders with the room their daily caps leave today (their rate buckets' count, one
+    BatchGetItem): a mailbox at its cap gets none of the part, the others share it."""
+    keys = {m.mailbox_id: rate_buckets.mailbox_key(int(m.account_id), m.mailbox_id) for m in senders.values()}
+    used = rate_buckets.used_today(list(keys.values()), now=now.timestamp()) if keys else {}
+    return [
+        pacing.Sender(
+            m.mailbox_id, float(m.rate_per_second), max(0, int(m.daily_cap) - used[keys[m.mailbox_id]])
+        )
+        for m in senders.values()
+    ]
 
 
 def _add(counts: dict[str, int], name: str) -> None:

@@ -23,10 +23,23 @@ MAX_PART = 250  # a Kommo page: a part is never more than one package
 class Sender:
     mailbox_id: str
     rate: float  # emails per second
+    room: int | None = None  # emails its daily cap lets it send today; None: no limit
+
+
+def with_room(senders: list[Sender]) -> list[Sender]:
+    """The senders whose daily cap is not reached: the part is spread over them only."""
+    return [s for s in senders if s.room is None or s.room > 0]
+
+
+def room(senders: list[Sender]) -> int | None:
+    """How many emails the senders may still send today together; None: no limit."""
+    if any(s.room is None for s in senders):
+        return None
+    return sum(max(0, int(s.room or 0)) for s in senders)
 
 
 def effective_rate(senders: list[Sender], per_hour: int | None) -> float:
-    total = sum(s.rate for s in senders)
+    total = sum(s.rate for s in with_room(senders))
     return min(total, per_hour / 3600.0) if per_hour else total
 
 
@@ -41,17 +54,34 @@ def plan(count: int, senders: list[Sender], per_hour: int | None) -> tuple[list[
     per-hour portion if slower); each email goes out at its tick or when its mailbox is free
     again, whichever is later, from the mailbox free first. So no mailbox goes faster than its
     rate, the campaign no faster than its portion, and a 2/s mailbox sends twice what a 1/s
-    one does."""
+    one does.
+    A sender with a `room` (its daily cap's) gets no more emails than that, the others take
+    the rest; `count` must fit the senders' room together (`room`).
+    """
+    senders = with_room(senders)
     rate = effective_rate(senders, per_hour)
     free = [(0.0, n) for n in range(len(senders))]
     heapq.heapify(free)
-    planned = []
+    planned: list[tuple[str, float]] = []
+    given = [0] * len(senders)
+    # when the last sender is free again, once a sender ran out of room: the rest take longer
+    end, ran_out = 0.0, False
     for k in range(count):
+        if not free:
+            raise ValueError("more emails than the senders' daily caps leave room for")
         at, n = heapq.heappop(free)
         when = max(at, k / rate)
         planned.append((senders[n].mailbox_id, when))
-        heapq.heappush(free, (when + 1.0 / senders[n].rate, n))
-    return planned, count / rate if rate else 0.0
+        end = max(end, when + 1.0 / senders[n].rate)
+        given[n] += 1
+        cap = senders[n].room
+        if cap is None or given[n] < cap:
+            heapq.heappush(free, (when + 1.0 / senders[n].rate, n))
+        else:
+            ran_out = True
+    if not rate:
+        return planned, 0.0
+    return planned, max(count / rate, end) if ran_out else count / rate
 
 
 def day_of(now: datetime, timezone: str | None) -> str:

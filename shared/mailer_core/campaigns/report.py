@@ -62,18 +62,6 @@ def _filter(raw: Any) -> Condition | None:
     return MessageModel.stats_counted.contains(f"c:{raw}")
 
 
-def _limit(raw: Any, maximum: int, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidInput("must be a whole number", field="limit") from None
-    if not 1 <= value <= maximum:
-        raise InvalidInput(f"must be from 1 to {maximum}", field="limit")
-    return value
-
-
 def line(message: MessageModel) -> dict[str, Any]:
     """One recipient's line of the log."""
     counted = set(message.stats_counted or ())
@@ -108,7 +96,7 @@ def _page(caller: Caller, campaign: CampaignModel, query: dict[str, Any], maximu
     return MessageModel.by_campaign.query(
         key,
         filter_condition=_filter(query.get("state")),
-        limit=_limit(query.get("limit"), maximum, default),
+        limit=validation.page_limit(query.get("limit"), maximum=maximum, default=default),
         last_evaluated_key=start,
     )
 

@@ -20,6 +20,26 @@ EXCLUSIONS = (
 )
 
 
+# Why a campaign's next part waits (`CampaignModel.waiting_reason`), in words.
+WAITING_WORDS = {
+    "per_day": "the campaign's per-day portion is reached; it goes on the next day",
+    "daily_cap": "every sender mailbox reached its daily cap; it goes on after midnight UTC",
+}
+
+
+def waiting(campaign: CampaignModel) -> dict[str, Any] | None:
+    """The reason and next try of a Sending campaign held back past its pace (cleared by the
+    next part it composes)."""
+    reason = campaign.waiting_reason
+    if campaign.status != cs.SENDING or not reason:
+        return None
+    return {
+        "reason": reason,
+        "detail": WAITING_WORDS.get(reason, reason),
+        "next_try_at": _iso(campaign.next_at),
+    }
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -77,5 +97,6 @@ def public_view(campaign: CampaignModel) -> dict[str, Any]:
         "created_at": _iso(campaign.created_at),
         "updated_at": _iso(campaign.updated_at),
         "warnings": list(campaign.warnings or []),
+        "waiting": waiting(campaign),
         "progress": progress(plain_map(campaign.counts), bool(campaign.expanded)),
     }

@@ -35,7 +35,7 @@ from mailer_core.messages.requests import ComposeRequest, parse_request
 from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store import message_state as state
-from mailer_core.store import timeline
+from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.models import MailboxModel, MessageModel
 from mailer_core.triggers import api as trigger_rules
 
@@ -348,6 +348,17 @@ def _dispatch_again(account_id: int, message_id: str, *, clock: Clock) -> None:
         dispatch(stored, clock=clock)
 
 
+def _announce_priority(job: sqs.SendJob, clock: Clock) -> None:
+    """A manager's email due now: the mailbox's bulk emails stand back until it took its turn
+    (`rate_buckets.announce_priority`). A failure costs only that precedence."""
+    try:
+        rate_buckets.announce_priority(
+            rate_buckets.mailbox_key(job.account_id, job.mailbox_id), now=clock.timestamp()
+        )
+    except Exception:
+        logger.warning("could not announce a priority email to its mailbox", exc_info=True)
+
+
 def dispatch(message: MessageModel, *, clock: Clock) -> None:
     """Queue the message now, after an SQS delay, or through a one-time schedule."""
     job = sqs.SendJob(int(message.account_id), message.message_id, message.mailbox_id, message.lane)  # type: ignore[arg-type]
@@ -360,6 +371,8 @@ def dispatch(message: MessageModel, *, clock: Clock) -> None:
     try:
         delay = (message.send_at - clock.now()).total_seconds() if message.send_at else 0
         if delay <= sqs.MAX_DELAY_SECONDS:
+            if job.lane == "priority" and delay <= 0:
+                _announce_priority(job, clock)
             sqs.enqueue_send(job, delay_seconds=int(max(0, delay)))
         else:
             name = scheduler.schedule_name("send", int(message.account_id), message.message_id)

@@ -12,7 +12,7 @@ from mailer_core.base.errors import InvalidInput, MailerError
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages import entity_rights
 from mailer_core.messages import requests as compose_requests
-from mailer_core.rendering import trigger_link_urls
+from mailer_core.rendering import page_urls, trigger_link_urls
 from mailer_core.rendering.legacy_placeholders import unknown_placeholders
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone
@@ -75,11 +75,15 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
     except MailerError:
         raise
     shown = trigger_link_urls.direct(rendered.html, rendered.trigger_links.targets)
+    # Pages, forms and the web version have no URL before the email exists: "#"; a page that
+    # does not exist is reported with the missing values (docs/pages.md).
+    shown = page_urls.fill(shown, page_url=lambda _: "#", form_url=lambda: "#", web_url=lambda: "#")
+    unknown = [f"web({n})" for n in page_urls.unknown_pages(caller.account_id, html)]
     return {
         "subject": rendered.subject,
         "html": shown,
         "text": html_to_text(shown),
-        "missing": list(rendered.missing),
+        "missing": list(dict.fromkeys([*rendered.missing, *unknown])),
         # single-brace placeholders Mailer does not know: sent as they are (templates refuse them)
         "unknown_placeholders": list(
             dict.fromkeys(unknown_placeholders(subject) + unknown_placeholders(html))

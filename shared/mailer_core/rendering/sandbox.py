@@ -37,7 +37,8 @@ under `PLACEHOLDER_BASE` (`https://mailer.invalid/triggerlink/8`, `/web/1028`, `
 top-level domain never resolves). The unsubscribe URL's is a marker the send worker fills in
 (rendering.opt_out). A trigger link's is a marker:
 the send worker replaces it with the link's click URL and the preview with its target
-(trigger_link_urls). Web pages and forms arrive in later issues.
+(trigger_link_urls). Web pages, forms and the web version are markers too, which the send
+worker and a trigger's text replace with the email's signed URLs (page_urls, docs/pages.md).
 
 Jinja2 is imported here at module level: import this module lazily (inside functions) from
 anything a handler imports at a cold start.

@@ -82,6 +82,7 @@ from mailer_core.mailboxes import check as mailbox_check
 from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.mailboxes import sent_folder
 from mailer_core.messages import suppressions
+from mailer_core.pages import links as page_links
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.sending import outcomes
 from mailer_core.sending.outcomes import Outcome
@@ -144,7 +145,7 @@ def _note_token_request(seconds: float) -> None:
 
 def bucket_key(account_id: int, mailbox_id: str) -> str:
     """The rate bucket of a mailbox (shared by both lanes and every worker)."""
-    return f"mailbox#{account_id}#{mailbox_id}"
+    return rate_buckets.mailbox_key(account_id, mailbox_id)
 
 
 def paced_rate(rate_per_second: float) -> float:
@@ -580,7 +581,8 @@ class SendWorker:
             self.clock.sleep(turn.at - lead - self.clock.timestamp())
             asked = self.clock.timestamp()
             at = asked + lead
-            decision = self.take_token(key, rate_per_second=rate, daily_cap=cap, now=at)
+            # a bulk email stands back while a manager's is pending on the mailbox
+            decision = self.take_token(key, rate_per_second=rate, daily_cap=cap, now=at, lane=job.lane)
             answered = self.clock.timestamp()
             _note_token_request(answered - asked)
             if decision.allowed:
@@ -654,7 +656,11 @@ class SendWorker:
         self.rendered_links[message.message_id] = list(rendered.attachment_links)
         if rendered.trigger_links.unknown:  # {triggerlink:N} naming no link: rendered as "#"
             trigger_link_urls.note_unknown(message, rendered.trigger_links.unknown, now)
-        body, text = rendered.html, None
+        # {web:N}, {formlink}, {weblink}: this email's signed URLs (a page that does not exist,
+        # or no public URL configured, fails the email: never a dead link, pages.links).
+        filled = page_links.Filler(int(message.account_id), message.message_id, int(now.timestamp()))
+        rendered_html = filled.fill(rendered.html, legacy=False)
+        body, text = rendered_html, None
         if tracking.enabled():  # links through /c/, the pixel; the text part keeps the real links
             tracked = tracking.rewrite(
                 body,
@@ -666,7 +672,7 @@ class SendWorker:
             )
             tracking.store_links(message, tracked.links)  # before SMTP: a click finds its target
             # The text part keeps real links, but trigger links only work through their click URL.
-            body, text = tracked.html, tracked.fill(html_to_text(rendered.html))
+            body, text = tracked.html, tracked.fill(html_to_text(rendered_html))
         else:  # no tracking: trigger links lead straight to their targets and run nothing
             body = trigger_link_urls.direct(body, rendered.trigger_links.targets)
         if _downloads_tracked(message):  # the uploaded files as signed download links

@@ -35,6 +35,7 @@ WAITING_WORDS = {
     "rate": "waiting for its turn at the mailbox's sending rate",
     "daily_cap": "the mailbox's daily cap is reached; it goes out after midnight UTC",
     "held": "the mailbox's provider asked to slow down; waiting until it allows again",
+    "priority": "waiting while the mailbox sends a manager's email first",
 }
 
 

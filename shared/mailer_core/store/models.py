@@ -479,6 +479,32 @@ class LinkModel(Model):
     updated_at = UTCDateTimeAttribute()
 
 
+class WebPageModel(Model):
+    """A public web page, used in texts as {web:N} (mailer_core.pages.settings_api); the row
+    N = 0 holds the account's page domains (at most 3)."""
+
+    class Meta:
+        table_name = _TableName("web_pages_table")
+
+    account_id = NumberAttribute(hash_key=True)
+    page_id = NumberAttribute(range_key=True)  # N, numbered per account from 1001; 0: domains
+    name = UnicodeAttribute(default="")
+    header = UnicodeAttribute(default="")  # the browser tab's title
+    title = UnicodeAttribute(default="")  # the readable tail of the URL ("index")
+    html = UnicodeAttribute(default="")  # the page's template (variables, trigger links, forms)
+    lifetime_days = NumberAttribute(default=30)
+    cache_minutes = NumberAttribute(default=60)  # the rendered page kept this long
+    domain = UnicodeAttribute(null=True)  # one of the account's page domains
+    trigger_id = UnicodeAttribute(null=True)  # runs once per entity when the page opens
+    metrika_id = UnicodeAttribute(null=True)  # Yandex Metrika counter number
+    gtm_id = UnicodeAttribute(null=True)  # Google Tag Manager container id (GTM-XXXX)
+    domains = ListAttribute(of=UnicodeAttribute, default=list)  # row 0 only
+    last_number = NumberAttribute(default=1000)  # row 0 only: the last page number given
+    user_id = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(null=True)
+
+
 class AutomationFactModel(Model):
     """An exactly-once fact of the automation, stored by a conditional write.
 
@@ -566,6 +592,8 @@ class CampaignModel(Model):
     next_at = UTCDateTimeAttribute(null=True)  # the pace: the next part is due then
     day = UnicodeAttribute(null=True)  # the per-day portion: the day counted and its emails
     day_count = NumberAttribute(null=True)
+    # why the next part waits past its pace (`per_day`, `daily_cap`), until `next_at`
+    waiting_reason = UnicodeAttribute(null=True)
     expanded = BooleanAttribute(default=False)
     counts = MapAttribute[str, Any](default=dict)
     # Per link (at most campaign_state.MAX_LINKS): `links` maps the click token's hash (hex) to

@@ -16,6 +16,12 @@ says how long to wait: until `tat` for the rate, until midnight UTC for the dail
 A bucket can be held (`hold`): its `tat` moves forward to a time given by someone else (Kommo
 answered 429 and asked to wait), so every taker is refused until then, with the reason
 `held`, at no extra cost (the same UpdateItem refuses).
+
+A manager's email goes before the bulk lane's (`announce_priority`): composing one counts it
+in the bucket (`prio`, with `prio_until` a little later), and while one is pending the bulk
+lane's takers are refused (reason `priority`) by the same conditional UpdateItem; the priority
+email's own take counts it off. A pending email that never takes its token (canceled, failed)
+holds the bulk lane back until `prio_until` at most.
 """
 
 from __future__ import annotations
@@ -29,7 +35,16 @@ from botocore.exceptions import ClientError
 from mailer_core.adapters import aws
 from mailer_core.base.config import get_settings
 
-Reason = Literal["rate", "daily_cap", "held"]
+Reason = Literal["rate", "daily_cap", "held", "priority"]
+
+# How long a manager's email composed on a mailbox keeps the bulk lane's takers away at most:
+# enough for its job to reach a send worker and be prepared (it is counted off at its take).
+PRIORITY_WINDOW_SECONDS = 30.0
+
+
+def mailbox_key(account_id: int, mailbox_id: str) -> str:
+    """The rate bucket of a mailbox (shared by both lanes, every worker and compose)."""
+    return f"mailbox#{account_id}#{mailbox_id}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +62,19 @@ def _day_attr(day: datetime) -> str:
 
 
 def take(
-    bucket_key: str, *, rate_per_second: float, daily_cap: int, now: float, burst: int = 1, count: int = 1
+    bucket_key: str,
+    *,
+    rate_per_second: float,
+    daily_cap: int,
+    now: float,
+    burst: int = 1,
+    count: int = 1,
+    lane: str = "priority",
 ) -> RateDecision:
     """Try to take one send token from the bucket at time `now` (epoch seconds).
+
+    A `bulk` take is refused (reason `priority`) while a manager's email announced on the
+    mailbox is pending; a `priority` take that finds one counts it off (`announce_priority`).
 
     With `count` > 1 an idle bucket grants that many tokens in the same single request, to be
     used one `interval` apart (the caller paces them): a batch of emails costs one request.
@@ -63,18 +88,30 @@ def take(
 
     table = get_settings().rate_limits_table
     client = aws.client("dynamodb")
-    names = {"#tat": "tat", "#day": day, "#old": yesterday, "#exp": "expires_at"}
+    names = {
+        "#tat": "tat",
+        "#day": day,
+        "#old": yesterday,
+        "#exp": "expires_at",
+        "#prio": "prio",
+        "#prio_until": "prio_until",
+    }
     common = {
         ":one": {"N": "1"},
         ":cap": {"N": str(int(daily_cap))},
         ":exp": {"N": str(int(midnight + 86400 * 2))},
+        ":zero": {"N": "0"},
+        ":at_now": {"N": repr(now)},
     }
-    cap_ok = "(attribute_not_exists(#day) OR #day < :cap)"
+    # a bulk take while a manager's email is pending on the mailbox: refused, it goes first
+    prio_ok = _PRIORITY_FIRST if lane == "bulk" else ""
+    cap_ok = "(attribute_not_exists(#day) OR #day < :cap)" + prio_ok
+    granted_new: list[dict[str, Any]] = []
 
     def attempt(update: str, condition: str, values: dict[str, Any]) -> dict[str, Any] | None:
         """Run one conditional update; None when granted, else the old item."""
         try:
-            client.update_item(
+            answer = client.update_item(
                 TableName=table,
                 Key={"bucket_key": {"S": bucket_key}},
                 UpdateExpression=update,
@@ -84,19 +121,26 @@ def take(
                     k: v for k, v in {**common, **values}.items() if k in update or k in condition
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ReturnValues="ALL_NEW" if lane != "bulk" else "NONE",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             old_item: Any = exc.response.get("Item") or {}
             return dict(old_item)
+        granted_new.append(answer.get("Attributes") or {})
         return None
+
+    def granted(decision: RateDecision) -> RateDecision:
+        _count_off_priority(client, table, bucket_key, granted_new[-1] if granted_new else {})
+        return decision
 
     count = min(count, int(daily_cap))  # a fresh day's counter must fit the cap too
     if count > 1:
         reserved = attempt(
             "SET #tat = :next, #exp = :exp ADD #day :count REMOVE #old",
-            "(attribute_not_exists(#tat) OR #tat <= :now) AND (attribute_not_exists(#day) OR #day <= :room)",
+            "(attribute_not_exists(#tat) OR #tat <= :now) AND (attribute_not_exists(#day) OR #day <= :room)"
+            + prio_ok,
             {
                 ":now": {"N": repr(now)},
                 ":next": {"N": repr(now + count * interval)},
@@ -105,14 +149,14 @@ def take(
             },
         )
         if reserved is None:
-            return RateDecision(True, granted=count, interval=interval)
+            return granted(RateDecision(True, granted=count, interval=interval))
     old = attempt(
         "SET #tat = :next, #exp = :exp ADD #day :one REMOVE #old",
         f"(attribute_not_exists(#tat) OR #tat <= :now) AND {cap_ok}",
         {":now": {"N": repr(now)}, ":next": {"N": repr(now + interval)}},
     )
     if old is None:
-        return RateDecision(True)
+        return granted(RateDecision(True))
     used_today = int(old.get(day, {}).get("N", "0"))
     if used_today >= daily_cap:
         return RateDecision(False, retry_after=max(1.0, midnight - now), reason="daily_cap")
@@ -128,11 +172,65 @@ def take(
             },
         )
         if old is None:
-            return RateDecision(True)
+            return granted(RateDecision(True))
         tat = float(old.get("tat", {}).get("N", repr(now)))
+    return _refused(old, now=now, tat=tat, tolerance=tolerance, interval=interval, lane=lane)
+
+
+def _refused(
+    old: dict[str, Any], *, now: float, tat: float, tolerance: float, interval: float, lane: str
+) -> RateDecision:
+    """Why a take was refused (the bucket's old item says), and how long to wait."""
     held = float(old.get("held_until", {}).get("N", "0"))
+    if lane == "bulk" and held <= now and _priority_pending(old, now):
+        # the manager's email takes the next turn; this one tries again one interval later
+        return RateDecision(False, retry_after=max(interval, tat - now), reason="priority")
     reason: Reason = "held" if held > now else "rate"
     return RateDecision(False, retry_after=max(0.001, tat - tolerance - now), reason=reason)
+
+
+def _priority_pending(item: dict[str, Any], now: float) -> bool:
+    return (
+        int(item.get("prio", {}).get("N", "0")) > 0 and float(item.get("prio_until", {}).get("N", "0")) > now
+    )
+
+
+_PRIORITY_FIRST = " AND (attribute_not_exists(#prio) OR #prio <= :zero OR #prio_until <= :at_now)"
+
+
+def _count_off_priority(client: Any, table: str, bucket_key: str, new_item: dict[str, Any]) -> None:
+    """A token taken off a bucket whose new item (the priority lane's take returns it) counts
+    a pending manager's email: one fewer (never below zero)."""
+    if int(new_item.get("prio", {}).get("N", "0")) <= 0:
+        return
+    try:
+        client.update_item(
+            TableName=table,
+            Key={"bucket_key": {"S": bucket_key}},
+            UpdateExpression="ADD #prio :minus",
+            ConditionExpression="#prio > :zero",
+            ExpressionAttributeNames={"#prio": "prio"},
+            ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+
+
+def announce_priority(bucket_key: str, *, now: float, window: float = PRIORITY_WINDOW_SECONDS) -> None:
+    """A manager's email was queued for the mailbox now: the bulk lane's takers stand back
+    until its take counts it off, or `window` seconds at most. One UpdateItem."""
+    aws.client("dynamodb").update_item(
+        TableName=get_settings().rate_limits_table,
+        Key={"bucket_key": {"S": bucket_key}},
+        UpdateExpression="SET #until = :until, #exp = if_not_exists(#exp, :exp) ADD #prio :one",
+        ExpressionAttributeNames={"#until": "prio_until", "#prio": "prio", "#exp": "expires_at"},
+        ExpressionAttributeValues={
+            ":until": {"N": repr(now + window)},
+            ":one": {"N": "1"},
+            ":exp": {"N": str(int(now + 86400 * 2))},
+        },
+    )
 
 
 def hold(bucket_key: str, *, until: float, now: float) -> bool:
@@ -184,6 +282,32 @@ def peek(bucket_key: str, *, daily_cap: int, now: float) -> NextTurn:
     held = float(item.get("held_until", {}).get("N", "0"))
     tat = float(item.get("tat", {}).get("N", "0"))
     return NextTurn(tat, "held" if held > now else "rate")
+
+
+def used_today(bucket_keys: list[str], *, now: float) -> dict[str, int]:
+    """How many tokens each bucket granted today (UTC), as its daily cap counts them: one
+    BatchGetItem per 100 buckets (eventually consistent; a bucket never used: 0)."""
+    day = _day_attr(datetime.fromtimestamp(now, tz=UTC))
+    table = get_settings().rate_limits_table
+    client = aws.client("dynamodb")
+    used = dict.fromkeys(bucket_keys, 0)
+    unique = list(used)
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{"bucket_key": {"S": key}} for key in unique[start : start + 100]],
+                "ProjectionExpression": "bucket_key, #day",
+                "ExpressionAttributeNames": {"#day": day},
+            }
+        }
+        for _ in range(5):  # unprocessed keys (throttling) asked again; what is left counts 0
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                used[item["bucket_key"]["S"]] = int(item.get(day, {}).get("N", "0"))
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+    return used
 
 
 def give_back(bucket_key: str, *, at: float, rate_per_second: float) -> None:

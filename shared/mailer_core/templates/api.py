@@ -39,6 +39,7 @@ from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from mailer_core.files import attachments
 from mailer_core.files.attachments import AttachedFile
+from mailer_core.rendering import page_urls
 from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
@@ -211,6 +212,7 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         out["subject"] = refuse_unknown_placeholders(
             validate_source(subject, field="subject", html=False), field="subject"
         )
+        page_urls.refuse_unknown_pages(caller.account_id, subject, field="subject")
     if creating or "html" in data:
         html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
         if len(html.encode("utf-8")) > limits.BODY_BYTES:
@@ -222,6 +224,7 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         out["html"] = refuse_unknown_placeholders(
             validate_source(html, field="html", html=True), field="html"
         )
+        page_urls.refuse_unknown_pages(caller.account_id, html, field="html")  # never a dead link
     if creating or "to_client" in data:
         to_client = validation.text(data, "to_client", default="main")
         if to_client not in TO_CLIENT:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import size
 
 from mailer_core.adapters import secrets
 from mailer_core.base.config import get_settings
 from mailer_core.rendering import trigger_link_urls
+from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import MessageModel
 from mailer_core.tracking import link_targets, tokens
 from mailer_core.tracking.record import update_message
@@ -69,6 +73,7 @@ def rewrite(  # noqa: C901
     sent_at: int,
     track_opens: bool = True,
     trigger_links: Mapping[int, str | None] | None = None,
+    known_links: Sequence[str] = (),
 ) -> TrackedHtml:
     """The body with tracked links (and the pixel unless `track_opens` is off). Without a
     configured secret and base URL the body is returned with trigger links pointing straight
@@ -77,13 +82,14 @@ def rewrite(  # noqa: C901
     `trigger_links` are the email's resolved trigger links (number -> target, None for the
     thank-you page; trigger_link_urls.resolve): their markers become click URLs first (so they
     are tracked even past `MAX_TRACKED_LINKS` or inside a `data-mailer-notrack` link); a
-    marker of a link not among them becomes `#`."""
+    marker of a link not among them becomes `#`. `known_links` are the message's tracked links
+    already (a public page of the email: its links are added after them, `append_links`)."""
     targets = dict(trigger_links or {})
     if not enabled():
         return TrackedHtml(trigger_link_urls.direct(html, targets))
     base = get_settings().public_base_url
-    links: list[str] = []
-    index_of: dict[str, int] = {}
+    links: list[str] = list(known_links)
+    index_of: dict[str, int] = {url: index for index, url in reversed(list(enumerate(links)))}
     trigger_urls: dict[int, str] = {}
 
     def trigger_url(number: int) -> str:
@@ -113,7 +119,7 @@ def rewrite(  # noqa: C901
             return text
         index = index_of.get(url)
         if index is None:
-            if len(links) >= MAX_TRACKED_LINKS:
+            if len(links) >= MAX_TRACKED_LINKS + len(known_links):
                 return text
             index = index_of[url] = len(links)
             links.append(url)
@@ -146,3 +152,34 @@ def store_links(message: MessageModel, links: list[str]) -> None:
     update_message(
         int(message.account_id), message.message_id, actions, MessageModel.message_id.exists(), "NONE"
     )
+
+
+def append_links(message: MessageModel, known: int, links: list[str]) -> bool:
+    """A public page's new tracked links added after the message's `known` ones, with zeroed
+    counters; False when another page added links meanwhile (the caller leaves the page's
+    links untracked then, rather than give two targets one index)."""
+    new = links[known:]
+    if not new:
+        return True
+    zeros = [0] * len(new)
+    if known:
+        condition = size(MessageModel.tracked_links) == known
+        actions = [
+            MessageModel.tracked_links.set(MessageModel.tracked_links.append(new)),  # type: ignore[arg-type]
+            MessageModel.link_clicks.set(MessageModel.link_clicks.append(zeros)),  # type: ignore[arg-type]
+            MessageModel.machine_link_clicks.set(MessageModel.machine_link_clicks.append(zeros)),  # type: ignore[arg-type]
+        ]
+    else:
+        condition = MessageModel.message_id.exists() & MessageModel.tracked_links.does_not_exist()
+        actions = [
+            MessageModel.tracked_links.set(new),  # type: ignore[arg-type]
+            MessageModel.link_clicks.set(zeros),  # type: ignore[arg-type]
+            MessageModel.machine_link_clicks.set(zeros),  # type: ignore[arg-type]
+        ]
+    try:
+        update_message(int(message.account_id), message.message_id, actions, condition, "NONE")
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True

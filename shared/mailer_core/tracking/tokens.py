@@ -1,5 +1,6 @@
-"""Opaque, signed tokens for the open pixel (/o/{token}), clicks (/c/{token}) and a campaign
-email's unsubscribe link (/u/{token}, docs/opt-out.md).
+"""Opaque, signed tokens for the open pixel (/o/{token}), clicks (/c/{token}), a campaign
+email's unsubscribe link (/u/{token}, docs/opt-out.md), and an email's public web page
+(/p/{token}), web version (/w/{token}) and form action (/f/{token}, docs/pages.md).
 
 A token names one message (and, for a click, one link of it) and when it was issued (the
 send time, which the machine-traffic rules use without reading the message). It is compact
@@ -24,6 +25,9 @@ OPEN = "o"
 CLICK = "c"
 UNSUBSCRIBE = "u"
 DOWNLOAD = "d"  # an attachment's download link (tracking.downloads); link_index: the file's
+PAGE = "p"  # link_index: the web page's number N of {web:N}
+WEB_VERSION = "w"
+FORM = "f"
 _VERSION = 1
 # version, kind, account id, issued at (epoch s), link index, url hash; then the message id.
 _HEAD = struct.Struct(">BcQIH6s")
@@ -37,7 +41,7 @@ class TrackingNotConfigured(RuntimeError):
 
 @dataclass(frozen=True)
 class TrackingToken:
-    kind: str  # OPEN, CLICK or UNSUBSCRIBE
+    kind: str  # OPEN, CLICK, UNSUBSCRIBE, PAGE, WEB_VERSION or FORM
     account_id: int
     message_id: str
     issued_at: int  # epoch seconds (the send time)
@@ -105,6 +109,25 @@ def download_token(
 ) -> str:
     """The token of attachment `index`'s download link in one email."""
     return sign(TrackingToken(DOWNLOAD, account_id, message_id, issued_at, index), secret=secret)
+
+
+def page_token(
+    account_id: int, message_id: str, issued_at: int, page: int, *, secret: str | None = None
+) -> str:
+    """The token of web page N for this email's entity (its lifetime counts from `issued_at`)."""
+    if not 0 < int(page) < 1 << 16:
+        raise ValueError("a web page number is 1 to 65535")
+    return sign(TrackingToken(PAGE, account_id, message_id, issued_at, int(page)), secret=secret)
+
+
+def web_version_token(account_id: int, message_id: str, issued_at: int, *, secret: str | None = None) -> str:
+    return sign(TrackingToken(WEB_VERSION, account_id, message_id, issued_at), secret=secret)
+
+
+def form_token(account_id: int, message_id: str, issued_at: int, *, secret: str | None = None) -> str:
+    """The per-email token of a form's action: what makes a public form CSRF-safe (a post
+    without it, or with another email's, writes nothing)."""
+    return sign(TrackingToken(FORM, account_id, message_id, issued_at), secret=secret)
 
 
 def verify(text: str, *, kind: str, secret: str | None = None) -> TrackingToken | None:

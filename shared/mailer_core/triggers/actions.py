@@ -13,7 +13,8 @@ No entity of the kind asked for → `NoTarget`, which the run records and does n
 Texts may hold `{subject}`, `{sended_at}` (when the email was sent), `{id}` (the message id),
 `{date}` (the day the trigger runs, YYYY-MM-DD), `{datetime}`, `{email}` (the recipients),
 `{template}` (the template's name, read only when a text names it; its id when the template
-was deleted since) and `{template_id}`; and every variable templates take (`{{ lead.name }}`,
+was deleted since), `{template_id}`, `{web:N}`, `{formlink}` and `{weblink}` (the email's
+signed page, form and web-version URLs, docs/pages.md); and every variable templates take (`{{ lead.name }}`,
 `{{ contact.first_name }}`, `{{ lead.cf['Delivery'] }}` …), filled with fresh CRM data.
 """
 
@@ -54,6 +55,8 @@ class RunContext:
     send_template: Callable[[str], str]
     # Fills the template variables ({{ lead.name }} …) of a text with the entity's CRM data.
     render: Callable[[str], str] | None = None
+    # Fills {web:N}, {formlink} and {weblink} with the email's signed URLs (pages.links).
+    links: Callable[[str], str] | None = None
     _cache: dict[tuple[str, int, str], dict[str, Any]] | None = None
 
     def entity(self, entity_type: EntityType, entity_id: int, with_: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -132,6 +135,8 @@ def fill(text: str, ctx: RunContext) -> str:
         text = ctx.render(text)  # first: CRM data or a subject with braces is never read as a template
     for key, value in values.items():
         text = text.replace(key, value)
+    if ctx.links is not None:
+        text = ctx.links(text)
     return text
 
 

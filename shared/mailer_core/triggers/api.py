@@ -31,6 +31,7 @@ from mailer_core.accounts.auth import Caller
 from mailer_core.base import validation
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mailer_core.rendering import page_urls
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store.models import TemplateModel, TriggerModel, plain_map
 from mailer_core.triggers import loops as automation_loops
@@ -146,7 +147,9 @@ def _task(p: Mapping[str, Any], account_id: int) -> dict[str, Any]:
 
 
 def _note(p: Mapping[str, Any], account_id: int) -> dict[str, Any]:
-    return {"text": _text(p, "text", required=True), "entity": _entity(p)}
+    text = _text(p, "text", required=True)
+    page_urls.refuse_unknown_pages(account_id, text, field=_field("text"))
+    return {"text": text, "entity": _entity(p)}
 
 
 def _stage(p: Mapping[str, Any], account_id: int) -> dict[str, Any]:
@@ -168,6 +171,7 @@ def _field_change(p: Mapping[str, Any], account_id: int) -> dict[str, Any]:
     if len(value) > MAX_TEXT:
         raise InvalidInput(f"is longer than {MAX_TEXT} characters", field=_field("value"))
     value = _compiles(value, "value")
+    page_urls.refuse_unknown_pages(account_id, value, field=_field("value"))  # {web:N}: docs/pages.md
     return {"entity": _entity(p), "field_id": _int(p, "field_id", required=True), "value": value}
 
 

@@ -153,3 +153,25 @@ def test_a_token_moves_later_only_while_nobody_took_the_next() -> None:
     assert not rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.2).allowed
     assert rate_buckets.take("mb-11", rate_per_second=1, daily_cap=10, now=NOW + 1.3).allowed
     assert not rate_buckets.move_later("mb-11", at=NOW, to=NOW + 0.5, rate_per_second=1)
+
+
+def test_a_pending_priority_email_goes_before_the_bulk_lane_then_lets_it_on() -> None:
+    # GIVEN a manager's email announced on a 1/s mailbox
+    rate_buckets.announce_priority("mb-p", now=NOW)
+    # WHEN a bulk email asks for the turn first
+    bulk = rate_buckets.take("mb-p", rate_per_second=1, daily_cap=100, now=NOW + 0.1, lane="bulk")
+    # THEN it is refused, naming why, and tries again one interval later
+    assert not bulk.allowed and bulk.reason == "priority" and bulk.retry_after == pytest.approx(1.0)
+    # WHEN the manager's email takes its turn
+    assert rate_buckets.take("mb-p", rate_per_second=1, daily_cap=100, now=NOW + 0.2).allowed
+    # THEN the bulk lane is back on at the next turn
+    assert rate_buckets.take("mb-p", rate_per_second=1, daily_cap=100, now=NOW + 1.2, lane="bulk").allowed
+
+
+def test_an_announced_email_that_never_comes_holds_the_bulk_lane_back_for_the_window_only() -> None:
+    rate_buckets.announce_priority("mb-q", now=NOW, window=5)
+    assert not rate_buckets.take("mb-q", rate_per_second=1, daily_cap=100, now=NOW + 4, lane="bulk").allowed
+    assert rate_buckets.take("mb-q", rate_per_second=1, daily_cap=100, now=NOW + 5.5, lane="bulk").allowed
+    # ... and a bulk lane's batch of tokens on a mailbox nobody announced on is granted as before
+    batch = rate_buckets.take("mb-r", rate_per_second=1, daily_cap=100, now=NOW, lane="bulk", count=3)
+    assert batch.granted == 3

@@ -85,8 +85,9 @@ def test_the_track_functions_unsubscribe_routes_are_documented_as_public_pages()
     pages = document()["x-public-pages"]["paths"]
     documented = {(m.upper(), path) for path, item in pages.items() for m in item if m in METHODS}
     track = {(m, p) for m, p in template_routes("TrackFunction") if p.startswith(("/u/", "/d/"))}
+    on_track = {r for r in documented if r[1].startswith(("/u/", "/d/"))}
     assert (
-        documented
+        on_track
         == track
         == {
             ("GET", "/u/{token}"),
@@ -95,4 +96,6 @@ def test_the_track_functions_unsubscribe_routes_are_documented_as_public_pages()
             ("HEAD", "/d/{token}"),
         }
     )
+    # the pages function's routes: public pages, web versions, forms (docs/pages.md)
+    assert documented - on_track == template_routes("PagesFunction")
     assert all(op["security"] == [] for item in pages.values() for m, op in item.items() if m in METHODS)

@@ -179,6 +179,18 @@ EXPECTED: dict[Route, dict[str, str]] = {
     ("GET", "/v1/campaigns/{campaign_id}/log.csv"): {"admin": "200", "user": "200", "other": "404"},
     ("GET", "/v1/campaigns/{campaign_id}/report"): {"admin": "200", "user": "200", "other": "404"},
     ("POST", "/v1/campaigns/{campaign_id}/target-list"): {"admin": "201", "user": "201", "other": "404"},
+    # Public web pages (docs/pages.md): anyone of the account; administrators set the domains.
+    ("GET", "/v1/web-pages"): {"admin": "200 sees page_name", "user": "200 sees page_name", "other": "200"},
+    ("POST", "/v1/web-pages"): {"admin": "201", "user": "201", "other": "201"},
+    ("GET", "/v1/web-pages/domains"): {"admin": "200", "user": "200", "other": "200"},
+    ("PUT", "/v1/web-pages/domains"): {"admin": "200", "user": "403 admin_only", "other": "200"},
+    ("GET", "/v1/web-pages/{page_id}"): {
+        "admin": "200 sees page_name",
+        "user": "200 sees page_name",
+        "other": "404",
+    },
+    ("PATCH", "/v1/web-pages/{page_id}"): {"admin": "200", "user": "200", "other": "404"},
+    ("DELETE", "/v1/web-pages/{page_id}"): {"admin": "204", "user": "204", "other": "404"},
 }
 TRIGGER = {"name": "Note", "type": "note", "params": {"text": "Opened"}}
 LINK = {"name": "Offer", "target": "https://example.com/offer"}
@@ -211,6 +223,8 @@ class World:
     campaign: str = ""  # made only for the routes of campaigns: a Draft to the target list
     campaign_name: str = ""
     draft: str = ""  # made only for the routes of drafts: one with recipients, ready to send
+    page: str = ""  # made only for the routes of web pages (numbered per account: its name tells)
+    page_name: str = ""
 
     def markers(self) -> list[str]:
         found = (
@@ -225,6 +239,7 @@ class World:
             self.list_member,
             self.campaign_name,
             self.draft,
+            self.page_name,
         )
         return [m for m in found if m]
 
@@ -268,6 +283,7 @@ def build_world(route: Route | None = None) -> World:
             "target_lists": ("target-lists", "campaigns"),
             "campaigns": ("campaigns",),
             "drafts": ("drafts",),
+            "web_pages": ("web-pages",),
         }.items()
     }
     owner = client(ACCOUNT, USER)
@@ -323,6 +339,12 @@ def build_world(route: Route | None = None) -> World:
         made = owner.post("/v1/drafts", email)
         assert made.status == 201, made.body
         draft = made.json()["id"]
+    page = page_name = ""
+    if needs["web_pages"]:
+        page_name = f"Matrix page {uuid.uuid4().hex[:8]}"
+        made = owner.post("/v1/web-pages", {"name": page_name})
+        assert made.status == 201, made.body
+        page = str(made.json()["page_id"])
     return World(
         mailbox,
         message,
@@ -338,6 +360,8 @@ def build_world(route: Route | None = None) -> World:
         campaign,
         campaign_name,
         draft,
+        page,
+        page_name,
     )
 
 
@@ -374,6 +398,9 @@ def body_for(route: Route, world: World) -> Any:
         ("PATCH", "/v1/campaigns/{campaign_id}"): {"name": "Renamed"},
         ("POST", "/v1/campaigns/{campaign_id}/test"): {"to": "manager@example.com"},
         ("POST", "/v1/campaigns/{campaign_id}/target-list"): {"name": "From the log", "state": "sent"},
+        ("POST", "/v1/web-pages"): {"name": "New page"},
+        ("PATCH", "/v1/web-pages/{page_id}"): {"name": "Renamed"},
+        ("PUT", "/v1/web-pages/domains"): {"domains": ["promo"]},
     }
     if route in bodies:
         return bodies[route]
@@ -395,6 +422,7 @@ def path_for(route: Route, world: World | None) -> str:
         "member": world.list_member if world and world.list_member else "someone@example.com",
         "campaign_id": world.campaign if world and world.campaign else "01MATRIXCAMPAIGN0000000000",
         "draft_id": world.draft if world and world.draft else "01MATRIXDRAFT0000000000000",
+        "page_id": world.page if world and world.page else "1777",
     }
     path = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), "01MATRIXID"), template)
     return path + ("?email=anna@gmail.com" if template == "/v1/mailboxes/presets" else "")

@@ -6,6 +6,7 @@ import itertools
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
 from mailer_core.campaigns import pacing
 from mailer_core.campaigns.pacing import Sender
 from mailer_core.events import campaign_state as cs
@@ -29,6 +30,22 @@ def test_a_per_hour_portion_stretches_the_plan_and_shrinks_the_part() -> None:
     assert duration == 100.0
     assert pacing.part_size(senders, per_hour=360) == 60  # 600 s of emails
     assert pacing.part_size(senders, per_hour=None) == 250  # never more than a package
+
+
+def test_a_mailbox_at_its_daily_cap_gets_nothing_and_one_near_it_only_its_room() -> None:
+    # GIVEN three 1/s senders: one at its daily cap, one with room for 3 more today, one free
+    senders = [Sender("full", 1.0, room=0), Sender("near", 1.0, room=3), Sender("free", 1.0)]
+    # WHEN a part of 20 is planned
+    planned, duration = pacing.plan(20, senders, per_hour=None)
+    # THEN the full one sends none, the near one its 3, the free one the rest at its own rate,
+    # and the part lasts until the free one is done
+    shares = Counter(mailbox for mailbox, _ in planned)
+    assert shares == {"near": 3, "free": 17}
+    free = sorted(delay for m, delay in planned if m == "free")
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(free))
+    assert duration == pytest.approx(free[-1] + 1.0)
+    assert pacing.room(senders) is None and pacing.room(senders[:2]) == 3
+    assert pacing.part_size(senders[:1], per_hour=None) == 1  # no rate left: the part waits instead
 
 
 def test_the_next_day_starts_at_local_midnight() -> None:
