@@ -342,7 +342,7 @@ KOMMO_CLIENT_SECRET_READERS |= {"PagesFunction"}  # token refreshes for a page's
 SECRET_READERS = {
     # the widget token, OAuth exchanges and refreshes, the uninstall hook, Salesbot tokens
     "KommoClientSecretValue": KOMMO_CLIENT_SECRET_READERS,
-    "TrackingSecretValue": {"SendFunction", "TrackFunction"},  # sign at send, check on a click
+    "TrackingSecretValue": {"SendFunction", "TrackFunction", "PagesFunction"},  # sign at send; check
 }
 # Plain settings of a secret's value: tests and scripts only, never a deployed function.
 PLAIN_SECRET_SETTINGS = ("KOMMO_CLIENT_SECRET", "MAILER_TRACKING_SECRET")
