@@ -150,6 +150,7 @@ def create_stack(
         "AWS::S3::Bucket": 1,
         "AWS::Scheduler::ScheduleGroup": 1,
         "AWS::IAM::Role": 1,
+        "AWS::SecretsManager::Secret": 1,
     }
     queues = [k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"]
     queues.sort(key=lambda k: "RedrivePolicy" in resources[k].get("Properties", {}))
@@ -197,6 +198,17 @@ def create_stack(
             arn = session.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
             stack.refs[logical] = name
             stack.attrs[(logical, "Arn")] = arn
+        elif kind == "AWS::SecretsManager::Secret":
+            # Seeded from the stack's parameters (the local stack's embedded defaults); Ref is the ARN.
+            # An empty parameter (a test without that secret) creates none: its ARN is "".
+            value = str(props.get("SecretString") or "")
+            arn = (
+                session.client("secretsmanager").create_secret(Name=physical, SecretString=value)["ARN"]
+                if value
+                else ""
+            )
+            stack.refs[logical] = arn
+            stack.attrs[(logical, "Id")] = arn
         elif kind == "AWS::IAM::Role":
             # Roles are not created in moto; their ARN is all the functions need.
             stack.refs[logical] = physical

@@ -649,6 +649,13 @@ def pipeline_settings() -> dict[str, Any]:
     return pipeline_secret.settings_view(edge.caller_of(app), base_url=base)
 
 
+@app.post("/v1/pipeline/secret/rotate")
+def rotate_pipeline_secret() -> dict[str, Any]:
+    from mailer_core.accounts import pipeline_secret
+
+    return pipeline_secret.rotate(edge.caller_of(app))
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

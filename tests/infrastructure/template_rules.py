@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from mailer_core.base import metrics
+from mailer_core.kommo.tokens import token_context
+from mailer_core.mailboxes.connection import password_context
 
 from tests.infrastructure.sam_offline import (
     ROOT,
@@ -244,6 +246,139 @@ def local_only_setting_problems(translated: Template) -> list[str]:
             for name in LOCAL_ONLY_SETTINGS
             if name in variables
         ]
+    return problems
+
+
+# ---------------------------------------------------------------- least privilege
+
+# The item actions a function may hold on a table; a Scan or a batch write only where named.
+TABLE_ACTIONS = {"dynamodb:getitem", "dynamodb:query", "dynamodb:batchgetitem"}
+TABLE_ACTIONS |= {"dynamodb:putitem", "dynamodb:updateitem", "dynamodb:deleteitem"}
+SCANS = {("BounceFunction", "MailboxesTable")}  # the schedule finds the green mailboxes due
+BATCH_WRITES = {("ApiFunction", "TargetListMembersTable")}  # a CSV import, a list's deletion
+# Bucket prefixes functions may touch (mailer_core.adapters.s3): bodies, uploads, web pages.
+BUCKET_PREFIXES = ("bodies/", "uploads/", "pages/")
+
+
+def _kms_purposes() -> set[str]:
+    """The `purpose` of every encryption context the code passes to adapters/kms."""
+    return {
+        password_context(1, "m")["purpose"],
+        password_context(1, "m", "imap_password")["purpose"],
+        token_context(1, "access")["purpose"],
+        token_context(1, "refresh")["purpose"],
+    }
+
+
+def kms_purposes(statement: dict[str, Any]) -> set[str] | None:
+    """The purposes a KMS statement is limited to; None when it carries no such condition."""
+    equals = (statement.get("Condition") or {}).get("StringEquals") or {}
+    values = equals.get("kms:EncryptionContext:purpose")
+    return None if values is None else {str(v) for v in as_list(values)}
+
+
+def _table_actions(statement: dict[str, Any]) -> set[str]:
+    return {
+        str(a).lower() for a in as_list(statement.get("Action")) if str(a).lower().startswith("dynamodb:")
+    }
+
+
+# One check per kind of resource a function role names.
+def least_privilege_problems(translated: Template) -> list[str]:  # noqa: C901
+    problems = []
+    tables = set(resources(translated, "AWS::DynamoDB::Table"))
+    purposes = _kms_purposes()
+    for fn, role in function_roles(translated).items():
+        for statement in role_statements(translated, role):
+            if statement.get("Effect") != "Allow":
+                continue
+            targets = as_list(statement.get("Resource"))
+            named = set().union(*(referenced_ids(r) for r in targets)) if targets else set()
+            actions = _table_actions(statement)
+            if "NotAction" in statement and named & tables:
+                problems.append(f"{fn}: NotAction on {sorted(named & tables)}")
+            for table in sorted(named & tables):
+                extra = actions - TABLE_ACTIONS
+                extra -= {"dynamodb:scan"} if (fn, table) in SCANS else set()
+                extra -= {"dynamodb:batchwriteitem"} if (fn, table) in BATCH_WRITES else set()
+                problems += [f"{fn} may {a} on {table}" for a in sorted(extra)]
+            for target in targets:
+                text = sub_text(target)
+                if actions and named & tables and "*" in text:
+                    problems.append(f"{fn}: {text!r} names every index or table")
+            s3_actions = {
+                str(a).lower() for a in as_list(statement.get("Action")) if str(a).lower().startswith("s3:")
+            }
+            for target in targets:
+                if not s3_actions or "BodiesBucket" not in referenced_ids(target):
+                    continue
+                text = sub_text(target)
+                if not any(f"}}/{prefix}" in text and text.endswith("*") for prefix in BUCKET_PREFIXES):
+                    problems.append(f"{fn}: {sorted(s3_actions)} on the whole bucket ({text or target})")
+            if "SecretsKey" in named:
+                kms_actions = sorted(
+                    a
+                    for a in (str(x).lower() for x in as_list(statement.get("Action")))
+                    if a.startswith("kms:")
+                )
+                limited = kms_purposes(statement)
+                if kms_actions and limited is None:
+                    problems.append(
+                        f"{fn}: {kms_actions} on SecretsKey without an encryption-context condition"
+                    )
+                elif kms_actions and not limited <= purposes:
+                    problems.append(
+                        f"{fn}: {kms_actions} for purposes the code never uses {sorted(limited - purposes)}"
+                    )
+    return problems
+
+
+# ---------------------------------------------------------------- secrets
+
+# The stack's secrets (Secrets Manager) and the only functions that may read each one.
+KOMMO_CLIENT_SECRET_READERS = {"ApiFunction", "WebhookFunction", "KommoAuthFunction"}
+KOMMO_CLIENT_SECRET_READERS |= {"SendFunction", "ActionsFunction", "PipelineFunction", "CampaignsFunction"}
+KOMMO_CLIENT_SECRET_READERS |= {"PagesFunction"}  # token refreshes for a page's CRM data
+SECRET_READERS = {
+    # the widget token, OAuth exchanges and refreshes, the uninstall hook, Salesbot tokens
+    "KommoClientSecretValue": KOMMO_CLIENT_SECRET_READERS,
+    "TrackingSecretValue": {"SendFunction", "TrackFunction", "PagesFunction"},  # sign at send; check
+}
+# Plain settings of a secret's value: tests and scripts only, never a deployed function.
+PLAIN_SECRET_SETTINGS = ("KOMMO_CLIENT_SECRET", "MAILER_TRACKING_SECRET")
+
+
+def _secret_values(translated: Template) -> set[str]:
+    return set(resources(translated, "AWS::SecretsManager::Secret"))
+
+
+def secret_problems(translated: Template) -> list[str]:
+    """Secret values reach functions only through Secrets Manager, read by the listed functions."""
+    problems = []
+    no_echo = {name for name, p in (translated.get("Parameters") or {}).items() if p.get("NoEcho")}
+    for logical, res in translated.get("Resources", {}).items():
+        uses = referenced_ids(res.get("Properties")) & no_echo
+        if uses and res.get("Type") != "AWS::SecretsManager::Secret":
+            problems.append(f"{logical}: uses the NoEcho parameter(s) {sorted(uses)} outside Secrets Manager")
+    for fn, res in resources(translated, "AWS::Lambda::Function").items():
+        variables = (props(res).get("Environment") or {}).get("Variables") or {}
+        problems += [
+            f"{fn}: sets {name}, a secret's plain value"
+            for name in PLAIN_SECRET_SETTINGS
+            if name in variables
+        ]
+    found = _secret_values(translated)
+    for secret in sorted(set(SECRET_READERS) - found):
+        problems.append(f"{secret}: the secret is missing from the template")
+    for secret in sorted(found - set(SECRET_READERS)):
+        problems.append(f"{secret}: a secret with no list of readers in template_rules.SECRET_READERS")
+    for fn, role in function_roles(translated).items():
+        for secret in sorted(found):
+            may = can(translated, role, "secretsmanager:GetSecretValue", names(secret))
+            if may and fn not in SECRET_READERS.get(secret, set()):
+                problems.append(f"{fn} may read {secret}")
+            if not may and fn in SECRET_READERS.get(secret, set()):
+                problems.append(f"{fn} needs {secret} and may not read it")
     return problems
 
 
@@ -598,6 +733,8 @@ def all_problems(source: Template, translated: Template) -> list[str]:
         + table_problems(translated)
         + function_problems(source, translated)
         + local_only_setting_problems(translated)
+        + secret_problems(translated)
+        + least_privilege_problems(translated)
         + bucket_problems(translated)
         + wildcard_problems(translated)
         + managed_policy_problems(translated)

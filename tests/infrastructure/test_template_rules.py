@@ -133,6 +133,61 @@ def test_no_function_gets_a_setting_of_the_local_stack(translated: Template) -> 
     assert rules.local_only_setting_problems(translated) == []
 
 
+def test_secrets_come_from_secrets_manager_read_only_by_the_functions_that_use_them(
+    translated: Template,
+) -> None:
+    assert rules.secret_problems(translated) == []
+
+
+def test_the_secret_checks_see_the_grants_that_exist(translated: Template) -> None:
+    """Positive controls: the readers can read, the others cannot, the values are not plain."""
+    roles = function_roles(translated)
+    read = "secretsmanager:GetSecretValue"
+
+    assert rules.can(translated, roles["ApiFunction"], read, rules.names("KommoClientSecretValue"))
+    assert rules.can(translated, roles["TrackFunction"], read, rules.names("TrackingSecretValue"))
+    assert not rules.can(translated, roles["TrackFunction"], read, rules.names("KommoClientSecretValue"))
+    assert not rules.can(translated, roles["TimersFunction"], read, rules.names("TrackingSecretValue"))
+    globals_env = translated["Resources"]["TimersFunction"]["Properties"]["Environment"]["Variables"]
+    assert referenced_ids(globals_env["MAILER_KOMMO_CLIENT_SECRET_ID"]) == {"KommoClientSecretValue"}
+
+
+def test_each_function_holds_only_the_item_actions_prefixes_and_key_purposes_it_uses(
+    translated: Template,
+) -> None:
+    assert rules.least_privilege_problems(translated) == []
+
+
+def test_the_least_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
+    """Positive controls: the one Scan, the one batch write, the bucket prefixes, the key's purposes."""
+    roles = function_roles(translated)
+    mailboxes, members = rules.names("MailboxesTable"), rules.names("TargetListMembersTable")
+
+    assert rules.can(translated, roles["BounceFunction"], "dynamodb:Scan", mailboxes)
+    assert not rules.can(translated, roles["ApiFunction"], "dynamodb:Scan", mailboxes)
+    assert rules.can(translated, roles["ApiFunction"], "dynamodb:BatchWriteItem", members)
+    assert rules.can(translated, roles["SendFunction"], "s3:GetObjectVersion", rules.names("BodiesBucket"))
+    send_puts = rules.allows(
+        rules.role_statements(translated, roles["SendFunction"]), "s3:PutObject", rules.names("BodiesBucket")
+    )
+    assert [rules.sub_text(r) for st in send_puts for r in rules.as_list(st["Resource"])] == [
+        "${BodiesBucket.Arn}/bodies/*/sent/*"  # the body as sent; nothing else
+    ]
+
+    def purposes(fn: str, action: str) -> set[str]:
+        found: set[str] = set()
+        for statement in rules.allows(
+            rules.role_statements(translated, roles[fn]), action, rules.names("SecretsKey")
+        ):
+            found |= rules.kms_purposes(statement) or {"(any)"}
+        return found
+
+    assert purposes("SendFunction", "kms:Decrypt") == rules._kms_purposes()
+    assert purposes("BounceFunction", "kms:Decrypt") == {"smtp_password", "imap_password"}
+    assert purposes("KommoAuthFunction", "kms:Encrypt") == {"kommo_access_token", "kommo_refresh_token"}
+    assert purposes("TrackFunction", "kms:Decrypt") == set()
+
+
 def test_the_privilege_checks_see_the_grants_that_exist(translated: Template) -> None:
     """Positive controls: without them a broken analysis would pass every rule above."""
     roles = function_roles(translated)
@@ -214,8 +269,21 @@ def _body_rule(change: Callable[[list[dict[str, Any]]], None]) -> Mutation:
     )
 
 
-def _global_env(name: str, value: str) -> Mutation:
+def _global_env(name: str, value: Any) -> Mutation:
     return lambda tpl: tpl["Globals"]["Function"]["Environment"]["Variables"].__setitem__(name, value)
+
+
+def _drop_statement(fn: str, sid: str) -> Mutation:
+    """Remove the statement `sid` from the function's inline policies."""
+
+    def mutate(tpl: dict[str, Any]) -> None:
+        policies = tpl["Resources"][fn]["Properties"]["Policies"]
+        for policy in policies:
+            if isinstance(policy, dict) and "Statement" in policy:
+                policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != sid]
+        policies[:] = [p for p in policies if not (isinstance(p, dict) and p.get("Statement") == [])]
+
+    return mutate
 
 
 def _add_event(fn: str, event: str, spec: dict[str, Any]) -> Mutation:
@@ -299,6 +367,99 @@ BREAKS: list[tuple[str, Mutation, str]] = [
         "api invokes timers",
         _add_policy("ApiFunction", {"LambdaInvokePolicy": {"FunctionName": {"Ref": "TimersFunction"}}}),
         "ApiFunctionRole may invoke the timers function",
+    ),
+    # ---- secrets
+    (
+        "the client secret as a plain variable",
+        _global_env("KOMMO_CLIENT_SECRET", {"Ref": "KommoClientSecret"}),
+        "uses the NoEcho parameter(s) ['KommoClientSecret'] outside Secrets Manager",
+    ),
+    (
+        "the tracking secret's plain setting deployed",
+        _global_env("MAILER_TRACKING_SECRET", "x" * 32),
+        "TrackFunction: sets MAILER_TRACKING_SECRET, a secret's plain value",
+    ),
+    (
+        "timers read the client secret",
+        _add_policy(
+            "TimersFunction",
+            {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "KommoClientSecretValue"}}},
+        ),
+        "TimersFunction may read KommoClientSecretValue",
+    ),
+    (
+        "track reads every secret",
+        _add_policy(
+            "TrackFunction",
+            {"Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]},
+        ),
+        "TrackFunction may read KommoClientSecretValue",
+    ),
+    (
+        "a reader loses its secret",
+        _drop_statement("KommoAuthFunction", "ReadKommoClientSecret"),
+        "KommoAuthFunction needs KommoClientSecretValue and may not read it",
+    ),
+    (
+        "a secret nobody listed",
+        _add_resource(
+            "LostSecret", {"Type": "AWS::SecretsManager::Secret", "Properties": {"SecretString": "x"}}
+        ),
+        "LostSecret: a secret with no list of readers",
+    ),
+    # ---- least privilege
+    (
+        "a read policy template (Scan and every index)",
+        _add_policy("TrackFunction", {"DynamoDBReadPolicy": {"TableName": {"Ref": "MessagesTable"}}}),
+        "TrackFunction may dynamodb:scan on MessagesTable",
+    ),
+    (
+        "a CRUD policy template",
+        _add_policy("ActionsFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "AutomationTable"}}}),
+        "ActionsFunction may dynamodb:batchwriteitem on AutomationTable",
+    ),
+    (
+        "a query on every index",
+        _add_policy(
+            "CampaignsFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "dynamodb:Query",
+                        "Resource": {"Fn::Sub": "${MessagesTable.Arn}/index/*"},
+                    }
+                ]
+            },
+        ),
+        "names every index or table",
+    ),
+    (
+        "a whole-bucket read",
+        _add_policy("SendFunction", {"S3ReadPolicy": {"BucketName": {"Ref": "BodiesBucket"}}}),
+        "SendFunction: ['s3:getbucketlocation', 's3:getlifecycleconfiguration'",
+    ),
+    (
+        "a decrypt without an encryption context",
+        _add_policy("BounceFunction", {"KMSDecryptPolicy": {"KeyId": {"Ref": "SecretsKey"}}}),
+        "BounceFunction: ['kms:decrypt'] on SecretsKey without an encryption-context condition",
+    ),
+    (
+        "a purpose the code never passes",
+        _add_policy(
+            "TimersFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "kms:Decrypt",
+                        "Resource": {"Fn::GetAtt": ["SecretsKey", "Arn"]},
+                        "Condition": {"StringEquals": {"kms:EncryptionContext:purpose": ["anything"]}},
+                    }
+                ]
+            },
+        ),
+        "TimersFunction: ['kms:decrypt'] for purposes the code never uses ['anything']",
     ),
     # ---- operations
     (

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mailer_core.accounts import pipeline_secret
 from mailer_core.accounts.auth import mint_widget_token
 
 from devstack.kommo_standin import seed
@@ -54,7 +55,7 @@ def burst_stack() -> Iterator[Stack]:
             },
         )
         with stack:
-            save_account_with_token(TOKEN, dp_secret=SECRET)
+            save_account_with_token(TOKEN, dp_secret_hash=pipeline_secret.digest(SECRET))
             yield Stack(stack, kommo, sink, _mailbox_and_template(stack.api_url, sink))
 
 

@@ -48,6 +48,9 @@ class Settings:
     scheduler_role_arn: str = ""
     timers_function_arn: str = ""
     kommo_client_id: str = ""
+    # The client secret's Secrets Manager ARN (deployed); without it the plain value below,
+    # which only tests and scripts set (mailer_core.adapters.secrets).
+    kommo_client_secret_id: str = ""
     kommo_client_secret: str = ""
     kommo_redirect_uri: str = ""
     # Where the Kommo API lives; "{subdomain}" and "{domain}" (kommo.com, amocrm.ru …) are the account's.
@@ -93,6 +96,7 @@ class Settings:
     api_burst: int = 100
     # Tracking (mailer_core.tracking): the HMAC secret of pixel and click tokens and the public
     # base URL of the track routes. Without both, emails go out untracked.
+    tracking_secret_id: str = ""  # its Secrets Manager ARN, as for the client secret
     tracking_secret: str = ""
     public_base_url: str = ""
     # Public web pages (mailer_core.pages): served on a page's own domain only once that domain
@@ -150,6 +154,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         scheduler_role_arn=get("MAILER_SCHEDULER_ROLE_ARN", ""),
         timers_function_arn=get("MAILER_TIMERS_FUNCTION_ARN", ""),
         kommo_client_id=get("KOMMO_CLIENT_ID", ""),
+        kommo_client_secret_id=get("MAILER_KOMMO_CLIENT_SECRET_ID", ""),
         kommo_client_secret=get("KOMMO_CLIENT_SECRET", ""),
         kommo_redirect_uri=get("KOMMO_REDIRECT_URI", ""),
         kommo_base_url=get("MAILER_KOMMO_BASE_URL", defaults.kommo_base_url),
@@ -173,6 +178,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         extra_cors_origins=tuple(
             o.strip() for o in get("MAILER_EXTRA_CORS_ORIGINS", "").split(",") if o.strip()
         ),
+        tracking_secret_id=get("MAILER_TRACKING_SECRET_ID", ""),
         worker_share=int(get("MAILER_WORKER_SHARE", "1")),
         worker_share_lease_seconds=float(get("MAILER_WORKER_SHARE_LEASE_SECONDS", "120")),
         api_requests_per_second=float(get("MAILER_API_REQUESTS_PER_SECOND", "20")),

@@ -36,7 +36,7 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core.adapters import kms
+from mailer_core.adapters import kms, secrets
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict
@@ -59,11 +59,12 @@ def token_context(account_id: int, purpose: Literal["access", "refresh"]) -> dic
 
 def oauth_payload(grant_type: str, **values: str) -> dict[str, str]:
     settings = get_settings()
-    if not (settings.kommo_client_id and settings.kommo_client_secret and settings.kommo_redirect_uri):
+    client_secret = secrets.kommo_client_secret() if settings.kommo_client_id else ""
+    if not (settings.kommo_client_id and client_secret and settings.kommo_redirect_uri):
         raise Conflict("the Kommo integration is not configured (client id, secret, redirect URI)")
     return {
         "client_id": settings.kommo_client_id,
-        "client_secret": settings.kommo_client_secret,
+        "client_secret": client_secret,
         "grant_type": grant_type,
         "redirect_uri": settings.kommo_redirect_uri,
         **values,

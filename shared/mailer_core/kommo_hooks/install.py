@@ -37,12 +37,10 @@ from typing import Literal
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from mailer_core.accounts import pipeline_secret
 from mailer_core.accounts.access import DISABLED
 from mailer_core.accounts.access import forget as forget_account_access
-from mailer_core.adapters import kms, sqs
+from mailer_core.adapters import kms, secrets, sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.config import get_settings
 from mailer_core.base.errors import MalformedRequest, UpstreamError
 from mailer_core.base.logs import logger
 from mailer_core.kommo import client as kommo
@@ -87,7 +85,7 @@ def code_hash(code: str) -> str:
 
 
 def _state_signature(issued: int) -> str:
-    key = get_settings().kommo_client_secret.encode("utf-8")
+    key = secrets.kommo_client_secret().encode("utf-8")
     return hmac.new(key, f"mailer-install-state:{issued}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -402,8 +400,8 @@ def store_account_tokens(
         AccountModel.token_expires_at.set(int(expires_at)),
         AccountModel.token_version.add(1),
         AccountModel.installed_at.set(AccountModel.installed_at | when),
-        # The digital pipeline action's secret: made at the first install, kept on reinstall.
-        AccountModel.dp_secret.set(AccountModel.dp_secret | pipeline_secret.new_secret()),
+        # The digital pipeline action's secret is not made here: only its hash is kept, so it is
+        # made where it can be shown once (accounts.pipeline_secret); a reinstall keeps it.
         AccountModel.connected_at.set(when),
         AccountModel.refresh_lease_owner.remove(),
         AccountModel.refresh_lease_until.remove(),

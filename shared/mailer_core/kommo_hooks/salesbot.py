@@ -31,8 +31,8 @@ import jwt
 from pynamodb.exceptions import DoesNotExist
 
 from mailer_core.accounts.auth import AuthNotConfigured
+from mailer_core.adapters import secrets
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unauthorized
 from mailer_core.base.logs import logger
 from mailer_core.kommo import accounts as kommo_accounts
@@ -126,7 +126,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
     token = data.get("token")
     claims = verify_bot_token(
         token if isinstance(token, str) else None,
-        secret=get_settings().kommo_client_secret,
+        secret=secrets.kommo_client_secret(),
         now=clock.timestamp(),
     )
     account = jobs.installed_account(claims.account_id, claims.subdomain)

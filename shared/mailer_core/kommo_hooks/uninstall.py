@@ -48,6 +48,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.accounts import access
 from mailer_core.accounts.auth import AuthNotConfigured
+from mailer_core.adapters import secrets
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict, Forbidden, MailerError, MalformedRequest
@@ -173,11 +174,12 @@ def receive_uninstall_hook(params: Mapping[str, str], *, clock: Clock = SYSTEM_C
             raise MalformedRequest(f"the hook lacks {name}", field=name)
     if not _ACCOUNT_ID.match(account_text) or int(account_text) < 1:
         raise MalformedRequest("account_id is not a Kommo account id", field="account_id")
-    if not settings.kommo_client_id or not settings.kommo_client_secret:
+    client_secret = secrets.kommo_client_secret() if settings.kommo_client_id else ""
+    if not settings.kommo_client_id or not client_secret:
         raise AuthNotConfigured("the Kommo integration is not configured (client id, secret)")
     if not hmac.compare_digest(client_uuid.encode(), settings.kommo_client_id.encode()):
         raise Forbidden("the hook is for another integration", field="client_uuid")
-    expected = hook_signature(settings.kommo_client_id, account_text, settings.kommo_client_secret)
+    expected = hook_signature(settings.kommo_client_id, account_text, client_secret)
     if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise Forbidden("the hook's signature does not match", field="signature")
     started = time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from mailer_core.adapters import secrets
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict
 from mailer_core.rendering import page_urls
@@ -39,7 +40,7 @@ def slug(title: str) -> str:
 
 def _base() -> str:
     settings = get_settings()
-    if not (settings.tracking_secret and settings.public_base_url):
+    if not (secrets.tracking_configured() and settings.public_base_url):
         raise PageUnavailable(
             "web pages and forms need MAILER_PUBLIC_BASE_URL and MAILER_TRACKING_SECRET; "
             "the text was not used so that no dead link goes out"

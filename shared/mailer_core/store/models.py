@@ -64,9 +64,12 @@ class AccountModel(Model):
     status_detail = UnicodeAttribute(null=True)
     # Machine opens and clicks (mailer_core.tracking.machine_traffic) are told apart unless this is False.
     filter_machine_traffic = BooleanAttribute(null=True)
-    # The secret the digital pipeline action's settings carry (mailer_core.accounts.pipeline_secret):
-    # made at install when missing, compared in constant time by the webhook.
+    # The digital pipeline action's secret (mailer_core.accounts.pipeline_secret): only its SHA-256
+    # (hex) is kept, compared in constant time by the webhook; `dp_secret` is the plain secret
+    # of accounts from before, replaced by its hash on first use; when it was last rotated.
+    dp_secret_hash = UnicodeAttribute(null=True)
     dp_secret = UnicodeAttribute(null=True)
+    dp_secret_rotated_at = UTCDateTimeAttribute(null=True)
     # Widget settings (mailer_core.accounts.account_settings; None = the default): who may use Mailer
     # (None or empty: every user of the account), Mailer administrators besides Kommo's, the
     # defaults of new mailboxes, of the open pixel, and the automatic emails' daily cap.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pynamodb.exceptions import UpdateError
 from pynamodb.expressions.condition import size
 
+from mailer_core.adapters import secrets
 from mailer_core.base.config import get_settings
 from mailer_core.rendering import trigger_link_urls
 from mailer_core.store.conditions import is_condition_failure
@@ -60,7 +61,7 @@ class TrackedHtml:
 
 def enabled() -> bool:
     settings = get_settings()
-    return bool(settings.tracking_secret and settings.public_base_url)
+    return bool(secrets.tracking_configured() and settings.public_base_url)
 
 
 # Many branches on purpose: one branch per kind of link left alone.

@@ -19,7 +19,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from mailer_core.base.config import get_settings
+from mailer_core.adapters import secrets
 
 OPEN = "o"
 CLICK = "c"
@@ -58,7 +58,7 @@ def url_hash(url: str) -> bytes:
 
 
 def _secret(secret: str | None) -> bytes:
-    value = get_settings().tracking_secret if secret is None else secret
+    value = secrets.tracking_secret() if secret is None else secret
     if not value:
         raise TrackingNotConfigured("MAILER_TRACKING_SECRET is not set")
     return value.encode("utf-8")

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from mailer_core.accounts import access
+from mailer_core.adapters import secrets
 from mailer_core.adapters.mime import OutgoingEmail
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict
@@ -35,7 +36,7 @@ class OptOutUnavailable(Conflict):
 def url_for(account_id: int, message_id: str, issued_at: int) -> str:
     """The email's signed one-click unsubscribe URL; OptOutUnavailable without a secret or public URL."""
     settings = get_settings()
-    if not (settings.tracking_secret and settings.public_base_url):
+    if not (secrets.tracking_configured() and settings.public_base_url):
         raise OptOutUnavailable(
             "a campaign email needs its unsubscribe link, and MAILER_PUBLIC_BASE_URL or "
             "MAILER_TRACKING_SECRET is not set: it was not sent"

@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from mailer_core.accounts.auth import Caller, verify_widget_token
+from mailer_core.adapters import secrets
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound, TooManyRequests
@@ -107,7 +108,7 @@ def authenticate(headers: dict[str, str], *, clock: Clock = SYSTEM_CLOCK) -> Cal
     settings = get_settings()
     token = headers.get("x-auth-token") or headers.get("X-Auth-Token")
     return verify_widget_token(
-        token, secret=settings.kommo_client_secret, audience=settings.token_audience, now=clock.timestamp()
+        token, secret=secrets.kommo_client_secret(), audience=settings.token_audience, now=clock.timestamp()
     )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailer_core.adapters import secrets
 from mailer_core.base.clock import FakeClock
 from mailer_core.base.config import get_settings
 
@@ -66,6 +67,17 @@ def test_the_real_template_comes_up_in_moto_and_the_gateway_answers() -> None:
             assert os.environ["MAILER_ALLOW_PLAINTEXT_SMTP"] == "1"
             assert get_settings().send_queue_url == refs["SendQueue"]
             assert get_settings().timers_function_arn == stack.functions.get("TimersFunction").arn  # type: ignore[union-attr]
+
+            # the client secret is seeded into Secrets Manager and read from there, never
+            # given as a plain variable; a secret whose parameter is empty is not created
+            assert "KOMMO_CLIENT_SECRET" not in os.environ
+            secret_arn = get_settings().kommo_client_secret_id
+            assert secret_arn == refs["KommoClientSecretValue"]
+            stored = client(endpoint, "secretsmanager").get_secret_value(SecretId=secret_arn)
+            assert stored["SecretString"] == "s3cret"
+            secrets.forget()
+            assert secrets.kommo_client_secret() == "s3cret"
+            assert get_settings().tracking_secret_id == "" and not secrets.tracking_configured()
 
             # one poller per SQS event, with the template's concurrency
             assert stack.pollers is not None

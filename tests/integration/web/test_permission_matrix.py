@@ -129,6 +129,9 @@ EXPECTED: dict[Route, dict[str, str]] = {
     # The digital pipeline's settings hold the account's secret: administrators only. The other
     # account was never installed, so it has no secret to show.
     ("GET", "/v1/pipeline/settings"): {"admin": "200", "user": "403", "other": "409"},
+    # Rotating the secret: administrators only; the other account's administrator rotates that
+    # account's own secret (its item exists by then: its settings were saved), never A's.
+    ("POST", "/v1/pipeline/secret/rotate"): {"admin": "200", "user": "403", "other": "200"},
     # Trigger links: the same rules as triggers.
     ("GET", "/v1/links"): {"admin": "200 sees link_name", "user": "200 sees link_name", "other": "200"},
     ("POST", "/v1/links"): {"admin": "201", "user": "403 admin_only", "other": "201"},
