@@ -44,6 +44,11 @@ INTERRUPTED = (
     "interrupted during SMTP: the worker stopped before the result was recorded; "
     "not re-sent automatically to avoid a duplicate. Check the Sent folder, then send it again"
 )
+ANSWER_LOST = (
+    "interrupted during SMTP: the connection was lost after the whole email went out and before "
+    "the server answered ({words}); the server may have it, so it is not re-sent automatically "
+    "to avoid a duplicate. Check the Sent folder, then send it again"
+)
 
 
 def claim(job: sqs.SendJob, clock: Clock) -> MessageModel | Outcome:
@@ -210,9 +215,14 @@ def after_failure(
     job: sqs.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure, clock: Clock
 ) -> Outcome:
     """A retryable failure goes back on the queue with backoff (until the attempts run out);
-    any other fails the message with the server's words."""
+    any other fails the message with the server's words. A connection lost after the whole
+    email went out and before the server's answer fails it as interrupted: the server may
+    have it, and sending it again could deliver it twice (as a worker that dies there)."""
     attempts = int(message.attempts or 0)
     words = str(failure)
+    if isinstance(failure, SmtpFailure) and failure.outcome_unknown:
+        fail(message, ANSWER_LOST.format(words=words), from_=(state.SENDING,), clock=clock)
+        return "interrupted"
     if failure.retryable and attempts < get_settings().max_send_attempts:
         delay = backoff.exponential(
             attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1

@@ -16,7 +16,9 @@ The guarantee, exactly:
    `close` waits for them.
 3. SMTP 4xx replies and connection errors put the message back to `queued` and re-queue it
    with backoff (30 s, 60 s, 120 s … capped at 15 min) until `max_send_attempts`; 5xx and
-   authentication failures fail it at once, keeping the server's words.
+   authentication failures fail it at once, keeping the server's words. A connection lost
+   after the whole message went out (the final dot) and before the server's answer (a hang-up,
+   a read timeout) fails it as interrupted, as point 4 does: the server may have it.
 4. If the worker dies after the claim and before the result is recorded (a crash or timeout,
    most likely inside the SMTP transaction, but possibly while rendering or waiting for its
    token), the message stays `sending` until its claim lease runs out. The next delivery of
