@@ -321,7 +321,7 @@ class SendWorker:
             return results
 
         def lane(indexes: list[int]) -> Callable[[], None]:
-            return lambda: self._in_a_lane(work, jobs, indexes)
+            return lambda: self._in_a_lane(work, jobs, indexes, results)
 
         (self.run_lanes or _side_by_side)([lane(indexes) for indexes in lanes.values()])
         return results
@@ -331,9 +331,15 @@ class SendWorker:
         work: Callable[[SendWorker, list[int]], None],
         jobs: list[sqs.SendJob | Exception],
         indexes: list[int],
+        results: list[Outcome | Exception],
     ) -> None:
         """One mailbox's jobs of the batch, worked by a worker of their own that shares this
-        one's clock, SMTP pool, token taker, fetcher, the batch's reads and receipt times."""
+        one's clock, SMTP pool, token taker, fetcher, the batch's reads and receipt times.
+
+        When closing the lane fails (a "sent" record not stored), its sent jobs do not count
+        as done, as in a batch of one lane, whose invocation fails: else the message would stay
+        `sending` with no job left. Delivered again, each finds its claim and the lease decides.
+        """
         lane = SendWorker(
             clock=self.clock,
             pool=self.pool,
@@ -353,6 +359,11 @@ class SendWorker:
         try:
             with lane:
                 work(lane, indexes)
+        except Exception as exc:
+            for n in indexes:
+                if results[n] == "sent":
+                    results[n] = exc
+            raise
         finally:
             logger.thread_safe_clear_keys()
 

@@ -393,3 +393,40 @@ def test_the_timers_function_releases_a_scheduled_message_once(
     assert [job.message_id for job, _ in take_jobs(aws_stack)] == [message_id]
     assert stored(message_id).status == "queued"
 
+
+def test_a_sent_record_that_fails_in_a_lane_fails_its_job_so_that_sqs_delivers_it_again(
+    user: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer_core.sending import outcomes
+
+    # GIVEN a batch for two mailboxes (two lanes) and DynamoDB refusing one email's "sent" record
+    with smtp_server(
+        ScriptedHandler(), authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False
+    ) as server:
+        mailboxes = []
+        for sender in ("anna@example.com", "ivan@example.com"):
+            reply = user.post(
+                "/v1/mailboxes", mailbox_body(server, sender_email=sender, smtp_login=LOGIN, is_default=False)
+            )
+            assert reply.status == 201, reply.body
+            mailboxes.append(str(reply.json()["id"]))
+        lost, kept = (compose(user, mailbox_id=m) for m in mailboxes)
+        bodies = [job.to_body() for job, _ in take_jobs(aws_stack)]
+        record = outcomes.record_sent
+
+        def failing(message: MessageModel, *args: Any, **kwargs: Any) -> None:
+            if message.message_id == lost:
+                raise RuntimeError("DynamoDB: InternalServerError")
+            record(message, *args, **kwargs)
+
+        monkeypatch.setattr(outcomes, "record_sent", failing)
+        # WHEN the send function works the batch
+        with SendWorker(clock=FakeClock()) as worker:
+            results = worker.process_batch(bodies)
+
+    # THEN the email whose record was lost is not reported done (SQS delivers its job again,
+    # and its claim's lease decides), while the other mailbox's email is sent and done
+    by_message = {sqs.SendJob.from_body(b).message_id: r for b, r in zip(bodies, results, strict=True)}
+    assert isinstance(by_message[lost], Exception)
+    assert by_message[kept] == "sent"
+    assert (stored(lost).status, stored(kept).status) == ("sending", "sent")
