@@ -430,3 +430,27 @@ def test_a_sent_record_that_fails_in_a_lane_fails_its_job_so_that_sqs_delivers_i
     assert isinstance(by_message[lost], Exception)
     assert by_message[kept] == "sent"
     assert (stored(lost).status, stored(kept).status) == ("sending", "sent")
+
+
+def test_a_redelivered_job_sent_back_to_wait_resolves_a_dead_workers_claim(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    from mailer_core.sending import outcomes
+
+    # GIVEN a message claimed by a worker that died (bench/faults.py: killed after its claim),
+    # its lease passed, and its job delivered again while its mailbox's turn is far off
+    user.post("/v1/mailboxes", mailbox_body(smtp))
+    message_id = compose(user)
+    [(job, _)] = take_jobs(aws_stack)
+    clock = FakeClock()
+    assert not isinstance(outcomes.claim(job, clock), str)
+    clock.advance(outcomes.CLAIM_LEASE.total_seconds() + 1)
+
+    # WHEN the job is sent back to wait for the mailbox (before any claim: the rate)
+    outcome = outcomes.wait(job, "rate", clock.now() + timedelta(minutes=5), clock)
+
+    # THEN the message is marked interrupted now, not left `sending` once this job is done
+    message = stored(message_id)
+    assert (outcome, message.status) == ("interrupted", "failed")
+    assert (message.last_error or "").startswith("interrupted during SMTP")
+    assert take_jobs(aws_stack) == []
