@@ -128,6 +128,7 @@ class Sink:
     kept: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     on: bool = True
+    scale: float = 1.0  # the chances above, multiplied
 
     def draw(self, stage: str) -> str | None:
         with self.lock:
@@ -138,7 +139,7 @@ class Sink:
         for fault, chance in SMTP_FAULTS.items():
             if _stage_of(fault) != stage:
                 continue
-            at += chance
+            at += chance * self.scale
             if roll < at:
                 with self.lock:
                     self.faults[fault] += 1
@@ -549,7 +550,7 @@ def most_per_second(times: list[float]) -> int:
 def run(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     rng = random.Random(args.seed)
-    sink = Sink(random.Random(args.seed + 1), on=not args.calm)
+    sink = Sink(random.Random(args.seed + 1), on=not args.calm, scale=args.smtp_faults)
     workdir = Path(tempfile.mkdtemp(prefix="faults-"))
     started: list[Child] = []
     stop = threading.Event()
@@ -611,8 +612,8 @@ def run(args: argparse.Namespace) -> None:
                 empty = empty + 1 if len(message_ids) >= args.messages and depth == 0 else 0
                 if empty >= 3:
                     break  # no job left anywhere (visible, in flight or delayed): what is open is stuck
-                if time.monotonic() - progress_at > 180:
-                    print("  nothing moved for 3 minutes: stopping", flush=True)
+                if time.monotonic() - progress_at > 2 * VISIBILITY + 60:  # two redeliveries' worth
+                    print("  nothing moved for 13 minutes: stopping", flush=True)
                     break
                 time.sleep(2)
             wall = time.perf_counter() - t0
@@ -624,7 +625,9 @@ def run(args: argparse.Namespace) -> None:
             ]
             own_429 = sum(1 for r in standin.requests if r.status == 429) - bursts["429"]
             dead = dead_letters(sqs)
-        verdict(args, message_ids, sink, workdir, wall, kommo_times, own_429, bursts, workers, began, dead)
+        verdict(
+            args, message_ids, sink, workdir, wall, kommo_times, own_429, bursts, workers, began, dead, depth
+        )
     finally:
         stop.set()
         if workers is not None:
@@ -645,6 +648,7 @@ def verdict(
     workers: Workers,
     began: float,
     dead: dict[str, int],
+    depth: int,
 ) -> None:
     from mailer_core.store.models import MessageModel
 
@@ -693,6 +697,8 @@ def verdict(
     for i in stuck[:20]:
         m = messages[i]
         why = f"its job dead-lettered after {dead[i]} receives" if i in dead else "no job left for it"
+        if depth:
+            why = f"{depth} jobs still on the queue when the run stopped"
         last = m.history[-1] if m.history else None
         print(
             f"  stuck {i}: {m.status} since {last.event if last else '?'} ({last.detail if last else ''}), "
@@ -727,6 +733,7 @@ def parse_args() -> argparse.Namespace:
         help="per kill point and pass (default: 10 kills per point over --messages, at most 0.02)",
     )
     parser.add_argument("--fault-chance", type=float, default=0.02, help="per batch, for each SQS fault")
+    parser.add_argument("--smtp-faults", type=float, default=1.0, help="the SMTP faults' chances, multiplied")
     parser.add_argument("--calm", action="store_true", help="no faults at all: the control run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
