@@ -13,6 +13,12 @@ checked when the connection is made and connected to as checked.
 login, and each message's send): a timer shuts the socket when it is up, so a server that
 answers one byte every 20 s cannot hold a worker for ever. The failure is a `connection` one
 that says so (in the data stage, as any cut there: the server may have the message).
+
+A connection lost once the whole message went out (the final dot) and before the server's
+answer leaves the outcome unknown (`SmtpFailure.outcome_unknown`): a server takes a message
+when it has it, and a drop, a crash or a read timeout may come between that and its "250"
+reaching us (RFC 1047). Sending it again may deliver it twice; a cut before the final dot
+cannot have delivered it (a server drops a DATA that never ended).
 """
 
 from __future__ import annotations
@@ -62,17 +68,31 @@ class SmtpFailure(Exception):
     """A send or a connection failed; `kind` says whether trying again can help."""
 
     def __init__(
-        self, kind: FailureKind, reply: str, code: int | None = None, *, stage: Stage = "connect"
+        self,
+        kind: FailureKind,
+        reply: str,
+        code: int | None = None,
+        *,
+        stage: Stage = "connect",
+        handed_over: bool = False,
     ) -> None:
         super().__init__(kind, reply, code)  # the order __init__ takes (so it pickles)
         self.kind: FailureKind = kind
         self.code = code
         self.reply = reply
         self.stage: Stage = stage
+        # The whole message, final dot included, had gone out when it failed.
+        self.handed_over = handed_over
 
     @property
     def retryable(self) -> bool:
         return self.kind in ("temporary", "connection")
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """The message went out whole and the connection failed before the server answered:
+        the server may have taken it, and sending it again may deliver it twice."""
+        return self.handed_over and self.kind == "connection"
 
     def __str__(self) -> str:
         return f"{self.code} {self.reply}" if self.code is not None else self.reply
@@ -164,12 +184,19 @@ def _data_from_spool(
             on_data_sent()
         except Exception:  # the caller's business: it must not cost the message its answer
             logger.exception("on_data_sent failed")
-    return client.getreply()
+    try:
+        return client.getreply()
+    except (smtplib.SMTPException, OSError) as error:  # the server may have the message
+        failure = classify(error, "data")
+        failure.handed_over = True
+        raise failure from None
 
 
 def _explained(watchdog: Watchdog, failure: SmtpFailure) -> SmtpFailure:
     """The failure as the operation's time limit explains it, when the limit caused it."""
-    return SmtpFailure("connection", watchdog.words, stage=failure.stage) if watchdog.expired else failure
+    if not watchdog.expired:
+        return failure
+    return SmtpFailure("connection", watchdog.words, stage=failure.stage, handed_over=failure.handed_over)
 
 
 class SmtpSession:
@@ -211,7 +238,7 @@ class SmtpSession:
         finally:
             watchdog.stop()
         if watchdog.expired:  # smtplib reads a reply cut short as a whole one ("250 queued, ve")
-            raise _explained(watchdog, SmtpFailure("connection", "cut", stage="data"))
+            raise _explained(watchdog, SmtpFailure("connection", "cut", stage="data", handed_over=True))
         return result
 
     def _send(

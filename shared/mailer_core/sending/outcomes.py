@@ -45,6 +45,11 @@ INTERRUPTED = (
     "interrupted during SMTP: the worker stopped before the result was recorded; "
     "not re-sent automatically to avoid a duplicate. Check the Sent folder, then send it again"
 )
+ANSWER_LOST = (
+    "interrupted during SMTP: the connection was lost after the whole email went out and before "
+    "the server answered ({words}); the server may have it, so it is not re-sent automatically "
+    "to avoid a duplicate. Check the Sent folder, then send it again"
+)
 
 
 def claim(job: sqs.SendJob, clock: Clock) -> MessageModel | Outcome:
@@ -80,16 +85,33 @@ def claim(job: sqs.SendJob, clock: Clock) -> MessageModel | Outcome:
         logger.warning("send job for a message that does not exist")
         return "not_found"
     if current.status == state.SENDING:
-        if current.claim_expires_at and current.claim_expires_at > now:
-            return "skipped"  # another worker holds the claim
-        fail(current, INTERRUPTED, from_=(state.SENDING,), clock=clock)
-        return "interrupted"
+        return _left_sending(current, clock)
     if current.status in (state.SCHEDULED, state.QUEUED) and current.send_at and current.send_at > now:
         # Early: an SQS delay, or a schedule that fired seconds before send_at (60 s precision).
         early = (current.send_at - now).total_seconds()
         sqs.enqueue_send(job, delay_seconds=math.ceil(early))
         return "deferred"
     return "skipped"  # sent, failed, canceled or a draft: nothing to do
+
+
+def _left_sending(current: MessageModel, clock: Clock) -> Outcome:
+    """A job met its message `sending`: another worker holds the claim, or one that died did
+    (its lease has passed). That one is marked interrupted now: this job may be the last one
+    the message has, and a job done without it would leave it `sending` for ever."""
+    if current.claim_expires_at and current.claim_expires_at > clock.now():
+        return "skipped"  # another worker holds the claim; its own job comes back if it dies
+    fail(current, INTERRUPTED, from_=(state.SENDING,), clock=clock)
+    return "interrupted"
+
+
+def _not_waiting(job: sqs.SendJob, clock: Clock) -> Outcome:
+    """A job could not mark its message as waiting: it left `queued` meanwhile (sent, failed,
+    canceled), or a worker holds it, or held it and died (`_left_sending`)."""
+    try:
+        current = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+    except DoesNotExist:
+        return "not_found"
+    return _left_sending(current, clock) if current.status == state.SENDING else "skipped"
 
 
 def without_mailbox(job: sqs.SendJob, clock: Clock) -> Outcome:
@@ -179,7 +201,7 @@ def wait(
         except UpdateError as error:
             if not is_condition_failure(error):
                 raise
-            return "skipped"  # sent, failed or canceled meanwhile, or another worker holds it
+            return _not_waiting(job, clock)  # not queued: sent, failed, canceled, or claimed
     sqs.enqueue_send(replace(job, waiting=mark), delay_seconds=delay)
     logger.info("waiting for the mailbox; re-queued", extra={"reason": reason, "delay": delay})
     return "deferred"
@@ -225,9 +247,14 @@ def after_failure(
     job: sqs.SendJob, message: MessageModel, failure: SmtpFailure | AttachmentFailure, clock: Clock
 ) -> Outcome:
     """A retryable failure goes back on the queue with backoff (until the attempts run out);
-    any other fails the message with the server's words."""
+    any other fails the message with the server's words. A connection lost after the whole
+    email went out and before the server's answer fails it as interrupted: the server may
+    have it, and sending it again could deliver it twice (as a worker that dies there)."""
     attempts = int(message.attempts or 0)
     words = str(failure)
+    if isinstance(failure, SmtpFailure) and failure.outcome_unknown:
+        fail(message, ANSWER_LOST.format(words=words), from_=(state.SENDING,), clock=clock)
+        return "interrupted"
     if failure.retryable and attempts < get_settings().max_send_attempts:
         delay = backoff.exponential(
             attempts, base=RETRY_BASE_SECONDS, cap=sqs.MAX_DELAY_SECONDS, first_attempt=1

@@ -16,7 +16,9 @@ The guarantee, exactly:
    `close` waits for them.
 3. SMTP 4xx replies and connection errors put the message back to `queued` and re-queue it
    with backoff (30 s, 60 s, 120 s … capped at 15 min) until `max_send_attempts`; 5xx and
-   authentication failures fail it at once, keeping the server's words.
+   authentication failures fail it at once, keeping the server's words. A connection lost
+   after the whole message went out (the final dot) and before the server's answer (a hang-up,
+   a read timeout) fails it as interrupted, as point 4 does: the server may have it.
 4. If the worker dies after the claim and before the result is recorded (a crash or timeout,
    most likely inside the SMTP transaction, but possibly while rendering or waiting for its
    token), the message stays `sending` until its claim lease runs out. The next delivery of
@@ -320,7 +322,7 @@ class SendWorker:
             return results
 
         def lane(indexes: list[int]) -> Callable[[], None]:
-            return lambda: self._in_a_lane(work, jobs, indexes)
+            return lambda: self._in_a_lane(work, jobs, indexes, results)
 
         (self.run_lanes or _side_by_side)([lane(indexes) for indexes in lanes.values()])
         return results
@@ -330,9 +332,15 @@ class SendWorker:
         work: Callable[[SendWorker, list[int]], None],
         jobs: list[sqs.SendJob | Exception],
         indexes: list[int],
+        results: list[Outcome | Exception],
     ) -> None:
         """One mailbox's jobs of the batch, worked by a worker of their own that shares this
-        one's clock, SMTP pool, token taker, fetcher, the batch's reads and receipt times."""
+        one's clock, SMTP pool, token taker, fetcher, the batch's reads and receipt times.
+
+        When closing the lane fails (a "sent" record not stored), its sent jobs do not count
+        as done, as in a batch of one lane, whose invocation fails: else the message would stay
+        `sending` with no job left. Delivered again, each finds its claim and the lease decides.
+        """
         lane = SendWorker(
             clock=self.clock,
             pool=self.pool,
@@ -352,6 +360,11 @@ class SendWorker:
         try:
             with lane:
                 work(lane, indexes)
+        except Exception as exc:
+            for n in indexes:
+                if results[n] == "sent":
+                    results[n] = exc
+            raise
         finally:
             logger.thread_safe_clear_keys()
 

@@ -119,6 +119,7 @@ def test_550_to_the_message_is_permanent_with_the_servers_words(
         failure = failure_of(settings_for(server), make_message(), [ANNA])
 
     assert (failure.kind, failure.code, failure.retryable, failure.stage) == ("permanent", 550, False, "data")
+    assert not failure.outcome_unknown  # an answer, however bad, is an outcome
     assert str(failure) == "550 5.7.1 Сообщение отклонено: спам"
 
 
@@ -152,6 +153,8 @@ def test_a_hang_up_during_data_is_a_retryable_connection_failure_not_retried_by_
             pool.send("mailbox-1", settings, make_message(), SENDER, [ANNA])
 
         assert (caught.value.kind, caught.value.retryable, caught.value.stage) == ("connection", True, "data")
+        # the whole message went out before the hang-up: the server may have it
+        assert (caught.value.handed_over, caught.value.outcome_unknown) == (True, True)
         assert server.handler.data_attempts == 1  # the pool left the decision to the caller
         assert server.connections == 1
 

@@ -156,13 +156,50 @@ def test_a_5xx_fails_at_once_with_the_servers_words(
     assert take_jobs(aws_stack) == []
 
 
-def test_a_connection_dropped_mid_data_is_retried(user: ApiClient, aws_stack: StackResources) -> None:
+def test_a_connection_lost_after_the_whole_email_went_out_fails_it_as_interrupted_not_retried(
+    user: ApiClient, aws_stack: StackResources
+) -> None:
+    # GIVEN a server that takes the whole message and hangs up before answering it (a crash,
+    # or an answer lost on the way: the server may have taken the message; bench/faults.py
+    # delivered such emails twice while they were retried)
+    handler = ScriptedHandler(drop_on_data=True)
+    with smtp_server(handler, authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False) as server:
+        user.post("/v1/mailboxes", mailbox_body(server))
+        message_id = compose(user)
+        [(job, _)] = take_jobs(aws_stack)
+        # WHEN the worker sends it
+        with SendWorker(clock=FakeClock()) as worker:
+            outcome = worker.process(job)
+    # THEN it fails as interrupted, with the words, and is not queued again
+    message = stored(message_id)
+    assert (outcome, message.status) == ("interrupted", "failed")
+    assert message.last_error and message.last_error.startswith("interrupted during SMTP")
+    assert "the server may have it" in message.last_error
+    assert handler.data_attempts == 1
+    assert take_jobs(aws_stack) == []
+
+
+def test_a_connection_cut_before_the_end_of_the_data_is_retried(
+    user: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer_core.adapters import smtp
+
+    sent_whole = smtp._data_from_spool
+
+    def cut_in_the_middle(client: Any, spool: Any, on_data_sent: Any = None) -> Any:
+        client.putcmd("data")
+        client.getreply()
+        client.send(b"Subject: half of it\r\n")
+        client.close()  # the rest never goes out: no server keeps a DATA that did not end
+        return sent_whole(client, spool, on_data_sent)
+
     with smtp_server(
-        ScriptedHandler(drop_on_data=True), authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False
+        ScriptedHandler(), authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False
     ) as server:
         user.post("/v1/mailboxes", mailbox_body(server))
         message_id = compose(user)
         [(job, _)] = take_jobs(aws_stack)
+        monkeypatch.setattr(smtp, "_data_from_spool", cut_in_the_middle)
         with SendWorker(clock=FakeClock()) as worker:
             assert worker.process(job) == "retrying"
     assert stored(message_id).status == "queued"
@@ -355,3 +392,65 @@ def test_the_timers_function_releases_a_scheduled_message_once(
     assert (first, second) == ({"result": "queued"}, {"result": "ignored"})
     assert [job.message_id for job, _ in take_jobs(aws_stack)] == [message_id]
     assert stored(message_id).status == "queued"
+
+
+def test_a_sent_record_that_fails_in_a_lane_fails_its_job_so_that_sqs_delivers_it_again(
+    user: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer_core.sending import outcomes
+
+    # GIVEN a batch for two mailboxes (two lanes) and DynamoDB refusing one email's "sent" record
+    with smtp_server(
+        ScriptedHandler(), authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False
+    ) as server:
+        mailboxes = []
+        for sender in ("anna@example.com", "ivan@example.com"):
+            reply = user.post(
+                "/v1/mailboxes", mailbox_body(server, sender_email=sender, smtp_login=LOGIN, is_default=False)
+            )
+            assert reply.status == 201, reply.body
+            mailboxes.append(str(reply.json()["id"]))
+        lost, kept = (compose(user, mailbox_id=m) for m in mailboxes)
+        bodies = [job.to_body() for job, _ in take_jobs(aws_stack)]
+        record = outcomes.record_sent
+
+        def failing(message: MessageModel, *args: Any, **kwargs: Any) -> None:
+            if message.message_id == lost:
+                raise RuntimeError("DynamoDB: InternalServerError")
+            record(message, *args, **kwargs)
+
+        monkeypatch.setattr(outcomes, "record_sent", failing)
+        # WHEN the send function works the batch
+        with SendWorker(clock=FakeClock()) as worker:
+            results = worker.process_batch(bodies)
+
+    # THEN the email whose record was lost is not reported done (SQS delivers its job again,
+    # and its claim's lease decides), while the other mailbox's email is sent and done
+    by_message = {sqs.SendJob.from_body(b).message_id: r for b, r in zip(bodies, results, strict=True)}
+    assert isinstance(by_message[lost], Exception)
+    assert by_message[kept] == "sent"
+    assert (stored(lost).status, stored(kept).status) == ("sending", "sent")
+
+
+def test_a_redelivered_job_sent_back_to_wait_resolves_a_dead_workers_claim(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources
+) -> None:
+    from mailer_core.sending import outcomes
+
+    # GIVEN a message claimed by a worker that died (bench/faults.py: killed after its claim),
+    # its lease passed, and its job delivered again while its mailbox's turn is far off
+    user.post("/v1/mailboxes", mailbox_body(smtp))
+    message_id = compose(user)
+    [(job, _)] = take_jobs(aws_stack)
+    clock = FakeClock()
+    assert not isinstance(outcomes.claim(job, clock), str)
+    clock.advance(outcomes.CLAIM_LEASE.total_seconds() + 1)
+
+    # WHEN the job is sent back to wait for the mailbox (before any claim: the rate)
+    outcome = outcomes.wait(job, "rate", clock.now() + timedelta(minutes=5), clock)
+
+    # THEN the message is marked interrupted now, not left `sending` once this job is done
+    message = stored(message_id)
+    assert (outcome, message.status) == ("interrupted", "failed")
+    assert (message.last_error or "").startswith("interrupted during SMTP")
+    assert take_jobs(aws_stack) == []
