@@ -5,7 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test unit integration e2e infrastructure lint bench clean
+.PHONY: run demo test unit integration e2e infrastructure lint bench clean host-vendor widget
+
+# The host page's libraries (RequireJS, jQuery, underscore, moment, twig.js: what Kommo's page
+# gives a widget), from the npm registry into devstack/widget_host/node_modules (git-ignored).
+HOST_VENDOR := devstack/widget_host/node_modules/.installed
+$(HOST_VENDOR): devstack/widget_host/package.json devstack/widget_host/package-lock.json
+	npm ci --no-audit --no-fund --prefix devstack/widget_host
+	touch $(HOST_VENDOR)
+
+host-vendor: $(HOST_VENDOR)  ## the Kommo host page's libraries (make run serves the page)
+
+# Until the widget's own build lands (branch widget), build it only where its script exists.
+widget: $(STAMP)  ## the Kommo widget archive, build/widget/widget.zip (docs/widget.md)
+	@if [ -f scripts/build_widget.py ]; then $(BIN)/python scripts/build_widget.py; \
+	else echo "no widget source yet: the host page will say so"; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -qq -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## start the local stack, play the worked example once, keep serving
+run: $(STAMP) $(HOST_VENDOR) widget  ## start the local stack, play the worked example once, keep serving
 	$(BIN)/python -m devstack run
 
 demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 only if every step happened
@@ -23,7 +37,7 @@ demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 o
 SCREENSHOTS ?= build/screenshots
 export MAILER_SCREENSHOTS := $(abspath $(SCREENSHOTS))
 
-test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructure
+test: $(STAMP) lint $(HOST_VENDOR) widget  ## every test: unit, integration, end to end, infrastructure
 	sh scripts/ensure-dovecot.sh  # the IMAP tests need Debian's Dovecot; installed when missing
 	sh scripts/ensure-spamassassin.sh  # the spam score test needs Debian's SpamAssassin; likewise
 	sh scripts/ensure-chromium.sh  # the browser tests need Debian's Chromium; likewise
@@ -46,7 +60,7 @@ integration: $(STAMP)  ## the core against moto, real SMTP and IMAP servers, the
 	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration
 
-e2e: $(STAMP)  ## the local stack end to end (make run's stack, the worked example, its spam scores)
+e2e: $(STAMP) $(HOST_VENDOR) widget  ## the local stack end to end (make run's stack, the worked example, its spam scores)
 	sh scripts/ensure-spamassassin.sh
 	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e

@@ -28,6 +28,7 @@ def _banner(system: LocalSystem) -> str:
             "",
             "Mailer is running locally (127.0.0.1 only). Press Ctrl-C to stop.",
             f"  API              {api}   (OpenAPI: {api}/openapi.json)",
+            f"  Kommo host page  {system.host.url}   (the built widget on a Kommo-like page; docs/widget.md)",
             f"  emails received  {system.sink.web_url}",
             f"  Kommo stand-in   {system.kommo.base_url}/_standin/state",
             f"  Kommo install    {api}/hooks/kommo/install   (the integration's redirect URI)",
