@@ -13,7 +13,6 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
 
   /** @type {Record<string, string>} card area -> the API's entity type */
   var CARD_ENTITY = { lcard: 'leads', ccard: 'contacts', comcard: 'companies' };
-  var MESSAGE_STATUSES = ['draft', 'scheduled', 'queued', 'sending', 'sent', 'failed', 'canceled', 'held'];
   var TRIGGER_EVENTS = ['sent', 'opened', 'not_opened', 'failed', 'replied'];
   var TRIGGER_TYPES = ['task', 'note', 'stage', 'field', 'email', 'lead', 'tags'];
   // Each trigger type's settings (POST /v1/triggers `params`), as form fields.
@@ -38,7 +37,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
   var DRAFT_SAVE_MS = 400;
 
   return function MailerWidget() {
-    var self = this;
+    var self = /** @type {KommoWidget} */ (/** @type {unknown} */ (this));
     /** @type {Array<() => void>} */
     var cleanups = [];
     var state = {
@@ -59,8 +58,13 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       return '.' + code();
     }
 
+    /** @returns {KommoSystem} */
+    function sys() {
+      return self.system() || { area: '' };
+    }
+
     function area() {
-      var system = self.system() || {};
+      var system = sys();
       return system.area || '';
     }
 
@@ -226,10 +230,10 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       return message;
     }
 
-    function fieldLabel(field) {
-      var key = 'fields.' + String(field).split('.')[0].replace(/\[.*$/, '');
+    function fieldLabel(name) {
+      var key = 'fields.' + String(name).split('.')[0].replace(/\[.*$/, '');
       var label = t(key);
-      return label === key ? field : label;
+      return label === key ? name : label;
     }
 
     /** Show an error inside a form, and mark the field it names. */
@@ -332,7 +336,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
     // ---------------------------------------------------------------- drafts (kept in the browser)
 
     function draftKey(entity) {
-      var system = self.system() || {};
+      var system = sys();
       return ['mailer', 'draft', system.subdomain || '', system.amouser_id || '', entity.type, entity.id].join(':');
     }
 
@@ -365,7 +369,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
     }
 
     function localDrafts() {
-      var system = self.system() || {};
+      var system = sys();
       var prefix = ['mailer', 'draft', system.subdomain || '', system.amouser_id || ''].join(':') + ':';
       var drafts = [];
       try {
@@ -1194,7 +1198,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       var $hint = el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-mailbox-hint' });
       $form.append($presets).append($hint);
       mailboxFields().forEach(function (spec) {
-        var value = mailbox ? mailbox[spec[0]] : undefined;
+        var value = mailbox ? mailbox[String(spec[0])] : undefined;
         if (!mailbox && spec[0] === 'append_to_sent') { value = true; }
         if (!mailbox && (spec[0] === 'smtp_security' || spec[0] === 'imap_security')) { value = 'ssl'; }
         $form.append(field('mailbox', spec, value));
@@ -1326,7 +1330,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       var attachments = ((template && template.attachments) || []).map(function (a) { return { upload_id: a.upload_id, filename: a.filename, size: a.size }; });
       $form.append(el('h3', {}, t(template ? 'templates.edit' : 'templates.add')));
       templateFields().forEach(function (spec) {
-        var value = template ? template[spec[0]] : undefined;
+        var value = template ? template[String(spec[0])] : undefined;
         if (LIST_FIELDS[spec[0]] && value) { value = value.join(', '); }
         if (spec[0] === 'not_opened_after' && value) { value = Math.round(value / 3600 * 100) / 100; }
         if (!template && spec[0] === 'track_opens') { value = true; }
