@@ -42,9 +42,9 @@ class BuildError(Exception):
     pass
 
 
-def _check_text(path: Path) -> None:
+def _check_text(path: Path, source: Path) -> None:
     data = path.read_bytes()
-    name = path.relative_to(SOURCE)
+    name = path.relative_to(source)
     if data.startswith(b"\xef\xbb\xbf"):
         raise BuildError(f"{name}: starts with a byte order mark; Kommo wants UTF-8 without BOM")
     try:
@@ -80,7 +80,7 @@ def build(api_url: str, *, source: Path = SOURCE, out: Path = OUT) -> Path:
         if not path.is_file():
             raise BuildError(f"{path.relative_to(source)}: missing")
         if path.suffix in TEXT_SUFFIXES:
-            _check_text(path)
+            _check_text(path, source)
     staging = out / "files"
     if staging.exists():
         shutil.rmtree(staging)

@@ -26,7 +26,7 @@ module.exports = [
       'no-script-url': 'error',
       strict: ['error', 'function'],
       curly: ['error', 'all'],
-      'max-len': ['error', { code: 220, ignoreStrings: true }]
+      'max-len': ['error', { code: 180 }]
     }
   },
   {

@@ -1166,7 +1166,11 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         title: t('light.' + status)
       }));
       var $text = el('div', { 'class': 'mailer-row__text' });
-      $text.append(el('div', { 'class': 'mailer-row__title' }, (mailbox.sender_name ? mailbox.sender_name + ' ' : '') + '<' + mailbox.sender_email + '>' + (mailbox.is_default ? ' · ' + t('mailboxes.default') : '')));
+      var title = (mailbox.sender_name ? mailbox.sender_name + ' ' : '') + '<' + mailbox.sender_email + '>';
+      if (mailbox.is_default) {
+        title += ' · ' + t('mailboxes.default');
+      }
+      $text.append(el('div', { 'class': 'mailer-row__title' }, title));
       $text.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-mailbox-cause' }, mailboxCause(mailbox)));
       $row.append($text);
       var $actions = el('div', { 'class': 'mailer-actions' });
@@ -1498,7 +1502,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           var $row = el('div', { 'class': 'mailer-row', 'data-testid': 'mailer-trigger-row', 'data-id': trigger.id });
           $row.append(el('div', { 'class': 'mailer-row__text' })
             .append(el('div', { 'class': 'mailer-row__title' }, trigger.name))
-            .append(el('div', { 'class': 'mailer-muted' }, t('trigger_types.' + trigger.type) + (trigger.delay_seconds ? ' · ' + t('triggers.delay_n', { n: trigger.delay_seconds }) : ''))));
+            .append(el('div', { 'class': 'mailer-muted' }, t('trigger_types.' + trigger.type) +
+              (trigger.delay_seconds ? ' · ' + t('triggers.delay_n', { n: trigger.delay_seconds }) : ''))));
           $row.append(el('div', { 'class': 'mailer-actions' })
             .append(button('mailer-trigger-edit', 'common.edit').on('click', function () { triggerForm($box, trigger); }))
             .append(button('mailer-trigger-delete', 'common.delete').on('click', function () {
@@ -1613,7 +1618,13 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       $triggers.append(el('label', { 'class': 'mailer-field__label' }, t('fields.trigger_ids')));
       (state.triggers || []).forEach(function (trigger) {
         $triggers.append(el('label', { 'class': 'mailer-check' })
-          .append(el('input', { type: 'checkbox', name: 'trigger_ids', value: trigger.id, 'data-testid': 'mailer-link-trigger', checked: !!(link && (link.trigger_ids || []).indexOf(trigger.id) >= 0) }))
+          .append(el('input', {
+            type: 'checkbox',
+            name: 'trigger_ids',
+            value: trigger.id,
+            'data-testid': 'mailer-link-trigger',
+            checked: !!(link && (link.trigger_ids || []).indexOf(trigger.id) >= 0)
+          }))
           .append(el('span', {}, trigger.name)));
       });
       $form.append($triggers);
@@ -1674,7 +1685,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           var $row = el('div', { 'class': 'mailer-row', 'data-testid': 'mailer-local-draft-row' });
           $row.append(el('div', { 'class': 'mailer-row__text' })
             .append(el('div', { 'class': 'mailer-row__title' }, draft.subject || t('panel.no_subject')))
-            .append(el('div', { 'class': 'mailer-muted' }, t('entities.' + (draft.entity && draft.entity.type)) + ' #' + (draft.entity && draft.entity.id) + ' · ' + formatDate(draft.saved_at) + ' · ' + t('letters.local_draft'))));
+            .append(el('div', { 'class': 'mailer-muted' }, t('entities.' + (draft.entity && draft.entity.type)) + ' #' +
+              (draft.entity && draft.entity.id) + ' · ' + formatDate(draft.saved_at) + ' · ' + t('letters.local_draft'))));
           $row.append(el('div', { 'class': 'mailer-actions' }).append(button('mailer-local-draft-delete', 'common.delete').on('click', function () {
             window.localStorage.removeItem(draft.key);
             $row.remove();
