@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test unit integration e2e infrastructure lint bench clean host-vendor widget
+.PHONY: run demo test unit integration e2e infrastructure lint widget widget-lint bench clean host-vendor
 
 # The host page's libraries (RequireJS, jQuery, underscore, moment, twig.js: what Kommo's page
 # gives a widget), from the npm registry into devstack/widget_host/node_modules (git-ignored).
@@ -15,11 +15,6 @@ $(HOST_VENDOR): devstack/widget_host/package.json devstack/widget_host/package-l
 	touch $(HOST_VENDOR)
 
 host-vendor: $(HOST_VENDOR)  ## the Kommo host page's libraries (make run serves the page)
-
-# Until the widget's own build lands (branch widget), build it only where its script exists.
-widget: $(STAMP)  ## the Kommo widget archive, build/widget/widget.zip (docs/widget.md)
-	@if [ -f scripts/build_widget.py ]; then $(BIN)/python scripts/build_widget.py; \
-	else echo "no widget source yet: the host page will say so"; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +45,15 @@ lint: $(STAMP)
 	$(BIN)/mypy shared functions devstack scripts
 	$(BIN)/lint-imports  # the core's rows and no import circles (pyproject.toml)
 	$(BIN)/cfn-lint infra/template.yaml
+	sh scripts/widget-lint.sh  # the widget's JavaScript: ESLint and TypeScript's checkJs (npm)
+
+# The Kommo widget's archive: build/widget/widget.zip (and build/widget/files/ unpacked).
+# API_URL is the stack's ApiUrl output; the manifest's dp.webhook_url is built from it.
+widget: $(STAMP)  ## the upload-ready widget.zip (docs/widget.md)
+	MAILER_API_URL='$(API_URL)' $(BIN)/python scripts/build_widget.py
+
+widget-lint:  ## ESLint and tsc --checkJs on widget/script.js (installs widget/node_modules)
+	sh scripts/widget-lint.sh
 
 # Each tier alone (make test runs them all, in parallel, after lint).
 unit: $(STAMP)  ## pure rules: no AWS, no servers
