@@ -327,6 +327,8 @@
   };
 
   function loadWidget($, _, Twig) {
+    // Kommo adds the widget's style.css to the page (reference §1.1).
+    $("<link>", { rel: "stylesheet", href: widgetInfo.path + "/style.css?v=" + widgetInfo.version }).appendTo("head");
     var langsUrl = widgetInfo.path + "/i18n/" + lang + ".json?v=" + widgetInfo.version;
     var fallbackUrl = widgetInfo.path + "/i18n/en.json?v=" + widgetInfo.version;
     $.getJSON(langsUrl)
