@@ -51,9 +51,12 @@ def ensure_vendor() -> None:
 
 
 def ensure_widget(archive: Path = DEFAULT_ARCHIVE) -> Path:
-    """The built widget archive (scripts/build_widget.py, as `make widget`, when missing)."""
+    """The built widget archive (scripts/build_widget.py, as `make widget`, when missing or older
+    than a file of widget/)."""
     script = REPOSITORY / "scripts" / "build_widget.py"
-    if not archive.is_file():
+    sources = [p for p in (REPOSITORY / "widget").rglob("*") if p.is_file() and "node_modules" not in p.parts]
+    stale = archive.is_file() and any(p.stat().st_mtime > archive.stat().st_mtime for p in sources)
+    if stale or not archive.is_file():
         if not script.is_file():
             _unavailable("no widget build script yet (scripts/build_widget.py)")
         done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
