@@ -1901,7 +1901,12 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       BOT_PARAMS.forEach(function (name) {
         var $input = input(name);
         if ($input.length) {
-          $input.closest('.mailer-field, div').not($box).first().hide();
+          var $row = $input.parent();
+          if ($row.is($body) || $row.has($box.get(0)).length) {
+            $input.hide(); // the input sits right in the step's body: hide it alone
+          } else {
+            $row.hide();
+          }
           if (!values[name]) { values[name] = $input.val(); }
         }
       });
