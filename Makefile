@@ -19,10 +19,16 @@ run: $(STAMP)  ## start the local stack, play the worked example once, keep serv
 demo: $(STAMP)  ## play the worked example against a fresh local stack; exit 0 only if every step happened
 	$(BIN)/python -m devstack demo
 
+# Browser tests leave a picture of each screen they open here (tests/support/browser.py).
+SCREENSHOTS ?= build/screenshots
+export MAILER_SCREENSHOTS := $(abspath $(SCREENSHOTS))
+
 test: $(STAMP) lint  ## every test: unit, integration, end to end, infrastructure
 	sh scripts/ensure-dovecot.sh  # the IMAP tests need Debian's Dovecot; installed when missing
 	sh scripts/ensure-spamassassin.sh  # the spam score test needs Debian's SpamAssassin; likewise
+	sh scripts/ensure-chromium.sh  # the browser tests need Debian's Chromium; likewise
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+	@echo "screenshots of the screens the browser tests opened: $(MAILER_SCREENSHOTS)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,12 +50,14 @@ widget-lint:  ## ESLint and tsc --checkJs on widget/script.js (installs widget/n
 unit: $(STAMP)  ## pure rules: no AWS, no servers
 	$(BIN)/python -m pytest -n 2 tests/unit
 
-integration: $(STAMP)  ## the core against moto, real SMTP and IMAP servers, the Kommo stand-in
+integration: $(STAMP)  ## the core against moto, real SMTP and IMAP servers, the Kommo stand-in, Chromium
 	sh scripts/ensure-dovecot.sh
+	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration
 
 e2e: $(STAMP)  ## the local stack end to end (make run's stack, the worked example, its spam scores)
 	sh scripts/ensure-spamassassin.sh
+	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
 
 infrastructure: $(STAMP)  ## the template, the import contracts, handler imports, the docs' tables

@@ -1,0 +1,4 @@
+"""The fixtures these tests use (defined in tests/support/fixtures)."""
+
+from tests.support.fixtures.browser import *  # noqa: F403
+from tests.support.fixtures.tracking import *  # noqa: F403
