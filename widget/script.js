@@ -26,7 +26,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
     tags: [['entity', 'entity'], ['add', 'text'], ['remove', 'text']]
   };
   // The variables endpoint (issue 14) may not exist yet: the picker falls back to these.
-  var VARIABLES_PATH = '/v1/variables';
+  var VARIABLES_PATHS = ['/v1/variables', '/v1/templates/variables'];
   var FALLBACK_VARIABLES = [
     '{{ lead.name }}', '{{ lead.price }}', '{{ lead.responsible.name }}', '{{ lead.responsible.email }}',
     '{{ contact.name }}', '{{ contact.first_name }}', '{{ contact.last_name }}', '{{ contact.email }}',
@@ -297,8 +297,18 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
 
     /** Variables for the template editor: the API's list, else a built-in one (404 while it is built). */
     function loadVariables() {
-      return api('GET', VARIABLES_PATH).then(function (data) {
-        var items = (data && (data.items || data.variables)) || [];
+      var tried = VARIABLES_PATHS.reduce(function (chain, path) {
+        return chain.catch(function () {
+          return api('GET', path).then(function (data) {
+            var found = data && (data.items || data.variables);
+            if (!Array.isArray(found) || !found.length) {
+              throw new Error('no variables at ' + path);
+            }
+            return found;
+          });
+        });
+      }, Promise.reject(new Error('not tried yet')));
+      return tried.then(function (items) {
         return items.map(function (item) {
           if (typeof item === 'string') {
             return { value: item, label: item };
@@ -479,6 +489,21 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         $row.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-email-waiting' }, message.waiting.detail));
       }
       var $actions = el('div', { 'class': 'mailer-actions' });
+      var $timeline = el('div', { 'class': 'mailer-timeline', 'data-testid': 'mailer-email-timeline' }).hide();
+      $actions.append(el('a', { href: '#', 'class': 'mailer-link', 'data-testid': 'mailer-email-details' }, t('panel.details')).on('click', function (event) {
+        event.preventDefault();
+        if ($timeline.is(':visible')) {
+          $timeline.hide();
+          return;
+        }
+        api('GET', '/v1/messages/' + encodeURIComponent(message.id)).then(function (full) {
+          $timeline.empty().show();
+          (full.timeline || full.history || []).forEach(function (entry) {
+            var line = formatDate(entry.at) + ' — ' + (entry.event || '') + (entry.detail ? ': ' + entry.detail : '');
+            $timeline.append(el('div', { 'class': entry.failure ? 'mailer-timeline__entry mailer-timeline__entry_failure' : 'mailer-timeline__entry' }, line));
+          });
+        }).catch(function (error) { showError($row, error); });
+      }));
       if (message.status === 'failed') {
         $actions.append(el('button', { type: 'button', 'class': 'mailer-button', 'data-testid': 'mailer-email-retry' }, t('panel.retry')).on('click', function () {
           actOnMessage($row, 'retry', message.id, reload);
@@ -489,7 +514,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           actOnMessage($row, 'cancel', message.id, reload);
         }));
       }
-      $row.append($actions).append(errorBox());
+      $row.append($actions).append($timeline).append(errorBox());
       return $row;
     }
 
@@ -585,6 +610,13 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       loadTemplates().then(function (templates) {
         templateOptions($template, templates, $template.data('restore'));
       }).catch(function (error) { showError($form, error); });
+      var $events = $form.find('[data-testid="mailer-compose-trigger-events"]');
+      loadTriggers().then(function (triggers) {
+        var chosen = (readDraft(entity) || {}).triggers || {};
+        TRIGGER_EVENTS.forEach(function (eventName) {
+          $events.append(triggerChecks('compose', eventName, triggers, chosen[eventName] || []));
+        });
+      }).catch(function (error) { showError($form, error); });
 
       function collect() {
         var to = $to.find('input:checked').map(function () { return String($(this).val()); }).get();
@@ -601,7 +633,9 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           later: $form.find('[name="later"]').is(':checked'),
           send_at_local: $form.find('[name="send_at"]').val(),
           attachments: attachments.slice(),
-          attachment_links: links.slice()
+          attachment_links: links.slice(),
+          triggers: checkedTriggers($form),
+          not_opened_hours: $form.find('[name="not_opened_hours"]').val()
         };
       }
 
@@ -628,6 +662,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           $form.find('[name="later"]').prop('checked', true);
           $form.find('[name="send_at"]').val(draft.send_at_local || '').show();
         }
+        $form.find('[name="not_opened_hours"]').val(draft.not_opened_hours || '');
         attachments = draft.attachments || [];
         links = draft.attachment_links || [];
         drawAttachments();
@@ -665,6 +700,10 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         });
       }
 
+      $form.find('[data-testid="mailer-compose-show-triggers"]').on('click', function (event) {
+        event.preventDefault();
+        $form.find('[data-testid="mailer-compose-triggers"]').toggle();
+      });
       $form.find('[data-testid="mailer-compose-show-cc"]').on('click', function (event) {
         event.preventDefault();
         $form.find('.mailer-copies').toggle();
@@ -680,6 +719,15 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         api('GET', '/v1/templates/' + encodeURIComponent(String(id))).then(function (template) {
           $form.find('[name="subject"]').val(template.subject || '');
           $form.find('[name="html"]').val(template.html || '');
+          TRIGGER_EVENTS.forEach(function (eventName) {
+            var ids = (template.triggers && template.triggers[eventName]) || [];
+            $form.find('[name="trigger_' + eventName + '"]').each(function () {
+              $(this).prop('checked', ids.indexOf(String($(this).val())) >= 0);
+            });
+          });
+          if (template.not_opened_after) {
+            $form.find('[name="not_opened_hours"]').val(String(Math.round(template.not_opened_after / 36) / 100));
+          }
           autosave();
         }).catch(function (error) { showError($form, error); });
       });
@@ -751,6 +799,10 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           request.attachments = draft.attachments.map(function (a) { return { upload_id: a.upload_id }; });
         }
         if (draft.attachment_links.length) { request.attachment_links = draft.attachment_links; }
+        if (Object.keys(draft.triggers).length) { request.triggers = draft.triggers; }
+        if (Number(draft.not_opened_hours) > 0) {
+          request.not_opened_after = Math.max(60, Math.round(Number(draft.not_opened_hours) * 3600));
+        }
         if (draft.later) {
           if (!draft.send_at_local) {
             showError($form, { status: 422, field: 'send_at', message: t('compose.pick_time') });
@@ -773,6 +825,33 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           showError($form, error); // the text stays in the form, and in the draft
         });
       });
+    }
+
+    /** One event's trigger checkboxes (name trigger_<event>), the chosen ids ticked. */
+    function triggerChecks(prefix, eventName, triggers, chosen) {
+      var $event = el('div', { 'class': 'mailer-field', 'data-testid': 'mailer-' + prefix + '-triggers-' + eventName.replace(/_/g, '-') });
+      $event.append(el('label', { 'class': 'mailer-field__label' }, t('events.' + eventName)));
+      triggers.forEach(function (trigger) {
+        $event.append(el('label', { 'class': 'mailer-check' })
+          .append(el('input', { type: 'checkbox', name: 'trigger_' + eventName, value: trigger.id, checked: chosen.indexOf(trigger.id) >= 0 }))
+          .append(el('span', {}, trigger.name)));
+      });
+      if (!triggers.length) {
+        $event.append(el('span', { 'class': 'mailer-muted' }, t('triggers.none')));
+      }
+      return $event;
+    }
+
+    /** The ticked trigger ids of a form, by event; events with none are left out. */
+    function checkedTriggers($form) {
+      var chosen = {};
+      TRIGGER_EVENTS.forEach(function (eventName) {
+        var ids = $form.find('[name="trigger_' + eventName + '"]:checked').map(function () { return String($(this).val()); }).get();
+        if (ids.length) {
+          chosen[eventName] = ids;
+        }
+      });
+      return chosen;
     }
 
     /** Ask for an upload, then POST the file to storage with the presigned fields. */
@@ -1379,17 +1458,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       var $events = el('div', { 'class': 'mailer-events' });
       TRIGGER_EVENTS.forEach(function (eventName) {
         var chosen = (template && template.triggers && template.triggers[eventName]) || [];
-        var $event = el('div', { 'class': 'mailer-field', 'data-testid': 'mailer-template-triggers-' + eventName.replace(/_/g, '-') });
-        $event.append(el('label', { 'class': 'mailer-field__label' }, t('events.' + eventName)));
-        (state.triggers || []).forEach(function (trigger) {
-          $event.append(el('label', { 'class': 'mailer-check' })
-            .append(el('input', { type: 'checkbox', name: 'trigger_' + eventName, value: trigger.id, checked: chosen.indexOf(trigger.id) >= 0 }))
-            .append(el('span', {}, trigger.name)));
-        });
-        if (!(state.triggers || []).length) {
-          $event.append(el('span', { 'class': 'mailer-muted' }, t('triggers.none')));
-        }
-        $events.append($event);
+        $events.append(triggerChecks('template', eventName, state.triggers || [], chosen));
       });
       $form.append($events);
       // preview on a chosen lead
@@ -1901,7 +1970,12 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       BOT_PARAMS.forEach(function (name) {
         var $input = input(name);
         if ($input.length) {
-          $input.closest('.mailer-field, div').not($box).first().hide();
+          var $row = $input.parent();
+          if ($row.is($body) || $row.has($box.get(0)).length) {
+            $input.hide(); // the input sits right in the step's body: hide it alone
+          } else {
+            $row.hide();
+          }
           if (!values[name]) { values[name] = $input.val(); }
         }
       });
