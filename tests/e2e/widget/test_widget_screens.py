@@ -105,6 +105,11 @@ def test_compose_from_a_lead_card_sends_the_leads_data_to_its_contacts(
     )
     open_compose(page, system, kommo_seed.LEAD_REDESIGN)
     tid(page, "mailer-compose-template").select_option(made["id"])
+    # a file attached by upload: the widget posts it to storage with the presigned fields
+    tid(page, "mailer-compose-file").set_input_files(
+        files=[{"name": "price-list.txt", "mimeType": "text/plain", "buffer": b"Spring prices"}]
+    )
+    tid(page, "mailer-compose-attachment").wait_for()
     page.screenshot(path=screenshot_path("widget-compose-lead-card"))
     tid(page, "mailer-compose-send").click()
     tid(page, "mailer-compose").wait_for(state="detached")
@@ -114,6 +119,8 @@ def test_compose_from_a_lead_card_sends_the_leads_data_to_its_contacts(
     assert arrived.rcpt_tos == ("john.smith@example.com",)
     assert arrived.mail_from == SENDER
     assert arrived.html is not None and "John, 4800" in arrived.html
+    [attached] = [part for part in arrived.message().iter_attachments()]
+    assert (attached.get_filename(), attached.get_content()) == ("price-list.txt", "Spring prices")
     # the card's list of emails shows it
     tid(page, "mailer-email-row").first.wait_for()
     page.screenshot(path=screenshot_path("widget-card-emails"))
@@ -310,3 +317,40 @@ def test_the_salesbot_step_saves_steps_that_post_to_the_hook(system: LocalSystem
     page.wait_for_function("document.querySelector('#host-salesbot-saved').textContent.length > 0")
     steps = json.dumps(host_state(system)["salesbot"]["steps"])
     assert f"{system.stack.api_url}/hooks/kommo/salesbot" in steps and made["id"] in steps
+
+
+@pytest.mark.parametrize(
+    ("path", "addresses"),
+    [
+        (
+            f"/contacts/detail/{kommo_seed.CONTACT_OLGA}",
+            ["olga.smirnova@example.com", "olga.home@example.org"],
+        ),
+        (
+            f"/companies/detail/{kommo_seed.COMPANY_ROMASHKA}",
+            ["ivan.petrov@example.com", "olga.smirnova@example.com", "olga.home@example.org"],
+        ),
+    ],
+)
+def test_contact_and_company_cards_offer_compose_to_their_people(
+    system: LocalSystem, page: Any, path: str, addresses: list[str]
+) -> None:
+    open_area(page, f"{system.host.origin}{path}?lang=en")
+    tid(page, "mailer-new-email").click()
+    tid(page, "mailer-compose").wait_for()
+    offered = [c.get_attribute("value") for c in tid(page, "mailer-compose-to-contact").all()]
+    assert sorted(offered) == sorted(addresses)
+    page.screenshot(path=screenshot_path("widget-compose-" + path.split("/")[1]))
+
+
+def test_a_contact_list_selection_opens_the_bulk_form_in_russian(system: LocalSystem, ru_page: Any) -> None:
+    open_area(ru_page, f"{system.host.origin}/contacts/list/")
+    for contact in (kommo_seed.CONTACT_IVAN, kommo_seed.CONTACT_OLGA, kommo_seed.CONTACT_JOHN):
+        ru_page.locator(f".host-list__check[value='{contact}']").check()
+    ru_page.locator("#host-list-more").click()
+    ru_page.locator("#host-list-widget").click()
+    form = tid(ru_page, "mailer-bulk-form")
+    form.wait_for()
+    assert I18N["ru"]["bulk"]["title"] in form.inner_text()
+    assert "3" in tid(ru_page, "mailer-bulk-count").inner_text()
+    ru_page.screenshot(path=screenshot_path("widget-bulk-contacts-ru"))
