@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 # gives a widget), from the npm registry into devstack/widget_host/node_modules (git-ignored).
 HOST_VENDOR := devstack/widget_host/node_modules/.installed
 $(HOST_VENDOR): devstack/widget_host/package.json devstack/widget_host/package-lock.json
-	npm ci --no-audit --no-fund --prefix devstack/widget_host
+	@command -v npm >/dev/null 2>&1 || { echo "the host page needs npm (Debian: apt-get install npm)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error --prefix devstack/widget_host
 	touch $(HOST_VENDOR)
 
 host-vendor: $(HOST_VENDOR)  ## the Kommo host page's libraries (make run serves the page)

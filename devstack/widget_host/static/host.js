@@ -88,31 +88,66 @@
   }
 
   // ---------------------------------------------------------------- the page's frame
+  // The host's own words in Russian, as an amoCRM account shows its interface (the widget's
+  // words come from its i18n files).
+  var HOST_RU = {
+    "Mailer on a local Kommo": "Mailer в локальном Kommo",
+    "Lead card": "Карточка сделки",
+    "Contact card": "Карточка контакта",
+    "Company card": "Карточка компании",
+    Leads: "Сделки",
+    Contacts: "Контакты",
+    "Settings → Integrations": "Настройки → Интеграции",
+    "Leads → Digital pipeline": "Сделки → Цифровая воронка",
+    "Salesbot designer": "Конструктор Salesbot",
+    Integrations: "Интеграции",
+    "Mailer settings": "Настройки Mailer",
+    "Digital pipeline": "Цифровая воронка",
+    Salesbot: "Salesbot",
+    "user ": "пользователь ",
+    "language ": "язык ",
+    "Host log (what the widget asked of the platform)": "Журнал страницы (что виджет просил у платформы)",
+    More: "Ещё",
+    selected: "выбрано",
+    Save: "Сохранить",
+    Done: "Готово",
+    "Move the lead to this stage": "Переместить сделку на этот этап",
+    "+ Add trigger: ": "+ Добавить триггер: ",
+    "Save the bot": "Сохранить бота",
+    Contacts_heading: "Контакты",
+    Feed: "Лента",
+    Stage: "Этап",
+    Contact: "Контакт",
+    Name: "Название",
+  };
+  function T(text) {
+    return lang === "ru" && HOST_RU[text] ? HOST_RU[text] : text;
+  }
   var root = document.getElementById("host-root");
   var areaTitles = {
-    index: "Mailer on a local Kommo",
-    lcard: "Lead card",
-    ccard: "Contact card",
-    comcard: "Company card",
-    llist: "Leads",
-    clist: "Contacts",
-    settings: "Settings → Integrations",
-    advanced_settings: "Settings → " + ((manifest.advanced && manifest.advanced.title) || "Mailer"),
-    digital_pipeline: "Leads → Digital pipeline",
-    salesbot_designer: "Salesbot designer",
+    index: T("Mailer on a local Kommo"),
+    lcard: T("Lead card"),
+    ccard: T("Contact card"),
+    comcard: T("Company card"),
+    llist: T("Leads"),
+    clist: T("Contacts"),
+    settings: T("Settings → Integrations"),
+    advanced_settings: "Mailer",
+    digital_pipeline: T("Leads → Digital pipeline"),
+    salesbot_designer: T("Salesbot designer"),
   };
 
   function frame() {
     var nav = [
-      ["Leads", pageUrl("/leads/list/")],
-      ["Contacts", pageUrl("/contacts/list/")],
-      ["Lead card", pageUrl("/leads/detail/24000001")],
-      ["Contact card", pageUrl("/contacts/detail/25000001")],
-      ["Company card", pageUrl("/companies/detail/26000001")],
-      ["Integrations", pageUrl("/settings/widgets/")],
-      ["Mailer settings", pageUrl("/settings/widgets/" + code + "/")],
-      ["Digital pipeline", pageUrl("/settings/pipeline/leads/" + ctx.pipeline.id + "/")],
-      ["Salesbot", pageUrl("/salesbot/designer/")],
+      [T("Leads"), pageUrl("/leads/list/")],
+      [T("Contacts"), pageUrl("/contacts/list/")],
+      [T("Lead card"), pageUrl("/leads/detail/24000001")],
+      [T("Contact card"), pageUrl("/contacts/detail/25000001")],
+      [T("Company card"), pageUrl("/companies/detail/26000001")],
+      [T("Integrations"), pageUrl("/settings/widgets/")],
+      [T("Mailer settings"), pageUrl("/settings/widgets/" + code + "/")],
+      [T("Digital pipeline"), pageUrl("/settings/pipeline/leads/" + ctx.pipeline.id + "/")],
+      [T("Salesbot"), pageUrl("/salesbot/designer/")],
     ];
     var menu = el("nav", { class: "host-menu" }, [
       el("a", { class: "host-menu__logo", href: pageUrl("/"), text: "kommo·local" }),
@@ -146,12 +181,12 @@
     var top = el("header", { class: "host-top" }, [
       el("h1", { class: "host-top__title", text: areaTitles[ctx.area] || ctx.area }),
       el("span", { class: "host-top__account", text: ctx.account.subdomain + ".kommo.com (local)" }),
-      el("label", {}, ["user ", userSelect]),
-      el("label", {}, ["language ", langSelect]),
+      el("label", {}, [T("user "), userSelect]),
+      el("label", {}, [T("language "), langSelect]),
     ]);
     var work = el("main", { id: "work_area", class: "host-work" });
     var log = el("section", { class: "host-log-wrap" }, [
-      el("h3", { text: "Host log (what the widget asked of the platform)" }),
+      el("h3", { text: T("Host log (what the widget asked of the platform)") }),
       el("div", { id: "host-log", class: "host-log" }),
     ]);
     root.appendChild(menu);
@@ -564,6 +599,10 @@
     var widget = new Factory();
     if (!widget || !widget.callbacks) widget = widget || {};
     window.HOST_WIDGET = widget;
+    if (ctx.area === "advanced_settings") {
+      var title = lookup(manifest.advanced && manifest.advanced.title) || code;
+      document.querySelector(".host-top__title").textContent = title;
+    }
     var area = ctx.area;
     if (area === "lcard" || area === "ccard" || area === "comcard") renderCard($, widget, platform);
     else if (area === "llist" || area === "clist") renderList($, widget);
@@ -611,7 +650,7 @@
     card.fields.forEach(function (f) {
       $left.append($('<div class="host-card__field"></div>').append($("<span></span>").text(f.name + ": "), $("<b></b>").text(f.values.join(", "))));
     });
-    var $people = $('<div class="host-card__contacts"><h3>Contacts</h3></div>').appendTo($left);
+    var $people = $('<div class="host-card__contacts"><h3>' + T("Contacts") + "</h3></div>").appendTo($left);
     card.contacts.forEach(function (c) {
       var $c = $('<div class="host-card__contact"></div>').append($("<b></b>").text(c.name));
       c.emails.forEach(function (address) {
@@ -629,7 +668,8 @@
       }
     });
     // The feed's composer: Kommo's own note/chat tabs, plus a tab for each add_source type.
-    $feed.append('<h3>Feed</h3><div class="host-feed__empty">No events yet (the local host keeps no feed).</div>');
+    $feed.append("<h3>" + T("Feed") + "</h3>")
+    $feed.append('<div class="host-feed__empty">No events yet (the local host keeps no feed).</div>');
     var $composer = $('<div class="feed-compose host-composer"><div class="feed-compose__tabs"><span class="feed-compose__tab feed-compose__tab_active">Note</span></div><div class="feed-compose__body"><textarea placeholder="Note"></textarea></div></div>').appendTo($feed);
     function drawSources() {
       var $tabs = $composer.find(".feed-compose__tabs");
@@ -654,12 +694,12 @@
     var list = ctx.list;
     var $work = $(work);
     var $bar = $('<div class="host-list__bar"></div>').appendTo($work);
-    var $count = $('<span class="host-list__count">0 selected</span>').appendTo($bar);
-    var $more = $('<button type="button" class="button-input host-list__more" id="host-list-more" disabled>More</button>').appendTo($bar);
+    var $count = $('<span class="host-list__count"></span>').text("0 " + T("selected")).appendTo($bar);
+    var $more = $('<button type="button" class="button-input host-list__more" id="host-list-more" disabled></button>').text(T("More")).appendTo($bar);
     var $menu = $('<div class="host-list__menu" id="host-list-menu" hidden></div>').appendTo($bar);
     var widgetName = (widget.langs && widget.langs.widget && widget.langs.widget.name) || code;
     $('<button type="button" class="host-list__menu-item" id="host-list-widget"></button>').text(widgetName).appendTo($menu);
-    var $table = $('<table class="host-list"><thead><tr><th><input type="checkbox" id="host-list-all" aria-label="select all"></th><th>Name</th><th>Stage</th><th>Contact</th><th>E-mail</th></tr></thead><tbody></tbody></table>').appendTo($work);
+    var $table = $('<table class="host-list"><thead><tr><th><input type="checkbox" id="host-list-all" aria-label="select all"></th><th>' + T("Name") + "</th><th>" + T("Stage") + "</th><th>" + T("Contact") + '</th><th>E-mail</th></tr></thead><tbody></tbody></table>').appendTo($work);
     list.rows.forEach(function (r) {
       $("<tr></tr>")
         .append($("<td></td>").append($('<input type="checkbox" class="host-list__check">').val(r.id).attr("aria-label", r.name)))
@@ -671,7 +711,7 @@
     });
     function update() {
       var n = $(".host-list__check:checked").length;
-      $count.text(n + " selected");
+      $count.text(n + " " + T("selected"));
       $more.prop("disabled", n === 0);
     }
     $table.on("change", ".host-list__check", update);
@@ -753,7 +793,7 @@
           $head.append($("<h2></h2>").text(name));
           $head.append($('<div class="widget_settings_block__descr"></div>').text(lookup(manifest.widget && manifest.widget.short_description)));
           var $fields = settingsFields($, widgetInfo.settings);
-          var $save = $('<button type="button" class="button-input button-input_blue" id="host-settings-save">Save</button>');
+          var $save = $('<button type="button" class="button-input button-input_blue" id="host-settings-save"></button>').text(T("Save"));
           var $close = $('<span class="modal-body__close" role="button" aria-label="close">×</span>');
           $body.trigger("modal:loaded").append($close, $head, $fields, $('<div class="widget_settings_block__controls"></div>').append($save)).trigger("modal:centrify");
           callback(widget, "settings", $body);
@@ -807,11 +847,11 @@
         ctx.leads_brief.forEach(function (l) {
           $lead.append($("<option></option>").val(l.id).text(l.name));
         });
-        $run.append($lead, $('<button type="button" class="button-input button-input_blue host-pipeline__move">Move the lead to this stage</button>'));
+        $run.append($lead, $('<button type="button" class="button-input button-input_blue host-pipeline__move"></button>').text(T("Move the lead to this stage")));
         $action.append($run, $('<pre class="host-pipeline__answer"></pre>'));
         $col.append($action);
       } else {
-        $col.append($('<button type="button" class="button-input host-pipeline__add">+ Add trigger: ' + $("<i></i>").text(name).html() + "</button>"));
+        $col.append($('<button type="button" class="button-input host-pipeline__add"></button>').text(T("+ Add trigger: ") + name));
       }
       $board.append($col);
     });
@@ -846,7 +886,7 @@
             $row.append($('<input type="text" class="text-input">').attr("name", key).val(values[key] || ""));
             $wrap.append($row);
           });
-          var $save = $('<button type="button" class="button-input button-input_blue" id="host-dp-save">Done</button>');
+          var $save = $('<button type="button" class="button-input button-input_blue" id="host-dp-save"></button>').text(T("Done"));
           $block.append($wrap);
           $body.append($('<span class="modal-body__close" role="button" aria-label="close">×</span>'), $block, $('<div class="host-modal__controls"></div>').append($save));
           callback(widget, "dpSettings");
@@ -900,7 +940,7 @@
       });
       $designer.append($step);
     });
-    var $save = $('<button type="button" class="button-input button-input_blue" id="host-salesbot-save">Save the bot</button>').appendTo($work);
+    var $save = $('<button type="button" class="button-input button-input_blue" id="host-salesbot-save"></button>').text(T("Save the bot")).appendTo($work);
     var $out = $('<pre class="host-salesbot__saved" id="host-salesbot-saved"></pre>').appendTo($work);
     if (saved.steps) $out.text(JSON.stringify(saved.steps, null, 2));
     $save.on("click", function () {
