@@ -354,3 +354,39 @@ def test_a_contact_list_selection_opens_the_bulk_form_in_russian(system: LocalSy
     assert I18N["ru"]["bulk"]["title"] in form.inner_text()
     assert "3" in tid(ru_page, "mailer-bulk-count").inner_text()
     ru_page.screenshot(path=screenshot_path("widget-bulk-contacts-ru"))
+
+
+def test_letters_list_a_scheduled_email_to_cancel_and_the_local_drafts(
+    system: LocalSystem, page: Any
+) -> None:
+    subject = f"Later {uuid.uuid4().hex[:6]}"
+    open_compose(page, system, kommo_seed.LEAD_REDESIGN)
+    tid(page, "mailer-compose-subject").fill(subject)
+    tid(page, "mailer-compose-body").fill("<p>Tomorrow</p>")
+    tid(page, "mailer-compose-later").check()
+    in_two_hours = page.evaluate(
+        "() => { const d = new Date(Date.now() + 7200e3);"
+        " d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); }"
+    )
+    tid(page, "mailer-compose-send-at").fill(in_two_hours)
+    tid(page, "mailer-compose-send").click()
+    tid(page, "mailer-compose").wait_for(state="detached")
+    open_compose(page, system, kommo_seed.LEAD_CONSULTING)
+    tid(page, "mailer-compose-subject").fill("Unfinished letter")
+    tid(page, "mailer-compose-draft").click()
+    # the letters screen, as the same manager
+    open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en&user=manager")
+    tid(page, "mailer-tab-letters").click()
+    tid(page, "mailer-letters-scheduled").click()
+    row = tid(page, "mailer-letter-row").filter(has_text=subject)
+    row.wait_for()
+    assert row.get_attribute("data-status") == "scheduled"
+    page.screenshot(path=screenshot_path("widget-letters-scheduled"))
+    row.locator('[data-testid="mailer-letter-cancel"]').click()
+    row.wait_for(state="detached")
+    tid(page, "mailer-letters-draft").click()
+    draft = tid(page, "mailer-local-draft-row").filter(has_text="Unfinished letter")
+    draft.wait_for()
+    page.screenshot(path=screenshot_path("widget-letters-drafts"))
+    status, listed = call("GET", f"{system.stack.api_url}/v1/messages?status=canceled", system.widget_token())
+    assert status == 200 and subject in [m.get("subject") for m in listed["items"]]
