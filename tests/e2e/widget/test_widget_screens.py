@@ -390,3 +390,33 @@ def test_letters_list_a_scheduled_email_to_cancel_and_the_local_drafts(
     page.screenshot(path=screenshot_path("widget-letters-drafts"))
     status, listed = call("GET", f"{system.stack.api_url}/v1/messages?status=canceled", system.widget_token())
     assert status == 200 and subject in [m.get("subject") for m in listed["items"]]
+
+
+def test_a_trigger_and_a_trigger_link_made_in_settings(system: LocalSystem, page: Any) -> None:
+    name = f"Note {uuid.uuid4().hex[:6]}"
+    open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en")
+    tid(page, "mailer-tab-triggers").click()
+    tid(page, "mailer-trigger-add").click()
+    tid(page, "mailer-trigger-form").wait_for()
+    tid(page, "mailer-trigger-name").fill(name)
+    tid(page, "mailer-trigger-type").select_option("note")
+    tid(page, "mailer-trigger-param-text").fill("The client opened the offer")
+    page.screenshot(path=screenshot_path("widget-settings-trigger-form"))
+    tid(page, "mailer-trigger-save").click()
+    tid(page, "mailer-trigger-row").filter(has_text=name).wait_for()
+    status, triggers = call("GET", f"{system.stack.api_url}/v1/triggers", system.widget_token())
+    assert status == 200
+    [made] = [t for t in triggers["items"] if t["name"] == name]
+    assert (made["type"], made["params"]["text"]) == ("note", "The client opened the offer")
+
+    tid(page, "mailer-tab-links").click()
+    tid(page, "mailer-link-add").click()
+    tid(page, "mailer-link-form").wait_for()
+    tid(page, "mailer-link-name").fill(f"Link {name}")
+    tid(page, "mailer-link-target").fill("https://example.com/offer.pdf")
+    page.locator(f'[data-testid="mailer-link-trigger"][value="{made["id"]}"]').check()
+    tid(page, "mailer-link-save").click()
+    row = tid(page, "mailer-link-row").filter(has_text=f"Link {name}")
+    row.wait_for()
+    assert "triggerlink:" in row.locator('[data-testid="mailer-link-variable"]').inner_text()
+    page.screenshot(path=screenshot_path("widget-settings-links-made"))
