@@ -420,3 +420,20 @@ def test_a_trigger_and_a_trigger_link_made_in_settings(system: LocalSystem, page
     row.wait_for()
     assert "triggerlink:" in row.locator('[data-testid="mailer-link-variable"]').inner_text()
     page.screenshot(path=screenshot_path("widget-settings-links-made"))
+
+
+def test_account_settings_list_the_users_and_save_a_default(system: LocalSystem, page: Any) -> None:
+    open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en")
+    tid(page, "mailer-tab-account").click()
+    tid(page, "mailer-account-form").wait_for()
+    page.wait_for_function("document.querySelectorAll('[data-testid=mailer-account-admin]').length > 0")
+    people = {c.get_attribute("value") for c in tid(page, "mailer-account-admin").all()}
+    assert {str(kommo_seed.ADMIN_USER_ID), str(kommo_seed.MANAGER_USER_ID)} <= people
+    tid(page, "mailer-account-default-daily-cap").fill("1500")
+    tid(page, "mailer-account-save").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.host-toast')].length > 0"
+    )  # the widget's note, shown by APP.notifications
+    status, settings = call("GET", f"{system.stack.api_url}/v1/settings", system.widget_token())
+    assert status == 200 and settings["default_daily_cap"] == 1500, settings
+    page.screenshot(path=screenshot_path("widget-settings-account-saved"))
