@@ -990,7 +990,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         })).then(function (campaigns) {
           watchCampaigns($form, campaigns);
         }).catch(function (error) {
-          if (error && error.status === 404 && error.error !== 'not_found_campaign') {
+          if (routeMissing(error)) {
             return composeEach($form, groups, templateId, $from.val(), sendAt);
           }
           $button.prop('disabled', false);
@@ -998,6 +998,11 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           return null;
         });
       });
+    }
+
+    /** A 404 for a route this backend does not have (older deployments: no campaigns API). */
+    function routeMissing(error) {
+      return !!error && error.status === 404 && (error.field === 'path' || !error.field);
     }
 
     function startCampaign(body, sendAt) {
