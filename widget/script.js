@@ -990,7 +990,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         })).then(function (campaigns) {
           watchCampaigns($form, campaigns);
         }).catch(function (error) {
-          if (error && error.status === 404 && error.error !== 'not_found_campaign') {
+          if (routeMissing(error)) {
             return composeEach($form, groups, templateId, $from.val(), sendAt);
           }
           $button.prop('disabled', false);
@@ -998,6 +998,11 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           return null;
         });
       });
+    }
+
+    /** A 404 for a route this backend does not have (older deployments: no campaigns API). */
+    function routeMissing(error) {
+      return !!error && error.status === 404 && (error.field === 'path' || !error.field);
     }
 
     function startCampaign(body, sendAt) {
@@ -1833,15 +1838,34 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           $form.append(el('div', { 'class': 'mailer-warning' }, t('errors.reason.admin_only')));
         }
         $form.append(el('div', { 'class': 'mailer-actions' }).append(button('mailer-account-save', 'common.save', true)));
-        $form.find('[data-testid="mailer-account-save"]').prop('disabled', !results[1].is_admin).on('click', function () {
-          var body = {};
+        function current() {
+          var values = {};
           ['allowed_user_ids', 'admin_user_ids'].forEach(function (name) {
             var ids = $form.find('[name="' + name + '"]:checked').map(function () { return Number($(this).val()); }).get();
-            body[name] = ids.length ? ids : null;
+            values[name] = ids.length ? ids : null;
           });
-          ACCOUNT_FIELDS.forEach(function (spec) { body[spec[0]] = readField($form, spec[0], spec[1]); });
+          ACCOUNT_FIELDS.forEach(function (spec) { values[spec[0]] = readField($form, spec[0], spec[1]); });
+          return values;
+        }
+        var shown = current();
+        $form.find('[data-testid="mailer-account-save"]').prop('disabled', !results[1].is_admin).on('click', function () {
+          // Only what the administrator changed: a setting left alone keeps following its default.
+          var values = current();
+          var body = {};
+          Object.keys(values).forEach(function (name) {
+            if (JSON.stringify(values[name]) !== JSON.stringify(shown[name])) {
+              body[name] = values[name];
+            }
+          });
+          if (!Object.keys(body).length) {
+            notify(t('common.saved'));
+            return;
+          }
           clearError($form);
-          api('PATCH', '/v1/settings', body).then(function () { notify(t('common.saved')); })
+          api('PATCH', '/v1/settings', body).then(function () {
+            shown = values;
+            notify(t('common.saved'));
+          })
             .catch(function (error) { showError($form, error); });
         });
       }).catch(function (error) { showError($form, error); });
