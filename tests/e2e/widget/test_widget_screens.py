@@ -306,17 +306,41 @@ def test_the_pipeline_dialogs_settings_reach_the_hook_and_a_post_sends_with_them
     assert arrived.rcpt_tos == ("john.smith@example.com",)
 
 
-def test_the_salesbot_step_saves_steps_that_post_to_the_hook(system: LocalSystem, page: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_the_salesbot_step_saves_steps_that_post_to_the_hook(
+    system: LocalSystem, page: Any, ru_page: Any, lang: str
+) -> None:
+    screen = ru_page if lang == "ru" else page
     made = template(system, subject="Bot", html="<p>Bot</p>")
-    open_area(page, f"{system.host.origin}/salesbot/designer/?lang=en")
-    tid(page, "mailer-bot").wait_for()
-    page.wait_for_function("document.querySelectorAll('[data-testid=mailer-bot-template] option').length > 1")
-    tid(page, "mailer-bot-template").select_option(made["id"])
-    page.screenshot(path=screenshot_path("widget-salesbot-step"))
-    page.locator("#host-salesbot-save").click()
-    page.wait_for_function("document.querySelector('#host-salesbot-saved').textContent.length > 0")
+    open_area(screen, f"{system.host.origin}/salesbot/designer/?lang={lang}")
+    tid(screen, "mailer-bot").wait_for()
+    screen.wait_for_function(
+        "document.querySelectorAll('[data-testid=mailer-bot-template] option').length > 1"
+    )
+    assert I18N[lang]["salesbot"]["template"] in tid(screen, "mailer-bot").inner_text()
+    tid(screen, "mailer-bot-template").select_option(made["id"])
+    screen.screenshot(path=screenshot_path(f"widget-salesbot-step-{lang}"))
+    screen.locator("#host-salesbot-save").click()
+    screen.wait_for_function(
+        "id => document.querySelector('#host-salesbot-saved').textContent.includes(id)", arg=made["id"]
+    )
     steps = json.dumps(host_state(system)["salesbot"]["steps"])
     assert f"{system.stack.api_url}/hooks/kommo/salesbot" in steps and made["id"] in steps
+
+
+def test_the_widgets_settings_modal_checks_the_connection_and_saves(system: LocalSystem, page: Any) -> None:
+    open_area(page, f"{system.host.origin}/settings/widgets/?lang=en")
+    page.locator("#host-widget-tile").click()
+    tid(page, "mailer-settings-modal").wait_for()
+    assert page.locator(".modal-body input[name=api_url]").input_value() == system.stack.api_url
+    tid(page, "mailer-settings-check").click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=mailer-settings-status]').textContent.includes('mailerdemo')"
+    )
+    page.screenshot(path=screenshot_path("widget-settings-modal"))
+    page.locator("#host-settings-save").click()
+    page.wait_for_selector(".host-modal-overlay", state="detached")  # onSave accepted the local URL
+    assert host_state(system)["widget_settings"]["api_url"] == system.stack.api_url
 
 
 @pytest.mark.parametrize(
