@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+            # In short waits: a signal that lands on another thread (the servers' threads are
+            # many) runs its handler only when the main thread wakes up.
+            while not stop.wait(0.5):
+                pass
         print("Stopping …")
     return 0
 

@@ -116,6 +116,8 @@
     "Save the bot": "Сохранить бота",
     Contacts_heading: "Контакты",
     Feed: "Лента",
+    Note: "Примечание",
+    "No events yet (the local host keeps no feed).": "Событий пока нет (локальная страница не ведёт ленту).",
     Stage: "Этап",
     Contact: "Контакт",
     Name: "Название",
@@ -669,8 +671,8 @@
     });
     // The feed's composer: Kommo's own note/chat tabs, plus a tab for each add_source type.
     $feed.append("<h3>" + T("Feed") + "</h3>")
-    $feed.append('<div class="host-feed__empty">No events yet (the local host keeps no feed).</div>');
-    var $composer = $('<div class="feed-compose host-composer"><div class="feed-compose__tabs"><span class="feed-compose__tab feed-compose__tab_active">Note</span></div><div class="feed-compose__body"><textarea placeholder="Note"></textarea></div></div>').appendTo($feed);
+    $feed.append($('<div class="host-feed__empty"></div>').text(T("No events yet (the local host keeps no feed).")));
+    var $composer = $('<div class="feed-compose host-composer"><div class="feed-compose__tabs"><span class="feed-compose__tab feed-compose__tab_active">' + T("Note") + '</span></div><div class="feed-compose__body"><textarea placeholder="' + T("Note") + '"></textarea></div></div>').appendTo($feed);
     function drawSources() {
       var $tabs = $composer.find(".feed-compose__tabs");
       Object.keys(platform.sources).forEach(function (type) {

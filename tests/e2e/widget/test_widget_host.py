@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.__main__ import _banner
 from devstack.kommo_standin import seed as kommo_seed
 from devstack.system import LocalSystem, call
 from devstack.widget_host.server import WidgetArchive
@@ -180,3 +181,9 @@ def test_a_page_without_the_archive_says_what_to_run(system: LocalSystem, page: 
         assert "run `make widget`" in page.locator("#host-error").inner_text()
     finally:
         system.host.archive = kept
+
+
+def test_make_runs_banner_shows_the_host_pages_address(system: LocalSystem) -> None:
+    assert f"Kommo host page  {system.host.url}" in _banner(system)
+    with urllib.request.urlopen(system.host.url, timeout=10) as index:
+        assert index.status == 200 and b"HOST_CONTEXT" in index.read()
