@@ -221,7 +221,8 @@ def test_adding_a_mailbox_in_settings_turns_it_green(system: LocalSystem, page: 
 
 
 def test_a_template_edited_with_a_variable_shows_it_filled_in_preview(system: LocalSystem, page: Any) -> None:
-    open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en")
+    # the manager: the preview renders as sent, from the manager's default mailbox
+    open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en&user=manager")
     tid(page, "mailer-tab-templates").click()
     tid(page, "mailer-template-add").click()
     tid(page, "mailer-template-form").wait_for()
@@ -235,11 +236,16 @@ def test_a_template_edited_with_a_variable_shows_it_filled_in_preview(system: Lo
     assert "{{ lead.name }}" in textarea.input_value()
     tid(page, "mailer-template-preview-lead").fill(str(kommo_seed.LEAD_REDESIGN))
     tid(page, "mailer-template-preview").click()
-    frame = tid(page, "mailer-preview-frame")
+    frame = tid(page, "mailer-template-form").locator('[data-testid="mailer-preview-frame"]')
     page.wait_for_function(
-        "document.querySelector('[data-testid=mailer-preview-frame]').srcdoc.includes('Blue Harbor')"
+        "() => [...document.querySelectorAll('[data-testid=mailer-preview-frame]')]"
+        ".some(f => f.srcdoc.includes('Blue Harbor'))"
+        " || document.querySelector('[data-testid=mailer-template-form] [data-testid=mailer-form-error]')"
+        ".textContent"
     )
+    assert not tid(page, "mailer-template-form").locator('[data-testid="mailer-form-error"]').inner_text()
     assert "Website redesign for Blue Harbor" in (frame.get_attribute("srcdoc") or "")
+    frame.scroll_into_view_if_needed()
     page.screenshot(path=screenshot_path("widget-settings-template-preview"))
 
 
