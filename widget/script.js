@@ -605,8 +605,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         if (!mailboxes.length) {
           $form.find('[data-testid="mailer-compose-notice"]').text(t('compose.no_mailbox')).show();
         }
-        restore();
-      }).catch(function (error) { showError($form, error); });
+      }).catch(function (error) { showError($form, error); }).then(restore); // the draft comes back even offline
       loadTemplates().then(function (templates) {
         templateOptions($template, templates, $template.data('restore'));
       }).catch(function (error) { showError($form, error); });
@@ -641,8 +640,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
 
       function restore() {
         var draft = readDraft(entity);
-        if (!draft) {
-          return;
+        if (!draft || $form.find('[name="subject"]').val() || $form.find('[name="html"]').val()) {
+          return; // no draft, or the manager has started typing meanwhile
         }
         $form.find('[name="subject"]').val(draft.subject || '');
         $form.find('[name="html"]').val(draft.html || '');
@@ -802,6 +801,10 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         if (Object.keys(draft.triggers).length) { request.triggers = draft.triggers; }
         if (Number(draft.not_opened_hours) > 0) {
           request.not_opened_after = Math.max(60, Math.round(Number(draft.not_opened_hours) * 3600));
+        }
+        if (!draft.to.length && $to.find('input[type=checkbox]').length) {
+          showError($form, { status: 422, field: 'to', message: t('compose.no_recipient') });
+          return;
         }
         if (draft.later) {
           if (!draft.send_at_local) {
