@@ -66,6 +66,22 @@ def update_settings() -> dict[str, Any]:
     return settings_api.update(edge.caller_of(app), edge.json_body(app))
 
 
+@app.get("/v1/preferences")
+def get_preferences() -> dict[str, Any]:
+    from mailer_core.accounts import preferences
+
+    caller = edge.caller_of(app)
+    return preferences.view(caller.account_id, caller.user_id)
+
+
+@app.patch("/v1/preferences")
+def update_preferences() -> dict[str, Any]:
+    from mailer_core.accounts import preferences
+
+    caller = edge.caller_of(app)
+    return preferences.update(caller.account_id, caller.user_id, edge.json_body(app))
+
+
 @app.get("/v1/mailboxes")
 def list_mailboxes() -> dict[str, Any]:
     from mailer_core.mailboxes import api as mailboxes
@@ -290,6 +306,72 @@ def get_message(message_id: str) -> dict[str, Any]:
     return queries.get(edge.caller_of(app), message_id)
 
 
+@app.patch("/v1/messages/<message_id>")
+def edit_scheduled_message(message_id: str) -> dict[str, Any]:
+    from mailer_core.messages import scheduled
+
+    return scheduled.edit(edge.caller_of(app), message_id, edge.json_body(app))
+
+
+@app.delete("/v1/messages/<message_id>")
+def delete_scheduled_message(message_id: str) -> Response[str]:
+    from mailer_core.messages import scheduled
+
+    scheduled.delete(edge.caller_of(app), message_id)
+    return Response(status_code=204, body="")
+
+
+@app.get("/v1/messages/<message_id>/body")
+def message_body(message_id: str) -> dict[str, Any]:
+    from mailer_core.messages import sent_bodies
+
+    return sent_bodies.view(edge.caller_of(app), message_id)
+
+
+@app.get("/v1/drafts")
+def list_drafts() -> dict[str, Any]:
+    from mailer_core.messages import drafts
+
+    query = app.current_event.query_string_parameters or {}
+    return drafts.list_for(edge.caller_of(app), limit=edge.limit_param(query), cursor=query.get("cursor"))
+
+
+@app.post("/v1/drafts")
+def save_draft() -> Response[str]:
+    from mailer_core.messages import drafts
+
+    return edge.json_response(201, drafts.save(edge.caller_of(app), edge.json_body(app)))
+
+
+@app.get("/v1/drafts/<draft_id>")
+def get_draft(draft_id: str) -> dict[str, Any]:
+    from mailer_core.messages import drafts
+
+    return drafts.get(edge.caller_of(app), draft_id)
+
+
+@app.put("/v1/drafts/<draft_id>")
+def update_draft(draft_id: str) -> dict[str, Any]:
+    from mailer_core.messages import drafts
+
+    return drafts.update(edge.caller_of(app), draft_id, edge.json_body(app))
+
+
+@app.delete("/v1/drafts/<draft_id>")
+def delete_draft(draft_id: str) -> Response[str]:
+    from mailer_core.messages import drafts
+
+    drafts.delete(edge.caller_of(app), draft_id)
+    return Response(status_code=204, body="")
+
+
+@app.post("/v1/drafts/<draft_id>/send")
+def send_draft(draft_id: str) -> Response[str]:
+    from mailer_core.messages import drafts
+
+    return edge.json_response(202, drafts.send(edge.caller_of(app), draft_id))
+
+
 @app.post("/v1/messages/<message_id>/cancel")
 def cancel_message(message_id: str) -> dict[str, Any]:
     from mailer_core.messages import lifecycle
@@ -352,6 +434,13 @@ def delete_template(template_id: str) -> Response[str]:
 
     templates.delete(edge.caller_of(app), template_id)
     return Response(status_code=204, body="")
+
+
+@app.get("/v1/variables")
+def list_variables() -> dict[str, Any]:
+    from mailer_core.rendering import variable_catalog
+
+    return variable_catalog.for_account(edge.caller_of(app).account_id)
 
 
 @app.get("/v1/triggers")

@@ -1,5 +1,6 @@
 """Public tracking routes: the open pixel (/o/{token}) and clicks (/c/{token}, trigger links
-included); a campaign email's unsubscribe (/u/{token}: GET shows a button, POST unsubscribes);
+included); an attachment's tracked download (/d/{token}); a campaign email's unsubscribe
+(/u/{token}: GET shows a button, POST unsubscribes);
 health.
 
 Thin: the rules are in mailer_core.tracking.routes and mailer_core.messages.opt_out. These
@@ -76,6 +77,24 @@ def click(event: dict[str, Any], token: str) -> dict[str, Any]:
     return _answer(200, answer.page or "", _HTML)
 
 
+def download(event: dict[str, Any], token: str) -> dict[str, Any]:
+    """An attachment's download link: a redirect to the file; a person's first GET counts."""
+    from mailer_core.tracking import downloads  # cold start: only downloads need it (S3 presigning)
+
+    request = _request(event, token)
+    location = downloads.handle(
+        token,
+        method=request.method,
+        user_agent=request.user_agent,
+        source_ip=request.source_ip,
+        headers=request.headers,
+        now_seconds=request.now.timestamp(),
+    )
+    if location is None:
+        return _answer(404, NOT_FOUND_PAGE, _HTML)
+    return _answer(302, "", Location=location)
+
+
 def unsubscribe(event: dict[str, Any], token: str, method: str) -> dict[str, Any]:
     """GET and HEAD: the page with the button; POST (RFC 8058's one-click, or the button): done.
     Whatever the POST's body says, it unsubscribes: it is never needed to read it."""
@@ -98,6 +117,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             return pixel(event, token)
         if kind == "c":
             return click(event, token)
+        if kind == "d":
+            return download(event, token)
     if kind == "u" and token and "/" not in token and method in ("GET", "HEAD", "POST"):
         return unsubscribe(event, token, method)
     return _answer(404, NOT_FOUND_PAGE, _HTML)

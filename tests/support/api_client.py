@@ -163,6 +163,9 @@ class ApiClient:
     def post(self, url: str, body: Any = None, **kw: Any) -> Reply:
         return self.call("POST", url, body, **kw)
 
+    def put(self, url: str, body: Any = None, **kw: Any) -> Reply:
+        return self.call("PUT", url, body, **kw)
+
     def patch(self, url: str, body: Any = None, **kw: Any) -> Reply:
         return self.call("PATCH", url, body, **kw)
 

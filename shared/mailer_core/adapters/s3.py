@@ -80,6 +80,29 @@ def campaign_object_key(account_id: int, campaign_id: str, name: str) -> str:
     return f"bodies/{account_id}/campaigns/{campaign_id}/{name}"
 
 
+def presign_download(key: str, filename: str, content_type: str, *, expires_in: int = 300) -> str:
+    """A short-lived GET URL of a stored file, saved under its display name."""
+    from urllib.parse import quote  # cold start: only the download route needs it
+
+    return str(
+        aws.client("s3").generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": get_settings().bucket,
+                "Key": key,
+                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
+    )
+
+
+def sent_body_key(account_id: int, message_id: str) -> str:
+    """A sent email's subject, HTML and text as they went out (JSON; docs/letters.md)."""
+    return f"bodies/{account_id}/sent/{message_id}.json"
+
+
 def put_text(key: str, text: str, content_type: str) -> None:
     aws.client("s3").put_object(
         Bucket=get_settings().bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type

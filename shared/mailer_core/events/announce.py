@@ -60,3 +60,12 @@ def announce_link(
         int(account_id), message_id, "link", when.isoformat(), source=source, trigger_ids=tuple(trigger_ids)
     )
     sqs.enqueue_actions([(job.to_body(), 0)])
+
+
+def announce_download(account_id: int, message_id: str, index: int, when: datetime) -> None:
+    """A person downloaded attachment `index` for the first time: the "downloaded" triggers run
+    once per file (the source names it, so each file's runs have their own ids)."""
+    job = EventJob(
+        int(account_id), message_id, "downloaded", when.isoformat(), source=f"download{int(index)}"
+    )
+    sqs.enqueue_actions([(job.to_body(), 0)])

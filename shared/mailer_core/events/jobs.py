@@ -8,7 +8,7 @@ from typing import Any
 
 from mailer_core.base.errors import MalformedRequest
 
-EVENTS = ("sent", "opened", "not_opened", "failed", "replied", "link", "opted_out")
+EVENTS = ("sent", "opened", "not_opened", "failed", "replied", "link", "opted_out", "downloaded")
 
 
 @dataclass(frozen=True)

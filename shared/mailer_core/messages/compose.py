@@ -13,7 +13,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from mailer_core.accounts import access
+from mailer_core.accounts import access, preferences
 from mailer_core.accounts.actors import Acting
 from mailer_core.accounts.auth import Caller
 from mailer_core.adapters import s3, scheduler, sqs
@@ -30,6 +30,7 @@ from mailer_core.base.logs import logger
 from mailer_core.files import attachments
 from mailer_core.kommo import contacts
 from mailer_core.mailboxes import connection as mailbox_connection
+from mailer_core.messages import threads
 from mailer_core.messages.requests import ComposeRequest, parse_request
 from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_source
@@ -41,17 +42,20 @@ from mailer_core.triggers import api as trigger_rules
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
-def compose_json(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+def compose_json(
+    caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK, draft: MessageModel | None = None
+) -> dict[str, Any]:
     """`POST /v1/messages`: the JSON body parsed into a request, composed by its caller.
 
     The caller is a person: an email about a CRM entity is refused (404) when Kommo does not
     let this user see it (entity_rights). An account without a Kommo connection has no CRM
-    data to protect and is not asked.
+    data to protect and is not asked. `draft` is the caller's stored draft this compose sends
+    (messages.drafts): the message takes its place and its id.
     """
     request = parse_request(payload)
     if request.entity is not None:
         _ensure_may_view(caller, request.entity, clock)
-    return compose(request, caller, clock=clock)
+    return compose(request, caller, clock=clock, draft=draft)
 
 
 def _ensure_may_view(caller: Caller, entity: tuple[str, int], clock: Clock) -> None:
@@ -80,6 +84,7 @@ def compose(
     origin: str | None = None,
     chain: tuple[str, int] | None = None,
     campaign_id: str | None = None,
+    draft: MessageModel | None = None,
 ) -> dict[str, Any]:
     """Store and queue one email for `actor` (a widget user, or Mailer for a user: `Actor`).
 
@@ -94,6 +99,11 @@ def compose(
 
     `campaign_id` makes it one recipient's email of that campaign (`campaign_key` lists it in the
     campaign's log): the send gives it its unsubscribe link, footer and headers (docs/opt-out.md).
+
+    `draft` makes the message replace that stored draft under the draft's id, by a put whose
+    condition is that it is still a draft: a second send of the same draft answers 409.
+    `request.received` makes it a reply or forward (messages.threads): the subject prefixed
+    once, the received email quoted, In-Reply-To and References set.
     """
     now = clock.now()
     subject, html, to, cc, bcc = request.subject, request.html, request.to, request.cc, request.bcc
@@ -110,13 +120,16 @@ def compose(
     else:  # a raw subject and body may hold variables too: they must compile
         validate_source(subject, field="subject", html=False)
         validate_source(html, field="html", html=True)
+    in_reply_to, references = None, None
+    if request.received is not None:
+        subject, html, in_reply_to, references = _answer(actor, request.received, subject, html)
     to = _recipients(actor, to, entity, request.contacts, use)
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         raise InvalidInput(f"an email goes to at most {MAX_RECIPIENTS} addresses", field="to")
     files, links = _files_and_links(actor, request, use, now)
     track_opens, chosen, not_opened_after = _tracking_and_automation(actor, request, use, clock)
 
-    message_id = message_id or clock.new_id()
+    message_id = draft.message_id if draft is not None else (message_id or clock.new_id())
     status = state.SCHEDULED if send_at else state.QUEUED
     inline = len(html.encode("utf-8")) <= s3.INLINE_LIMIT
     message = MessageModel(
@@ -139,7 +152,16 @@ def compose(
         send_at=send_at,
         created_at=now,
         updated_at=now,
-        history=[timeline.entry(now, status, _composed_detail(send_at, origin, chain))],
+        history=[
+            *(
+                [timeline.entry(draft.created_at, state.DRAFT, "saved as a draft")]
+                if draft is not None
+                else []
+            ),
+            timeline.entry(now, status, _composed_detail(send_at, origin, chain)),
+        ],
+        in_reply_to=in_reply_to,
+        references=references,
         attachments=[f.to_attribute() for f in files],
         attachment_links=links,
         template_id=use.template_id if use else None,
@@ -148,6 +170,7 @@ def compose(
         timezone=use.timezone if use else request.timezone,
         disable_signature=use.disable_signature if use else None,
         track_opens=None if track_opens else False,
+        track_downloads=_track_downloads(actor, request, use, origin) or None,
         origin=origin,
         triggers=chosen or None,
         not_opened_after=not_opened_after,
@@ -157,7 +180,10 @@ def compose(
         campaign_key=f"{actor.account_id}#{campaign_id}" if campaign_id else None,
     )
     attachments.claim(actor.account_id, files, keep="message", now=now)  # before the save: never half-kept
-    _save_once(message, clock)
+    if draft is not None:
+        _replace_draft(message)
+    else:
+        _save_once(message, clock)
     dispatch(message, clock=clock)
     logger.info(
         "message composed",
@@ -241,6 +267,22 @@ def _tracking_and_automation(
     return track_opens, chosen, not_opened_after
 
 
+def _track_downloads(actor: Acting, request: ComposeRequest, use: Any, origin: str | None) -> bool:
+    """Attachments as tracked download links: the compose's choice (a person's is remembered
+    for their next compose window), else the template's, else (a person's compose window only)
+    their last choice. Automatic composes (pipeline, triggers, campaigns) never read it: one
+    read less per email of a mailing."""
+    if request.track_downloads is not None:
+        if origin is None:
+            preferences.remember(actor.account_id, actor.user_id, "track_downloads", request.track_downloads)
+        return request.track_downloads
+    if use is not None and use.track_downloads is not None:
+        return bool(use.track_downloads)
+    if origin is not None:
+        return False
+    return bool(preferences.of_user(actor.account_id, actor.user_id)["track_downloads"])
+
+
 def _save_once(message: MessageModel, clock: Clock) -> None:
     """A conditional put: a replayed automatic compose meets its stored message and stops."""
     try:
@@ -250,6 +292,39 @@ def _save_once(message: MessageModel, clock: Clock) -> None:
             _dispatch_again(int(message.account_id), message.message_id, clock=clock)
             raise AlreadyComposed("this message was already composed", message_id=message.message_id) from exc
         raise
+
+
+def _replace_draft(message: MessageModel) -> None:
+    """The message takes its draft's place: a conditional put, so a draft is sent once."""
+    try:
+        message.save(condition=MessageModel.status == state.DRAFT)
+    except PutError as exc:
+        if state.is_condition_failure(exc):
+            raise Conflict(
+                "this draft was already sent or deleted", field="draft_id", message_id=message.message_id
+            ) from exc
+        raise
+
+
+def _answer(
+    actor: Acting, received: threads.Received, subject: str, html: str
+) -> tuple[str, str, str | None, list[str]]:
+    """A reply's or forward's subject, body and threading headers (messages.threads)."""
+    own = None
+    if received.message_id:
+        try:
+            ours = MessageModel.get(actor.account_id, received.message_id, consistent_read=True)
+        except DoesNotExist:
+            ours = None
+        if ours is None or (not actor.account_wide and int(ours.user_id) != actor.user_id):
+            raise InvalidInput("no such message", field="received.message_id")
+        own = str(ours.header_message_id) or None
+    in_reply_to, references = received.threading(own)
+    if subject:
+        subject = threads.prefixed_subject(received.mode, subject)
+    else:  # the received subject is text: a client's braces are never variables
+        subject = threads.literal_subject(threads.prefixed_subject(received.mode, received.subject))
+    return subject, threads.answer_html(received, html), in_reply_to, references
 
 
 def _composed_detail(send_at: Any, origin: str | None, chain: tuple[str, int] | None) -> str | None:

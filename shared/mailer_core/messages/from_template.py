@@ -36,6 +36,7 @@ class TemplateUse:
     track_opens: bool = True
     triggers: dict[str, list[str]] | None = None
     not_opened_after: int | None = None
+    track_downloads: bool | None = None  # None: the template leaves it to the user's last choice
 
 
 def for_compose(
@@ -100,4 +101,5 @@ def for_compose(
         track_opens=template.track_opens is not False,
         triggers=event_triggers(template.triggers) or None,
         not_opened_after=int(template.not_opened_after) if template.not_opened_after else None,
+        track_downloads=template.track_downloads,
     )

@@ -13,6 +13,7 @@ from mailer_core.mailboxes import connection as mailbox_connection
 from mailer_core.messages import entity_rights
 from mailer_core.messages import requests as compose_requests
 from mailer_core.rendering import trigger_link_urls
+from mailer_core.rendering.legacy_placeholders import unknown_placeholders
 from mailer_core.rendering.personalize import RenderFailed, kommo_data, manager_of, render_email
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone
 from mailer_core.templates import api as templates
@@ -79,4 +80,8 @@ def preview(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dic
         "html": shown,
         "text": html_to_text(shown),
         "missing": list(rendered.missing),
+        # single-brace placeholders Mailer does not know: sent as they are (templates refuse them)
+        "unknown_placeholders": list(
+            dict.fromkeys(unknown_placeholders(subject) + unknown_placeholders(html))
+        ),
     }

@@ -11,17 +11,20 @@ from mailer_core.adapters import sqs
 from mailer_core.base import limits, validation
 from mailer_core.base.errors import InvalidInput, PayloadTooLarge
 from mailer_core.base.limits import MAX_RECIPIENTS
+from mailer_core.messages import threads
 from mailer_core.rendering.source_checks import validate_locale, validate_timezone
 from mailer_core.triggers import api as trigger_rules
 
 FIELDS = {"mailbox_id", "to", "cc", "bcc", "entity", "contacts", "subject", "html", "send_at", "lane"}
 FIELDS |= {"attachments", "attachment_links"}
 FIELDS |= {"template_id", "locale", "timezone"}  # a template plus edits (mailer_core.templates.api)
+FIELDS |= {"track_downloads"}  # attachments as tracked download links (tracking.downloads)
 FIELDS |= {"track_opens"}  # the open pixel (mailer_core.tracking); links are always tracked
 FIELDS |= {
     "triggers",
     "not_opened_after",
 }  # the automation (mailer_core.automation.runner), frozen at compose
+FIELDS |= {"received"}  # the received email a reply or forward quotes (messages.threads)
 
 
 ENTITY_TYPES = ("leads", "contacts", "companies")
@@ -80,8 +83,10 @@ class ComposeRequest:
     locale: str | None = None
     timezone: str | None = None
     track_opens: bool | None = None
+    track_downloads: bool | None = None
     triggers: Any = None  # checked against the account's triggers at compose
     not_opened_after: int | None = None
+    received: threads.Received | None = None
     given: frozenset[str] = frozenset()
 
     @classmethod
@@ -120,9 +125,18 @@ def parse_request(payload: Any) -> ComposeRequest:
         timezone=templates_timezone(data),
         track_opens=validation.boolean(data, "track_opens") if data.get("track_opens") is not None else None,
         triggers=data.get("triggers"),
+        track_downloads=(
+            validation.boolean(data, "track_downloads") if data.get("track_downloads") is not None else None
+        ),
         not_opened_after=trigger_rules.validate_not_opened_after(data),
+        received=threads.parse(data.get("received")),
         given=frozenset(data),
     )
+
+
+def body_of(data: dict[str, Any]) -> tuple[str, str]:
+    """The subject and HTML of a body, each checked for its shape and size."""
+    return _body(data)
 
 
 def _body(data: dict[str, Any]) -> tuple[str, str]:

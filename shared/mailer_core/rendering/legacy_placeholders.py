@@ -78,5 +78,23 @@ def translate(source: str) -> str:
     return "".join(out)
 
 
+def unknown_placeholders(source: str) -> list[str]:
+    """Single-brace names that look like the widget's placeholders but are none of them
+    (`{name}`, `{email}`, `{triggerlink}` without its number …), outside Jinja2 tags, each once:
+    they would be sent as they are, so a template refuses them and the preview lists them."""
+    if "{" not in source:
+        return []
+    found: dict[str, None] = {}
+    position = 0
+    for part in [*_JINJA_PART.finditer(source), None]:
+        text = source[position : part.start()] if part is not None else source[position:]
+        for match in _PLACEHOLDER.finditer(text):
+            if _replace(match) == match.group(0):
+                found[match.group(0)] = None
+        if part is not None:
+            position = part.end()
+    return list(found)
+
+
 def has_legacy_placeholders(source: str) -> bool:
     return translate(source) != source

@@ -33,6 +33,21 @@ def validate_source(source: str, *, field: str, html: bool) -> str:
     return source
 
 
+def refuse_unknown_placeholders(source: str, *, field: str) -> str:
+    """`source` unless it holds a single-brace placeholder Mailer does not know (`{name}`):
+    422 naming the field and the placeholder, so it is never sent as it is."""
+    from mailer_core.rendering.legacy_placeholders import unknown_placeholders  # cold start: re only
+
+    unknown = unknown_placeholders(source)
+    if unknown:
+        raise InvalidInput(
+            f"unknown placeholder {unknown[0]}: use a variable (GET /v1/variables), e.g. {{{{ lead.name }}}}",
+            field=field,
+            placeholders=unknown,
+        )
+    return source
+
+
 def validate_locale(value: Any, field: str = "locale") -> str | None:
     if value is None or value == "":
         return None

@@ -6,6 +6,7 @@ job or a second worker changes nothing twice; "sent" and "failed" are announced 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailer_core.adapters import sqs
+from mailer_core.adapters import s3, sqs
 from mailer_core.adapters.smtp import SmtpFailure
 from mailer_core.base import backoff
 from mailer_core.base.clock import Clock
@@ -204,6 +205,20 @@ def record_sent(message: MessageModel, detail: str, when: datetime, subject: str
     if recorded:  # once: a repeated record finds the message sent already
         message.sent_at, message.sent_subject = when, subject[:998]
         message_events.on_message_sent(message, when)
+
+
+def keep_body(message: MessageModel, subject: str, html: str, text: str, when: datetime) -> None:
+    """The body as it went out, for the message's own view (messages.sent_bodies); a failure
+    to keep it costs the view only, never the send."""
+    body = {"subject": subject, "html": html, "text": text, "sent_at": when.isoformat()}
+    try:
+        s3.put_text(
+            s3.sent_body_key(int(message.account_id), message.message_id),
+            json.dumps(body, ensure_ascii=False),
+            "application/json; charset=utf-8",
+        )
+    except Exception:
+        logger.warning("could not keep the sent body", exc_info=True)
 
 
 def after_failure(

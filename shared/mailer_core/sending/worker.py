@@ -89,8 +89,8 @@ from mailer_core.sending.records import BackgroundRecords
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.models import MailboxModel, MessageModel
+from mailer_core.tracking import downloads, unsubscribe
 from mailer_core.tracking import rewrite as tracking
-from mailer_core.tracking import unsubscribe
 
 # The next email is prepared during the current one's SMTP only while the invocation has this
 # much time left: more than an SMTP timeout (30 s), so a Lambda timeout does not strand it.
@@ -516,6 +516,8 @@ class SendWorker:
         if result.refused:
             detail += "; refused: " + ", ".join(f"{a} ({why})" for a, why in result.refused.items())
         self.records.add(outcomes.record_sent, message, detail, self.clock.now(), email.subject)
+        text = email.text if email.text is not None else html_to_text(email.html)
+        self.records.add(outcomes.keep_body, message, email.subject, email.html, text, email.date)
         if sent_folder.wants_copy(mailbox):  # after the "sent" record: the same writer, in order
             self.records.add(self._file_sent, mailbox, message, sent_folder.sent_bytes(mime), email.date)
         return "sent"
@@ -667,6 +669,10 @@ class SendWorker:
             body, text = tracked.html, tracked.fill(html_to_text(rendered.html))
         else:  # no tracking: trigger links lead straight to their targets and run nothing
             body = trigger_link_urls.direct(body, rendered.trigger_links.targets)
+        if _downloads_tracked(message):  # the uploaded files as signed download links
+            block_html, block_text = downloads.links_block(message, int(now.timestamp()))
+            body = f"{body}\n{block_html}"
+            text = f"{text if text is not None else html_to_text(rendered.html)}\n\n{block_text}"
         email = OutgoingEmail(
             sender_name=mailbox.sender_name,
             sender_email=mailbox.sender_email,
@@ -680,6 +686,7 @@ class SendWorker:
             inline_images=rendered.images,
             text=text,
             language=message.locale or "",
+            extra_headers=_threading_headers(message),
         )
         return unsubscribe.finish(message, email, now)  # a campaign's: its link, footer and headers
 
@@ -730,6 +737,8 @@ class SendWorker:
         attachments: files read from S3, links downloaded) and its failures come before SMTP,
         during the previous email's wait when the worker looks ahead."""
         files = [attachments.AttachedFile.from_attribute(a) for a in message.attachments or []]
+        if _downloads_tracked(message):  # they went into the body as download links
+            files = []
         links = self._attachment_links(message)
         if not files and not links and not email.attachments:
             mime = build_message(email)
@@ -813,3 +822,18 @@ def _side_by_side(lanes: list[Callable[[], None]]) -> None:
 def _strings(values: object) -> tuple[str, ...]:
     """A stored list attribute as a tuple of addresses."""
     return tuple(str(v) for v in (values or ()))  # type: ignore[attr-defined]
+
+
+def _downloads_tracked(message: MessageModel) -> bool:
+    """Uploaded files go as download links: asked for, and tracking configured (else attached)."""
+    return bool(message.track_downloads and message.attachments and tracking.enabled())
+
+
+def _threading_headers(message: MessageModel) -> tuple[tuple[str, str], ...]:
+    """A reply's In-Reply-To and a reply's or forward's References (messages.threads)."""
+    headers = []
+    if message.in_reply_to:
+        headers.append(("In-Reply-To", str(message.in_reply_to)))
+    if message.references:
+        headers.append(("References", " ".join(str(r) for r in message.references)))
+    return tuple(headers)

@@ -91,6 +91,9 @@ class AccountModel(Model):
     # When the account was last disabled or uninstalled (mailer_core.kommo_hooks.uninstall): a
     # message composed before it never goes out, even after a reinstall.
     disabled_at = UTCDateTimeAttribute(null=True)
+    # The compose window's remembered choices, by Kommo user id as text: {"501":
+    # {"track_downloads": true}} (accounts.preferences, docs/letters.md#attachment-downloads).
+    compose_preferences = MapAttribute[str, Any](null=True)
 
 
 class KommoInstallModel(Model):
@@ -321,6 +324,17 @@ class MessageModel(Model):
     # conditional write, which is what calls message_events.on_message_opted_out once.
     opted_out_at = UTCDateTimeAttribute(null=True)
     campaign_slot = UnicodeAttribute(null=True)  # "{package}:{offset}": the part that composed it
+    # Letters (docs/letters.md): a draft's compose body as JSON (without its html, kept in
+    # `html`/`html_s3_key` as for any message) while its status is "draft"; an answer's or a
+    # forward's threading headers (In-Reply-To, References: Message-IDs in angle brackets).
+    draft_request = UnicodeAttribute(null=True)
+    in_reply_to = UnicodeAttribute(null=True)
+    references = ListAttribute(of=UnicodeAttribute, null=True)
+    # Attachment downloads (tracking.downloads): uploaded files go as signed download links;
+    # each file's first download by a person counted once ("download#<index>" in the set).
+    track_downloads = BooleanAttribute(null=True)
+    downloads = NumberAttribute(null=True)
+    download_keys = UnicodeSetAttribute(null=True)
 
 
 class TemplateModel(Model):
@@ -334,6 +348,10 @@ class TemplateModel(Model):
     name = UnicodeAttribute()
     user_id = NumberAttribute()  # the owner
     is_public = BooleanAttribute(default=False)
+    # Kommo users besides the owner who see and use it (docs/letters.md#template-availability)
+    shared_with = ListAttribute(of=NumberAttribute, null=True)
+    # Attachments go as signed download links whose first download runs "downloaded" triggers.
+    track_downloads = BooleanAttribute(null=True)
     disable_signature = BooleanAttribute(default=False)
     to_client = UnicodeAttribute(default="main")  # main, all or none: the entity's contacts
     to = ListAttribute(of=UnicodeAttribute, default=list)  # addresses, may hold variables

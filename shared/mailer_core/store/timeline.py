@@ -45,10 +45,11 @@ _KINDS = {
         "waiting",
         "failed",
         "canceled",
+        "edited",
     ),
     "delivery": ("skipped", "filed", "not_filed", "bounced", "delayed", "complained", "delivered"),
     "reply": ("replied",),
-    "tracking": (OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK, OPTED_OUT),
+    "tracking": (OPENED, MACHINE_OPEN, CLICKED, MACHINE_CLICK, OPTED_OUT, "downloaded"),
     "automation": (
         "trigger",
         "trigger_failed",

@@ -12,8 +12,11 @@ them by name (in compose, in the digital pipeline's action, in a "send email" tr
 unlike trigger links (`{triggerlink:8}`) nobody types a template's id into text.
 
 Who may do what:
-- a user sees and uses their own templates and the public ones, and edits or deletes only
-  their own; another user's private template answers 404, a public one 403 on a change;
+- a user sees and uses their own templates, the public ones and the ones shared with them
+  (`shared_with`: chosen Kommo users, the manual's "availability per employee"), and edits or
+  deletes only their own; another user's private template answers 404, a public or shared
+  one 403 on a change; the list, the preview and every compose (also the pipeline's and the
+  triggers', which act for a user) follow the same rule;
 - a widget administrator sees, edits and deletes every template of the account and is the
   only one who can change a template's owner (`user_id`).
 
@@ -39,6 +42,7 @@ from mailer_core.files.attachments import AttachedFile
 from mailer_core.rendering.source_checks import (
     MAX_ADDRESS_CHARS,
     has_variables,
+    refuse_unknown_placeholders,
     validate_locale,
     validate_source,
     validate_timezone,
@@ -60,7 +64,9 @@ FIELDS = {
     "attachment_links",
     "user_id",
     "is_public",
+    "shared_with",  # Kommo user ids who see and use it besides the owner (docs/letters.md)
     "disable_signature",
+    "track_downloads",  # attachments as tracked download links (tracking.downloads); null: the user's choice
     "track_opens",
     "locale",
     "timezone",
@@ -72,6 +78,7 @@ TO_CLIENT = ("main", "all", "none")
 MAX_NAME_CHARS = 200
 MAX_SUBJECT_CHARS = 998
 MAX_ADDRESSES = 50
+MAX_SHARED_WITH = 500
 
 
 def address_list(payload: dict[str, Any], name: str) -> list[str]:
@@ -101,7 +108,24 @@ def address_list(payload: dict[str, Any], name: str) -> list[str]:
 
 
 def _can_see(who: Acting, template: TemplateModel) -> bool:
-    return who.account_wide or int(template.user_id) == who.user_id or bool(template.is_public)
+    if who.account_wide or int(template.user_id) == who.user_id or bool(template.is_public):
+        return True
+    return who.user_id in {int(str(u)) for u in template.shared_with or []}
+
+
+def _shared_with(data: dict[str, Any]) -> list[int] | None:
+    """Kommo user ids, each once, in the order given; none: None (the attribute removed)."""
+    value = data.get("shared_with")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_SHARED_WITH:
+        raise InvalidInput(f"must be a list of at most {MAX_SHARED_WITH} Kommo user ids", field="shared_with")
+    users: dict[int, None] = {}
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            raise InvalidInput("must be a Kommo user id (a positive integer)", field=f"shared_with[{index}]")
+        users[item] = None
+    return list(users) or None
 
 
 def _can_edit(caller: Caller, template: TemplateModel) -> bool:
@@ -122,7 +146,7 @@ def _editable(caller: Caller, template_id: str) -> TemplateModel:
     template = _load(caller, template_id)
     if not _can_edit(caller, template):
         raise Forbidden(
-            "a public template is changed by its owner or an administrator",
+            "a public or shared template is changed by its owner or an administrator",
             field="template_id",
             reason="not_owner",
         )
@@ -145,8 +169,10 @@ def public_view(template: TemplateModel, caller: Caller, *, with_body: bool = Tr
         "name": template.name,
         "user_id": int(template.user_id),
         "is_public": bool(template.is_public),
+        "shared_with": [int(str(u)) for u in template.shared_with or []],
         "disable_signature": bool(template.disable_signature),
         "track_opens": template.track_opens is not False,
+        "track_downloads": template.track_downloads,
         "to_client": template.to_client or "main",
         "to": list(template.to or []),
         "cc": list(template.cc or []),
@@ -182,7 +208,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
         subject = validation.text(data, "subject", max_length=MAX_SUBJECT_CHARS)
         if "\r" in subject or "\n" in subject:
             raise InvalidInput("must be one line", field="subject")
-        out["subject"] = validate_source(subject, field="subject", html=False)
+        out["subject"] = refuse_unknown_placeholders(
+            validate_source(subject, field="subject", html=False), field="subject"
+        )
     if creating or "html" in data:
         html = validation.text(data, "html", max_length=limits.BODY_BYTES * 2)
         if len(html.encode("utf-8")) > limits.BODY_BYTES:
@@ -191,7 +219,9 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
                 field="html",
                 limit_bytes=limits.BODY_BYTES,
             )
-        out["html"] = validate_source(html, field="html", html=True)
+        out["html"] = refuse_unknown_placeholders(
+            validate_source(html, field="html", html=True), field="html"
+        )
     if creating or "to_client" in data:
         to_client = validation.text(data, "to_client", default="main")
         if to_client not in TO_CLIENT:
@@ -203,6 +233,11 @@ def _validated(caller: Caller, payload: Any, *, current: TemplateModel | None) -
     for flag in ("is_public", "disable_signature"):
         if creating or flag in data:
             out[flag] = validation.boolean(data, flag)
+    if "track_downloads" in data:
+        value = data.get("track_downloads")
+        out["track_downloads"] = None if value is None else validation.boolean(data, "track_downloads")
+    if creating or "shared_with" in data:
+        out["shared_with"] = _shared_with(data)
     if creating or "track_opens" in data:  # the open pixel (mailer_core.tracking); unset: account default
         default = access.settings_of(caller.account_id).track_opens
         out["track_opens"] = validation.boolean(data, "track_opens", default=default)
@@ -287,15 +322,13 @@ def create(caller: Caller, payload: Any, *, clock: Clock = SYSTEM_CLOCK) -> dict
 
 
 def list_for(caller: Caller) -> list[dict[str, Any]]:
-    """The caller's own and the public templates (every one for an administrator), by name."""
-    condition = (
-        None
-        if caller.is_admin
-        else (TemplateModel.user_id == caller.user_id) | (TemplateModel.is_public == True)  # noqa: E712
-    )
+    """The caller's own, the public and the shared templates (every one for an administrator),
+    by name. An account's templates are a few pages at most: the rule is applied here, the same
+    `_can_see` that reading and using one applies."""
     found = [
         public_view(t, caller, with_body=False)
-        for t in TemplateModel.query(caller.account_id, filter_condition=condition)
+        for t in TemplateModel.query(caller.account_id)
+        if _can_see(caller, t)
     ]
     return sorted(found, key=lambda v: (v["name"].lower(), v["id"]))
 

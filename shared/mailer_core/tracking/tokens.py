@@ -23,6 +23,7 @@ from mailer_core.base.config import get_settings
 OPEN = "o"
 CLICK = "c"
 UNSUBSCRIBE = "u"
+DOWNLOAD = "d"  # an attachment's download link (tracking.downloads); link_index: the file's
 _VERSION = 1
 # version, kind, account id, issued at (epoch s), link index, url hash; then the message id.
 _HEAD = struct.Struct(">BcQIH6s")
@@ -97,6 +98,13 @@ def unsubscribe_token(account_id: int, message_id: str, issued_at: int, *, secre
     """The token of a campaign email's unsubscribe URL: it names the message (whose recipient
     opts out), never an address, so the URL gives nothing away when forwarded or logged."""
     return sign(TrackingToken(UNSUBSCRIBE, account_id, message_id, issued_at), secret=secret)
+
+
+def download_token(
+    account_id: int, message_id: str, issued_at: int, index: int, *, secret: str | None = None
+) -> str:
+    """The token of attachment `index`'s download link in one email."""
+    return sign(TrackingToken(DOWNLOAD, account_id, message_id, issued_at, index), secret=secret)
 
 
 def verify(text: str, *, kind: str, secret: str | None = None) -> TrackingToken | None:

@@ -11,8 +11,9 @@ it acts on (`params.entity`). The rules users know from the widget:
 
 No entity of the kind asked for → `NoTarget`, which the run records and does not retry.
 Texts may hold `{subject}`, `{sended_at}` (when the email was sent), `{id}` (the message id),
-`{date}` (the day the trigger runs, YYYY-MM-DD), `{datetime}`, `{email}` (the recipients) and
-`{template}` (the template id); and every variable templates take (`{{ lead.name }}`,
+`{date}` (the day the trigger runs, YYYY-MM-DD), `{datetime}`, `{email}` (the recipients),
+`{template}` (the template's name, read only when a text names it; its id when the template
+was deleted since) and `{template_id}`; and every variable templates take (`{{ lead.name }}`,
 `{{ contact.first_name }}`, `{{ lead.cf['Delivery'] }}` …), filled with fresh CRM data.
 """
 
@@ -24,10 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pynamodb.exceptions import DoesNotExist
+
 from mailer_core.base.errors import MailerError
 from mailer_core.kommo import fields as kommo_fields
 from mailer_core.kommo.client import EntityType, KommoClient, NewNote, NewTask
-from mailer_core.store.models import MessageModel, TriggerModel
+from mailer_core.store.models import MessageModel, TemplateModel, TriggerModel
 from mailer_core.triggers.api import params_of
 
 KINDS: dict[str, EntityType] = {"lead": "leads", "contact": "contacts", "company": "companies"}
@@ -121,13 +124,25 @@ def fill(text: str, ctx: RunContext) -> str:
         "{date}": now.strftime("%Y-%m-%d"),
         "{datetime}": now.strftime("%Y-%m-%d %H:%M"),
         "{email}": ", ".join(str(a) for a in message.to or []),
-        "{template}": message.template_id or "",
+        "{template_id}": message.template_id or "",
     }
+    if "{template}" in text:
+        values["{template}"] = template_name(message)
     if ctx.render is not None and ("{{" in text or "{%" in text):
         text = ctx.render(text)  # first: CRM data or a subject with braces is never read as a template
     for key, value in values.items():
         text = text.replace(key, value)
     return text
+
+
+def template_name(message: MessageModel) -> str:
+    """The name of the message's template ("" without one; its id when it was deleted)."""
+    if not message.template_id:
+        return ""
+    try:
+        return str(TemplateModel.get(int(message.account_id), str(message.template_id)).name)
+    except DoesNotExist:
+        return str(message.template_id)
 
 
 def _responsible(ctx: RunContext, params: Mapping[str, Any], entity: tuple[EntityType, int]) -> int | None:

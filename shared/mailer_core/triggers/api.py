@@ -344,7 +344,7 @@ def validate_ids(account_id: int, value: Any, field: str) -> list[str]:
     return ids
 
 
-EVENTS = ("sent", "opened", "not_opened", "failed", "replied")
+EVENTS = ("sent", "opened", "not_opened", "failed", "replied", "downloaded")
 MIN_NOT_OPENED_SECONDS = 60
 MAX_NOT_OPENED_SECONDS = 366 * 86400
 

@@ -241,3 +241,23 @@ def test_a_text_whose_variables_do_not_render_fails_the_run_with_the_reason(
     assert run("note", {"text": "{{ lead.name | no_such_filter }}"}, lead_message) == "failed"
     assert kommo.notes("leads") == []
     assert any(e == "trigger_failed" for e, _ in events_of(lead_message.message_id))
+
+
+def test_template_in_a_text_gives_the_templates_name(lead_message: MessageModel, kommo: KommoStandIn) -> None:
+    from mailer_core.store.models import TemplateModel
+
+    TemplateModel(
+        seed.ACCOUNT_ID,
+        "01TEMPLATE0000000000000001",
+        name="Price list",
+        user_id=seed.MANAGER_USER_ID,
+        created_at=SENT,
+        updated_at=SENT,
+    ).save()
+    lead_message.update(actions=[MessageModel.template_id.set("01TEMPLATE0000000000000001")])
+    run("note", {"text": "Sent {template} ({template_id})"}, lead_message)
+    TemplateModel(seed.ACCOUNT_ID, "01TEMPLATE0000000000000001").delete()
+    run("task", {"text": "Deleted: {template}", "deadline_seconds": 0}, lead_message)
+    [note] = kommo.notes("leads")
+    assert note["params"]["text"] == "Sent Price list (01TEMPLATE0000000000000001)"
+    assert kommo.tasks[0]["text"] == "Deleted: 01TEMPLATE0000000000000001"

@@ -79,10 +79,20 @@ def test_the_api_serves_the_document_it_is_tested_against() -> None:
 
 
 def test_the_track_functions_unsubscribe_routes_are_documented_as_public_pages() -> None:
-    """The unsubscribe link's routes are the track function's, outside the api function's
-    `paths`; the document lists them apart, with no token, and the template declares them."""
+    """The unsubscribe link's and the attachment download link's routes are the track
+    function's, outside the api function's `paths`; the document lists them apart, with no
+    token, and the template declares them."""
     pages = document()["x-public-pages"]["paths"]
     documented = {(m.upper(), path) for path, item in pages.items() for m in item if m in METHODS}
-    track = {(m, p) for m, p in template_routes("TrackFunction") if p.startswith("/u/")}
-    assert documented == track == {("GET", "/u/{token}"), ("POST", "/u/{token}")}
+    track = {(m, p) for m, p in template_routes("TrackFunction") if p.startswith(("/u/", "/d/"))}
+    assert (
+        documented
+        == track
+        == {
+            ("GET", "/u/{token}"),
+            ("POST", "/u/{token}"),
+            ("GET", "/d/{token}"),
+            ("HEAD", "/d/{token}"),
+        }
+    )
     assert all(op["security"] == [] for item in pages.values() for m, op in item.items() if m in METHODS)

@@ -68,6 +68,23 @@ EXPECTED: dict[Route, dict[str, str]] = {
         "user": "200 sees message",
         "other": "404",
     },
+    # a queued message: only a scheduled one is changed or deleted (docs/letters.md)
+    ("PATCH", "/v1/messages/{message_id}"): {"admin": "409", "user": "409", "other": "404"},
+    ("DELETE", "/v1/messages/{message_id}"): {"admin": "409", "user": "409", "other": "404"},
+    ("GET", "/v1/messages/{message_id}/body"): {
+        "admin": "200 sees message",
+        "user": "200 sees message",
+        "other": "404",
+    },
+    ("GET", "/v1/drafts"): {"admin": "200 sees draft", "user": "200 sees draft", "other": "200"},
+    ("POST", "/v1/drafts"): {"admin": "201", "user": "201", "other": "201"},
+    ("GET", "/v1/drafts/{draft_id}"): {"admin": "200 sees draft", "user": "200 sees draft", "other": "404"},
+    ("PUT", "/v1/drafts/{draft_id}"): {"admin": "200", "user": "200", "other": "404"},
+    ("DELETE", "/v1/drafts/{draft_id}"): {"admin": "204", "user": "204", "other": "404"},
+    ("POST", "/v1/drafts/{draft_id}/send"): {"admin": "202", "user": "202", "other": "404"},
+    ("GET", "/v1/preferences"): {"admin": "200", "user": "200", "other": "200"},
+    ("PATCH", "/v1/preferences"): {"admin": "200", "user": "200", "other": "200"},
+    ("GET", "/v1/variables"): {"admin": "200", "user": "200", "other": "200"},
     ("POST", "/v1/messages/{message_id}/cancel"): {"admin": "200", "user": "200", "other": "404"},
     ("POST", "/v1/messages/{message_id}/retry"): {"admin": "202", "user": "202", "other": "404"},
     ("POST", "/v1/messages/preview"): {"admin": "200", "user": "200", "other": "422 mailbox_id"},
@@ -190,6 +207,7 @@ class World:
     list_member: str = ""
     campaign: str = ""  # made only for the routes of campaigns: a Draft to the target list
     campaign_name: str = ""
+    draft: str = ""  # made only for the routes of drafts: one with recipients, ready to send
 
     def markers(self) -> list[str]:
         found = (
@@ -203,6 +221,7 @@ class World:
             self.list_name,
             self.list_member,
             self.campaign_name,
+            self.draft,
         )
         return [m for m in found if m]
 
@@ -245,6 +264,7 @@ def build_world(route: Route | None = None) -> World:
             "links": ("links",),
             "target_lists": ("target-lists", "campaigns"),
             "campaigns": ("campaigns",),
+            "drafts": ("drafts",),
         }.items()
     }
     owner = client(ACCOUNT, USER)
@@ -294,6 +314,12 @@ def build_world(route: Route | None = None) -> World:
         made = owner.post("/v1/campaigns", {**campaign_body(mailbox, target_list), "name": campaign_name})
         assert made.status == 201, made.body
         campaign = made.json()["campaign_id"]
+    draft = ""
+    if needs["drafts"]:
+        email = {"mailbox_id": mailbox, "to": ["client@example.com"], "subject": "Hi", "html": "<p>Hi</p>"}
+        made = owner.post("/v1/drafts", email)
+        assert made.status == 201, made.body
+        draft = made.json()["id"]
     return World(
         mailbox,
         message,
@@ -308,6 +334,7 @@ def build_world(route: Route | None = None) -> World:
         list_member,
         campaign,
         campaign_name,
+        draft,
     )
 
 
@@ -364,6 +391,7 @@ def path_for(route: Route, world: World | None) -> str:
         "list_id": world.target_list if world and world.target_list else "01MATRIXLIST00000000000000",
         "member": world.list_member if world and world.list_member else "someone@example.com",
         "campaign_id": world.campaign if world and world.campaign else "01MATRIXCAMPAIGN0000000000",
+        "draft_id": world.draft if world and world.draft else "01MATRIXDRAFT0000000000000",
     }
     path = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), "01MATRIXID"), template)
     return path + ("?email=anna@gmail.com" if template == "/v1/mailboxes/presets" else "")
