@@ -295,12 +295,28 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       });
     }
 
+    /** GET /v1/variables's shape: `standard` and `custom_fields` by group, as one list. */
+    function flattenVariables(data) {
+      var list = [];
+      Object.keys((data && data.standard) || {}).forEach(function (group) {
+        (data.standard[group] || []).forEach(function (item) {
+          list.push({ value: item.variable, label: item.label || item.variable, group: group });
+        });
+      });
+      Object.keys((data && data.custom_fields) || {}).forEach(function (group) {
+        (data.custom_fields[group] || []).forEach(function (item) {
+          list.push({ value: item.by_name || item.by_id, label: item.name || item.by_name, group: group });
+        });
+      });
+      return list;
+    }
+
     /** Variables for the template editor: the API's list, else a built-in one (404 while it is built). */
     function loadVariables() {
       var tried = VARIABLES_PATHS.reduce(function (chain, path) {
         return chain.catch(function () {
           return api('GET', path).then(function (data) {
-            var found = data && (data.items || data.variables);
+            var found = data && (data.items || data.variables || flattenVariables(data));
             if (!Array.isArray(found) || !found.length) {
               throw new Error('no variables at ' + path);
             }

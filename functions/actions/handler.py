@@ -8,23 +8,39 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailer_core.automation import runner as automation
+from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.events import shares
 
 # A batch whose every record failed is reported like any partial failure: each failed job is
 # already set to come back after its own backoff.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def handle(record: SQSRecord) -> str:
-    return automation.process(
-        record.body,
-        attempt=int(record.attributes.approximate_receive_count or 1),
-        receipt_handle=record.receipt_handle,
+def handle(record: SQSRecord, batch: shares.FairBatch) -> str:
+    # Within the account's share of the workers; a busy account's job goes back to the queue.
+    return batch.run(
+        holder=record.message_id,
+        body=record.body,
+        account=shares.account_in_body(record.body, "account_id"),
+        deferrals=shares.deferrals_of(record.raw_event.get("messageAttributes")),
+        work=lambda: automation.process(
+            record.body,
+            attempt=int(record.attributes.approximate_receive_count or 1),
+            receipt_handle=record.receipt_handle,
+        ),
     )
 
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
-    )
+    # The batch's leases of the accounts' shares are let go when it is done.
+    with shares.FairBatch("actions", get_settings().actions_queue_url) as batch:
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=lambda record: handle(record, batch),
+                processor=processor,
+                context=context,
+            )
+        )

@@ -12,7 +12,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mailer_core.base.config import get_settings
 from mailer_core.base.logs import logger
+from mailer_core.events import shares
 from mailer_core.kommo_hooks.jobs import AutoSendJob
 
 # A batch whose every record failed (Kommo down) is reported record by record like any other,
@@ -20,8 +22,19 @@ from mailer_core.kommo_hooks.jobs import AutoSendJob
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def handle(record: SQSRecord) -> str:
-    job = AutoSendJob.from_body(record.body)
+def handle(record: SQSRecord, batch: shares.FairBatch) -> str:
+    # Within the account's share of the workers; a busy account's job goes back to the queue.
+    return batch.run(
+        holder=record.message_id,
+        body=record.body,
+        account=shares.account_in_body(record.body, "account_id"),
+        deferrals=shares.deferrals_of(record.raw_event.get("messageAttributes")),
+        work=lambda: work(record.body),
+    )
+
+
+def work(body: str) -> str:
+    job = AutoSendJob.from_body(body)
     if job.kind == "salesbot":
         from mailer_core.kommo_hooks import salesbot
 
@@ -33,6 +46,13 @@ def handle(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
-    )
+    # The batch's leases of the accounts' shares are let go when it is done.
+    with shares.FairBatch("pipeline", get_settings().pipeline_queue_url) as batch:
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=lambda record: handle(record, batch),
+                processor=processor,
+                context=context,
+            )
+        )

@@ -166,3 +166,18 @@ def retry_action_later(receipt_handle: str, seconds: int) -> None:
         ReceiptHandle=receipt_handle,
         VisibilityTimeout=max(0, min(int(seconds), 43200)),
     )
+
+
+DEFERRALS_ATTRIBUTE = "deferrals"  # how often a job was put back for its account's sake (events.shares)
+
+
+def requeue(queue_url: str, body: str, delay_seconds: int, *, deferrals: int) -> None:
+    """Put a job back on its queue, unchanged, visible again after `delay_seconds` (at most 15
+    minutes), counting the deferral in a message attribute. A new message: its receive count
+    starts again, so waiting for an account's turn never moves a job toward the dead letters."""
+    aws.client("sqs").send_message(
+        QueueUrl=queue_url,
+        MessageBody=body,
+        DelaySeconds=max(0, min(int(delay_seconds), MAX_DELAY_SECONDS)),
+        MessageAttributes={DEFERRALS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(int(deferrals))}},
+    )

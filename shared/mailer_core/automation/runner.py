@@ -15,7 +15,9 @@
    twice; the trigger acts in Kommo through the rate-limited client (`trigger_actions`); the
    result, or the failure in Kommo's words, goes into the message's timeline. Kommo's 429,
    5xx and blocks are retried with backoff (five attempts, then the DLQ); refusals that
-   retrying cannot fix are recorded at once.
+   retrying cannot fix are recorded at once. A run whose account's Kommo budget is not there
+   within a moment (`base.errors.Busy`) is no failed attempt: it is raised to the actions
+   function's `events.shares.FairBatch`, which puts the job back on the queue for the wait.
 
 Exactly once holds for what the claim guards: a run is never started twice after it
 finished. A worker that dies inside the Kommo call leaves a claim that expires after
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +42,7 @@ from mailer_core.accounts.actors import Actor
 from mailer_core.adapters import scheduler, sqs
 from mailer_core.base import backoff, metrics
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
-from mailer_core.base.errors import InvalidInput, MailerError, NotFound
+from mailer_core.base.errors import Busy, InvalidInput, MailerError, NotFound
 from mailer_core.base.logs import logger
 from mailer_core.events import campaign_state, template_counters
 from mailer_core.events.announce import announce, chosen, wants_not_opened_timer
@@ -235,6 +238,15 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+class AccountBusy(RetryLater, Busy):
+    """The account's Kommo budget is not there within a moment: no failed attempt. The actions
+    function's `events.shares.FairBatch` puts the job back on the queue for `seconds`."""
+
+    def __init__(self, reason: str, seconds: int) -> None:
+        super().__init__(reason, seconds)
+        self.retry_after = float(seconds)
+
+
 def _claim(job: RunJob, now: float) -> str:
     """Claim the run: "claimed", or "done" (it finished before), or "busy" (another worker has it)."""
     fact = AutomationFactModel(job.account_id, f"run#{job.run_id}")
@@ -333,6 +345,10 @@ class Runner:
             _settle(job, "done", f"suppressed: {exc.message}")
             _timeline(message, self.clock.now(), "trigger_suppressed", f"{label}: {exc.message}")
             return "suppressed"
+        except Busy as exc:  # the account's Kommo budget: the job waits on the queue (events.shares)
+            words = _words(exc)
+            _settle(job, "retry", words)
+            raise AccountBusy(words, math.ceil(max(1.0, float(exc.retry_after or 0.0)))) from exc
         except Exception as exc:
             words = _words(exc)
             if is_retryable(exc) and attempt < MAX_ATTEMPTS:
@@ -433,6 +449,6 @@ def process(body: str, *, attempt: int, receipt_handle: str | None, clock: Clock
     try:
         return Runner(clock=clock).run(job, attempt=attempt)
     except RetryLater as retry:
-        if receipt_handle:
+        if receipt_handle and not isinstance(retry, Busy):  # a busy account's job is put back anew
             sqs.retry_action_later(receipt_handle, retry.seconds)
         raise

@@ -80,6 +80,16 @@ class Settings:
     max_rate_wait_seconds: float = 2.0
     max_send_attempts: int = 5
     extra_cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # A shared queue's worker pool (actions, pipeline, install): at most this many of one
+    # account's jobs in flight at once; its other jobs go back to the queue (events.shares).
+    # Each function sets its own in infra/template.yaml (docs/operations.md says how to tune).
+    worker_share: int = 1
+    # A job's lease of its account's share ends after this long even if its worker died.
+    worker_share_lease_seconds: float = 120.0
+    # The widget's API, per Kommo account: requests per second and the burst on top (a token
+    # bucket in the RateLimits table, `api#{account}`); over it, 429 with Retry-After.
+    api_requests_per_second: float = 20.0
+    api_burst: int = 100
     # Tracking (mailer_core.tracking): the HMAC secret of pixel and click tokens and the public
     # base URL of the track routes. Without both, emails go out untracked.
     tracking_secret: str = ""
@@ -158,6 +168,10 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         extra_cors_origins=tuple(
             o.strip() for o in get("MAILER_EXTRA_CORS_ORIGINS", "").split(",") if o.strip()
         ),
+        worker_share=int(get("MAILER_WORKER_SHARE", "1")),
+        worker_share_lease_seconds=float(get("MAILER_WORKER_SHARE_LEASE_SECONDS", "120")),
+        api_requests_per_second=float(get("MAILER_API_REQUESTS_PER_SECOND", "20")),
+        api_burst=int(get("MAILER_API_BURST", "100")),
         tracking_secret=get("MAILER_TRACKING_SECRET", ""),
         public_base_url=get("MAILER_PUBLIC_BASE_URL", "").rstrip("/"),
     )

@@ -72,3 +72,13 @@ class UpstreamError(MailerError):
 
     status = 502
     code = "upstream_error"
+
+
+class Busy(UpstreamError):
+    """A shared budget is taken for now (an account's Kommo rate, a 429's pause): the same work
+    may go through after `retry_after` seconds. A queue worker puts the job back on its queue
+    with that delay instead of waiting in-process (`events.shares`); the API answers 503."""
+
+    status = 503
+    code = "busy"
+    retry_after: float | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailer_core.base.errors import MailerError, NotFound, UpstreamError
+from mailer_core.base.errors import Busy, MailerError, NotFound, UpstreamError
 
 
 class KommoError(UpstreamError):
@@ -68,8 +68,9 @@ class KommoDisconnected(KommoAccessDenied):
     code = "kommo_disconnected"
 
 
-class KommoBusy(KommoError):
-    """The account's shared rate limit would make this caller wait too long; retry after `retry_after`."""
+class KommoBusy(KommoError, Busy):
+    """The account's shared rate limit would make this caller wait too long; retry after
+    `retry_after`. A `base.errors.Busy`: a queue worker defers the job instead of failing it."""
 
     status = 503
     code = "kommo_busy"

@@ -7,7 +7,8 @@ route added anywhere, under /v1 or not, is protected until it is named public he
 OpenAPI document. A request no route takes is authenticated the same way, then answered 404
 with the API's error body (`not_found`). Whether the caller may use Mailer at all (account
 status, allowed users, administrators) is mailer_core.accounts.access's rule, applied here to
-every protected route.
+every protected route. Each authenticated request takes a token of its Kommo account's API
+bucket (`throttle`): over `api_requests_per_second` (and its burst), 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -23,14 +25,17 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from mailer_core.accounts.auth import Caller, verify_widget_token
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
-from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound
+from mailer_core.base.errors import InvalidInput, MailerError, MalformedRequest, NotFound, TooManyRequests
 from mailer_core.base.logs import logger
 from mailer_core.kommo.hosts import is_account_origin
+from mailer_core.store import rate_buckets
 
 ALLOWED_HEADERS = "X-Auth-Token, Content-Type"
 ALLOWED_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 # (method, path) of the routes anyone may call: the health check and the API's own description.
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
+API_BUCKET_PREFIX = "api#"  # an account's bucket of API requests in the RateLimits table
+_NO_DAILY_CAP = 10**12
 
 
 def is_public(method: str, path: str) -> bool:
@@ -71,7 +76,31 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(exc: MailerError, origin: str | None = None) -> Response[str]:
-    return json_response(exc.status, exc.to_body(), cors_headers(origin))
+    headers = cors_headers(origin)
+    if isinstance(exc, TooManyRequests) and isinstance(exc.details.get("retry_after"), int):
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return json_response(exc.status, exc.to_body(), headers)
+
+
+def throttle(caller: Caller, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    """One token of the account's API bucket (a token bucket: `api_requests_per_second`, and
+    `api_burst` on top), one conditional UpdateItem; over it, 429 with the seconds to wait. Per
+    Kommo account, so one account's script or stuck widget cannot take the API from the others."""
+    settings = get_settings()
+    decision = rate_buckets.take(
+        f"{API_BUCKET_PREFIX}{caller.account_id}",
+        rate_per_second=settings.api_requests_per_second,
+        daily_cap=_NO_DAILY_CAP,
+        now=clock.timestamp(),
+        burst=max(1, settings.api_burst),
+    )
+    if not decision.allowed:
+        wait = max(1, math.ceil(decision.retry_after))
+        raise TooManyRequests(
+            f"too many requests for this Kommo account; try again in {wait} s",
+            limit="api_requests_per_second",
+            retry_after=wait,
+        )
 
 
 def authenticate(headers: dict[str, str], *, clock: Clock = SYSTEM_CLOCK) -> Caller:
@@ -148,6 +177,7 @@ def api_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware)
 
             caller = authenticate(event.headers)
             logger.append_keys(account_id=caller.account_id, user_id=caller.user_id)
+            throttle(caller)  # the account's share of the API: 429 with Retry-After over it
             # The account's status and settings: 403 with a reason, or the effective admin flag.
             caller = access.authorize(caller)
             app.append_context(caller=caller)
