@@ -28,6 +28,7 @@ def _banner(system: LocalSystem) -> str:
             "",
             "Mailer is running locally (127.0.0.1 only). Press Ctrl-C to stop.",
             f"  API              {api}   (OpenAPI: {api}/openapi.json)",
+            f"  Kommo host page  {system.host.url}   (the built widget on a Kommo-like page; docs/widget.md)",
             f"  emails received  {system.sink.web_url}",
             f"  Kommo stand-in   {system.kommo.base_url}/_standin/state",
             f"  Kommo install    {api}/hooks/kommo/install   (the integration's redirect URI)",
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+            # In short waits: a signal that lands on another thread (the servers' threads are
+            # many) runs its handler only when the main thread wakes up.
+            while not stop.wait(0.5):
+                pass
         print("Stopping …")
     return 0
 

@@ -24,6 +24,7 @@ from devstack.kommo_standin import seed as kommo_seed
 from devstack.kommo_standin.server import KommoStandIn
 from devstack.smtp_sink import SmtpSink
 from devstack.stack import DevStack
+from devstack.widget_host.server import WidgetHost
 
 DEV_CLIENT_ID = "mailer-local-client-id"
 DEV_CLIENT_SECRET = "local-development-client-secret-not-for-production"
@@ -45,9 +46,13 @@ class LocalSystem:
     imap_missing: str | None = field(init=False, default=None)
     # The worked example's public page and web version (docs/pages.md), for the banner.
     page_urls: dict[str, str] = field(init=False, default_factory=dict)
+    # The Kommo-like page that hosts the built widget (devstack/widget_host, docs/widget.md).
+    host: WidgetHost = field(init=False)
 
     def start(self) -> LocalSystem:
         self.sink = SmtpSink().start()
+        # Bound first: the API must allow its origin (CORS), as it allows Kommo's account pages.
+        self.host = WidgetHost()
         self._start_imap()
         # Kommo's 429 asks for up to 300 s; the local stack asks for 5, so that a demo on a
         # loaded machine, whose requests may bunch up, does not stand still for minutes.
@@ -65,16 +70,24 @@ class LocalSystem:
                 "MAILER_ALLOW_PLAINTEXT_SMTP": "1",
                 "MAILER_ALLOW_LOOPBACK_MAILBOXES": "1",  # the SMTP sink and Dovecot are on 127.0.0.1
                 "MAILER_KOMMO_BASE_URL": self.kommo.base_url,
+                "MAILER_EXTRA_CORS_ORIGINS": self.host.origin,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
                 # No CloudWatch here: base.metrics' EMF lines would only fill the console.
                 "POWERTOOLS_METRICS_DISABLED": "true",
             },
         ).start()
         self._install_demo_account()
+        self.host.attach(
+            api_url=self.stack.api_url,
+            kommo=self.kommo,
+            mint_token=lambda user_id: self.widget_token(user_id=user_id),
+            sink_url=self.sink.web_url,
+        )
+        self.host.start()
         return self
 
     def stop(self) -> None:
-        for part in ("stack", "kommo", "sink"):
+        for part in ("host", "stack", "kommo", "sink"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         if self.imap is not None:
