@@ -136,3 +136,17 @@ def test_a_drift_between_model_and_table_is_reported(change: Any, expected: str)
     change(broken["Properties"])
 
     assert any(expected in p for p in schema_differences(models.MessageModel, broken))
+
+
+def test_every_model_of_the_store_is_listed_so_its_connection_is_reset_and_its_table_checked() -> None:
+    # ALL_MODELS drives reset_connections (the local stack switching moto endpoints) and the
+    # checks above: a model missing from it keeps talking to a stopped server.
+    defined = {
+        value
+        for value in vars(models).values()
+        if isinstance(value, type)
+        and issubclass(value, Model)
+        and value is not Model
+        and value.__module__ == models.__name__
+    }
+    assert defined == set(models.ALL_MODELS)

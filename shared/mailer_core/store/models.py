@@ -70,6 +70,7 @@ class AccountModel(Model):
     dp_secret_hash = UnicodeAttribute(null=True)
     dp_secret = UnicodeAttribute(null=True)
     dp_secret_rotated_at = UTCDateTimeAttribute(null=True)
+    dp_secret_version = NumberAttribute(null=True)  # the derived secret's version (accounts.pipeline_secret)
     # Widget settings (mailer_core.accounts.account_settings; None = the default): who may use Mailer
     # (None or empty: every user of the account), Mailer administrators besides Kommo's, the
     # defaults of new mailboxes, of the open pixel, and the automatic emails' daily cap.
@@ -674,6 +675,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TemplateStatsModel,
     TriggerModel,
     UploadModel,
+    WebPageModel,
 )
 
 
