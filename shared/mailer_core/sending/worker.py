@@ -76,6 +76,7 @@ from mailer_core.adapters.mime import (
 from mailer_core.adapters.smtp import SmtpFailure, SmtpPool, SmtpSettings
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.config import get_settings
+from mailer_core.base.errors import Busy
 from mailer_core.base.logs import logger
 from mailer_core.base.ttl_cache import TtlCache
 from mailer_core.files import attachments
@@ -477,6 +478,10 @@ class SendWorker:
             mime = self._build(message, email)
         except AttachmentFailure as failure:
             return outcomes.after_failure(job, message, failure, self.clock)
+        except Busy as busy:  # the account's Kommo budget is taken: wait on the queue, not here
+            later = self.clock.timestamp() + max(1.0, float(busy.retry_after or 0.0))
+            next_try = datetime.fromtimestamp(later, tz=UTC)
+            return outcomes.wait(job, "kommo", next_try, self.clock, claimed=message)
         except Exception as exc:
             from mailer_core.rendering.personalize import permanent_failure  # cold start: jinja2, babel
 

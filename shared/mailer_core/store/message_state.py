@@ -36,6 +36,7 @@ WAITING_WORDS = {
     "daily_cap": "the mailbox's daily cap is reached; it goes out after midnight UTC",
     "held": "the mailbox's provider asked to slow down; waiting until it allows again",
     "priority": "waiting while the mailbox sends a manager's email first",
+    "kommo": "waiting for the account's Kommo request budget (Kommo takes 7 requests a second)",
 }
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from mailer_core.adapters import sqs
+from mailer_core.kommo.client import KommoClient
+from mailer_core.kommo.errors import KommoBusy
 from mailer_core.rendering import variables
 from mailer_core.sending.worker import SendWorker
 from mailer_core.store.models import AccountModel, MessageModel
@@ -275,3 +277,35 @@ def test_pasted_images_travel_as_inline_parts(
     image = next(p for p in parsed.walk() if p.get_content_type() == "image/png")
     assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
     assert '<p style="color: red;">Look</p>' in html
+
+
+def test_an_account_whose_kommo_budget_is_taken_has_its_email_wait_on_the_queue_with_the_reason(
+    manager: ApiClient, sending: SmtpTestServer, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an email whose render needs Kommo, and the account's Kommo budget taken for 3 s
+    message = compose(
+        manager,
+        to=["client@example.com"],
+        subject="{{ lead.name }}",
+        html="x",
+        entity={"type": "leads", "id": seed.LEAD_REDESIGN},
+    )
+    [job] = take_jobs(aws_stack)
+    variables.forget_account_data()
+
+    def busy(*_: Any, **__: Any) -> Any:
+        raise KommoBusy(
+            "Kommo's rate limit (kommo#1) is taken by other callers; try again in 3 s", retry_after=3
+        )
+
+    monkeypatch.setattr(KommoClient, "request", busy)
+    # WHEN the send worker takes it
+    with SendWorker() as worker:
+        outcome = worker.process(job)
+    # THEN nothing fails: the email is queued again, saying why and when it is tried next
+    assert outcome == "deferred" and sending.messages == []
+    waiting = stored(message["id"])
+    assert (waiting.status, waiting.waiting_reason) == ("queued", "kommo")
+    assert waiting.attempts == 0 and waiting.last_error is None
+    view = manager.get(f"/v1/messages/{message['id']}").json()
+    assert view["waiting"]["reason"] == "kommo"
