@@ -1771,6 +1771,9 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       $box.find('[data-letters]').removeClass('mailer-tab_active');
       $box.find('[data-letters="' + status + '"]').addClass('mailer-tab_active');
       var $list = $box.find('[data-testid="mailer-letters-list"]').empty().attr('data-status', status);
+      // a tab chosen while another's list is still loading: only the last one's answer is shown
+      var ticket = (Number($box.data('letters-ticket')) || 0) + 1;
+      $box.data('letters-ticket', ticket);
       clearError($box);
       var reload = function () { showLetters($box, status); };
       if (status === 'draft') {
@@ -1788,6 +1791,9 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         });
       }
       api('GET', '/v1/messages?status=' + encodeURIComponent(status) + '&limit=100').then(function (data) {
+        if ($box.data('letters-ticket') !== ticket) {
+          return;
+        }
         var items = (data && data.items) || [];
         items.forEach(function (message) {
           var $row = emailRow(message, reload);

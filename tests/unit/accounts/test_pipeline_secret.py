@@ -20,10 +20,16 @@ def test_the_stored_form_is_the_secrets_sha256_in_hex() -> None:
     assert SECRET not in pipeline_secret.digest(SECRET)
 
 
-def test_new_secrets_carry_256_random_bits() -> None:
-    made = {pipeline_secret.new_secret() for _ in range(20)}
+def test_derived_secrets_are_256_bits_per_account_and_version_under_the_client_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline_secret.secrets, "kommo_client_secret", lambda: "client-secret-one")
+    made = {pipeline_secret.derived(account, version) for account in (1, 2) for version in (1, 2, 3)}
+    again = pipeline_secret.derived(2, 3)
+    monkeypatch.setattr(pipeline_secret.secrets, "kommo_client_secret", lambda: "client-secret-two")
 
-    assert len(made) == 20 and all(len(s) == 43 for s in made)
+    assert len(made) == 6 and all(len(s) == 43 for s in made) and again in made
+    assert pipeline_secret.derived(2, 3) != again  # another client secret: another secret
 
 
 @pytest.mark.parametrize(
