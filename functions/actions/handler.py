@@ -19,12 +19,9 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def handle(record: SQSRecord, batch: shares.FairBatch) -> str:
     # Within the account's share of the workers; a busy account's job goes back to the queue.
-    return batch.run(
-        holder=record.message_id,
-        body=record.body,
-        account=shares.account_in_body(record.body, "account_id"),
-        deferrals=shares.deferrals_of(record.raw_event.get("messageAttributes")),
-        work=lambda: automation.process(
+    return batch.run_record(
+        record.raw_event,
+        lambda: automation.process(
             record.body,
             attempt=int(record.attributes.approximate_receive_count or 1),
             receipt_handle=record.receipt_handle,

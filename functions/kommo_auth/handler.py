@@ -17,12 +17,10 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def handle(record: SQSRecord, batch: shares.FairBatch) -> str:
     # Within the Kommo account's share of the workers (by subdomain: no account id yet).
-    return batch.run(
-        holder=record.message_id,
-        body=record.body,
-        account=shares.account_in_body(record.body, "subdomain", "domain"),
-        deferrals=shares.deferrals_of(record.raw_event.get("messageAttributes")),
-        work=lambda: complete_install(InstallJob.from_body(record.body)),
+    return batch.run_record(
+        record.raw_event,
+        lambda: complete_install(InstallJob.from_body(record.body)),
+        account_fields=("subdomain", "domain"),
     )
 
 

@@ -24,13 +24,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def handle(record: SQSRecord, batch: shares.FairBatch) -> str:
     # Within the account's share of the workers; a busy account's job goes back to the queue.
-    return batch.run(
-        holder=record.message_id,
-        body=record.body,
-        account=shares.account_in_body(record.body, "account_id"),
-        deferrals=shares.deferrals_of(record.raw_event.get("messageAttributes")),
-        work=lambda: work(record.body),
-    )
+    return batch.run_record(record.raw_event, lambda: work(record.body))
 
 
 def work(body: str) -> str:

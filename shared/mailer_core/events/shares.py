@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailer_core.adapters import sqs
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
@@ -95,6 +96,24 @@ class FairBatch:
             wait = max(float(BUSY_MIN_SECONDS), float(exc.retry_after or 0.0))
             self.busy_until[account] = self.clock.timestamp() + wait
             return self._defer(account, body, wait, deferrals, f"busy: {exc.message}")
+
+    def run_record(
+        self,
+        record: Mapping[str, Any],
+        work: Callable[[], str],
+        *,
+        account_fields: tuple[str, ...] = ("account_id",),
+    ) -> str:
+        """`run` for one record of Lambda's SQS event (its raw form): the message id holds the
+        slot, the body's `account_fields` name the account, its attributes count the deferrals."""
+        body = str(record.get("body") or "")
+        return self.run(
+            holder=str(record.get("messageId") or ""),
+            body=body,
+            account=account_in_body(body, *account_fields),
+            deferrals=deferrals_of(record.get("messageAttributes")),
+            work=work,
+        )
 
     def _lease(self, account: str, holder: str, now: float) -> bool:
         """The account's slot for this job: passed on from this batch's previous job of the
