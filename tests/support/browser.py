@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEFAULT_SCREENSHOTS = REPOSITORY / "build" / "screenshots"
@@ -79,3 +79,25 @@ def launched_chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def fresh_page(
+    browser: Browser,
+    *,
+    locale: str = "en-US",
+    height: int = 800,
+    width: int = 1280,
+    timeout_ms: int = 10_000,
+    user_agent: str | None = None,
+) -> Iterator[Page]:
+    """A page in a fresh context (no cookies, no storage) with this locale, closed afterwards."""
+    options: dict[str, object] = {"locale": locale, "viewport": {"width": width, "height": height}}
+    if user_agent is not None:
+        options["user_agent"] = user_agent
+    context = browser.new_context(**options)  # type: ignore[arg-type]
+    context.set_default_timeout(timeout_ms)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -15,7 +15,7 @@ from devstack.__main__ import _banner
 from devstack.kommo_standin import seed as kommo_seed
 from devstack.system import LocalSystem, call
 from devstack.widget_host.server import WidgetArchive
-from tests.support.browser import screenshot_path
+from tests.support.browser import fresh_page, screenshot_path
 from tests.support.widget_host import ensure_vendor, open_area, probe_archive
 
 pytestmark = pytest.mark.e2e
@@ -59,14 +59,10 @@ def test_a_lead_card_runs_the_callbacks_and_authorized_ajax_reaches_the_api(
 
 
 def test_the_card_speaks_russian_when_the_page_is_russian(system: LocalSystem, browser: Any) -> None:
-    context = browser.new_context(locale="ru-RU", viewport={"width": 1280, "height": 800})
-    try:
-        page = context.new_page()
+    with fresh_page(browser, locale="ru-RU") as page:
         open_area(page, f"{system.host.origin}/contacts/detail/{kommo_seed.CONTACT_OLGA}")
         assert page.locator(".probe-block").inner_text().startswith("Проба хоста: Привет")
         page.screenshot(path=screenshot_path("host-probe-contact-card-ru"))
-    finally:
-        context.close()
 
 
 def test_a_list_selection_reaches_leads_selected_with_the_rows_emails(system: LocalSystem, page: Any) -> None:

@@ -20,7 +20,7 @@ import pytest
 from devstack.kommo_standin import seed as kommo_seed
 from devstack.system import SINK_LOGIN, SINK_PASSWORD, LocalSystem, call
 from devstack.widget_host.server import DEFAULT_ARCHIVE
-from tests.support.browser import screenshot_path
+from tests.support.browser import fresh_page, screenshot_path
 from tests.support.imap_servers import require_dovecot
 from tests.support.widget_host import REPOSITORY, ensure_vendor, ensure_widget, open_area
 
@@ -60,12 +60,8 @@ def system(browser: Any) -> Iterator[LocalSystem]:
 @pytest.fixture
 def ru_page(browser: Any) -> Iterator[Any]:
     """GIVEN a page in a Russian browser."""
-    context = browser.new_context(locale="ru-RU", viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    with fresh_page(browser, locale="ru-RU", height=900, timeout_ms=15_000) as fresh:
+        yield fresh
 
 
 def tid(page: Any, name: str) -> Any:

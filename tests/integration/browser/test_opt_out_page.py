@@ -14,7 +14,7 @@ from mailer_core.store.models import SuppressionModel
 
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, load_handler
-from tests.support.browser import screenshot_path
+from tests.support.browser import fresh_page, screenshot_path
 from tests.support.fixtures.core import mailbox_body
 from tests.support.fixtures.tracking import ACCOUNT, BASE, fresh
 from tests.support.served_functions import served
@@ -70,15 +70,10 @@ def test_the_page_speaks_the_emails_language_in_a_russian_browser(
 ) -> None:
     user.post("/v1/mailboxes", mailbox_body(smtp))
     _, path = sent_campaign_email(smtp, aws_stack, locale="ru_RU")
-    context = browser.new_context(locale="ru-RU")
-    try:
-        page = context.new_page()
-        with served("track") as base:
-            page.goto(base + path)
-            assert "Отписаться" in page.get_by_role("button").inner_text()
-            page.screenshot(path=screenshot_path("opt-out-page-ru"))
-            page.get_by_role("button").click()
-            page.wait_for_load_state()
-            assert "Вы отписаны" in page.content()
-    finally:
-        context.close()
+    with fresh_page(browser, locale="ru-RU") as page, served("track") as base:
+        page.goto(base + path)
+        assert "Отписаться" in page.get_by_role("button").inner_text()
+        page.screenshot(path=screenshot_path("opt-out-page-ru"))
+        page.get_by_role("button").click()
+        page.wait_for_load_state()
+        assert "Вы отписаны" in page.content()

@@ -18,7 +18,7 @@ from devstack.kommo_standin.seed import Seed, custom_field, demo_seed
 from devstack.kommo_standin.server import KommoStandIn
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
-from tests.support.browser import screenshot_path
+from tests.support.browser import fresh_page, screenshot_path
 from tests.support.fixtures.automation import LEAD, drain_actions, send_queued, trigger
 from tests.support.fixtures.pages import PERSON, SECRET, web_page
 from tests.support.served_functions import served
@@ -106,12 +106,8 @@ def site(aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture
 def person(browser: Any) -> Iterator[Any]:
     """A browser page with a person's user agent (headless Chromium's own is a machine's)."""
-    context = browser.new_context(locale="en-US", user_agent=PERSON, viewport={"width": 1000, "height": 800})
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    with fresh_page(browser, width=1000, user_agent=PERSON) as fresh:
+        yield fresh
 
 
 def cf(entity: dict[str, Any] | None, field_id: int) -> list[Any]:
