@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import importlib.util
 import json
 import sys
@@ -19,9 +20,14 @@ from mailer_core.accounts.auth import mint_widget_token
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_handler(function: str) -> ModuleType:
-    """Import functions/<function>/handler.py once, under a unique module name."""
-    name = f"mailer_function_{function}"
+def load_handler(function: str, environment: int = 1) -> ModuleType:
+    """Import functions/<function>/handler.py once per environment, under a unique module name.
+
+    Each environment is a Lambda execution environment of its own: its own module globals (the
+    Powertools resolver keeps the current event there), so calls made at once from several
+    threads each need one, as Lambda never runs two invocations in one environment.
+    """
+    name = f"mailer_function_{function}" + (f"_env{environment}" if environment > 1 else "")
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "handler.py")
@@ -122,7 +128,14 @@ class ApiClient:
             is_admin,
             subdomain,
         )
+        self.function = function
         self.module = load_handler(function)
+
+    def in_environment(self, environment: int) -> ApiClient:
+        """The same user calling through another execution environment (for concurrent calls)."""
+        twin = copy.copy(self)
+        twin.module = load_handler(self.function, environment)
+        return twin
 
     def token(self) -> str:
         return mint_widget_token(

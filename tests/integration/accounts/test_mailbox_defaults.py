@@ -118,15 +118,21 @@ def test_concurrent_make_default_calls_leave_exactly_one_default(
         answers: list[int] = []
 
         def make_default(
-            mailbox_id: str, start: threading.Barrier = start, answers: list[int] = answers
+            mailbox_id: str,
+            client: ApiClient,
+            start: threading.Barrier = start,
+            answers: list[int] = answers,
         ) -> None:
             start.wait()
-            answers.append(anna.patch(f"/v1/mailboxes/{mailbox_id}", {"is_default": True}).status)
+            answers.append(client.patch(f"/v1/mailboxes/{mailbox_id}", {"is_default": True}).status)
 
-        threads = [threading.Thread(target=make_default, args=(i,)) for i in ids]
+        threads = [
+            threading.Thread(target=make_default, args=(mailbox_id, anna.in_environment(n + 2)))
+            for n, mailbox_id in enumerate(ids)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert set(answers) <= {200, 409}, answers
+        assert len(answers) == len(ids) and set(answers) <= {200, 409}, answers
         assert len(defaults_of(ANNA)) == 1
