@@ -193,7 +193,7 @@ def test_a_failed_request_shows_its_error_and_keeps_the_text(system: LocalSystem
     tid(page, "mailer-compose-subject").fill("Subject that must not be lost")
     tid(page, "mailer-compose-body").fill("<p>Body that must not be lost</p>")
     tid(page, "mailer-compose-send").click()
-    error = tid(page, "mailer-form-error").first
+    error = tid(page, "mailer-compose").locator('[data-testid="mailer-form-error"]')  # not a card row's
     error.wait_for()
     assert "is not a valid address" in error.inner_text()
     assert tid(page, "mailer-compose-subject").input_value() == "Subject that must not be lost"
