@@ -171,13 +171,19 @@ def test_a_draft_survives_a_reload(system: LocalSystem, page: Any) -> None:
     page.locator('[data-testid="mailer-compose-notice"][data-saved="server"]').wait_for()
     assert tid(page, "mailer-compose-notice").inner_text() == I18N["en"]["compose"]["draft_saved"]
     status, drafts = call("GET", f"{system.stack.api_url}/v1/drafts", system.widget_token())
-    assert status == 200 and "Черновик: поставка" in [d["subject"] for d in drafts["items"]]
+    [saved] = [d for d in drafts["items"] if d["subject"] == "Черновик: поставка"]
     page.reload()
     open_compose(page, system, kommo_seed.LEAD_OFFER)
     assert tid(page, "mailer-compose-subject").input_value() == "Черновик: поставка"
     assert tid(page, "mailer-compose-body").input_value() == "<p>Text kept across a reload</p>"
     assert tid(page, "mailer-compose-notice").is_visible()
     page.screenshot(path=screenshot_path("widget-compose-draft-restored"))
+    # saved again, the same draft in Mailer is replaced, not a second one made
+    tid(page, "mailer-compose-body").fill("<p>Text kept across a reload, and edited</p>")
+    tid(page, "mailer-compose-draft").click()
+    page.locator('[data-testid="mailer-compose-notice"][data-saved="server"]').wait_for()
+    status, again = call("GET", f"{system.stack.api_url}/v1/drafts/{saved['id']}", system.widget_token())
+    assert status == 200 and again["request"]["html"] == "<p>Text kept across a reload, and edited</p>"
 
 
 def test_a_failed_request_shows_its_error_and_keeps_the_text(system: LocalSystem, page: Any) -> None:
