@@ -14,7 +14,8 @@ What runs (all on 127.0.0.1, nothing leaves the machine):
 - the Kommo stand-in (devstack/kommo_standin, its own limit of 7 requests/s per address on,
   its 429 asking for a 5 s wait) with a quarter of the messages about one of its leads (the
   subject and body use the lead's and contact's data, read at send time); in bursts every
-  30-60 s it answers the next 3-12 requests with 429 (`retry_after: 5`), 500, 502, 503 or 504;
+  30-60 s it answers the next 3-12 requests with 429 (`retry_after: 5`), 500, 502, 503 or 504
+  (a burst starts only once the previous one was taken: they never pile up in a quiet spell);
 - `--workers` send worker processes (this file with `--worker`), each polling the send queue as
   Lambda's event source does (batches of 10, visibility timeout `VISIBILITY` s) and giving the
   batch to functions/send/handler.py, deleting the records that succeeded. They misbehave too:
@@ -505,7 +506,12 @@ def open_count() -> int:
 
 
 def kommo_bursts(standin: Any, rng: random.Random, stop: threading.Event, played: Counter[str]) -> None:
+    """A burst is Kommo failing for a while, not a debt: one starts only once the last is taken.
+    (Stacked up, the bursts of a quiet tail all fell on the one job left, at each of its
+    deliveries, until it was dead-lettered: an outage of half an hour, not a burst.)"""
     while not stop.wait(rng.uniform(30, 60)):
+        if standin.pending_failures:
+            continue
         status, count = rng.choice([429, 500, 502, 503, 504]), rng.randint(3, 12)
         body = (
             {"title": "Too Many Requests", "status": 429, "retry_after": KOMMO_WAIT}

@@ -221,6 +221,12 @@ class KommoStandIn(StandInWrites):
                 _Failure(Response(status, body, dict(headers or {})), token, path) for _ in range(count)
             )
 
+    @property
+    def pending_failures(self) -> int:
+        """How many answers told by `fail_next` no request has taken yet."""
+        with self._lock:
+            return len(self._failures)
+
     def ban(self, seconds: float | None = None, address: str = "127.0.0.1") -> None:
         """Ban an address now, as Kommo does after repeated 429s (`limits.ban_seconds` by default)."""
         with self._lock:

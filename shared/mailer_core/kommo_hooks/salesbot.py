@@ -12,6 +12,10 @@ as for the pipeline action minus the secret: `template_id`, `mailbox_id`, `to`, 
 - a `return_url` that is not the bot's continue method on the account's own Kommo host: 400;
 - a bad setting in `data`: 400 naming `data.<setting>`;
 - the same `return_url` again: 200 `duplicate`, nothing queued;
+- the same token with another `return_url` (a replay with a new continue id): 409 naming
+  `token`, nothing queued. Each token is used once (`use_token`: a conditional put on its id,
+  kept until it expires); Kommo's own redelivery of a step carries its `return_url` and stays
+  a `duplicate`;
 - accepted: 200 `accepted` (Kommo wants a 200); the email is composed from the pipeline queue.
 
 The job composes like the pipeline's (`automatic_compose`), then continues the bot with
@@ -22,13 +26,15 @@ never hangs on us. The continue is done once (the event's fact says so).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from mailer_core.accounts.auth import AuthNotConfigured
 from mailer_core.adapters import secrets
@@ -41,6 +47,7 @@ from mailer_core.kommo import errors as kommo_errors
 from mailer_core.kommo.hosts import is_subdomain
 from mailer_core.kommo_hooks import bracket_form, jobs
 from mailer_core.kommo_hooks.jobs import Answer, AutoSendJob
+from mailer_core.store.conditions import is_condition_failure
 from mailer_core.store.models import AccountModel, AutomationFactModel
 
 if TYPE_CHECKING:
@@ -49,6 +56,7 @@ if TYPE_CHECKING:
 ALGORITHM = "HS512"
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
+MAX_JTI_LENGTH = 128
 ENTITY_TYPES = {**jobs.ENTITY_CODES, 12: "customers"}
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -61,6 +69,7 @@ class BotClaims:
     entity_type: int
     issued_at: int | None
     expires_at: int
+    token_id: str  # "jti:<jti>" when Kommo gives one, else "sha256:<digest of the token>"
 
 
 def verify_bot_token(token: str | None, *, secret: str, now: float) -> BotClaims:
@@ -106,7 +115,17 @@ def verify_bot_token(token: str | None, *, secret: str, now: float) -> BotClaims
         entity_type=_claim_int(claims, "entity_type"),
         issued_at=_claim_int(claims, "iat") if claims.get("iat") is not None else None,
         expires_at=expires_at,
+        token_id=_token_id(token, claims),
     )
+
+
+def _token_id(token: str, claims: dict[str, Any]) -> str:
+    """What names the token for its single use: its `jti`, or (Kommo's bot tokens carry none)
+    the digest of the token itself, which only the secret's holder can vary."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and 0 < len(jti.strip()) <= MAX_JTI_LENGTH:
+        return f"jti:{jti.strip()}"
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _claim_int(claims: dict[str, Any], name: str) -> int:
@@ -143,6 +162,7 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         raise MalformedRequest(exc.message, field="return_url") from None
     settings = jobs.parse_settings(data.get("data") or {}, prefix="data")
     key = jobs.event_fact_key("bot", [claims.account_id, return_url])
+    use_token(claims, key, clock=clock)
     job = AutoSendJob(
         kind="salesbot",
         account_id=claims.account_id,
@@ -161,6 +181,36 @@ def receive(raw: bytes, content_type: str | None, *, clock: Clock = SYSTEM_CLOCK
         return Answer(200, {"status": "duplicate", "message_id": job.message_id})
     logger.info("Salesbot step accepted", extra=log)
     return Answer(200, {"status": "accepted", "message_id": job.message_id})
+
+
+def use_token(claims: BotClaims, step_key: str, *, clock: Clock) -> None:
+    """Spend the token on this step (one conditional put, kept until the token expires):
+    `Conflict` (409 naming `token`) when it was spent on another step. The same step again
+    (Kommo redelivering it, or a retry after a 429/502 of ours) may use it again: the step's
+    own fact answers that one `duplicate`. Two posts racing with one token: one put wins."""
+    now = clock.now()
+    until = datetime.fromtimestamp(claims.expires_at, tz=UTC) + timedelta(seconds=LEEWAY_SECONDS)
+    used = AutomationFactModel(
+        claims.account_id,
+        jobs.event_fact_key("bottoken", [claims.account_id, claims.token_id]),
+        created_at=now,
+        state="used",
+        detail=step_key,
+        expires_at=max(until, now + timedelta(seconds=LEEWAY_SECONDS)),
+    )
+    try:
+        used.save(
+            condition=AutomationFactModel.fact_key.does_not_exist() | (AutomationFactModel.detail == step_key)
+        )
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+        logger.warning("Salesbot token replayed for another step", extra={"account_id": claims.account_id})
+        raise Conflict(
+            "this Salesbot token was used for another step already: each token is good for one step",
+            field="token",
+            reason="token_used",
+        ) from None
 
 
 def process(job: AutoSendJob, *, clock: Clock = SYSTEM_CLOCK) -> str:

@@ -104,11 +104,13 @@ def _left_sending(current: MessageModel, clock: Clock) -> Outcome:
     return "interrupted"
 
 
-def _not_waiting(job: sqs.SendJob, clock: Clock) -> Outcome:
-    """A job could not mark its message as waiting: it left `queued` meanwhile (sent, failed,
-    canceled), or a worker holds it, or held it and died (`_left_sending`)."""
+def _not_moved(account_id: int, message_id: str, clock: Clock) -> Outcome:
+    """A job's conditional transition (wait, fail, cancel, hold) found its message elsewhere:
+    it left `queued` meanwhile (sent, failed, canceled), or a worker holds it, or held it and
+    died (`_left_sending`: this job may be the message's last, so it settles that now). Every
+    path that gives up on a message whose transition failed ends here."""
     try:
-        current = MessageModel.get(job.account_id, job.message_id, consistent_read=True)
+        current = MessageModel.get(account_id, message_id, consistent_read=True)
     except DoesNotExist:
         return "not_found"
     return _left_sending(current, clock) if current.status == state.SENDING else "skipped"
@@ -132,7 +134,8 @@ def without_mailbox(job: sqs.SendJob, clock: Clock) -> Outcome:
     )
     if failed:
         message_events.on_message_failed(message, reason)
-    return "failed" if failed else "skipped"
+        return "failed"
+    return _not_moved(job.account_id, job.message_id, clock)
 
 
 def failed_for_refused_login(message: MessageModel, mailbox: MailboxModel, clock: Clock) -> bool:
@@ -201,7 +204,8 @@ def wait(
         except UpdateError as error:
             if not is_condition_failure(error):
                 raise
-            return _not_waiting(job, clock)  # not queued: sent, failed, canceled, or claimed
+            # not queued: sent, failed, canceled, or claimed
+            return _not_moved(job.account_id, job.message_id, clock)
     sqs.enqueue_send(replace(job, waiting=mark), delay_seconds=delay)
     logger.info("waiting for the mailbox; re-queued", extra={"reason": reason, "delay": delay})
     return "deferred"
@@ -307,8 +311,10 @@ def cancel(
         allowed_from=from_,
         extra=[MessageModel.last_error.set(reason), MessageModel.claim_expires_at.remove()],
     )
+    if not canceled:
+        return _not_moved(int(message.account_id), message.message_id, clock)
     logger.info("message canceled: the account is switched off", extra={"reason": reason})
-    return "canceled" if canceled else "skipped"
+    return "canceled"
 
 
 def campaign_gate(job: sqs.SendJob, clock: Clock) -> Outcome | None:
@@ -334,7 +340,7 @@ def campaign_gate(job: sqs.SendJob, clock: Clock) -> Outcome | None:
         ):
             campaign_state.count_safely(message, "canceled", now)
             return "canceled"
-        return "skipped"
+        return _not_moved(job.account_id, job.message_id, clock)
     held = state.transition(
         message,
         to=state.HELD,
@@ -344,7 +350,7 @@ def campaign_gate(job: sqs.SendJob, clock: Clock) -> Outcome | None:
         allowed_from=(state.QUEUED,),
         refresh=False,
     )
-    return "held" if held else "skipped"
+    return "held" if held else _not_moved(job.account_id, job.message_id, clock)
 
 
 def release(message: MessageModel, clock: Clock) -> None:

@@ -530,8 +530,9 @@ class AutomationFactModel(Model):
 
     `fact_key` says what it is: "run#<run id>" (a trigger run's claim and result),
     "once#<link>#<entity>" (a one-time link's first click), "dp#<event key>" (a pipeline event
-    seen), "day#<yyyy-mm-dd>#<template>#<entity>" (automatic emails sent that day), "seq#links"
-    (the account's last link number).
+    seen), "bot#<step key>" (a Salesbot step seen), "bottoken#<token key>" (a Salesbot token
+    spent on its one step, until it expires), "day#<yyyy-mm-dd>#<template>#<entity>" (automatic
+    emails sent that day), "seq#links" (the account's last link number).
     """
 
     class Meta:

@@ -12,6 +12,7 @@ from mailer_core.adapters import sqs
 from mailer_core.base.clock import FakeClock
 from mailer_core.sending.worker import PACING_MARGIN, SendWorker, lead_seconds, paced_rate
 from mailer_core.store.models import MessageModel
+from pynamodb.expressions.update import Action
 
 from devstack.resources import StackResources
 from tests.support.api_client import ApiClient, LambdaContext, load_handler
@@ -454,3 +455,78 @@ def test_a_redelivered_job_sent_back_to_wait_resolves_a_dead_workers_claim(
     assert (outcome, message.status) == ("interrupted", "failed")
     assert (message.last_error or "").startswith("interrupted during SMTP")
     assert take_jobs(aws_stack) == []
+
+
+def left_by_a_dead_worker(message_id: str, clock: FakeClock, campaign: str | None = None) -> None:
+    """The message as a worker that claimed it and died leaves it: `sending`, its lease passed."""
+    actions: list[Action] = [
+        MessageModel.status.set("sending"),
+        MessageModel.status_key.set(f"{ACCOUNT}#sending"),
+        MessageModel.claim_expires_at.set(clock.now() - timedelta(seconds=1)),
+    ]
+    if campaign:
+        actions.append(MessageModel.campaign_id.set(campaign))
+    stored(message_id).update(actions=actions)
+
+
+def campaign_in(status: str, clock: FakeClock, mailbox_id: str) -> str:
+    from mailer_core.events import campaign_state
+    from mailer_core.store.models import CampaignModel
+
+    campaign_id = f"01JCAMPAIGN{status.upper():0<15}"[:26]
+    CampaignModel(
+        ACCOUNT,
+        campaign_id,
+        name="Autumn",
+        status=status,
+        user_id=1,
+        mailbox_ids=[mailbox_id],
+        audience={"kind": "list"},
+        created_at=clock.now(),
+        updated_at=clock.now(),
+    ).save()
+    campaign_state.forget_statuses()
+    return campaign_id
+
+
+@pytest.mark.parametrize(
+    "path", ["campaign canceled", "campaign paused", "account switched off", "mailbox deleted"]
+)
+def test_a_job_that_gives_up_on_its_message_resolves_a_dead_workers_claim(
+    path: str,
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from mailer_core.accounts import access
+
+    # GIVEN a message left `sending` by a worker that died (its lease passed), and its job
+    # delivered again when it would not be sent anyway: its campaign canceled or paused, the
+    # account switched off, or its mailbox deleted
+    mailbox_id = user.post("/v1/mailboxes", mailbox_body(smtp)).json()["id"]
+    message_id = compose(user)
+    [(job, _)] = take_jobs(aws_stack)
+    clock = FakeClock()
+    campaign = None
+    if path.startswith("campaign"):
+        campaign = campaign_in(path.split()[1], clock, mailbox_id)
+        job = replace(job, campaign=campaign, lane="bulk")
+    elif path == "account switched off":
+        switched_off = "Mailer was switched off for this account"
+        monkeypatch.setattr(access, "send_refusal", lambda *_, **__: switched_off)
+    else:
+        user.delete(f"/v1/mailboxes/{mailbox_id}")
+    left_by_a_dead_worker(message_id, clock, campaign)
+
+    # WHEN the job arrives
+    with SendWorker(clock=clock) as worker:
+        outcome = worker.process(job)
+
+    # THEN the message is marked interrupted now (it may have gone out), not left `sending`
+    message = stored(message_id)
+    assert (outcome, message.status) == ("interrupted", "failed")
+    assert (message.last_error or "").startswith("interrupted during SMTP")
+    assert smtp.messages == []

@@ -90,5 +90,7 @@ def test_injected_failures_can_target_one_caller_or_the_token_endpoint(oauth: Ko
     oauth.fail_next(403, token=MANAGER_TOKEN)
     oauth.fail_next(503, path="/oauth2/access_token")
     assert api("GET", "/api/v4/account", token=TOKEN).status == 200
+    assert oauth.pending_failures == 2  # neither taken yet: bench/faults.py waits for none left
     assert api("GET", "/api/v4/account", token=MANAGER_TOKEN).status == 403
+    assert oauth.pending_failures == 1
     assert token(api, "authorization_code", code=oauth.issue_code(CLIENT)).status == 503

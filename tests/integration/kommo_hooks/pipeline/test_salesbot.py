@@ -23,7 +23,7 @@ from tests.support.fixtures.pipeline import (
     queued_jobs,
     run_pipeline,
 )
-from tests.support.kommo_accounts import save_account_with_token
+from tests.support.kommo_accounts import save_account_with_token, serialize_moto
 from tests.support.kommo_helpers import MANAGER_TOKEN
 
 SALESBOT = "/hooks/kommo/salesbot"
@@ -100,6 +100,56 @@ def test_given_the_same_step_twice_or_a_redelivered_job_then_one_email_and_one_c
 
     assert (first[0], second[0]) == (200, 200)
     assert second[1] == {"status": "duplicate", "message_id": first[1]["message_id"]}
+    assert len(messages()) == 1 and len(kommo.salesbot_continues) == 1
+
+
+def test_given_a_used_token_with_a_new_continue_id_then_409_and_nothing_sent(
+    aws_stack: StackResources, kommo: KommoStandIn, template: dict[str, Any]
+) -> None:
+    # GIVEN a bot step done with a token
+    token, data = bot_token(), {"template_id": template["id"]}
+    first = post_step(hook_body(continue_url(kommo.base_url, "step-1"), token=token, data=data))
+
+    # WHEN the same token comes again for another step (a new continue id)
+    replay = post_step(hook_body(continue_url(kommo.base_url, "step-2"), token=token, data=data))
+    run_pipeline(aws_stack)
+
+    # THEN the first is accepted, the replay refused naming the token, and one email goes
+    assert (first[0], first[1]["status"]) == (200, "accepted")
+    assert replay[0] == 409
+    assert (replay[1]["error"], replay[1]["field"], replay[1]["reason"]) == (
+        "conflict",
+        "token",
+        "token_used",
+    )
+    assert len(messages()) == 1
+    assert [c["continue_id"] for c in kommo.salesbot_continues] == ["step-1"]
+
+
+def test_given_one_token_posted_twice_at_once_for_two_steps_then_exactly_one_send(
+    aws_stack: StackResources,
+    kommo: KommoStandIn,
+    template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    serialize_moto(monkeypatch)  # moto's requests atomic, as DynamoDB's writes are
+    token, data = bot_token(), {"template_id": template["id"]}
+    bodies = [hook_body(continue_url(kommo.base_url, f"race-{i}"), token=token, data=data) for i in (1, 2)]
+    post_step(hook_body(continue_url(kommo.base_url), token="not.a.jwt"))  # the handler imported: a 401
+    start = Barrier(2)
+
+    def race(body: str) -> tuple[int, dict[str, Any]]:
+        start.wait()
+        return post_step(body)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(race, bodies))
+    run_pipeline(aws_stack)
+
+    assert sorted(status for status, _ in answers) == [200, 409]
     assert len(messages()) == 1 and len(kommo.salesbot_continues) == 1
 
 
