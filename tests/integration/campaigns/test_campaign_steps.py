@@ -187,6 +187,17 @@ def test_report_csv_and_send_test(
 
     deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
     assert delivered_to(smtp) == ["manager@example.com"]
+    # ... with the opt-out a campaign email carries: the footer's link and the one-click headers
+    tested = smtp.messages[0].parsed()
+    link = "".join(str(tested["List-Unsubscribe"]).split()).strip("<>")
+    assert "/u/" in link and tested["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = link.rsplit("/u/", 1)[1]
+    assert f"/u/{token}" in tested.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    # ... whose link shows the pages but unsubscribes no one (the manager stays subscribed)
+    from mailer_core.messages import opt_out, suppressions
+
+    assert opt_out.handle(token, method="POST", accept_language="", now=SYSTEM_CLOCK.now()).status == 200
+    assert suppressions.suppressed(ACCOUNT, ["manager@example.com"]) == {}
     assert user.get(f"/v1/campaigns/{campaign_id}").json()["progress"]["recipients"] == 0
     user.post(f"/v1/campaigns/{campaign_id}/start", {})
     work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
