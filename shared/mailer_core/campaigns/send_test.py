@@ -17,8 +17,7 @@ from mailer_core.campaigns import api
 from mailer_core.campaigns.expansion import Expander
 from mailer_core.messages import compose
 from mailer_core.messages.requests import ComposeRequest
-from mailer_core.store.models import CampaignModel
-from mailer_core.tracking.unsubscribe import TEST_ORIGIN
+from mailer_core.store.models import CAMPAIGN_TEST_ORIGIN, CampaignModel
 
 ENTITY_TYPES = ("leads", "contacts", "companies")
 
@@ -44,7 +43,7 @@ def send_test(
     for name in ("subject", "html"):
         if getattr(campaign, name):
             fields[name] = str(getattr(campaign, name))
-    return compose.compose(ComposeRequest.of(**fields), caller, clock=clock, origin=TEST_ORIGIN)
+    return compose.compose(ComposeRequest.of(**fields), caller, clock=clock, origin=CAMPAIGN_TEST_ORIGIN)
 
 
 def _entity(raw: Any) -> tuple[str, int]:

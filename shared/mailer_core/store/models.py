@@ -645,6 +645,11 @@ class TargetListMemberModel(Model):
     added_at = UTCDateTimeAttribute()
 
 
+# A campaign's Send Test email's `origin` (campaigns.send_test): it carries a campaign email's
+# opt-out (tracking.unsubscribe), whose link unsubscribes no one (messages.opt_out).
+CAMPAIGN_TEST_ORIGIN = "campaign test"
+
+
 def target_list_key(account_id: int, list_id: str) -> str:
     """The members' hash key of a target list."""
     return f"{int(account_id)}#{list_id}"
