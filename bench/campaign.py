@@ -367,7 +367,7 @@ def kommo(args: argparse.Namespace) -> str:
             began = time.perf_counter()
             lifecycle.start(caller(seed.ACCOUNT_ID, seed.SUBDOMAIN), campaign_id, {})
             work_until(
-                lambda: campaign_item(seed.ACCOUNT_ID, campaign_id).status == "sent", timeout=120 + leads
+                lambda: campaign_item(seed.ACCOUNT_ID, campaign_id).status == "sent", timeout=600 + 3 * leads
             )
             wall = time.perf_counter() - began
             made = standin.requests[before:]
