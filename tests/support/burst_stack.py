@@ -24,8 +24,6 @@ from devstack.system import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_
 from tests.support.fixtures.pipeline import SECRET, TOKEN
 from tests.support.kommo_accounts import save_account_with_token
 
-FIRST_EVENT_TIME = int(time.time()) - 1800  # distinct recent events: the hook ignores older ones
-
 
 @dataclass
 class Stack:
@@ -33,6 +31,7 @@ class Stack:
     kommo: KommoStandIn
     sink: SmtpSink
     template_id: str
+    first_event_time: int  # distinct recent events from here on: the hook ignores older ones
 
 
 @contextmanager
@@ -56,7 +55,8 @@ def burst_stack() -> Iterator[Stack]:
         )
         with stack:
             save_account_with_token(TOKEN, dp_secret_hash=pipeline_secret.digest(SECRET))
-            yield Stack(stack, kommo, sink, _mailbox_and_template(stack.api_url, sink))
+            template_id = _mailbox_and_template(stack.api_url, sink)
+            yield Stack(stack, kommo, sink, template_id, first_event_time=int(time.time()) - 1800)
 
 
 def _mailbox_and_template(api: str, sink: SmtpSink) -> str:
@@ -100,6 +100,6 @@ def post(local: Stack, n: int) -> tuple[int, dict[str, Any], float]:
         pipeline_id=seed.PIPELINE_ID,
         status_id=seed.STATUS_QUALIFIED,
         template_id=local.template_id,
-        event_time=FIRST_EVENT_TIME + n,
+        event_time=local.first_event_time + n,
     )
     return status, body, time.perf_counter() - started
