@@ -50,8 +50,10 @@ lint: $(STAMP)
 
 # The Kommo widget's archive: build/widget/widget.zip (and build/widget/files/ unpacked).
 # API_URL is the stack's ApiUrl output; the manifest's dp.webhook_url is built from it.
+# SUPPORT_LINK (https://) and SUPPORT_EMAIL fill the manifest's widget.support (placeholders without).
 widget: $(STAMP)  ## the upload-ready widget.zip (docs/widget.md)
-	MAILER_API_URL='$(API_URL)' $(BIN)/python scripts/build_widget.py
+	MAILER_API_URL='$(API_URL)' MAILER_SUPPORT_LINK='$(SUPPORT_LINK)' MAILER_SUPPORT_EMAIL='$(SUPPORT_EMAIL)' \
+		$(BIN)/python scripts/build_widget.py
 
 widget-lint:  ## ESLint and tsc --checkJs on widget/script.js (installs widget/node_modules)
 	sh scripts/widget-lint.sh

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.invocations import isolate_invocations
 from devstack.template import FunctionDef
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class LocalFunction:
                 self._idle.append(handler)
 
     def _load(self, environment: int = 1) -> Handler:
+        isolate_invocations()  # Powertools' class-level event, per thread as per environment
         fn = self.definition
         module_path, _, attribute = fn.handler.rpartition(".")
         if not module_path:

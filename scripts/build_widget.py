@@ -7,6 +7,10 @@ Reads the widget's source in `widget/` and writes, under `build/widget/` (git-ig
 
 The manifest's `dp.webhook_url` is the deployment's `ApiUrl` + `/hooks/kommo/dp`: pass the
 stack's `ApiUrl` output with `--api-url` (or `MAILER_API_URL`; `make widget API_URL=...`).
+The manifest's `widget.support` (the link and e-mail Kommo shows for help, required by its
+marketplace) comes from `--support-link` and `--support-email` (`MAILER_SUPPORT_LINK`,
+`MAILER_SUPPORT_EMAIL`; `make widget SUPPORT_LINK=... SUPPORT_EMAIL=...`); without them the
+manifest keeps placeholders under the reserved `.invalid` domain and the build says so.
 The logos are drawn here at Kommo's exact sizes (scripts/widget_logos.py). The build refuses
 a source file that is not UTF-8 or starts with a byte order mark, and a JSON file that does
 not parse, so a broken archive never reaches Kommo's upload form.
@@ -30,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "widget"
 OUT = ROOT / "build" / "widget"
 PLACEHOLDER_API_URL = "https://mailer-api.example.invalid"
+# widget/manifest.json carries these: nobody's real address, so an upload never points at one.
+PLACEHOLDER_SUPPORT_LINK = "https://support.mailer.example.invalid/"
+PLACEHOLDER_SUPPORT_EMAIL = "support@mailer.example.invalid"
 # What goes into the archive: everything else in widget/ (package.json, lint configs, types,
 # node_modules, the host contract) is for development only.
 SHIPPED_FILES = ("manifest.json", "script.js", "style.css")
@@ -65,16 +72,44 @@ def _sources(source: Path) -> list[Path]:
     return files
 
 
-def manifest_for(source: Path, api_url: str) -> dict[str, object]:
+def _checked_support(link: str | None, email: str | None) -> None:
+    if link is not None and (not link.startswith("https://") or len(link) <= len("https://") or " " in link):
+        raise BuildError(f"support link {link!r}: Kommo wants an https:// address")
+    if email is not None:
+        local, _, domain = email.partition("@")
+        if not local or "." not in domain or " " in email:
+            raise BuildError(f"support e-mail {email!r}: not an e-mail address")
+
+
+def manifest_for(
+    source: Path, api_url: str, *, support_link: str | None = None, support_email: str | None = None
+) -> dict[str, object]:
     manifest: dict[str, object] = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
     dp = manifest.get("dp")
     if isinstance(dp, dict):
         dp["webhook_url"] = api_url.rstrip("/") + "/hooks/kommo/dp"
+    widget = manifest.get("widget")
+    if isinstance(widget, dict) and (support_link or support_email):
+        support = dict(widget.get("support") or {})
+        if support_link:
+            support["link"] = support_link
+        if support_email:
+            support["email"] = support_email
+        widget["support"] = support
     return manifest
 
 
-def build(api_url: str, *, source: Path = SOURCE, out: Path = OUT) -> Path:
-    """Write `out/files/` and `out/widget.zip`; return the zip's path."""
+def build(
+    api_url: str,
+    *,
+    source: Path = SOURCE,
+    out: Path = OUT,
+    support_link: str | None = None,
+    support_email: str | None = None,
+) -> Path:
+    """Write `out/files/` and `out/widget.zip`; return the zip's path. `support_link` and
+    `support_email` replace the manifest's placeholders of `widget.support`."""
+    _checked_support(support_link, support_email)
     files = _sources(source)
     for path in files:
         if not path.is_file():
@@ -89,7 +124,7 @@ def build(api_url: str, *, source: Path = SOURCE, out: Path = OUT) -> Path:
         target = staging / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.name == "manifest.json" and path.parent == source:
-            manifest = manifest_for(source, api_url)
+            manifest = manifest_for(source, api_url, support_link=support_link, support_email=support_email)
             target.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         else:
             shutil.copyfile(path, target)
@@ -112,8 +147,27 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MAILER_API_URL", ""),
         help="the stack's ApiUrl output (dp.webhook_url is built from it)",
     )
+    parser.add_argument(
+        "--support-link",
+        default=os.environ.get("MAILER_SUPPORT_LINK", ""),
+        help="the https:// page Kommo shows for help with the widget (widget.support.link)",
+    )
+    parser.add_argument(
+        "--support-email",
+        default=os.environ.get("MAILER_SUPPORT_EMAIL", ""),
+        help="the e-mail address Kommo shows for help with the widget (widget.support.email)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    support_link = args.support_link.strip() or None
+    support_email = args.support_email.strip() or None
+    if support_link is None or support_email is None:
+        print(
+            "note: no support link or e-mail: the manifest's widget.support keeps the placeholders "
+            f"{PLACEHOLDER_SUPPORT_LINK} and {PLACEHOLDER_SUPPORT_EMAIL}; rebuild with "
+            "`make widget SUPPORT_LINK=https://... SUPPORT_EMAIL=...` before uploading to Kommo",
+            file=sys.stderr,
+        )
     api_url = args.api_url.strip()
     if not api_url:
         api_url = PLACEHOLDER_API_URL
@@ -123,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        archive = build(api_url, out=args.out)
+        archive = build(api_url, out=args.out, support_link=support_link, support_email=support_email)
     except BuildError as exc:
         print(f"widget build failed: {exc}", file=sys.stderr)
         return 1

@@ -359,11 +359,16 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       });
     }
 
-    // ---------------------------------------------------------------- drafts (kept in the browser)
+    // ---------------------------------------------------------------- drafts (on the server, and a copy in the browser)
+    //
+    // "Save draft" stores the window on the server (POST/PUT /v1/drafts, docs/letters.md); the
+    // browser keeps its own copy as the manager types (per account, user and entity), with the
+    // server draft's id, so nothing is lost when a request fails or the page is reloaded.
 
     function draftKey(entity) {
       var system = sys();
-      return ['mailer', 'draft', system.subdomain || '', system.amouser_id || '', entity.type, entity.id].join(':');
+      var about = entity || { type: 'none', id: 0 };
+      return ['mailer', 'draft', system.subdomain || '', system.amouser_id || '', about.type, about.id].join(':');
     }
 
     function readDraft(entity) {
@@ -392,6 +397,47 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       } catch (ignore) {
         // storage unavailable: nothing was kept
       }
+    }
+
+    /** A server draft (GET /v1/drafts item) as the compose window's values. */
+    function draftFromServer(saved) {
+      var request = saved.request || {};
+      var local = '';
+      if (request.send_at) {
+        var at = new Date(request.send_at);
+        at.setMinutes(at.getMinutes() - at.getTimezoneOffset());
+        local = at.toISOString().slice(0, 16);
+      }
+      return {
+        server_id: saved.id,
+        mailbox_id: request.mailbox_id,
+        to: request.to || [],
+        cc: request.cc || [],
+        bcc: request.bcc || [],
+        template_id: request.template_id,
+        subject: request.subject || '',
+        html: request.html || '',
+        later: !!request.send_at,
+        send_at_local: local,
+        attachments: (saved.attachments || []).map(function (a) { return { upload_id: a.upload_id, filename: a.filename, size: a.size }; }),
+        attachment_links: request.attachment_links || [],
+        triggers: request.triggers || {},
+        not_opened_hours: request.not_opened_after ? String(Math.round(request.not_opened_after / 36) / 100) : '',
+        saved_at: saved.updated_at
+      };
+    }
+
+    /** The browser's copies of drafts whose server copy is `id`, dropped (it was sent or deleted). */
+    function dropLocalCopies(id) {
+      localDrafts().forEach(function (draft) {
+        if (draft.server_id === id) {
+          try {
+            window.localStorage.removeItem(draft.key);
+          } catch (ignore) {
+            // storage unavailable: nothing was kept
+          }
+        }
+      });
     }
 
     function localDrafts() {
@@ -450,34 +496,34 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       });
     }
 
-    /** The entity's emails: the newest pages of GET /v1/messages, kept to this entity. */
+    /** The entity's emails, newest first: GET /v1/messages?entity_type=&entity_id= (pages of 50, "Show more"). */
     function loadEmails($panel, entity) {
       var $list = $panel.find('[data-testid="mailer-emails"]');
       $list.empty().append(el('div', { 'class': 'mailer-muted' }, t('panel.loading')));
-      var found = [];
-      function page(cursor, pages) {
-        var query = '?limit=200' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
+      var reload = function () { loadEmails($panel, entity); };
+      function page(cursor) {
+        var query = '?entity_type=' + encodeURIComponent(entity.type) + '&entity_id=' + encodeURIComponent(String(entity.id)) +
+          '&limit=50' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
         return api('GET', '/v1/messages' + query).then(function (data) {
+          $list.find('[data-testid="mailer-emails-more"], .mailer-muted').filter(function () { return !$(this).closest('.mailer-email').length; }).remove();
           (data.items || []).forEach(function (message) {
-            if (message.entity && message.entity.type === entity.type && Number(message.entity.id) === entity.id) {
-              found.push(message);
-            }
+            $list.append(emailRow(message, reload));
           });
-          if (data.next_cursor && pages < 5 && found.length < 50) {
-            return page(data.next_cursor, pages + 1);
+          if (!$list.children().length) {
+            $list.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-emails-empty' }, t('panel.no_emails')));
           }
-          return found;
+          if (data.next_cursor) {
+            $list.append(el('button', { type: 'button', 'class': 'mailer-button', 'data-testid': 'mailer-emails-more' }, t('panel.more')).on('click', function () {
+              $(this).prop('disabled', true);
+              var $more = $(this);
+              page(data.next_cursor).catch(function (error) {
+                $more.prop('disabled', false).before(el('div', { 'class': 'mailer-error', 'data-testid': 'mailer-form-error' }, errorText(error)));
+              });
+            }));
+          }
         });
       }
-      return page(null, 1).then(function (messages) {
-        $list.empty();
-        if (!messages.length) {
-          $list.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-emails-empty' }, t('panel.no_emails')));
-        }
-        messages.forEach(function (message) {
-          $list.append(emailRow(message, function () { loadEmails($panel, entity); }));
-        });
-      }).catch(function (error) {
+      return page(null).catch(function (error) {
         $list.empty().append(el('div', { 'class': 'mailer-error', 'data-testid': 'mailer-form-error' }, errorText(error)));
       });
     }
@@ -489,7 +535,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
     /** One email: subject, status, opens, clicks, and the server's words when it failed. */
     function emailRow(message, reload) {
       var $row = el('div', { 'class': 'mailer-email', 'data-testid': 'mailer-email-row', 'data-id': message.id, 'data-status': message.status });
-      $row.append(el('div', { 'class': 'mailer-email__subject' }, message.subject || t('panel.no_subject')));
+      // as sent (a template's variables filled in), else as composed (not sent yet)
+      $row.append(el('div', { 'class': 'mailer-email__subject', 'data-testid': 'mailer-email-subject' }, message.sent_subject || message.subject || t('panel.no_subject')));
       $row.append(el('div', { 'class': 'mailer-muted' }, (message.to || []).join(', ')));
       var $meta = el('div', { 'class': 'mailer-email__meta' });
       $meta.append(el('span', { 'class': 'mailer-status mailer-status_' + message.status, 'data-testid': 'mailer-email-status' }, t('status.' + message.status)));
@@ -520,6 +567,14 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           });
         }).catch(function (error) { showError($row, error); });
       }));
+      if (message.status === 'draft') { // a draft saved on this card: open it in compose again
+        $actions.append(el('button', { type: 'button', 'class': 'mailer-button', 'data-testid': 'mailer-email-open-draft' }, t('letters.open')).on('click', function () {
+          clearError($row);
+          api('GET', '/v1/drafts/' + encodeURIComponent(message.id)).then(function (full) {
+            openCompose(full.entity || null, null, full, reload);
+          }).catch(function (error) { showError($row, error); });
+        }));
+      }
       if (message.status === 'failed') {
         $actions.append(el('button', { type: 'button', 'class': 'mailer-button', 'data-testid': 'mailer-email-retry' }, t('panel.retry')).on('click', function () {
           actOnMessage($row, 'retry', message.id, reload);
@@ -570,8 +625,12 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       }).filter(Boolean);
     }
 
-    /** The compose window in a Kommo modal; `preset` may name an address (the e-mail menu). */
-    function openCompose(entity, preset) {
+    /**
+     * The compose window in a Kommo modal; `preset` may name an address (the e-mail menu),
+     * `serverDraft` a draft of GET /v1/drafts to open again (the letters tab); `onSent` runs
+     * once the email is accepted.
+     */
+    function openCompose(entity, preset, serverDraft, onSent) {
       Promise.all([view('compose', {}), cardContacts()]).then(function (results) {
         var modal = new Modal({
           class_name: 'mailer-modal',
@@ -579,7 +638,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
             $modal.trigger('modal:loaded').html(results[0]).trigger('modal:centrify');
             setUpCompose($modal.find('[data-testid="mailer-compose"]'), entity, results[1], preset, function () {
               modal.destroy();
-            });
+            }, serverDraft, onSent);
           },
           destroy: function () {}
         });
@@ -588,9 +647,10 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       });
     }
 
-    function setUpCompose($form, entity, contacts, preset, close) {
+    function setUpCompose($form, entity, contacts, preset, close, serverDraft, onSent) {
       var attachments = []; // {upload_id, filename, size}
       var links = [];
+      var serverId = null; // the server draft this window saves to and sends (POST /v1/drafts/{id}/send)
       var $to = $form.find('[data-testid="mailer-compose-to"]');
       var seen = {};
       contacts.forEach(function (contact) {
@@ -627,7 +687,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       }).catch(function (error) { showError($form, error); });
       var $events = $form.find('[data-testid="mailer-compose-trigger-events"]');
       loadTriggers().then(function (triggers) {
-        var chosen = (readDraft(entity) || {}).triggers || {};
+        var chosen = ((serverDraft ? draftFromServer(serverDraft) : readDraft(entity)) || {}).triggers || {};
         TRIGGER_EVENTS.forEach(function (eventName) {
           $events.append(triggerChecks('compose', eventName, triggers, chosen[eventName] || []));
         });
@@ -650,18 +710,33 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           attachments: attachments.slice(),
           attachment_links: links.slice(),
           triggers: checkedTriggers($form),
-          not_opened_hours: $form.find('[name="not_opened_hours"]').val()
+          not_opened_hours: $form.find('[name="not_opened_hours"]').val(),
+          server_id: serverId
         };
       }
 
       function restore() {
-        var draft = readDraft(entity);
-        if (!draft || $form.find('[name="subject"]').val() || $form.find('[name="html"]').val()) {
+        var draft = serverDraft ? draftFromServer(serverDraft) : readDraft(entity);
+        if (!draft || (!serverDraft && ($form.find('[name="subject"]').val() || $form.find('[name="html"]').val()))) {
           return; // no draft, or the manager has started typing meanwhile
         }
+        serverId = draft.server_id || null;
         $form.find('[name="subject"]').val(draft.subject || '');
         $form.find('[name="html"]').val(draft.html || '');
-        $form.find('[name="to_extra"]').val(draft.to_extra || '');
+        var wanted = (draft.to || []).map(function (a) { return String(a).toLowerCase(); });
+        var ticked = {};
+        if (wanted.length) {
+          $to.find('input[type=checkbox]').each(function () {
+            var address = String($(this).val()).toLowerCase();
+            ticked[address] = true;
+            $(this).prop('checked', wanted.indexOf(address) >= 0);
+          });
+        }
+        var extra = draft.to_extra;
+        if (extra === undefined || extra === null) { // a server draft: the addresses that are not the card's
+          extra = (draft.to || []).filter(function (a) { return !ticked[String(a).toLowerCase()]; }).join(', ');
+        }
+        $form.find('[name="to_extra"]').val(extra || '');
         $form.find('[name="cc"]').val((draft.cc || []).join(', '));
         $form.find('[name="bcc"]').val((draft.bcc || []).join(', '));
         if ((draft.cc || []).length || (draft.bcc || []).length) {
@@ -682,6 +757,66 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         links = draft.attachment_links || [];
         drawAttachments();
         $form.find('[data-testid="mailer-compose-notice"]').text(t('compose.draft_restored', { at: formatDate(draft.saved_at) })).show();
+      }
+
+      /** The window's values as the compose body of POST /v1/messages and /v1/drafts. */
+      function composeBody(draft) {
+        var request = { subject: draft.subject, html: draft.html };
+        if (entity) { request.entity = entity; }
+        if (draft.mailbox_id) { request.mailbox_id = draft.mailbox_id; }
+        if (draft.to.length) { request.to = draft.to; }
+        if (draft.cc.length) { request.cc = draft.cc; }
+        if (draft.bcc.length) { request.bcc = draft.bcc; }
+        if (draft.template_id) { request.template_id = draft.template_id; }
+        if (draft.attachments.length) {
+          request.attachments = draft.attachments.map(function (a) { return { upload_id: a.upload_id }; });
+        }
+        if (draft.attachment_links.length) { request.attachment_links = draft.attachment_links; }
+        if (Object.keys(draft.triggers).length) { request.triggers = draft.triggers; }
+        if (Number(draft.not_opened_hours) > 0) {
+          request.not_opened_after = Math.max(60, Math.round(Number(draft.not_opened_hours) * 3600));
+        }
+        if (draft.later && draft.send_at_local) {
+          request.send_at = new Date(draft.send_at_local).toISOString();
+        }
+        return request;
+      }
+
+      /** A draft the server no longer has as a draft (sent, deleted): 404 or 409. */
+      function goneDraft(error) {
+        return !!error && (error.status === 404 || error.status === 409);
+      }
+
+      /** Save the window as a server draft: PUT over its own, else (none, or gone) a new one. */
+      function saveToServer(draft) {
+        var body = composeBody(draft);
+        var saving = serverId ?
+          api('PUT', '/v1/drafts/' + encodeURIComponent(serverId), body).catch(function (error) {
+            if (!goneDraft(error)) { throw error; }
+            return api('POST', '/v1/drafts', body);
+          }) :
+          api('POST', '/v1/drafts', body);
+        return saving.then(function (saved) {
+          serverId = saved && saved.id ? saved.id : serverId;
+          draft.server_id = serverId;
+          writeDraft(entity, draft);
+          return saved;
+        });
+      }
+
+      /** Send: the server draft updated and sent under its id, else POST /v1/messages. */
+      function sendNow(request) {
+        if (!serverId) {
+          return api('POST', '/v1/messages', request);
+        }
+        var id = serverId;
+        return api('PUT', '/v1/drafts/' + encodeURIComponent(id), request).then(function () {
+          return api('POST', '/v1/drafts/' + encodeURIComponent(id) + '/send', {});
+        }, function (error) {
+          if (!goneDraft(error)) { throw error; }
+          serverId = null;
+          return api('POST', '/v1/messages', request);
+        });
       }
 
       var saveTimer = 0;
@@ -787,9 +922,17 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       });
       $form.find('[data-testid="mailer-compose-draft"]').on('click', function (event) {
         event.preventDefault();
-        if (writeDraft(entity, collect())) {
-          $form.find('[data-testid="mailer-compose-notice"]').text(t('compose.draft_saved')).show();
-        }
+        var draft = collect();
+        var $button = $(this).prop('disabled', true);
+        var $notice = $form.find('[data-testid="mailer-compose-notice"]');
+        writeDraft(entity, draft); // the browser's copy first: nothing is lost if the request fails
+        clearError($form);
+        saveToServer(draft).then(function () {
+          $notice.text(t('compose.draft_saved')).attr('data-saved', 'server').show();
+        }).catch(function (error) {
+          showError($form, error);
+          $notice.text(t('compose.draft_kept')).attr('data-saved', 'browser').show();
+        }).then(function () { $button.prop('disabled', false); });
       });
       $form.find('[data-testid="mailer-compose-close"]').on('click', function (event) {
         event.preventDefault();
@@ -800,24 +943,7 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
         event.preventDefault();
         var draft = collect();
         writeDraft(entity, draft);
-        var request = {
-          entity: entity,
-          subject: draft.subject,
-          html: draft.html
-        };
-        if (draft.mailbox_id) { request.mailbox_id = draft.mailbox_id; }
-        if (draft.to.length) { request.to = draft.to; }
-        if (draft.cc.length) { request.cc = draft.cc; }
-        if (draft.bcc.length) { request.bcc = draft.bcc; }
-        if (draft.template_id) { request.template_id = draft.template_id; }
-        if (draft.attachments.length) {
-          request.attachments = draft.attachments.map(function (a) { return { upload_id: a.upload_id }; });
-        }
-        if (draft.attachment_links.length) { request.attachment_links = draft.attachment_links; }
-        if (Object.keys(draft.triggers).length) { request.triggers = draft.triggers; }
-        if (Number(draft.not_opened_hours) > 0) {
-          request.not_opened_after = Math.max(60, Math.round(Number(draft.not_opened_hours) * 3600));
-        }
+        var request = composeBody(draft);
         if (!draft.to.length && $to.find('input[type=checkbox]').length) {
           showError($form, { status: 422, field: 'to', message: t('compose.no_recipient') });
           return;
@@ -827,17 +953,19 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
             showError($form, { status: 422, field: 'send_at', message: t('compose.pick_time') });
             return;
           }
-          request.send_at = new Date(draft.send_at_local).toISOString();
         }
         var $button = $(this).prop('disabled', true);
         clearError($form);
-        api('POST', '/v1/messages', request).then(function (message) {
+        sendNow(request).then(function (message) {
           dropDraft(entity);
           notify(t(message && message.status === 'scheduled' ? 'compose.scheduled' : 'compose.sent'));
           close();
           var $panel = $('#mailer-panel');
-          if ($panel.length) {
+          if ($panel.length && entity) {
             loadEmails($panel, entity);
+          }
+          if (onSent) {
+            onSent();
           }
         }).catch(function (error) {
           $button.prop('disabled', false);
@@ -1777,18 +1905,8 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
       clearError($box);
       var reload = function () { showLetters($box, status); };
       if (status === 'draft') {
-        localDrafts().forEach(function (draft) {
-          var $row = el('div', { 'class': 'mailer-row', 'data-testid': 'mailer-local-draft-row' });
-          $row.append(el('div', { 'class': 'mailer-row__text' })
-            .append(el('div', { 'class': 'mailer-row__title' }, draft.subject || t('panel.no_subject')))
-            .append(el('div', { 'class': 'mailer-muted' }, t('entities.' + (draft.entity && draft.entity.type)) + ' #' +
-              (draft.entity && draft.entity.id) + ' · ' + formatDate(draft.saved_at) + ' · ' + t('letters.local_draft'))));
-          $row.append(el('div', { 'class': 'mailer-actions' }).append(button('mailer-local-draft-delete', 'common.delete').on('click', function () {
-            window.localStorage.removeItem(draft.key);
-            $row.remove();
-          })));
-          $list.append($row);
-        });
+        showDrafts($box, $list, ticket, reload);
+        return;
       }
       api('GET', '/v1/messages?status=' + encodeURIComponent(status) + '&limit=100').then(function (data) {
         if ($box.data('letters-ticket') !== ticket) {
@@ -1809,6 +1927,79 @@ define(['jquery', 'lib/components/base/modal'], function ($, Modal) {
           $list.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-letters-empty' }, t('letters.none')));
         }
       }).catch(function (error) { showError($box, error); });
+    }
+
+    /**
+     * Drafts: the server's (GET /v1/drafts: open in compose, send, delete) and the ones only
+     * this browser keeps (a "Save draft" whose request failed, a window closed unsaved).
+     */
+    function showDrafts($box, $list, ticket, reload) {
+      localDrafts().filter(function (draft) { return !draft.server_id; }).forEach(function (draft) {
+        var $row = el('div', { 'class': 'mailer-row', 'data-testid': 'mailer-local-draft-row' });
+        $row.append(el('div', { 'class': 'mailer-row__text' })
+          .append(el('div', { 'class': 'mailer-row__title' }, draft.subject || t('panel.no_subject')))
+          .append(el('div', { 'class': 'mailer-muted' }, (draft.entity ? t('entities.' + draft.entity.type) + ' #' + draft.entity.id + ' · ' : '') +
+            formatDate(draft.saved_at) + ' · ' + t('letters.local_draft'))));
+        $row.append(el('div', { 'class': 'mailer-actions' }).append(button('mailer-local-draft-delete', 'common.delete').on('click', function () {
+          try {
+            window.localStorage.removeItem(draft.key);
+          } catch (ignore) {
+            // storage unavailable: nothing was kept
+          }
+          $row.remove();
+        })));
+        $list.append($row);
+      });
+      api('GET', '/v1/drafts?limit=100').then(function (data) {
+        if ($box.data('letters-ticket') !== ticket) {
+          return;
+        }
+        ((data && data.items) || []).forEach(function (draft) {
+          $list.append(draftRow($box, draft, reload));
+        });
+        if (!$list.children().length) {
+          $list.append(el('div', { 'class': 'mailer-muted', 'data-testid': 'mailer-letters-empty' }, t('letters.none')));
+        }
+      }).catch(function (error) { showError($box, error); });
+    }
+
+    /** One server draft: subject, recipients, its card, when saved; Open, Send, Delete. */
+    function draftRow($box, draft, reload) {
+      var $row = el('div', { 'class': 'mailer-row', 'data-testid': 'mailer-draft-row', 'data-id': draft.id });
+      var about = draft.entity ? ' · ' + t('entities.' + draft.entity.type) + ' #' + draft.entity.id : '';
+      $row.append(el('div', { 'class': 'mailer-row__text' })
+        .append(el('div', { 'class': 'mailer-row__title' }, draft.subject || t('panel.no_subject')))
+        .append(el('div', { 'class': 'mailer-muted' }, ((draft.to || []).join(', ') || t('letters.no_recipients')) + about +
+          ' · ' + formatDate(draft.updated_at))));
+      var $actions = el('div', { 'class': 'mailer-actions' });
+      $actions.append(button('mailer-draft-open', 'letters.open', true).on('click', function () {
+        clearError($row);
+        api('GET', '/v1/drafts/' + encodeURIComponent(draft.id)).then(function (full) {
+          openCompose(full.entity || null, null, full, reload);
+        }).catch(function (error) { showError($row, error); });
+      }));
+      $actions.append(button('mailer-draft-send', 'letters.send').on('click', function () {
+        clearError($row);
+        $row.find('button').prop('disabled', true);
+        api('POST', '/v1/drafts/' + encodeURIComponent(draft.id) + '/send', {}).then(function (message) {
+          dropLocalCopies(draft.id);
+          notify(t(message && message.status === 'scheduled' ? 'compose.scheduled' : 'compose.sent'));
+          reload();
+        }).catch(function (error) {
+          $row.find('button').prop('disabled', false);
+          showError($row, error); // e.g. a draft without recipients: 422 naming `to`
+        });
+      }));
+      $actions.append(button('mailer-draft-delete', 'common.delete').on('click', function () {
+        if (!window.confirm(t('common.confirm_delete'))) { return; }
+        clearError($row);
+        api('DELETE', '/v1/drafts/' + encodeURIComponent(draft.id)).then(function () {
+          dropLocalCopies(draft.id);
+          $row.remove();
+        }).catch(function (error) { showError($row, error); });
+      }));
+      $row.append($actions).append(errorBox());
+      return $row;
     }
 
     // -- account settings: users, administrators, defaults

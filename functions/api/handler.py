@@ -288,6 +288,7 @@ def list_messages() -> dict[str, Any]:
         status=query.get("status"),
         limit=edge.limit_param(query),
         cursor=query.get("cursor"),
+        entity=queries.entity_filter(query.get("entity_type"), query.get("entity_id")),
     )
 
 

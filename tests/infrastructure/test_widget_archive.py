@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from scripts.build_widget import SOURCE, BuildError, build
+from scripts.build_widget import (
+    PLACEHOLDER_SUPPORT_EMAIL,
+    PLACEHOLDER_SUPPORT_LINK,
+    SOURCE,
+    BuildError,
+    build,
+)
 from scripts.widget_logos import LOGO_SIZES, png_size
 
 API_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com"
@@ -264,3 +270,21 @@ def test_the_build_refuses_a_broken_locale(tmp_path: Path) -> None:
     (source / "i18n" / "ru.json").write_text('{"widget": ', encoding="utf-8")
     with pytest.raises(BuildError, match=r"ru\.json: not valid JSON"):
         build(API_URL, source=source, out=tmp_path / "out")
+
+
+def test_the_support_link_and_email_are_chosen_at_build_time(tmp_path: Path) -> None:
+    path = build(
+        API_URL,
+        out=tmp_path,
+        support_link="https://help.example.com/mailer",
+        support_email="help@example.com",
+    )
+    with zipfile.ZipFile(path) as archive:
+        support = json.loads(archive.read("manifest.json"))["widget"]["support"]
+    assert support == {"link": "https://help.example.com/mailer", "email": "help@example.com"}
+    # without them, the placeholders of widget/manifest.json: a reserved domain, nobody's address
+    placeholder = json.loads((SOURCE / "manifest.json").read_text("utf-8"))["widget"]["support"]
+    assert placeholder == {"link": PLACEHOLDER_SUPPORT_LINK, "email": PLACEHOLDER_SUPPORT_EMAIL}
+    for link, email in (("http://help.example.com", None), (None, "not an address")):
+        with pytest.raises(BuildError, match="support"):
+            build(API_URL, out=tmp_path / "refused", support_link=link, support_email=email)

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from mailer_core.accounts.auth import mint_widget_token
 
+from devstack.invocations import isolate_invocations
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,6 +29,7 @@ def load_handler(function: str, environment: int = 1) -> ModuleType:
     Powertools resolver keeps the current event there), so calls made at once from several
     threads each need one, as Lambda never runs two invocations in one environment.
     """
+    isolate_invocations()  # Powertools keeps the current event on a class: per thread instead
     name = f"mailer_function_{function}" + (f"_env{environment}" if environment > 1 else "")
     if name in sys.modules:
         return sys.modules[name]

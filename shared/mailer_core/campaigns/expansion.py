@@ -62,7 +62,7 @@ from mailer_core.messages import suppressions
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets, timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel, plain_map
+from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel, entity_key, plain_map
 
 Reader = Callable[[int, dict[str, Any], "str | None"], AudiencePage]
 Excluder = Callable[[int, list[str], list[Recipient]], set[str]]
@@ -337,6 +337,7 @@ class Expander:
             to=[recipient.address],
             entity_type=entity[0] if entity else None,
             entity_id=entity[1] if entity else None,
+            entity_key=entity_key(account_id, entity),
             subject=str(frozen.get("subject") or ""),
             html_s3_key=str(frozen["html_key"]),
             header_message_id=make_message_id(message_id, mailbox.sender_email),

@@ -43,6 +43,26 @@ def user_mailboxes(account_id: int, user_id: int, *, without: str | None = None)
     return [m for m in found if m.mailbox_id != without]
 
 
+def _flags(
+    account_id: int, user_id: int, *, without: str | None = None, defaults_only: bool = False
+) -> list[MailboxModel]:
+    """The user's mailboxes (or only their default ones) as keys and flags, in id order.
+
+    The transactions below need no more: an account's mailboxes share one partition, so a full
+    read of each would carry every mailbox's settings to change one flag.
+    """
+    condition = MailboxModel.user_id == user_id
+    if defaults_only:
+        condition &= _flag_is(True)
+    found = MailboxModel.query(
+        account_id,
+        filter_condition=condition,
+        consistent_read=True,
+        attributes_to_get=["account_id", "mailbox_id", "user_id", "is_default"],
+    )
+    return [m for m in found if m.mailbox_id != without]
+
+
 def choose(mailboxes: Iterable[MailboxModel]) -> MailboxModel | None:
     """The default among one user's mailboxes (the oldest if a race left two), else their only one."""
     own = sorted(mailboxes, key=lambda m: m.mailbox_id)
@@ -94,7 +114,7 @@ def _promote(tx: TransactWrite, mailbox: MailboxModel | None, owner: int) -> Non
 
 def _successor(account_id: int, owner: int, leaving: str) -> MailboxModel | None:
     """The mailbox that becomes `owner`'s default when their default `leaving` goes: the oldest."""
-    rest = user_mailboxes(account_id, owner, without=leaving)
+    rest = _flags(account_id, owner, without=leaving)
     return rest[0] if rest and not any(m.is_default for m in rest) else None
 
 
@@ -106,7 +126,7 @@ def save_new(mailbox: MailboxModel, *, wants_default: bool | None) -> None:
     """Store a new mailbox, its default flag set by the rules above."""
     owner = int(mailbox.user_id)
     for _ in range(MAX_ATTEMPTS):
-        defaults = [m for m in user_mailboxes(int(mailbox.account_id), owner) if m.is_default]
+        defaults = _flags(int(mailbox.account_id), owner, defaults_only=True)
         mailbox.is_default = bool(wants_default) or not defaults
         tx = _transaction()
         tx.save(mailbox, condition=MailboxModel.mailbox_id.does_not_exist())
@@ -132,7 +152,7 @@ def update(
                 "a user always has one default mailbox: make another mailbox the default instead",
                 field="is_default",
             )
-        others = [m for m in user_mailboxes(account_id, after, without=mailbox.mailbox_id) if m.is_default]
+        others = _flags(account_id, after, without=mailbox.mailbox_id, defaults_only=True)
         make_default = bool(wants_default) or not others or (after == before and was_default)
         tx = _transaction()
         tx.update(

@@ -36,7 +36,7 @@ from mailer_core.messages.views import public_view
 from mailer_core.rendering.source_checks import validate_source
 from mailer_core.store import message_state as state
 from mailer_core.store import rate_buckets, timeline
-from mailer_core.store.models import MailboxModel, MessageModel
+from mailer_core.store.models import MailboxModel, MessageModel, entity_key
 from mailer_core.triggers import api as trigger_rules
 
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
@@ -145,6 +145,7 @@ def compose(
         bcc=bcc,
         entity_type=entity[0] if entity else None,
         entity_id=entity[1] if entity else None,
+        entity_key=entity_key(actor.account_id, entity),
         subject=subject,
         html=html if inline else None,
         html_s3_key=None if inline else s3.put_html(actor.account_id, message_id, html),

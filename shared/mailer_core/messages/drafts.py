@@ -41,7 +41,7 @@ from mailer_core.messages.views import public_view
 from mailer_core.store import message_state as state
 from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import MessageModel
+from mailer_core.store.models import MessageModel, entity_key
 
 
 def _view(message: MessageModel) -> dict[str, Any]:
@@ -100,6 +100,7 @@ def _build(
         bcc=request.bcc,
         entity_type=request.entity[0] if request.entity else None,
         entity_id=request.entity[1] if request.entity else None,
+        entity_key=entity_key(caller.account_id, request.entity),
         subject=request.subject,
         html=request.html if inline else None,
         html_s3_key=None if inline else s3.put_html(caller.account_id, draft_id, request.html),

@@ -41,6 +41,7 @@ def public_view(message: MessageModel, *, with_body: bool = False) -> dict[str, 
             else None
         ),
         "subject": message.subject,
+        "sent_subject": message.sent_subject,  # as rendered and sent (a template's variables filled)
         "template_id": message.template_id,
         "message_id_header": message.header_message_id,
         "send_at": message.send_at.isoformat() if message.send_at else None,

@@ -228,6 +228,21 @@ class ByCampaignIndex(GlobalSecondaryIndex["MessageModel"]):
     message_id = UnicodeAttribute(range_key=True)
 
 
+class ByEntityIndex(GlobalSecondaryIndex["MessageModel"]):
+    class Meta:
+        index_name = "by_entity"
+        projection = AllProjection()
+
+    entity_key = UnicodeAttribute(hash_key=True)
+    message_id = UnicodeAttribute(range_key=True)
+
+
+def entity_key(account_id: int, entity: tuple[str, int] | None) -> str | None:
+    """The by_entity index's key of a message about a Kommo entity ("leads", 123): one card's
+    emails; None (not in the index) for a message about no entity."""
+    return f"{account_id}#{entity[0]}#{entity[1]}" if entity else None
+
+
 class MessageModel(Model):
     """One email and its whole life: status, attempts, errors and history."""
 
@@ -248,6 +263,10 @@ class MessageModel(Model):
     bcc = ListAttribute(of=UnicodeAttribute, default=list)
     entity_type = UnicodeAttribute(null=True)
     entity_id = NumberAttribute(null=True)
+    # "{account_id}#{entity_type}#{entity_id}" (entity_key()): the by_entity index lists one
+    # card's emails, newest first (GET /v1/messages?entity_type=&entity_id=).
+    entity_key = UnicodeAttribute(null=True)
+    by_entity = ByEntityIndex()
     subject = UnicodeAttribute(default="")
     # The HTML body inline, or the S3 key where a large body is kept.
     html = UnicodeAttribute(null=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from devstack.kommo_standin import seed as kommo_seed
 from devstack.system import SINK_LOGIN, SINK_PASSWORD, LocalSystem, call
@@ -91,6 +93,44 @@ def open_compose(page: Any, system: LocalSystem, lead: int, lang: str = "en") ->
     return form
 
 
+def emails_row(
+    page: Any, *, status: str, subject: str | None = None, message_id: str | None = None, timeout: float = 30
+) -> Any:
+    """The card panel's row of an email once it shows `status`, refreshing the list meanwhile
+    (the panel lists the emails when it opens and after a send, not as the worker moves them)."""
+    selector = '[data-testid="mailer-email-row"]' + (f'[data-id="{message_id}"]' if message_id else "")
+    row = page.locator(f'{selector}[data-status="{status}"]')
+    if subject is not None:
+        row = row.filter(has_text=subject)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            row.first.wait_for(timeout=1_500)
+            return row.first
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            tid(page, "mailer-emails-refresh").click()
+
+
+def api_message(system: LocalSystem, message_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    """The message as the API shows it, once the local stack's workers gave it `status`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, message = call("GET", f"{system.stack.api_url}/v1/messages/{message_id}", system.widget_token())
+        assert code == 200, message
+        if message["status"] == status or time.monotonic() > deadline:
+            assert message["status"] == status, message
+            return dict(message)
+        time.sleep(0.2)
+
+
+# A link the local stack refuses to download when it sends (localhost is a loopback address: only
+# public addresses are fetched), so the email fails with the server's words, at once and for good.
+def refused_link(tag: str) -> str:
+    return f"http://localhost/terms-{tag}.pdf"
+
+
 def test_compose_from_a_lead_card_sends_the_leads_data_to_its_contacts(
     system: LocalSystem, page: Any
 ) -> None:
@@ -117,8 +157,9 @@ def test_compose_from_a_lead_card_sends_the_leads_data_to_its_contacts(
     assert arrived.html is not None and "John, 4800" in arrived.html
     [attached] = [part for part in arrived.message().iter_attachments()]
     assert (attached.get_filename(), attached.get_content()) == ("price-list.txt", "Spring prices")
-    # the card's list of emails shows it
-    tid(page, "mailer-email-row").first.wait_for()
+    # the card's list of emails shows it, with the subject as sent (not the template's source)
+    sent = emails_row(page, subject="Website redesign for Blue Harbor: your offer", status="sent")
+    assert "{{" not in sent.locator('[data-testid="mailer-email-subject"]').inner_text()
     page.screenshot(path=screenshot_path("widget-card-emails"))
 
 
@@ -127,13 +168,22 @@ def test_a_draft_survives_a_reload(system: LocalSystem, page: Any) -> None:
     tid(page, "mailer-compose-subject").fill("Черновик: поставка")
     tid(page, "mailer-compose-body").fill("<p>Text kept across a reload</p>")
     tid(page, "mailer-compose-draft").click()
+    page.locator('[data-testid="mailer-compose-notice"][data-saved="server"]').wait_for()
     assert tid(page, "mailer-compose-notice").inner_text() == I18N["en"]["compose"]["draft_saved"]
+    status, drafts = call("GET", f"{system.stack.api_url}/v1/drafts", system.widget_token())
+    [saved] = [d for d in drafts["items"] if d["subject"] == "Черновик: поставка"]
     page.reload()
     open_compose(page, system, kommo_seed.LEAD_OFFER)
     assert tid(page, "mailer-compose-subject").input_value() == "Черновик: поставка"
     assert tid(page, "mailer-compose-body").input_value() == "<p>Text kept across a reload</p>"
     assert tid(page, "mailer-compose-notice").is_visible()
     page.screenshot(path=screenshot_path("widget-compose-draft-restored"))
+    # saved again, the same draft in Mailer is replaced, not a second one made
+    tid(page, "mailer-compose-body").fill("<p>Text kept across a reload, and edited</p>")
+    tid(page, "mailer-compose-draft").click()
+    page.locator('[data-testid="mailer-compose-notice"][data-saved="server"]').wait_for()
+    status, again = call("GET", f"{system.stack.api_url}/v1/drafts/{saved['id']}", system.widget_token())
+    assert status == 200 and again["request"]["html"] == "<p>Text kept across a reload, and edited</p>"
 
 
 def test_a_failed_request_shows_its_error_and_keeps_the_text(system: LocalSystem, page: Any) -> None:
@@ -149,7 +199,7 @@ def test_a_failed_request_shows_its_error_and_keeps_the_text(system: LocalSystem
     tid(page, "mailer-compose-subject").fill("Subject that must not be lost")
     tid(page, "mailer-compose-body").fill("<p>Body that must not be lost</p>")
     tid(page, "mailer-compose-send").click()
-    error = tid(page, "mailer-form-error").first
+    error = tid(page, "mailer-compose").locator('[data-testid="mailer-form-error"]')  # not a card row's
     error.wait_for()
     assert "is not a valid address" in error.inner_text()
     assert tid(page, "mailer-compose-subject").input_value() == "Subject that must not be lost"
@@ -397,9 +447,17 @@ def test_letters_list_a_scheduled_email_to_cancel_and_the_local_drafts(
     tid(page, "mailer-compose-send-at").fill(in_two_hours)
     tid(page, "mailer-compose-send").click()
     tid(page, "mailer-compose").wait_for(state="detached")
+    # a draft whose save fails (Mailer unreachable) stays in this browser, listed with the drafts
+    page.route(
+        re.compile(re.escape(system.stack.api_url) + r"/v1/drafts$"),
+        lambda route: route.abort() if route.request.method == "POST" else route.fallback(),
+    )
     open_compose(page, system, kommo_seed.LEAD_CONSULTING)
     tid(page, "mailer-compose-subject").fill("Unfinished letter")
     tid(page, "mailer-compose-draft").click()
+    page.locator('[data-testid="mailer-compose-notice"][data-saved="browser"]').wait_for()
+    assert tid(page, "mailer-compose-notice").inner_text() == I18N["en"]["compose"]["draft_kept"]
+    assert tid(page, "mailer-compose").locator('[data-testid="mailer-form-error"]').first.is_visible()
     # the letters screen, as the same manager
     open_area(page, f"{system.host.origin}/settings/widgets/{CODE}/?lang=en&user=manager")
     tid(page, "mailer-tab-letters").click()
@@ -463,3 +521,240 @@ def test_account_settings_list_the_users_and_save_a_default(system: LocalSystem,
     status, settings = call("GET", f"{system.stack.api_url}/v1/settings", system.widget_token())
     assert status == 200 and settings["default_daily_cap"] == 1500, settings
     page.screenshot(path=screenshot_path("widget-settings-account-saved"))
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_compose_with_copies_a_link_and_the_preview_then_the_failed_email_on_the_card(
+    system: LocalSystem, page: Any, ru_page: Any, lang: str
+) -> None:
+    screen = ru_page if lang == "ru" else page
+    tag = uuid.uuid4().hex[:8]
+    made = template(
+        system, subject=f"{{{{ lead.name }}}}: terms {tag}", html="<p>{{ contact.first_name }}, terms</p>"
+    )
+    open_compose(screen, system, kommo_seed.LEAD_REDESIGN, lang)
+    tid(screen, "mailer-compose-template").select_option(made["id"])
+    screen.wait_for_function(
+        "tag => document.querySelector('[data-testid=mailer-compose-subject]').value.includes(tag)", arg=tag
+    )
+    tid(screen, "mailer-compose-show-cc").click()
+    tid(screen, "mailer-compose-cc").fill("boss@example.com")
+    tid(screen, "mailer-compose-bcc").fill("archive@example.com")
+    tid(screen, "mailer-compose-link").fill(refused_link(tag))
+    tid(screen, "mailer-compose-link-add").click()
+    assert tid(screen, "mailer-compose-attachment-link").inner_text().startswith(refused_link(tag))
+    # the preview as sent: the template filled in with the card's lead and contact
+    tid(screen, "mailer-compose-preview").click()
+    screen.wait_for_function(
+        "() => document.querySelector('[data-testid=mailer-preview-subject]')"
+        ".textContent.includes('Blue Harbor')"
+    )
+    assert (
+        tid(screen, "mailer-preview-subject").inner_text() == f"Website redesign for Blue Harbor: terms {tag}"
+    )
+    assert "John, terms" in (tid(screen, "mailer-preview-frame").get_attribute("srcdoc") or "")
+    screen.screenshot(path=screenshot_path(f"widget-compose-copies-link-preview-{lang}"), full_page=True)
+    tid(screen, "mailer-compose-send").click()
+    tid(screen, "mailer-compose").wait_for(state="detached")
+    # the email went as composed, and failed at its send: the link is not downloaded
+    code, listed = call(
+        "GET",
+        f"{system.stack.api_url}/v1/messages?entity_type=lead&entity_id={kommo_seed.LEAD_REDESIGN}",
+        system.widget_token(),
+    )
+    assert code == 200
+    [sent] = [m for m in listed["items"] if tag in m["subject"]]
+    assert (sent["cc"], sent["bcc"], sent["attachment_links"]) == (
+        ["boss@example.com"],
+        ["archive@example.com"],
+        [refused_link(tag)],
+    )
+    failed = api_message(system, sent["id"], "failed")
+    assert failed["last_error"] and "localhost" in failed["last_error"]
+    # THEN the card shows it failed, with the server's words and Send again
+    row = emails_row(screen, status="failed", message_id=sent["id"])
+    assert row.locator('[data-testid="mailer-email-status"]').inner_text() == I18N[lang]["status"]["failed"]
+    assert row.locator('[data-testid="mailer-email-error"]').inner_text() == failed["last_error"]
+    retry = row.locator('[data-testid="mailer-email-retry"]')
+    assert retry.inner_text().strip() == I18N[lang]["panel"]["retry"]
+    screen.screenshot(path=screenshot_path(f"widget-card-failed-{lang}"))
+    retry.click()
+    screen.locator(".host-toast", has_text=I18N[lang]["panel"]["retried"]).first.wait_for()
+    # AND its timeline: queued, failed with the words, sent again by the manager
+    again = emails_row(screen, status="failed", message_id=sent["id"])
+    again.locator('[data-testid="mailer-email-details"]').click()
+    timeline = again.locator('[data-testid="mailer-email-timeline"]')
+    screen.wait_for_function(
+        "id => (document.querySelector(`[data-id='${id}'] [data-testid=mailer-email-timeline]`) || {})"
+        ".textContent?.includes('sent again')",
+        arg=sent["id"],
+    )
+    assert failed["last_error"] in timeline.inner_text()
+    assert timeline.locator(".mailer-timeline__entry_failure").count() >= 1
+    screen.screenshot(path=screenshot_path(f"widget-card-timeline-{lang}"))
+
+
+# Each trigger type's form: what the manager types, and what the form shows when opened again.
+TRIGGER_FORMS: dict[str, dict[str, str]] = {
+    "task": {
+        "text": "Call {{ contact.name }}",
+        "task-type-id": "2",
+        "deadline-seconds": "3600",
+        "entity": "contact",
+    },
+    "note": {"text": "The client opened the offer", "entity": "company"},
+    "stage": {"pipeline-id": str(kommo_seed.PIPELINE_ID), "status-id": str(kommo_seed.STATUS_QUALIFIED)},
+    "field": {"entity": "lead", "field-id": "880001", "value": "hot"},
+    "tags": {"entity": "contact", "add": "hot, spring", "remove": "cold"},
+    "lead": {
+        "name": "Repeat order: {subject}",
+        "pipeline-id": str(kommo_seed.PIPELINE_ID),
+        "responsible": str(kommo_seed.MANAGER_USER_ID),
+    },
+    "email": {"template-id": ""},  # the template made by the test
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_every_trigger_types_form_is_saved_and_read_back(
+    system: LocalSystem, page: Any, ru_page: Any, lang: str
+) -> None:
+    """English: each of the seven saved and opened again. Russian: each form's words (what is
+    saved does not depend on the language, and the suite's time is short)."""
+    screen = ru_page if lang == "ru" else page
+    tag = uuid.uuid4().hex[:6]
+    follow_up = template(system, subject="Follow-up", html="<p>Follow-up</p>")  # before the page lists them
+    open_area(screen, f"{system.host.origin}/settings/widgets/{CODE}/?lang={lang}")
+    tid(screen, "mailer-tab-triggers").click()
+    tid(screen, "mailer-trigger-add").wait_for()
+    for kind, fields in TRIGGER_FORMS.items():
+        values = {**fields, "template-id": follow_up["id"]} if kind == "email" else fields
+        name = f"{kind} {tag}"
+        tid(screen, "mailer-trigger-add").click()
+        form = tid(screen, "mailer-trigger-form")
+        tid(screen, "mailer-trigger-name").fill(name)
+        tid(screen, "mailer-trigger-type").select_option(kind)
+        chosen = tid(screen, "mailer-trigger-type").locator("option:checked").inner_text()
+        assert chosen == I18N[lang]["trigger_types"][kind]
+        for param, value in values.items():
+            box = tid(screen, f"mailer-trigger-param-{param}")
+            label = box.locator("xpath=..").locator("label").first.inner_text()
+            assert label == I18N[lang]["trigger_params"][param.replace("-", "_")], (kind, param)
+            if box.evaluate("e => e.tagName") == "SELECT":
+                box.select_option(value)
+            else:
+                box.fill(value)
+        tid(screen, "mailer-trigger-delay-seconds").fill("120")
+        screen.screenshot(path=screenshot_path(f"widget-settings-trigger-{kind}-{lang}"))
+        if lang != "en":
+            tid(screen, "mailer-trigger-cancel").click()
+            form.wait_for(state="detached")
+            continue
+        tid(screen, "mailer-trigger-save").click()
+        row = tid(screen, "mailer-trigger-row").filter(has_text=name)
+        row.wait_for()
+        assert I18N[lang]["trigger_types"][kind] in row.inner_text()
+        # read back: the form opened again shows what was saved
+        row.locator('[data-testid="mailer-trigger-edit"]').click()
+        form.wait_for()
+        assert tid(screen, "mailer-trigger-name").input_value() == name
+        assert tid(screen, "mailer-trigger-type").input_value() == kind
+        assert tid(screen, "mailer-trigger-delay-seconds").input_value() == "120"
+        shown = {param: tid(screen, f"mailer-trigger-param-{param}").input_value() for param in values}
+        assert shown == values, kind
+        tid(screen, "mailer-trigger-cancel").click()
+        form.wait_for(state="detached")
+    if lang != "en":
+        return
+    code, triggers = call("GET", f"{system.stack.api_url}/v1/triggers", system.widget_token())
+    assert code == 200
+    saved = {t["type"]: t for t in triggers["items"] if t["name"].endswith(f" {tag}")}
+    assert set(saved) == set(TRIGGER_FORMS)
+    assert saved["tags"]["params"]["add"] == ["hot", "spring"]
+    assert saved["lead"]["params"]["responsible"] == kommo_seed.MANAGER_USER_ID
+    assert saved["email"]["params"] == {"template_id": follow_up["id"]}
+    assert saved["stage"]["params"]["status_id"] == kommo_seed.STATUS_QUALIFIED
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_letters_list_unsent_letters_to_send_again_and_the_servers_drafts(
+    system: LocalSystem, page: Any, ru_page: Any, lang: str
+) -> None:
+    screen = ru_page if lang == "ru" else page
+    tag = uuid.uuid4().hex[:8]
+    api, token = system.stack.api_url, system.widget_token()
+    # GIVEN the manager's email that failed (its link is refused) and two drafts kept in Mailer
+    code, unsent = call(
+        "POST",
+        f"{api}/v1/messages",
+        token,
+        {
+            "to": ["john.smith@example.com"],
+            "subject": f"Unsent {tag}",
+            "attachment_links": [refused_link(tag)],
+        },
+    )
+    assert code == 202, unsent
+    lead = {"type": "leads", "id": kommo_seed.LEAD_REDESIGN}
+    drafts = {}
+    for key, body in {
+        "ready": {
+            "subject": f"Draft {tag}",
+            "html": "<p>Draft text</p>",
+            "to": ["john.smith@example.com"],
+            "entity": lead,
+        },
+        "empty": {"subject": f"No one yet {tag}", "html": "<p>Later</p>"},
+    }.items():
+        code, drafts[key] = call("POST", f"{api}/v1/drafts", token, body)
+        assert code == 201, drafts[key]
+    words = api_message(system, unsent["id"], "failed")["last_error"]
+    open_area(screen, f"{system.host.origin}/settings/widgets/{CODE}/?lang={lang}&user=manager")
+    tid(screen, "mailer-tab-letters").click()
+    # The local stack runs API calls made at once in one process, where Powertools keeps the
+    # current request on a class: two lists asked at once may be answered with each other's
+    # query. Lambda runs one call per process; here the queued list is let to finish first.
+    screen.wait_for_load_state("networkidle")
+    # THEN Unsent lists it with the server's words; Send again queues it again
+    tid(screen, "mailer-letters-failed").click()
+    assert tid(screen, "mailer-letters-failed").inner_text().strip() == I18N[lang]["letters"]["failed"]
+    row = tid(screen, "mailer-letter-row").filter(has_text=f"Unsent {tag}")
+    row.wait_for()
+    assert row.locator('[data-testid="mailer-email-error"]').inner_text() == words
+    screen.screenshot(path=screenshot_path(f"widget-letters-unsent-{lang}"))
+    row.locator('[data-testid="mailer-letter-retry"]').click()
+    screen.locator(".host-toast", has_text=I18N[lang]["panel"]["retried"]).first.wait_for()
+    code, again = call("GET", f"{api}/v1/messages/{unsent['id']}", token)
+    assert any("sent again" in (h["detail"] or "") for h in again["history"]), again["history"]
+    # AND Drafts lists the server's drafts: one without recipients is refused, naming the field
+    tid(screen, "mailer-letters-draft").click()
+    empty = tid(screen, "mailer-draft-row").filter(has_text=f"No one yet {tag}")
+    empty.wait_for()
+    assert I18N[lang]["letters"]["no_recipients"] in empty.inner_text()
+    screen.screenshot(path=screenshot_path(f"widget-letters-drafts-{lang}"))
+    empty.locator('[data-testid="mailer-draft-send"]').click()
+    refusal = empty.locator('[data-testid="mailer-form-error"]')
+    refusal.wait_for()
+    assert refusal.inner_text().startswith(I18N[lang]["fields"]["to"])
+    screen.once("dialog", lambda dialog: dialog.accept())
+    empty.locator('[data-testid="mailer-draft-delete"]').click()
+    empty.wait_for(state="detached")
+    assert call("GET", f"{api}/v1/drafts/{drafts['empty']['id']}", token)[0] == 404
+    # AND a draft opens in compose as it was left, and goes out from there, under its id
+    ready = tid(screen, "mailer-draft-row").filter(has_text=f"Draft {tag}")
+    ready.locator('[data-testid="mailer-draft-open"]').click()
+    tid(screen, "mailer-compose").wait_for()
+    screen.wait_for_function(
+        "tag => document.querySelector('[data-testid=mailer-compose-subject]').value.includes(tag)", arg=tag
+    )
+    assert tid(screen, "mailer-compose-body").input_value() == "<p>Draft text</p>"
+    assert tid(screen, "mailer-compose-to-extra").input_value() == "john.smith@example.com"
+    screen.screenshot(path=screenshot_path(f"widget-letters-draft-opened-{lang}"))
+    tid(screen, "mailer-compose-subject").fill(f"Draft {tag}, finished")
+    tid(screen, "mailer-compose-send").click()
+    tid(screen, "mailer-compose").wait_for(state="detached")
+    arrived = system.sink.wait_for(lambda m: m.subject == f"Draft {tag}, finished", timeout=30)
+    assert arrived.rcpt_tos == ("john.smith@example.com",)
+    code, sent = call("GET", f"{api}/v1/messages/{drafts['ready']['id']}", token)
+    assert code == 200 and sent["status"] != "draft" and sent["entity"] == lead
+    ready.wait_for(state="detached")  # the list was read again

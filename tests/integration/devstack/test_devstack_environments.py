@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from devstack.functions import FunctionRegistry
 from devstack.resources import StackResources, load_template
 from devstack.template import function_definitions
+from tests.support.api_client import http_event
 from tests.support.stack_helpers import write_project
 
 TEMPLATE = """
@@ -18,6 +20,12 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: ../functions/busy
+      Handler: handler.lambda_handler
+      Timeout: 10
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: ../functions/echo
       Handler: handler.lambda_handler
       Timeout: 10
 """
@@ -40,8 +48,26 @@ def lambda_handler(event, context):
 """
 
 
+# A Powertools resolver: it keeps the current event on a class the whole process shares.
+ECHO = """
+import time
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+app = APIGatewayHttpResolver()
+
+@app.get("/echo")
+def echo():
+    first = app.current_event.get_query_string_value("n")
+    time.sleep(0.05)  # the other invocations resolve meanwhile
+    return {"first": first, "then": app.current_event.get_query_string_value("n")}
+
+def lambda_handler(event, context):
+    return app.resolve(event, context)
+"""
+
+
 def registry(tmp_path: Path, *, isolated: bool) -> FunctionRegistry:
-    path = write_project(tmp_path, TEMPLATE, {"busy": BUSY})
+    path = write_project(tmp_path, TEMPLATE, {"busy": BUSY, "echo": ECHO})
     definitions = function_definitions(load_template(path), StackResources("envs"), path.parent)
     return FunctionRegistry(definitions, isolated=isolated)
 
@@ -90,3 +116,18 @@ def test_without_isolation_every_invocation_shares_one_module(tmp_path: Path) ->
         modules = set(pool.map(lambda n: busy.invoke({"n": n, "sleep": 0.1})["module"], range(3)))
 
     assert len(modules) == 1
+
+
+def test_concurrent_requests_each_see_their_own_powertools_event(tmp_path: Path) -> None:
+    echo = registry(tmp_path, isolated=True).get("EchoFunction")
+    start = threading.Barrier(5)
+
+    def ask(n: int) -> dict[str, Any]:
+        start.wait()
+        answer = echo.invoke(http_event("GET", f"/echo?n={n}"))
+        return dict(json.loads(answer["body"]))
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(ask, range(5)))
+
+    assert answers == [{"first": str(n), "then": str(n)} for n in range(5)]

@@ -123,6 +123,12 @@ def test_a_saved_template_is_sent_rendered_with_the_leads_data(
     text = parsed.get_body(preferencelist=("plain",))
     assert text is not None and "Ивану Петрову" in str(text.get_content())
     assert stored(message["id"]).status == "sent"
+    # AND the API shows the subject as sent beside the template's source (the card lists it)
+    assert message["sent_subject"] is None
+    shown = manager.get(f"/v1/messages/{message['id']}").json()
+    assert (shown["subject"], shown["sent_subject"]) == (OFFER["subject"], parsed["Subject"])
+    [listed] = manager.get(f"/v1/messages?entity_type=lead&entity_id={seed.LEAD_OFFER}").json()["items"]
+    assert listed["sent_subject"] == parsed["Subject"]
 
 
 def test_the_crm_data_is_read_when_the_email_is_sent(

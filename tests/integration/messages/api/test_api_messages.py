@@ -233,6 +233,60 @@ def test_a_cursor_of_another_account_or_status_or_not_a_key_is_the_callers_400(
     assert user.get(f"/v1/messages?limit=1&cursor={mine}").status == 200
 
 
+def test_one_entitys_messages_page_newest_first_with_a_cursor(
+    user: ApiClient, colleague: ApiClient, admin: ApiClient, mailbox_id: str
+) -> None:
+    # GIVEN emails about two leads, a contact with the same id and no entity at all
+    def compose(entity: dict[str, Any] | None, subject: str) -> str:
+        body: dict[str, Any] = {"to": ["a@example.com"], "subject": subject}
+        if entity:
+            body["entity"] = entity
+        return str(user.post("/v1/messages", body).json()["id"])
+
+    lead = {"type": "leads", "id": 501}
+    mine = [compose(lead, "first"), compose({"type": "contacts", "id": 501}, "contact")]
+    mine += [compose(None, "none"), compose(lead, "second"), compose({"type": "leads", "id": 502}, "other")]
+    mine.append(compose(lead, "third"))
+    user.post(f"/v1/messages/{mine[3]}/cancel")
+
+    first = user.get("/v1/messages?entity_type=lead&entity_id=501&limit=2").json()
+    rest = user.get(f"/v1/messages?entity_type=leads&entity_id=501&limit=2&cursor={first['next_cursor']}")
+    canceled = user.get("/v1/messages?entity_type=lead&entity_id=501&status=canceled").json()
+
+    # THEN only that lead's, newest first, paged by the cursor; a status filters them
+    assert [m["id"] for m in first["items"]] == [mine[5], mine[3]]
+    assert [m["id"] for m in rest.json()["items"]] == [mine[0]]
+    assert rest.json()["next_cursor"] is None
+    assert [m["id"] for m in canceled["items"]] == [mine[3]]
+    contact = user.get("/v1/messages?entity_type=contact&entity_id=501").json()["items"]
+    assert [(m["id"], m["entity"]) for m in contact] == [(mine[1], {"type": "contacts", "id": 501})]
+    # AND another user sees none of them; an administrator all of them
+    assert colleague.get("/v1/messages?entity_type=lead&entity_id=501").json()["items"] == []
+    assert len(admin.get("/v1/messages?entity_type=lead&entity_id=501").json()["items"]) == 3
+    # AND a cursor of another listing is refused
+    whole = user.get("/v1/messages?limit=1").json()["next_cursor"]
+    for cursor in (whole, first["next_cursor"]):
+        refused = user.get(f"/v1/messages?entity_type=lead&entity_id=502&cursor={cursor}")
+        assert (refused.status, refused.json()["field"]) == (400, "cursor")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("entity_type=deal&entity_id=1", "entity_type"),
+        ("entity_id=5", "entity_type"),
+        ("entity_type=lead", "entity_id"),
+        ("entity_type=lead&entity_id=0", "entity_id"),
+        ("entity_type=lead&entity_id=-3", "entity_id"),
+        ("entity_type=lead&entity_id=abc", "entity_id"),
+        ("entity_type=lead&entity_id=1&status=lost", "status"),
+    ],
+)
+def test_a_bad_entity_filter_is_a_422_naming_the_field(user: ApiClient, query: str, field: str) -> None:
+    reply = user.get(f"/v1/messages?{query}")
+    assert (reply.status, reply.json()["field"]) == (422, field)
+
+
 def test_messages_are_private_to_their_account_and_user(
     user: ApiClient, colleague: ApiClient, admin: ApiClient, stranger: ApiClient, mailbox_id: str
 ) -> None:
