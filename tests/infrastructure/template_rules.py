@@ -255,7 +255,11 @@ def local_only_setting_problems(translated: Template) -> list[str]:
 TABLE_ACTIONS = {"dynamodb:getitem", "dynamodb:query", "dynamodb:batchgetitem"}
 TABLE_ACTIONS |= {"dynamodb:putitem", "dynamodb:updateitem", "dynamodb:deleteitem"}
 SCANS = {("BounceFunction", "MailboxesTable")}  # the schedule finds the green mailboxes due
-BATCH_WRITES = {("ApiFunction", "TargetListMembersTable")}  # a CSV import, a list's deletion
+BATCH_WRITES = {
+    ("ApiFunction", "TargetListMembersTable"),  # a CSV import, a list's deletion
+    ("CampaignsFunction", "TargetListMembersTable"),  # a deleted list's members past the first 5,000
+    ("CampaignsFunction", "MessagesTable"),  # a campaign part's emails (campaigns.expansion)
+}
 # Bucket prefixes functions may touch (mailer_core.adapters.s3): bodies, uploads, web pages.
 BUCKET_PREFIXES = ("bodies/", "uploads/", "pages/")
 

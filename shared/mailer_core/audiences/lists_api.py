@@ -207,22 +207,45 @@ def update(caller: Caller, list_id: str, payload: Any, *, clock: Clock = SYSTEM_
     return public_view(item, caller)
 
 
-DELETE_BUDGET = 5000  # members deleted with their list within the call; the rest are unreachable
+PURGE_PACKAGE = 5000  # a deleted list's members removed by one call or one queued job
 
 
 def delete(caller: Caller, list_id: str) -> None:
-    """Delete the list, then its members (up to `DELETE_BUDGET` within the call: members of a
-    deleted list are never read again, as every read starts from the list)."""
+    """Delete the list at once (every read starts from the list, so its members are never read
+    again), then its members a package at a time (`purge_members`)."""
     item = _editable(caller, list_id)
     try:
         item.delete(condition=TargetListModel.list_id.exists())
     except DeleteError as exc:
         raise NotFound("no such target list", field="list_id") from exc
-    key = target_list_key(caller.account_id, list_id)
-    members = TargetListMemberModel.query(key, limit=DELETE_BUDGET, attributes_to_get=["list_key", "member"])
+    purge_members(caller.account_id, list_id)
+
+
+def purge_members(account_id: int, list_id: str) -> str:
+    """Remove up to `PURGE_PACKAGE` members of a deleted list (BatchWriteItem, 25 to a
+    request; no transaction) and, when that many went, queue a campaign-queue job that removes
+    the next package (the campaigns function). Safe to repeat: a member removed twice is no
+    harm, and a repeated job finds fewer or none; the members of a list that exists are never
+    touched. What it did, for the log."""
+    try:
+        TargetListModel.get(int(account_id), list_id, consistent_read=True, attributes_to_get=["list_id"])
+        return "the list exists"
+    except DoesNotExist:
+        pass
+    key = target_list_key(int(account_id), list_id)
+    removed = 0
     with TargetListMemberModel.batch_write() as batch:
-        for member in members:
+        for member in TargetListMemberModel.query(
+            key, limit=PURGE_PACKAGE, attributes_to_get=["list_key", "member"]
+        ):
             batch.delete(member)
+            removed += 1
+    if removed < PURGE_PACKAGE:
+        return f"removed {removed}"
+    from mailer_core.events.campaign_jobs import CampaignJob, enqueue  # cold start: the SQS client
+
+    enqueue(CampaignJob(int(account_id), list_id, "purge_list"))
+    return f"removed {removed}, the next package queued"
 
 
 # -- members -------------------------------------------------------------------------------

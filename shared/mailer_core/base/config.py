@@ -90,6 +90,9 @@ class Settings:
     worker_share: int = 1
     # A job's lease of its account's share ends after this long even if its worker died.
     worker_share_lease_seconds: float = 120.0
+    # A campaign part's lease (mailer_core.campaigns.expansion): longer than the campaigns
+    # function's Timeout (300 s), so a holder is dead before anyone else may take the part.
+    campaign_part_lease_seconds: float = 330.0
     # The widget's API, per Kommo account: requests per second and the burst on top (a token
     # bucket in the RateLimits table, `api#{account}`); over it, 429 with Retry-After.
     api_requests_per_second: float = 20.0
@@ -181,6 +184,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         tracking_secret_id=get("MAILER_TRACKING_SECRET_ID", ""),
         worker_share=int(get("MAILER_WORKER_SHARE", "1")),
         worker_share_lease_seconds=float(get("MAILER_WORKER_SHARE_LEASE_SECONDS", "120")),
+        campaign_part_lease_seconds=float(get("MAILER_CAMPAIGN_PART_LEASE_SECONDS", "330")),
         api_requests_per_second=float(get("MAILER_API_REQUESTS_PER_SECOND", "20")),
         api_burst=int(get("MAILER_API_BURST", "100")),
         tracking_secret=get("MAILER_TRACKING_SECRET", ""),

@@ -2,19 +2,32 @@
 
 Exactly once, however often a step is repeated or wherever it crashes:
 
-1. Package `n` is one page of the audience. Its first step reads the page (Kommo: 250
+1. One execution at a time works the part at the campaign's position: it first takes the
+   part's lease, a conditional write on the campaign (the position, still Sending, no lease
+   or an expired one) that records a random token, the job and until when
+   (`campaign_part_lease_seconds`, longer than the function's Timeout, so a holder that
+   died is gone before anyone else may take the part). A part that fails with an error gives
+   the lease back; the position moving on removes it. Another job meeting a held lease is
+   dropped (the holder's own job carries the campaign on: SQS delivers it again if the holder
+   dies); the holder's own job delivered again waits on the queue until the lease runs out.
+   Before each write of emails the holder checks it still has half of its lease left, and
+   renews it (conditionally on its token) when not.
+2. Package `n` is one page of the audience. Its first step reads the page (Kommo: 250
    entities to a request) and keeps it in S3 (`{n}.json`: the recipients and their CRM
    data); a repeated step reads that object, never the audience again, so it works on the
    same recipients.
-2. A recipient's email has an id derived from the campaign and the address, so it is
-   composed by a conditional put at most once per campaign. A put that finds the email
-   tells a retry of the same part (the email's `campaign_slot` is this part: it is ours, and
-   is queued again if still queued; the send claim sends it once) from the same address met
-   earlier in the audience (a duplicate, not sent again).
-3. The campaign's position (package, offset, the page's cursor) moves on with the part's
+3. A recipient's email has an id derived from the campaign and the address, so the same
+   address always meets the same item. Under the lease, a part reads its emails' items (one
+   consistent BatchGetItem per 100) and writes the missing ones (BatchWriteItem, 25 to a
+   request): no conditional put per email, and no one else can write those items meanwhile
+   (parts are worked one after another, and only the lease holder writes a part's emails). An
+   email found tells a retry of the same part (the email's `campaign_slot` is this part: it
+   is ours, and is queued again if still queued; the send claim sends it once) from the same
+   address met earlier in the audience (a duplicate, never written again).
+4. The campaign's position (package, offset, the page's cursor) moves on with the part's
    counts in one conditional write on the position it started from, which also records the
    job that wrote it (`advanced_by`); only then is the next part queued. A crash before the
-   write repeats the part (2 makes that harmless). A crash after it and before the next part
+   write repeats the part (3 makes that harmless). A crash after it and before the next part
    is queued: SQS delivers the same job again, which finds the position moved on by itself
    and queues the next part. Any other job for a position the campaign has left is dropped,
    so a duplicate never starts a second chain of parts.
@@ -24,18 +37,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailer_core.adapters import s3, sqs
 from mailer_core.adapters.mime import make_message_id
 from mailer_core.audiences.pages import AudiencePage, Recipient
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
+from mailer_core.base.config import get_settings
 from mailer_core.base.errors import InvalidInput
 from mailer_core.base.logs import logger
 from mailer_core.base.validation import email_address
@@ -128,11 +142,36 @@ class Expander:
         room = pacing.room(paced)
         if room is not None and room <= 0:  # every sender's daily cap (UTC days) is reached
             return self._wait_for(campaign, job, pacing.next_day_start(now, "UTC"), now, reason="daily_cap")
+        lease = self._take(campaign, job, now)
+        if isinstance(lease, str):
+            return lease
+        try:
+            return self._compose_part(
+                campaign, job, lease, senders, paced, allowance, room, day, sent_today, now
+            )
+        except BaseException:
+            lease.give_back()
+            raise
+
+    def _compose_part(
+        self,
+        campaign: CampaignModel,
+        job: CampaignJob,
+        lease: PartLease,
+        senders: dict[str, MailboxModel],
+        paced: list[pacing.Sender],
+        allowance: int,
+        room: int | None,
+        day: str,
+        sent_today: int,
+        now: datetime,
+    ) -> str:
+        options = plain_map(campaign.options)
         data = self._package(campaign)
         offset = int(campaign.offset)
         size = min(pacing.part_size(paced, options.get("per_hour")), allowance, room or pacing.MAX_PART)
         chosen = data["recipients"][offset : offset + size]
-        counts, duration = self._compose(campaign, chosen, senders, paced, offset, now)
+        counts, duration = self._compose(campaign, chosen, senders, paced, offset, now, lease)
         end = offset + len(chosen) >= len(data["recipients"])
         if offset == 0:  # what the reader left out, counted once: with the package's first part
             for why, number in (data.get("skipped") or {}).items():
@@ -143,6 +182,41 @@ class Expander:
         if not moved:
             return "stale"
         return "part composed"
+
+    def _take(self, campaign: CampaignModel, job: CampaignJob, now: datetime) -> PartLease | str:
+        """The part's lease (point 1), or what became of the job when someone else holds it."""
+        seconds = get_settings().campaign_part_lease_seconds
+        lease = PartLease(
+            campaign, secrets.token_hex(8), now + timedelta(seconds=seconds), seconds, self.clock
+        )
+        free = CampaignModel.part_lease_until.does_not_exist() | (CampaignModel.part_lease_until < now)
+        try:
+            campaign.update(
+                actions=[
+                    CampaignModel.part_lease.set(lease.token),
+                    CampaignModel.part_lease_job.set(job.job_id or ""),
+                    CampaignModel.part_lease_until.set(lease.until),
+                ],
+                condition=_at(campaign) & (CampaignModel.status == cs.SENDING) & free,
+            )
+            return lease
+        except UpdateError as exc:
+            if not is_condition_failure(exc):
+                raise
+        try:
+            current = CampaignModel.get(campaign.account_id, campaign.campaign_id, consistent_read=True)
+        except DoesNotExist:
+            return "no campaign"
+        if current.status != cs.SENDING:
+            return f"not sending ({current.status})"
+        if (int(current.package), int(current.offset)) != (int(campaign.package), int(campaign.offset)):
+            return "stale"  # moved on meanwhile: by another copy of this job, which carries on
+        if job.job_id and current.part_lease_job == job.job_id and current.part_lease_until:
+            # This very job again while its lease holds (its holder died, or SQS gave it twice):
+            # it waits on the queue until the lease runs out, then takes the part over.
+            enqueue(job, pacing.seconds_until(current.part_lease_until, now) + 1)
+            return "waiting for the part's lease"
+        return "busy"  # another job works this part; SQS gives that one again if it dies
 
     # -- the package's recipients ----------------------------------------------------------
 
@@ -190,6 +264,7 @@ class Expander:
         paced: list[pacing.Sender],
         offset: int,
         now: datetime,
+        lease: PartLease | None = None,
     ) -> tuple[dict[str, int], float]:
         account_id = int(campaign.account_id)
         counts: dict[str, int] = {}
@@ -226,7 +301,7 @@ class Expander:
             self._message(campaign, clean, recipient, senders[mailbox_id], slot, now)
             for (clean, recipient), (mailbox_id, _) in zip(kept, planned, strict=True)
         ]
-        fates = _save_all(messages)
+        fates = _save_all(messages, lease)
         for message, fate, (_, delay) in zip(messages, fates, planned, strict=True):
             if fate == "duplicate":
                 _add(counts, "excluded_duplicate")
@@ -314,6 +389,9 @@ class Expander:
             CampaignModel.day_count.set(sent_today + counts.get("composed", 0)),
             CampaignModel.updated_at.set(now),
             CampaignModel.waiting_reason.remove(),
+            CampaignModel.part_lease.remove(),
+            CampaignModel.part_lease_job.remove(),
+            CampaignModel.part_lease_until.remove(),
         ]
         if job.job_id:
             actions.append(CampaignModel.advanced_by.set(job.job_id))
@@ -327,11 +405,7 @@ class Expander:
             actions.append(CampaignModel.expanded.set(True))
         actions.extend(cs.counter_add(name, delta) for name, delta in counts.items())
         try:
-            campaign.update(
-                actions=actions,
-                condition=(CampaignModel.package == int(campaign.package))
-                & (CampaignModel.offset == int(campaign.offset)),
-            )
+            campaign.update(actions=actions, condition=_at(campaign))
         except UpdateError as exc:
             if is_condition_failure(exc):
                 return False
@@ -377,35 +451,105 @@ def recipient_message_id(campaign: CampaignModel, address: str) -> str:
     return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest[:10]))
 
 
-SAVERS = 8  # a part's conditional puts in flight at once: each waits for DynamoDB's answer
+GET_BATCH = 100  # BatchGetItem's most keys
 
 
-def _save_all(messages: list[MessageModel]) -> list[str]:
-    """`_save` for each, several at a time (the puts are independent; in order of `messages`).
-    A put that raises fails the part, which SQS then delivers again (all of it is idempotent)."""
-    if len(messages) <= 1:
-        return [_save(m) for m in messages]
-    with ThreadPoolExecutor(max_workers=SAVERS, thread_name_prefix="campaign-put") as pool:
-        return list(pool.map(_save, messages))
+class PartLeaseLost(RuntimeError):
+    """The part's lease ran out and someone else took it: this execution must write nothing more."""
 
 
-def _save(message: MessageModel) -> str:
-    """ "queued" (stored now, or by an earlier try of this part and still queued), "done" (ours,
-    already on its way or past it) or "duplicate" (composed by another part: the address came
-    earlier in the audience)."""
-    try:
-        message.save(condition=MessageModel.message_id.does_not_exist())
-        return "queued"
-    except PutError as exc:
-        if not is_condition_failure(exc):
+@dataclass
+class PartLease:
+    """One execution's hold on the part at the campaign's position (point 1)."""
+
+    campaign: CampaignModel
+    token: str
+    until: datetime
+    seconds: float
+    clock: Clock
+
+    def hold(self) -> None:
+        """Before a write of emails: at least half the lease left, or renewed; else PartLeaseLost."""
+        now = self.clock.now()
+        if self.until - now > timedelta(seconds=self.seconds / 2):
+            return
+        until = now + timedelta(seconds=self.seconds)
+        try:
+            self.campaign.update(
+                actions=[CampaignModel.part_lease_until.set(until)],
+                condition=_at(self.campaign) & (CampaignModel.part_lease == self.token),
+            )
+        except UpdateError as exc:
+            if is_condition_failure(exc):
+                raise PartLeaseLost(
+                    f"campaign {self.campaign.campaign_id}: the part's lease was lost"
+                ) from exc
             raise
-    try:
-        stored = MessageModel.get(message.account_id, message.message_id, consistent_read=True)
-    except DoesNotExist:
-        return "duplicate"
-    if stored.campaign_slot != message.campaign_slot:
-        return "duplicate"
-    return "queued" if stored.status == state.QUEUED else "done"
+        self.until = until
+
+    def give_back(self) -> None:
+        """The part failed: its lease removed at once (only if still ours), so that SQS's next
+        delivery of the job works the part again without waiting for the lease to run out."""
+        try:
+            self.campaign.update(
+                actions=[
+                    CampaignModel.part_lease.remove(),
+                    CampaignModel.part_lease_job.remove(),
+                    CampaignModel.part_lease_until.remove(),
+                ],
+                condition=CampaignModel.part_lease == self.token,
+            )
+        except Exception:  # the lease then runs out by itself
+            logger.warning(
+                "campaign part lease not given back", extra={"campaign_id": self.campaign.campaign_id}
+            )
+
+
+def _at(campaign: CampaignModel) -> Any:
+    """The condition: the campaign is still at the position this step read."""
+    return (CampaignModel.package == int(campaign.package)) & (CampaignModel.offset == int(campaign.offset))
+
+
+def _save_all(messages: list[MessageModel], lease: PartLease | None = None) -> list[str]:
+    """The fate of each email of the part (point 3; in order of `messages`): "queued" (stored
+    now, or by an earlier try of this part and still queued), "done" (ours, already on its way
+    or past it) or "duplicate" (composed by another part: the address came earlier in the
+    audience). Per 100: one consistent BatchGetItem, then the missing ones written with
+    BatchWriteItem, the lease checked first. A write that raises fails the part, which SQS then
+    delivers again (all of it is idempotent)."""
+    fates: dict[str, str] = {}
+    for start in range(0, len(messages), GET_BATCH):
+        chunk = messages[start : start + GET_BATCH]
+        found = {
+            str(stored.message_id): stored
+            for stored in MessageModel.batch_get(
+                [(m.account_id, m.message_id) for m in chunk],
+                consistent_read=True,
+                attributes_to_get=["message_id", "campaign_slot", "status"],
+            )
+        }
+        missing = []
+        for message in chunk:
+            stored = found.get(str(message.message_id))
+            if stored is None:
+                missing.append(message)
+                fates[message.message_id] = "queued"
+            elif stored.campaign_slot != message.campaign_slot:
+                fates[message.message_id] = "duplicate"
+            else:
+                fates[message.message_id] = "queued" if stored.status == state.QUEUED else "done"
+        if missing:
+            if lease is not None:
+                lease.hold()
+            _write(missing)
+    return [fates[m.message_id] for m in messages]
+
+
+def _write(messages: list[MessageModel]) -> None:
+    """Store emails no one else may be writing (BatchWriteItem, 25 to a request)."""
+    with MessageModel.batch_write() as batch:
+        for message in messages:
+            batch.save(message)
 
 
 def _send_job(message: MessageModel) -> sqs.SendJob:

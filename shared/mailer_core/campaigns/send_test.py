@@ -1,6 +1,9 @@
 """Send Test (003): the campaign's email rendered for one recipient and sent to an address the
 manager gives, before the start. It is an ordinary single email on the priority lane: it runs
-no triggers, counts nowhere in the campaign, and its recipient is never the campaign's."""
+no triggers, counts nowhere in the campaign, and its recipient is never the campaign's. It
+carries the opt-out a campaign email carries (the unsubscribe link filled in, the footer when
+the body has no link and the account keeps it on, the List-Unsubscribe headers:
+tracking.unsubscribe, by its origin); its link unsubscribes no one (messages.opt_out)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from mailer_core.campaigns import api
 from mailer_core.campaigns.expansion import Expander
 from mailer_core.messages import compose
 from mailer_core.messages.requests import ComposeRequest
-from mailer_core.store.models import CampaignModel
+from mailer_core.store.models import CAMPAIGN_TEST_ORIGIN, CampaignModel
 
 ENTITY_TYPES = ("leads", "contacts", "companies")
 
@@ -40,7 +43,7 @@ def send_test(
     for name in ("subject", "html"):
         if getattr(campaign, name):
             fields[name] = str(getattr(campaign, name))
-    return compose.compose(ComposeRequest.of(**fields), caller, clock=clock, origin="campaign test")
+    return compose.compose(ComposeRequest.of(**fields), caller, clock=clock, origin=CAMPAIGN_TEST_ORIGIN)
 
 
 def _entity(raw: Any) -> tuple[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailer_core.audiences import lists_api
 from mailer_core.base.clock import SYSTEM_CLOCK, Clock
 from mailer_core.base.logs import logger
 from mailer_core.campaigns import lifecycle
@@ -27,6 +28,8 @@ def process(job: CampaignJob, *, clock: Clock = SYSTEM_CLOCK, expander: Expander
         result = (expander or Expander(clock=clock)).part(job)
     elif job.kind == "chain":
         result = lifecycle.follow(job.account_id, job.campaign_id, clock=clock)
+    elif job.kind == "purge_list":
+        result = lists_api.purge_members(job.account_id, job.campaign_id)
     else:
         result = settle(job.account_id, job.campaign_id, clock=clock)
     logger.info("campaign step done", extra={"kind": job.kind, "result": result})

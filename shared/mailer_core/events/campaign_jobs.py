@@ -14,9 +14,11 @@ from mailer_core.base.errors import MalformedRequest
 
 # start: the start time came (or "start now"); package: expand package `package`;
 # settle: after a resume or a cancel, the held emails released or canceled;
-# chain: the campaign finished, stopped or was canceled: the chain's steps after it follow.
-Kind = Literal["start", "package", "settle", "chain"]
-KINDS: tuple[Kind, ...] = ("start", "package", "settle", "chain")
+# chain: the campaign finished, stopped or was canceled: the chain's steps after it follow;
+# purge_list: the next package of a deleted target list's members removed (`campaign_id` holds
+# the list's id; audiences.lists_api.purge_members).
+Kind = Literal["start", "package", "settle", "chain", "purge_list"]
+KINDS: tuple[Kind, ...] = ("start", "package", "settle", "chain", "purge_list")
 
 
 @dataclass(frozen=True)

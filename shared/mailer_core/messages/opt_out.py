@@ -9,6 +9,8 @@
   one conditional write on the message sets `opted_out_at` and lists `opted_out` on its
   timeline; the write that sets it calls `message_events.on_message_opted_out`, so the hook
   runs once however often the URL is posted. The answer is the same page each time.
+- A campaign's Send Test email (origin `store.models.CAMPAIGN_TEST_ORIGIN`) shows the same pages, but
+  its POST suppresses no one and records nothing: the manager who tries the link stays subscribed.
 - A token that does not verify (forged, altered, cut short) answers 404 with a page that says
   so; a storage failure answers 503 (a client's one-click POST is retried).
 
@@ -30,7 +32,7 @@ from mailer_core.events import message_events
 from mailer_core.messages import suppressions
 from mailer_core.store import timeline
 from mailer_core.store.conditions import is_condition_failure
-from mailer_core.store.models import MessageModel
+from mailer_core.store.models import CAMPAIGN_TEST_ORIGIN, MessageModel
 from mailer_core.tracking import tokens
 from mailer_core.tracking.record import update_message
 from mailer_core.triggers.link_clicks import language
@@ -96,7 +98,7 @@ _STYLE = (
     "p{color:#555;margin:0 0 1.5rem}button{font:inherit;font-size:1.1rem;padding:.7rem 1.8rem;"
     "border:0;border-radius:.4rem;background:#c62828;color:#fff;cursor:pointer}"
 )
-_ATTRIBUTES = ["account_id", "message_id", "to", "locale", "mailbox_id", "campaign_id", "user_id"]
+_ATTRIBUTES = ["account_id", "message_id", "to", "locale", "mailbox_id", "campaign_id", "user_id", "origin"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ def handle(token_text: str, *, method: str, accept_language: str, now: datetime)
     lang = language(message.locale, accept_language)
     if method.upper() != "POST":
         return Answer(200, page("confirm", lang))
+    if message.origin == CAMPAIGN_TEST_ORIGIN:  # a Send Test: the pages as they will be, no one suppressed
+        return Answer(200, page("done", lang))
     try:
         opt_out(message, now)
     except Exception:

@@ -609,6 +609,11 @@ class CampaignModel(Model):
     package = NumberAttribute(default=0)
     offset = NumberAttribute(default=0)  # the next recipient of the package to compose
     advanced_by = UnicodeAttribute(null=True)  # the campaign job that last moved the position on
+    # The part at the position is being composed by one execution (campaigns.expansion): its
+    # random token, its job and until when; removed when the position moves on.
+    part_lease = UnicodeAttribute(null=True)
+    part_lease_job = UnicodeAttribute(null=True)
+    part_lease_until = UTCDateTimeAttribute(null=True)
     cursor = UnicodeAttribute(null=True)
     next_at = UTCDateTimeAttribute(null=True)  # the pace: the next part is due then
     day = UnicodeAttribute(null=True)  # the per-day portion: the day counted and its emails
@@ -658,6 +663,11 @@ class TargetListMemberModel(Model):
     entity_type = UnicodeAttribute(null=True)
     entity_id = NumberAttribute(null=True)
     added_at = UTCDateTimeAttribute()
+
+
+# A campaign's Send Test email's `origin` (campaigns.send_test): it carries a campaign email's
+# opt-out (tracking.unsubscribe), whose link unsubscribes no one (messages.opt_out).
+CAMPAIGN_TEST_ORIGIN = "campaign test"
 
 
 def target_list_key(account_id: int, list_id: str) -> str:

@@ -6,10 +6,12 @@ leaves the placeholder's marker alone: it is an unsubscribe-like link). An email
 (`campaign_id` set) gets its signed URL `{MAILER_PUBLIC_BASE_URL}/u/{token}` wherever the
 body, the subject or the plain-text part holds `{{ unsubscribe_url }}` / `{optOutUrl}`; when
 the rendered body holds none, the footer (rendering.opt_out) unless the account turned it
-off; and the URL for the RFC 2369 / RFC 8058 headers (adapters.mime). Any other email keeps
-no opt-out: the placeholder becomes `#` and no header is added. A campaign email cannot go
-out without its link: with tracking not configured (no secret or no public URL) it fails
-with that reason instead of being sent.
+off; and the URL for the RFC 2369 / RFC 8058 headers (adapters.mime). A campaign's Send
+Test email (origin `store.models.CAMPAIGN_TEST_ORIGIN`) gets the same, so the manager sees
+what recipients will (its link shows the same pages, but unsubscribes no one:
+messages.opt_out). Any other email keeps no opt-out: the placeholder becomes `#` and no
+header is added. A campaign email cannot go out without its link: with tracking not
+configured (no secret or no public URL) it fails with that reason instead of being sent.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mailer_core.adapters.mime import OutgoingEmail
 from mailer_core.base.config import get_settings
 from mailer_core.base.errors import Conflict
 from mailer_core.rendering import opt_out
-from mailer_core.store.models import MessageModel
+from mailer_core.store.models import CAMPAIGN_TEST_ORIGIN, MessageModel
 from mailer_core.tracking import tokens
 
 
@@ -46,7 +48,7 @@ def url_for(account_id: int, message_id: str, issued_at: int) -> str:
 
 def finish(message: MessageModel, email: OutgoingEmail, now: datetime) -> OutgoingEmail:
     """The rendered email with its opt-out: the URL filled in, the footer, the headers."""
-    if not message.campaign_id:
+    if not message.campaign_id and message.origin != CAMPAIGN_TEST_ORIGIN:
         if not any(opt_out.MARKER in part for part in (email.subject, email.html, email.text or "")):
             return email
         return _filled(email, None)

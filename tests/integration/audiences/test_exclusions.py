@@ -57,7 +57,7 @@ def test_an_address_an_entity_or_a_contact_on_a_list_excludes_the_recipient(
 @pytest.mark.usefixtures("aws_stack")
 def test_a_deleted_list_excludes_nobody(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a list deleted with members its deletion left behind (more than it deletes at once)
-    monkeypatch.setattr(lists_api, "DELETE_BUDGET", 1)
+    monkeypatch.setattr(lists_api, "PURGE_PACKAGE", 1)
     gone = make_list(
         "Old", [NewMember(address="anna@example.com"), NewMember(address="boris@example.com")], clock
     )

@@ -7,10 +7,13 @@ from urllib.parse import quote
 
 import pytest
 from mailer_core.audiences import lists_api
+from mailer_core.campaigns import worker
 from mailer_core.store.models import TargetListMemberModel, target_list_key
 
 from devstack.kommo_standin import seed
+from devstack.resources import StackResources
 from tests.support.api_client import ApiClient
+from tests.support.sqs import receive_batch
 
 
 def create(client: ApiClient, **body: Any) -> dict[str, Any]:
@@ -217,3 +220,29 @@ def test_a_deleted_list_takes_its_members_with_it(manager: ApiClient) -> None:
     assert manager.delete(f"/v1/target-lists/{list_id}").status == 204
     assert manager.get(f"/v1/target-lists/{list_id}/members").status == 404
     assert list(TargetListMemberModel.query(target_list_key(seed.ACCOUNT_ID, list_id))) == []
+
+
+def test_a_large_list_is_deleted_in_packages_by_queued_jobs_that_are_safe_to_repeat(
+    manager: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a list with more members than one package of its deletion (packages of 3 here)
+    monkeypatch.setattr(lists_api, "PURGE_PACKAGE", 3)
+    list_id = create(manager)["id"]
+    added = [{"address": f"m{n}@example.com"} for n in range(8)]
+    manager.post(f"/v1/target-lists/{list_id}/members", {"members": added})
+
+    def left() -> int:
+        return len(list(TargetListMemberModel.query(target_list_key(seed.ACCOUNT_ID, list_id))))
+
+    # WHEN it is deleted
+    assert manager.delete(f"/v1/target-lists/{list_id}").status == 204
+    # THEN it is gone at once, its first package of members with it, and the rest follow
+    assert manager.get(f"/v1/target-lists/{list_id}").status == 404 and left() == 5
+    body = receive_batch(aws_stack.refs["CampaignQueue"])[0]["Body"]
+    assert worker.process_body(body) == "removed 3, the next package queued" and left() == 2
+    assert worker.process_body(body) == "removed 2" and left() == 0  # a job given twice: no harm
+    assert worker.process_body(body) == "removed 0"
+    # AND a job for a list that exists never touches it
+    kept = create(manager)["id"]
+    manager.post(f"/v1/target-lists/{kept}/members", {"members": added[:1]})
+    assert lists_api.purge_members(seed.ACCOUNT_ID, kept) == "the list exists" and count(manager, kept) == 1

@@ -3,12 +3,14 @@ the CSV export, Send Test and the auto-interrupt."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from mailer_core.base.clock import SYSTEM_CLOCK
+from mailer_core.base.clock import SYSTEM_CLOCK, FakeClock
 from mailer_core.campaigns import expansion
 from mailer_core.events import campaign_state
+from mailer_core.events.campaign_jobs import CampaignJob
 from mailer_core.store.models import CampaignModel, MailboxModel, MessageModel
 
 from devstack.resources import StackResources
@@ -185,6 +187,17 @@ def test_report_csv_and_send_test(
 
     deliver(load_handler("send"), aws_stack.refs["SendQueue"], aws_stack.attrs[("SendQueue", "Arn")])
     assert delivered_to(smtp) == ["manager@example.com"]
+    # ... with the opt-out a campaign email carries: the footer's link and the one-click headers
+    tested = smtp.messages[0].parsed()
+    link = "".join(str(tested["List-Unsubscribe"]).split()).strip("<>")
+    assert "/u/" in link and tested["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = link.rsplit("/u/", 1)[1]
+    assert f"/u/{token}" in tested.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    # ... whose link shows the pages but unsubscribes no one (the manager stays subscribed)
+    from mailer_core.messages import opt_out, suppressions
+
+    assert opt_out.handle(token, method="POST", accept_language="", now=SYSTEM_CLOCK.now()).status == 200
+    assert suppressions.suppressed(ACCOUNT, ["manager@example.com"]) == {}
     assert user.get(f"/v1/campaigns/{campaign_id}").json()["progress"]["recipients"] == 0
     user.post(f"/v1/campaigns/{campaign_id}/start", {})
     work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
@@ -335,3 +348,48 @@ def test_a_resume_right_after_a_pause_leaves_no_email_held(
     work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent", timeout=30)
     # THEN every email went out once, none is left held
     assert delivered_to(smtp) == addresses
+
+
+def test_one_execution_at_a_time_composes_a_part_and_a_dead_holders_job_takes_it_over(
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    paged_audience: PagedAudience,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a started campaign whose first part's worker dies (killed: nothing given back)
+    # while it holds the part's lease, before it wrote a single email
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"l{n}@example.com" for n in range(5)]
+    campaign_id = new_campaign(user, [mailbox], [addresses])
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    clock = FakeClock(current=datetime.now(UTC))
+    holders_job = CampaignJob(ACCOUNT, campaign_id, "package", 0, 0, job_id="holder")
+    real_write = expansion._write
+
+    def killed(messages: Any) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(expansion, "_write", killed)
+    monkeypatch.setattr(expansion.PartLease, "give_back", lambda self: None)
+    with pytest.raises(RuntimeError):
+        expansion.Expander(clock=clock).part(holders_job)
+    monkeypatch.setattr(expansion, "_write", real_write)
+
+    def emails() -> list[MessageModel]:
+        return list(MessageModel.by_campaign.query(campaign_state.campaign_key(ACCOUNT, campaign_id)))
+
+    # WHEN another job for the same part comes while the lease holds
+    other = expansion.Expander(clock=clock).part(
+        CampaignJob(ACCOUNT, campaign_id, "package", 0, 0, job_id="other")
+    )
+    # THEN it is dropped without writing, and the holder's own job waits for the lease
+    assert other == "busy" and emails() == []
+    assert expansion.Expander(clock=clock).part(holders_job) == "waiting for the part's lease"
+    # WHEN the lease has run out
+    clock.current += timedelta(seconds=331)
+    # THEN the holder's job composes the part: everyone once
+    assert expansion.Expander(clock=clock).part(holders_job) == "part composed"
+    assert sorted(str(m.to[0]) for m in emails()) == addresses
+    campaign = CampaignModel.get(ACCOUNT, campaign_id)
+    assert campaign.part_lease is None and int(campaign.counts["composed"]) == 5
