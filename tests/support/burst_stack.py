@@ -35,7 +35,8 @@ class Stack:
 
 
 @contextmanager
-def burst_stack() -> Iterator[Stack]:
+def burst_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """The stack; `extra_env` adds to (or overrides) the functions' environment."""
     with SmtpSink() as sink, KommoStandIn(rate_limit=100_000) as kommo:
         kommo.add_token(seed.ACCOUNT_ID, TOKEN)
         stack = DevStack(
@@ -51,6 +52,7 @@ def burst_stack() -> Iterator[Stack]:
                 "MAILER_KOMMO_BASE_URL": kommo.base_url,
                 "MAILER_KOMMO_REQUESTS_PER_SECOND": "100000",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
             },
         )
         with stack:
