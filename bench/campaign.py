@@ -238,6 +238,7 @@ class AwsMeter:
 
     def __init__(self, bulk_url: str) -> None:
         from botocore.client import BaseClient
+        from mailer_core.adapters.sqs import send_bodies
 
         self.calls = 0
         self.seconds = 0.0
@@ -249,7 +250,8 @@ class AwsMeter:
         def counted(client: Any, operation: str, params: Any) -> Any:
             meter.calls += 1
             if operation == "SendMessageBatch" and "BulkSend" in str(params.get("QueueUrl")):
-                meter.send_jobs += len(params.get("Entries") or [])
+                entries = params.get("Entries") or []
+                meter.send_jobs += sum(len(send_bodies(e["MessageBody"])) for e in entries)
             began = time.perf_counter()
             try:
                 return original(client, operation, params)

@@ -2,6 +2,10 @@
 
 A job names a message; the message itself lives in DynamoDB. Single emails use the priority
 queue, mass mailings the bulk queue, so a single email never waits behind a mailing.
+
+An SQS message on a send queue holds one job, or a bundle of up to `BUNDLE_MOST` jobs of one
+mailbox (`{"jobs": [...]}`, `send_bodies`): a campaign's part bundles what one mailbox sends in
+the same second, so a large campaign needs a tenth of the SQS requests or less.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mailer_core.base.errors import MalformedRequest
 Lane = Literal["priority", "bulk"]
 LANES: tuple[Lane, ...] = ("priority", "bulk")
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds maximum
+BUNDLE_MOST = 25  # send jobs in one SQS message
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,29 @@ class SendJob:
             raise MalformedRequest(f"not a send job: {exc}") from exc
 
 
+def send_bodies(body: str) -> list[SendJob]:
+    """The jobs of one SQS message of a send queue: a single job's body, or a bundle's."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise MalformedRequest(f"not a send job: {exc}") from exc
+    if isinstance(data, dict) and "jobs" in data:
+        bundled = data["jobs"]
+        if not isinstance(bundled, list) or not 0 < len(bundled) <= BUNDLE_MOST:
+            raise MalformedRequest(f"not a bundle of 1 to {BUNDLE_MOST} send jobs")
+        return [SendJob.from_body_dict(job) for job in bundled]
+    return [SendJob.from_body_dict(data)]
+
+
+def bundle_body(jobs: list[SendJob]) -> str:
+    """One SQS body for `jobs` (1 to `BUNDLE_MOST` of one lane): a single job's own body."""
+    if not 0 < len(jobs) <= BUNDLE_MOST or len({job.lane for job in jobs}) != 1:
+        raise ValueError(f"a bundle holds 1 to {BUNDLE_MOST} send jobs of one lane")
+    if len(jobs) == 1:
+        return jobs[0].to_body()
+    return json.dumps({"jobs": [json.loads(job.to_body()) for job in jobs]}, separators=(",", ":"))
+
+
 def queue_url(lane: Lane) -> str:
     settings = get_settings()
     return settings.bulk_queue_url if lane == "bulk" else settings.send_queue_url
@@ -112,17 +140,23 @@ def enqueue_campaign(body: str, delay_seconds: int = 0) -> None:
 
 def enqueue_bulk_sends(jobs: list[tuple[SendJob, int]]) -> None:
     """Queue send jobs (each with its delay in seconds, at most 15 minutes), ten to a request."""
+    enqueue_send_bundles([([job], delay) for job, delay in jobs])
+
+
+def enqueue_send_bundles(bundles: list[tuple[list[SendJob], int]]) -> None:
+    """Queue bundles of send jobs (`bundle_body`), each with its delay in seconds (at most 15
+    minutes), ten SQS messages to a request."""
     client = aws.client("sqs")
     for lane in LANES:
-        mine = [(job, delay) for job, delay in jobs if job.lane == lane]
+        mine = [(jobs, delay) for jobs, delay in bundles if jobs and jobs[0].lane == lane]
         for start in range(0, len(mine), 10):
             entries = [
                 {
                     "Id": str(n),
-                    "MessageBody": job.to_body(),
+                    "MessageBody": bundle_body(jobs),
                     "DelaySeconds": max(0, min(int(delay), MAX_DELAY_SECONDS)),
                 }
-                for n, (job, delay) in enumerate(mine[start : start + 10])
+                for n, (jobs, delay) in enumerate(mine[start : start + 10])
             ]
             answer = client.send_message_batch(QueueUrl=queue_url(lane), Entries=entries)
             if answer.get("Failed"):

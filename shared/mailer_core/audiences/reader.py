@@ -1,12 +1,13 @@
 """An audience read page by page, with its recipients' Kommo data, 250 entities to a request.
 
 `read_page(account_id, audience, cursor, clock=…)` reads the next page of one source and says
-where the next page starts; the sources come one after another: the `ids` (250 at a time),
-the Kommo `filter` (Kommo's own pages of 250, ordered by id), then each target list (250
-members at a time). A page's leads, contacts or companies are read with their contacts and
-companies in bulk (`kommo.entities`: three requests for 250 leads with one contact and one
-company each), through the account's rate-limited client, and handed back with the page so a
-campaign renders without reading Kommo again. Nothing but the current page is held.
+where the next page starts; the sources come one after another: the `ids` (250 at a time), the
+Kommo `filter` (Kommo's own pages of 250, ordered by id), then each target list (up to 5,000
+members at a time, 004's packages, of which at most 250 CRM entities: one Query). A page's
+leads, contacts or companies are read with their contacts and companies in bulk
+(`kommo.entities`: three requests for 250 leads with one contact and one company each), through
+the account's rate-limited client, and handed back with the page so a campaign renders without
+reading Kommo again. Nothing but the current page is held.
 
 A page may hold no recipients (every entity without an address, a list's page of gone leads):
 go on while `cursor` is not None.
@@ -53,7 +54,8 @@ from mailer_core.store.models import (
     target_list_key,
 )
 
-PAGE = MAX_PAGE_SIZE  # ids, filtered entities or list members per page
+PAGE = MAX_PAGE_SIZE  # ids, filtered entities, or a list's CRM entities per page
+LIST_PAGE = 5000  # a target list's members per page (plain addresses need no Kommo read)
 NOT_OURS = "cursor is not one this audience gave out"
 
 
@@ -248,8 +250,13 @@ def _read_list(
         return None  # deleted since the audience was saved: it adds nobody
     key = target_list_key(account_id, list_id)
     start = {"list_key": {"S": key}, "member": {"S": position.member}} if position.member else None
-    results = TargetListMemberModel.query(key, limit=PAGE, page_size=PAGE, last_evaluated_key=start)
-    members = list(results)
+    results = TargetListMemberModel.query(key, limit=LIST_PAGE, page_size=LIST_PAGE, last_evaluated_key=start)
+    members, entities = [], 0
+    for member in results:
+        members.append(member)
+        entities += member.entity_type is not None and member.entity_id is not None
+        if entities >= PAGE:
+            break  # a page's entities are read from Kommo in one request per kind
     wanted: dict[EntityType, list[int]] = {}
     for member in members:
         if member.entity_type is not None and member.entity_id is not None:
@@ -261,5 +268,5 @@ def _read_list(
             page.add_entity(member.entity_type, int(member.entity_id))  # type: ignore[arg-type]
         elif member.address:
             page.add(str(member.address), entity=None, name=member.name, contact_id=None)
-    last = results.last_evaluated_key
-    return replace(position, member=str(members[-1].member)) if last and members else None
+    more = entities >= PAGE or results.last_evaluated_key is not None
+    return replace(position, member=str(members[-1].member)) if more and members else None

@@ -310,7 +310,7 @@ class Expander:
             if fate == "queued":
                 jobs.append((_send_job(message), int(delay)))
         if jobs:
-            sqs.enqueue_bulk_sends(jobs)
+            sqs.enqueue_send_bundles(bundled(jobs, {s.mailbox_id: s.rate for s in paced}))
         return counts, duration
 
     def _message(
@@ -564,6 +564,22 @@ def _send_job(message: MessageModel) -> sqs.SendJob:
         campaign=message.campaign_id,
         snapshot=message.crm_snapshot,
     )
+
+
+def bundled(
+    jobs: list[tuple[sqs.SendJob, int]], rates: dict[str, float]
+) -> list[tuple[list[sqs.SendJob], int]]:
+    """The part's send jobs in SQS messages: the jobs of one mailbox due in the same second
+    share one, at most what that mailbox sends in a second (its rate, rounded down; at most
+    `sqs.BUNDLE_MOST`), so a bundle is about a second's work of its mailbox's lane."""
+    groups: dict[tuple[str, int], list[sqs.SendJob]] = {}
+    for job, delay in jobs:
+        groups.setdefault((job.mailbox_id, int(delay)), []).append(job)
+    bundles: list[tuple[list[sqs.SendJob], int]] = []
+    for (mailbox_id, delay), mine in groups.items():
+        most = max(1, min(sqs.BUNDLE_MOST, int(rates.get(mailbox_id, 1.0))))
+        bundles.extend((mine[start : start + most], delay) for start in range(0, len(mine), most))
+    return bundles
 
 
 def _paced(senders: dict[str, MailboxModel], now: datetime) -> list[pacing.Sender]:

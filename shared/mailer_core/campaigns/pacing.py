@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 PART_SECONDS = 600.0
-MAX_PART = 250  # a Kommo page: a part is never more than one package
+MAX_PART = 1000  # and never more than its package (a Kommo page: 250; a list's: up to 5,000)
 
 
 @dataclass(frozen=True)

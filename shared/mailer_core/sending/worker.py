@@ -285,34 +285,36 @@ class SendWorker:
         return outcome
 
     def process_batch(self, bodies: list[str]) -> list[Outcome | Exception]:
-        """A whole SQS batch (its bodies, in order): each job's outcome, or what it raised.
+        """A whole SQS batch (its bodies, in order): each record's outcome, or what it raised.
 
         The batch's reads start at once for all of it; then each mailbox's jobs are worked in
         order in a lane of their own, side by side with the other mailboxes', so an email waits
         for its own mailbox's rate only. A batch of one mailbox is worked on this thread.
+        A record that bundles several jobs (`sqs.send_bodies`) fails when one of them does (SQS
+        then delivers the bundle again, and each job's claim keeps what went out from going
+        twice); else its outcome is its first job's.
         """
-        jobs: list[sqs.SendJob | Exception] = []
+        records: list[list[int] | Exception] = []
+        jobs: list[sqs.SendJob] = []
         for body in bodies:
             try:
-                jobs.append(sqs.SendJob.from_body(body))
+                bundled = sqs.send_bodies(body)
             except Exception as exc:  # a bad record fails on its own
-                jobs.append(exc)
-        self.prefetch(bodies)
+                records.append(exc)
+                continue
+            records.append(list(range(len(jobs), len(jobs) + len(bundled))))
+            jobs.extend(bundled)
+        self._prefetch_jobs(jobs)
         lanes: dict[tuple[int, str], list[int]] = {}
         for n, job in enumerate(jobs):
-            if not isinstance(job, Exception):
-                lanes.setdefault((job.account_id, job.mailbox_id), []).append(n)
+            lanes.setdefault((job.account_id, job.mailbox_id), []).append(n)
         # A job no lane got to (its lane broke down) fails its record: SQS delivers it again.
-        results: list[Outcome | Exception] = [
-            job if isinstance(job, Exception) else RuntimeError("not worked") for job in jobs
-        ]
+        results: list[Outcome | Exception] = [RuntimeError("not worked") for _ in jobs]
 
         def work(worker: SendWorker, indexes: list[int]) -> None:
             for n in indexes:
-                job = jobs[n]
-                assert not isinstance(job, Exception)
                 try:
-                    results[n] = worker.process(job)
+                    results[n] = worker.process(jobs[n])
                 except Exception as exc:
                     logger.exception("send job failed")
                     results[n] = exc
@@ -320,18 +322,18 @@ class SendWorker:
         if len(lanes) <= 1:
             for indexes in lanes.values():
                 work(self, indexes)
-            return results
+        else:
 
-        def lane(indexes: list[int]) -> Callable[[], None]:
-            return lambda: self._in_a_lane(work, jobs, indexes, results)
+            def lane(indexes: list[int]) -> Callable[[], None]:
+                return lambda: self._in_a_lane(work, jobs, indexes, results)
 
-        (self.run_lanes or _side_by_side)([lane(indexes) for indexes in lanes.values()])
-        return results
+            (self.run_lanes or _side_by_side)([lane(indexes) for indexes in lanes.values()])
+        return [_record_outcome(record, results) for record in records]
 
     def _in_a_lane(
         self,
         work: Callable[[SendWorker, list[int]], None],
-        jobs: list[sqs.SendJob | Exception],
+        jobs: list[sqs.SendJob],
         indexes: list[int],
         results: list[Outcome | Exception],
     ) -> None:
@@ -356,7 +358,7 @@ class SendWorker:
             _received=self._received,
             _in_lane=True,
         )
-        lane._plan = [job for n in indexes if not isinstance(job := jobs[n], Exception)]
+        lane._plan = [jobs[n] for n in indexes]
         lane._batch_reads = self._batch_reads
         try:
             with lane:
@@ -724,9 +726,12 @@ class SendWorker:
         jobs = []
         for body in bodies:
             try:
-                jobs.append(sqs.SendJob.from_body(body))
-            except Exception:  # a bad record fails on its own in `process`
+                jobs.extend(sqs.send_bodies(body))
+            except Exception:  # a bad record fails on its own in `process_batch`
                 continue
+        self._prefetch_jobs(jobs)
+
+    def _prefetch_jobs(self, jobs: list[sqs.SendJob]) -> None:
         self._plan_jobs(jobs, self.clock.timestamp())
         if jobs:
             self._batch_reads = self._preparing().submit(self._read_batch, jobs)
@@ -861,3 +866,12 @@ def _threading_headers(message: MessageModel) -> tuple[tuple[str, str], ...]:
     if message.references:
         headers.append(("References", " ".join(str(r) for r in message.references)))
     return tuple(headers)
+
+
+def _record_outcome(record: list[int] | Exception, results: list[Outcome | Exception]) -> Outcome | Exception:
+    """An SQS record's outcome: what its body raised, its first failed job's error, or its first
+    job's outcome."""
+    if isinstance(record, Exception):
+        return record
+    mine = [results[n] for n in record]
+    return next((r for r in mine if isinstance(r, Exception)), mine[0])

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailer_core.audiences import lists_api
+from mailer_core.audiences import lists_api, reader
 from mailer_core.audiences.lists_api import NewMember
 from mailer_core.audiences.pages import AudiencePage
 from mailer_core.audiences.reader import read_page
@@ -195,7 +195,7 @@ def test_target_lists_of_entities_and_addresses_follow_the_other_sources(
 
     found = list(pages(audience, clock))
 
-    # THEN the ids come first, then the list's members 250 at a time
+    # THEN the ids come first, then the list's members: its 302 in one page (up to 5,000)
     got = addresses(found)
     assert got[0] == "ivan.petrov@example.com"
     assert "john.smith@example.com" in got and "Visitor007@Example.com" in got
@@ -203,7 +203,28 @@ def test_target_lists_of_entities_and_addresses_follow_the_other_sources(
     assert skipped(found) == {"not_found": 1}
     plain = next(r for page in found for r in page.recipients if r.address == "Visitor007@Example.com")
     assert plain.entity is None and plain.name == "Visitor 7"
-    assert len(found) == 1 + 2
+    assert len(found) == 1 + 1
+
+
+def test_a_lists_page_ends_at_its_most_members_or_its_most_crm_entities(
+    kommo: KommoStandIn, sample: Seed, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN pages of at most 5 members of which at most 2 CRM entities (5,000 and 250 in use)
+    monkeypatch.setattr(reader, "LIST_PAGE", 5)
+    monkeypatch.setattr(reader, "PAGE", 2)
+    owner = widget_caller()
+    made = lists_api.create(owner, {"name": "Mixed"}, clock=clock)
+    members = [NewMember(entity_type="leads", entity_id=bulk_lead(n)) for n in range(3)]
+    members += [NewMember(address=f"z{n}@example.com") for n in range(5)]  # after "leads:…"
+    lists_api.add_members(seed.ACCOUNT_ID, made["id"], members, clock=clock)
+    audience = parse(seed.ACCOUNT_ID, {"target_lists": [made["id"]]}, who=owner)
+
+    found = list(pages(audience, clock))
+
+    # THEN a page stops at its second lead, the next at its fifth member; each member once
+    assert [len(page.recipients) for page in found] == [2, 5, 1]
+    assert addresses(found) == [bulk_address(n) for n in range(3)] + [f"z{n}@example.com" for n in range(5)]
+    assert [len(page.entities.get("leads", {})) for page in found] == [2, 1, 0]
 
 
 def test_an_unknown_or_invisible_list_is_refused_naming_the_field(

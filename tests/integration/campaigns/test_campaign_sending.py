@@ -190,3 +190,28 @@ def test_a_start_in_the_past_an_empty_audience_and_edits_while_sending_are_refus
     assert locked.status == 409 and locked.json()["error"] == "locked"
     assert user.delete(f"/v1/campaigns/{campaign_id}").status == 409
     assert user.get(f"/v1/campaigns/{campaign_id}").json()["name"] == "Winter sale"
+
+
+def test_a_fast_mailboxs_emails_reach_the_bulk_queue_in_bundles_and_each_goes_once(
+    user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
+) -> None:
+    import boto3
+
+    # GIVEN a campaign of 30 recipients from one 100/s mailbox (its part due within a second)
+    mailbox = fast_mailbox(user, smtp)
+    campaign_id = new_campaign(user, [mailbox], [[f"r{n:02d}@example.com" for n in range(30)]])
+    # WHEN it is started and its part composed
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    work_queues(aws_stack, send=False, until=lambda: bool(campaign_counts(user, campaign_id)))
+    # THEN its 30 emails wait in 2 SQS messages (bundles of at most 25), and all go out once
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws_stack.refs["BulkSendQueue"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    assert sum(int(v) for v in attributes.values()) == 2
+    work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
+    assert delivered_to(smtp) == [f"r{n:02d}@example.com" for n in range(30)]
+
+
+def campaign_counts(user: ApiClient, campaign_id: str) -> int:
+    return int(user.get(f"/v1/campaigns/{campaign_id}").json()["progress"]["recipients"])

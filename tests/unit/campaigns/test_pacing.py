@@ -29,7 +29,7 @@ def test_a_per_hour_portion_stretches_the_plan_and_shrinks_the_part() -> None:
     assert sorted(delay for _, delay in planned) == [10.0 * n for n in range(10)]
     assert duration == 100.0
     assert pacing.part_size(senders, per_hour=360) == 60  # 600 s of emails
-    assert pacing.part_size(senders, per_hour=None) == 250  # never more than a package
+    assert pacing.part_size(senders, per_hour=None) == pacing.MAX_PART == 1000  # 1,200 s of emails: capped
 
 
 def test_a_mailbox_at_its_daily_cap_gets_nothing_and_one_near_it_only_its_room() -> None:
