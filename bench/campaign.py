@@ -521,7 +521,7 @@ def crash(args: argparse.Namespace) -> str:
     with local_stack() as started:
         mailbox_id = create_mailbox(started.smtp.port)
         list_id = target_list(n, "c")
-        # Paced at 15 emails/s: parts of 250 every 17 s, so that the kills fall all along the
+        # Paced at 15 emails/s: parts of 1,000 every 67 s, so that the kills fall all along the
         # expansion and the send workers keep up (moto's SQS slows down as a queue fills).
         campaign_id = new_campaign([mailbox_id], {"target_lists": [list_id]}, options={"per_hour": 54_000})
         started.smtp.ask("reset")

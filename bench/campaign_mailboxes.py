@@ -106,7 +106,8 @@ def template_concurrency() -> int:
 def plan_mailboxes(args: argparse.Namespace) -> list[tuple[str, float, int, int]]:
     """(sender, rate, daily cap, emails) per mailbox: emails in proportion to the rate."""
     rates = [
-        2.0 if args.fast_every and (k + 1) % args.fast_every == 0 else 1.0 for k in range(args.mailboxes)
+        args.rate * (2 if args.fast_every and (k + 1) % args.fast_every == 0 else 1)
+        for k in range(args.mailboxes)
     ]
     total_rate = sum(rates)
     shares = [int(args.emails * r / total_rate) for r in rates]
@@ -253,28 +254,35 @@ def arrivals(smtp: base.Child) -> list[tuple[str, float]]:
     return [(str(sender), float(at)) for sender, at in json.loads(line.split(" ", 1)[1])]
 
 
-def most_in_one_second(times: list[float]) -> int:
-    """The most arrivals any window [t, t + 1 s) holds (two pointers over the sorted times)."""
+def limit_of(rate: float) -> tuple[float, int]:
+    """What a mailbox's rate allows: (window in seconds, most arrivals in it). One second and
+    the rate (whole) from 1/s up; below it, one arrival in 1/rate seconds."""
+    return (1.0, int(rate)) if rate >= 1 else (1.0 / rate, 1)
+
+
+def most_in_a_window(times: list[float], seconds: float) -> int:
+    """The most arrivals any window [t, t + seconds) holds (two pointers over the sorted times)."""
     times, most, left = sorted(times), 0, 0
     for right, t in enumerate(times):
-        while times[left] <= t - 1.0:
+        while times[left] <= t - seconds:
             left += 1
         most = max(most, right - left + 1)
     return most
 
 
 def tightest_span(times: list[float], rate: float) -> float:
-    """The shortest time any rate + 1 consecutive arrivals took (more than 1 s: never above the rate)."""
-    step = int(rate)
+    """The shortest time any `most` + 1 consecutive arrivals took, against the window: more than
+    1.0 means never above the rate."""
+    seconds, step = limit_of(rate)
     times = sorted(times)
-    return min((times[k + step] - times[k] for k in range(len(times) - step)), default=float("inf"))
+    return min((times[k + step] - times[k] for k in range(len(times) - step)), default=float("inf")) / seconds
 
 
 def windows_above(times: list[float], rate: float) -> int:
-    """How many arrivals have more than `rate` arrivals in the second that ends with them."""
-    step = int(rate)
+    """How many arrivals have more than the rate allows in the window that ends with them."""
+    seconds, step = limit_of(rate)
     times = sorted(times)
-    return sum(1 for k in range(len(times) - step) if times[k + step] - times[k] < 1.0)
+    return sum(1 for k in range(len(times) - step) if times[k + step] - times[k] < seconds)
 
 
 def late_tokens(log_dir: str) -> int:
@@ -395,8 +403,9 @@ def report(
         achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
         achieved_sum += achieved
         rate_sum += m.rate
-        window = most_in_one_second(times)
-        worst_window = max(worst_window, window / m.rate)
+        seconds, most = limit_of(m.rate)
+        window = most_in_a_window(times, seconds)
+        worst_window = max(worst_window, window / most)
         if len(times) > m.daily_cap:
             over_cap.append(m.sender)
         worst.append((achieved / m.rate, m, len(times), window))
@@ -411,13 +420,15 @@ def report(
         f"mailboxes: {len(mailboxes)}, summed rate {rate_sum:g}/s, achieved {achieved_sum:.1f}/s; "
         f"containers: {concurrency}, SMTP reply delay {args.smtp_delay_ms:g} ms"
     )
-    print("slowest mailboxes (achieved / rate, emails, most in one second):")
+    print("slowest mailboxes (achieved / rate, emails, most in the rate's window):")
     for fraction, m, count, window in worst[:5]:
-        print(f"  {m.sender}  {m.rate:g}/s  {fraction:6.1%}  {count:4d} emails  {window} in one second")
+        seconds = limit_of(m.rate)[0]
+        print(f"  {m.sender}  {m.rate:g}/s  {fraction:6.1%}  {count:4d} emails  {window} in {seconds:g} s")
     print(
-        f"most arrivals in any one second, against the mailbox's rate: {worst_window:.2f} of the rate "
-        f"(1.00 or less: never above it); the shortest time rate + 1 arrivals of a mailbox took: "
-        f"{tightest:.3f} s; arrivals that made a second hold more than the rate: {above}"
+        f"most arrivals in any window of the rate (1 s; 1/rate below 1/s), against what it allows: "
+        f"{worst_window:.2f} (1.00 or less: never above it); the shortest time that many + 1 arrivals "
+        f"of a mailbox took, in windows: {tightest:.3f}; arrivals that made a window hold more than the "
+        f"rate allows: {above}"
     )
     capped = [m for m in mailboxes if m.daily_cap < m.emails]
     if capped:
@@ -450,7 +461,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--emails", type=int, default=5000, help="emails in all (default 5000)")
     parser.add_argument("--mailboxes", type=int, default=50, help="sender mailboxes (default 50)")
     parser.add_argument(
-        "--fast-every", type=int, default=5, help="every n-th mailbox at 2/s (default 5; 0: none)"
+        "--rate", type=float, default=1.0, help="each mailbox's rate per second (default 1; 0.01 to 50)"
+    )
+    parser.add_argument(
+        "--fast-every", type=int, default=5, help="every n-th mailbox at twice --rate (default 5; 0: none)"
     )
     parser.add_argument("--capped", type=int, default=2, help="mailboxes with a daily cap below their share")
     parser.add_argument("--concurrency", type=int, default=0, help="containers (default: the template's)")
@@ -465,6 +479,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.emails < 1 or args.mailboxes < 1 or args.capped > args.mailboxes:
         parser.error("need --emails >= 1, --mailboxes >= 1 and --capped <= --mailboxes")
+    if not 0.01 <= args.rate <= 50 or (args.rate > 1 and args.rate != int(args.rate)):
+        parser.error("--rate: 0.01 to 50, whole from 1 up")
     return args
 
 

@@ -1,4 +1,4 @@
-"""SQS consumer of the send queues: each record names a message to send."""
+"""SQS consumer of the send queues: each record names a message to send, or a bundle of them."""
 
 from __future__ import annotations
 
