@@ -194,6 +194,35 @@ def feed(jobs: list[Any], queue_url: str, stop: Any, backlog: int) -> None:
         time.sleep(0.5)
 
 
+PACED_HORIZON = 30.0  # seconds: how far ahead --paced puts jobs on the queue
+
+
+def feed_paced(jobs: list[Any], rates: dict[str, float], queue_url: str, stop: Any) -> None:
+    """Put the jobs on the bulk queue as a campaign's parts plan them (`--paced`): each
+    mailbox's k-th email due k / rate seconds after the start, queued with an SQS delay until
+    then once it is due within `PACED_HORIZON` seconds (the Expander gives a part's emails
+    their delays the same way)."""
+    from mailer_core.adapters.sqs import enqueue_bulk_sends
+
+    seen: Counter[str] = Counter()
+    due = []
+    for job in jobs:
+        due.append((seen[job.mailbox_id] / rates[job.mailbox_id], job))
+        seen[job.mailbox_id] += 1
+    due.sort(key=lambda d: d[0])
+    start, sent = time.monotonic(), 0
+    while sent < len(due) and not stop.is_set():
+        now = time.monotonic() - start
+        ready = []
+        while sent < len(due) and due[sent][0] <= now + PACED_HORIZON:
+            at, job = due[sent]
+            ready.append((job, max(0, int(at - now))))
+            sent += 1
+        if ready:
+            enqueue_bulk_sends(ready)
+        time.sleep(0.5)
+
+
 # -- the containers (processes of their own, as Lambda's are) --------------------------------
 
 
@@ -356,7 +385,11 @@ def run(args: argparse.Namespace) -> None:
         ]
         for worker in workers:
             worker.start()
-        feeder = threading.Thread(target=feed, args=(jobs, queue["url"], stop, args.backlog), daemon=True)
+        if args.paced:
+            rates = {m.mailbox_id: m.rate for m in mailboxes}
+            feeder = threading.Thread(target=feed_paced, args=(jobs, rates, queue["url"], stop), daemon=True)
+        else:
+            feeder = threading.Thread(target=feed, args=(jobs, queue["url"], stop, args.backlog), daemon=True)
         feeder.start()
         start = time.monotonic()
         deadline = start + args.timeout
@@ -473,6 +506,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=12, help="the shuffle of the queue")
     parser.add_argument(
         "--backlog", type=int, default=300, help="jobs kept waiting on the queue (default 300)"
+    )
+    parser.add_argument(
+        "--paced",
+        action="store_true",
+        help="queue each email with the delay a campaign's part plans for it (default: a shuffled backlog)",
     )
     parser.add_argument("--progress", action="store_true", help="print progress every 2 s")
     parser.add_argument("--log-dir", help="keep the send function's log lines here (one file per container)")
