@@ -91,12 +91,9 @@ class Expander:
     exclude: Excluder | None = None  # None: `excluded_by_lists`
 
     def part(self, job: CampaignJob) -> str:
-        try:
-            campaign = CampaignModel.get(job.account_id, job.campaign_id, consistent_read=True)
-        except DoesNotExist:
-            return "no campaign"
-        if campaign.status != cs.SENDING:
-            return f"not sending ({campaign.status})"
+        campaign = _sending(job.account_id, job.campaign_id)
+        if isinstance(campaign, str):
+            return campaign
         now = self.clock.now()
         if (job.package, job.offset or 0) != (int(campaign.package), int(campaign.offset)):
             return self._behind(campaign, job, now)
@@ -203,12 +200,9 @@ class Expander:
         except UpdateError as exc:
             if not is_condition_failure(exc):
                 raise
-        try:
-            current = CampaignModel.get(campaign.account_id, campaign.campaign_id, consistent_read=True)
-        except DoesNotExist:
-            return "no campaign"
-        if current.status != cs.SENDING:
-            return f"not sending ({current.status})"
+        current = _sending(int(campaign.account_id), campaign.campaign_id)
+        if isinstance(current, str):
+            return current
         if (int(current.package), int(current.offset)) != (int(campaign.package), int(campaign.offset)):
             return "stale"  # moved on meanwhile: by another copy of this job, which carries on
         if job.job_id and current.part_lease_job == job.job_id and current.part_lease_until:
@@ -503,6 +497,17 @@ class PartLease:
             logger.warning(
                 "campaign part lease not given back", extra={"campaign_id": self.campaign.campaign_id}
             )
+
+
+def _sending(account_id: int, campaign_id: str) -> CampaignModel | str:
+    """The campaign read afresh, or what becomes of a job when it is gone or not Sending."""
+    try:
+        campaign = CampaignModel.get(account_id, campaign_id, consistent_read=True)
+    except DoesNotExist:
+        return "no campaign"
+    if campaign.status != cs.SENDING:
+        return f"not sending ({campaign.status})"
+    return campaign
 
 
 def _at(campaign: CampaignModel) -> Any:
