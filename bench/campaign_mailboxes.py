@@ -226,14 +226,16 @@ def feed_paced(jobs: list[Any], rates: dict[str, float], queue_url: str, stop: A
 # -- the containers (processes of their own, as Lambda's are) --------------------------------
 
 
-def container(number: int, queue: dict[str, str], stop: Any, results: Any, log_dir: str) -> None:
-    """One Lambda container: poll the bulk queue, invoke the send function, delete what succeeded."""
+def container(number: int, queue: dict[str, str], stop: Any, results: Any, log_dir: str, ready: Any) -> None:
+    """One Lambda container: poll the bulk queue, invoke the send function, delete what
+    succeeded. `ready` is told once its cold start (imports, clients) is over."""
     import boto3
 
     with open(Path(log_dir) / f"container{number}.log", "w") as log_file:
         os.dup2(log_file.fileno(), 1)  # the metric lines too (printed, not logged)
         handler = base.load_send_handler(log_file)
         sqs = boto3.session.Session().client("sqs")
+        ready.put(number)
         invocations, billed, records = 0, 0.0, 0
         while not stop.is_set():
             got = sqs.receive_message(
@@ -378,13 +380,17 @@ def run(args: argparse.Namespace) -> None:
         started.smtp.ask("reset")
 
         spawn = multiprocessing.get_context("spawn")
-        stop, results = spawn.Event(), spawn.Queue()
+        stop, results, ready = spawn.Event(), spawn.Queue(), spawn.Queue()
         workers = [
-            spawn.Process(target=container, args=(n, queue, stop, results, log_dir), daemon=True)
+            spawn.Process(target=container, args=(n, queue, stop, results, log_dir, ready), daemon=True)
             for n in range(concurrency)
         ]
         for worker in workers:
             worker.start()
+        cold = time.perf_counter()
+        for _ in workers:  # Lambda's containers start in a second or two; ten here take a minute
+            ready.get(timeout=300)
+        print(f"containers started in {time.perf_counter() - cold:.0f} s; the feed starts now", flush=True)
         if args.paced:
             rates = {m.mailbox_id: m.rate for m in mailboxes}
             feeder = threading.Thread(target=feed_paced, args=(jobs, rates, queue["url"], stop), daemon=True)
