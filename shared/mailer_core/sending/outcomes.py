@@ -178,7 +178,7 @@ def wait(
     wait (a daily cap re-checked every 15 minutes); `claimed`: a message this worker holds,
     given back to `queued` in the same write."""
     now = clock.now()
-    delay = max(1, min(math.ceil((next_try - now).total_seconds()), sqs.MAX_DELAY_SECONDS))
+    delay = back_in(reason, (next_try - now).total_seconds())
     mark = f"{reason}@{int(next_try.timestamp())}"
     notes = [MessageModel.waiting_reason.set(reason), MessageModel.waiting_until.set(next_try)]
     if claimed is not None:
@@ -209,6 +209,16 @@ def wait(
     sqs.enqueue_send(replace(job, waiting=mark), delay_seconds=delay)
     logger.info("waiting for the mailbox; re-queued", extra={"reason": reason, "delay": delay})
     return "deferred"
+
+
+def back_in(reason: str, seconds: float) -> int:
+    """The SQS delay (whole seconds, 1 to 15 minutes) of a job whose next try is `seconds`
+    away. A job waiting for its mailbox's turn (the rate, or a manager's email first) comes
+    back up to `max_rate_wait_seconds` early and sleeps the rest in its container: a delay
+    rounded up would bring it back after its turn, and a rate bucket does not keep a turn no
+    one took. Any other wait (a daily cap, a hold) comes back at its time."""
+    early = get_settings().max_rate_wait_seconds if reason in ("rate", "priority") else 0.0
+    return max(1, min(math.ceil(seconds - early), sqs.MAX_DELAY_SECONDS))
 
 
 def record_sent(message: MessageModel, detail: str, when: datetime, subject: str = "") -> None:

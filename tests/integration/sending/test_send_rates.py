@@ -8,6 +8,7 @@ ceiling is checked on the server's own receipt times, where a late token would s
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -225,7 +226,9 @@ def test_a_job_whose_turn_is_far_goes_back_to_the_queue_unclaimed_and_unslept(
     assert (clock.now() - start).total_seconds() < 1  # the first's token's moment, no more
     [(job, delay)] = requeued
     assert job.message_id == second and job.lane == "bulk"
-    assert delay == 21  # 20 s paced 3 % under the rate, rounded up
+    # its turn 20.6 s off (20 s paced 3 % under the rate): back up to the 2 s a worker may
+    # wait before it, in whole seconds
+    assert delay == 19
     held = stored(second)
     assert (held.status, int(held.attempts)) == ("queued", 0)
     assert "sending" not in [h.event for h in held.history]
@@ -256,8 +259,49 @@ def test_a_batch_of_one_mailbox_sends_what_fits_its_wait_and_spreads_the_rest(
     lead = lead_seconds(paced_rate(1))
     elapsed = (clock.now() - FakeClock().now()).total_seconds()
     assert elapsed == pytest.approx(lead + 1 + PACING_MARGIN, abs=1e-3)
-    # (their turns at 2.11, 3.14, 4.17 and 5.20 s, seen at 1.08 s, rounded up)
-    assert [delay for _, delay in requeued] == [2, 3, 4, 5]
+    # (their turns at 2.11, 3.14, 4.17 and 5.20 s, seen at 1.08 s: back in whole seconds up to
+    # the 2 s a worker may wait for a turn before it, so that none comes back after its turn)
+    assert [delay for _, delay in requeued] == [1, 1, 2, 3]
+
+
+def test_jobs_sent_back_to_wait_come_back_in_time_for_their_turns(
+    user: ApiClient, aws_stack: StackResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN six emails of a 1/s mailbox in one batch; the jobs the worker sends back to wait
+    # are delivered again when their SQS delay is over, as the queue does
+    clock = FakeClock()
+    handler = TimedHandler(clock=clock)
+    back: list[tuple[float, sqs.SendJob]] = []
+    with smtp_server(handler, authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False) as server:
+        mailbox = add_mailbox(user, server, "turns@example.com", rate_per_second=1)
+        for n in range(6):
+            compose_bulk(user, mailbox, n)
+        bodies = bulk_bodies(aws_stack)
+        monkeypatch.setattr(
+            sqs,
+            "enqueue_send",
+            lambda job, delay_seconds=0: back.append((clock.timestamp() + delay_seconds, job)),
+        )
+
+        # WHEN the send function handles the batch, then each job that comes back (an
+        # invocation each, as Lambda's)
+        with SendWorker(clock=clock) as worker:
+            worker.process_batch(bodies)
+        while back and len(handler.arrivals) < 6:
+            back.sort(key=lambda b: b[0])
+            due, job = back.pop(0)
+            clock.sleep(max(0.0, due - clock.timestamp()))
+            with SendWorker(clock=clock) as worker:
+                worker.process_batch([job.to_body()])
+
+    # THEN every email took the turn after the one before, at most a token's lead late: no
+    # turn was missed while a job was away (a job back after its turn finds the bucket idle,
+    # and the mailbox loses the time it was late)
+    times = handler.times("turns@example.com")
+    assert len(times) == 6
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    interval = 1 + PACING_MARGIN
+    assert all(interval - 1e-3 <= gap <= interval + worker_module.MIN_LEAD_SECONDS for gap in gaps), gaps
 
 
 def test_an_email_held_by_the_daily_cap_says_so_with_its_next_try(
