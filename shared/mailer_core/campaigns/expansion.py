@@ -19,11 +19,12 @@ Exactly once, however often a step is repeated or wherever it crashes:
 3. A recipient's email has an id derived from the campaign and the address, so the same
    address always meets the same item. Under the lease, a part reads its emails' items (one
    consistent BatchGetItem per 100) and writes the missing ones (BatchWriteItem, 25 to a
-   request): no conditional put per email, and no one else can write those items meanwhile
-   (parts are worked one after another, and only the lease holder writes a part's emails). An
-   email found tells a retry of the same part (the email's `campaign_slot` is this part: it
-   is ours, and is queued again if still queued; the send claim sends it once) from the same
-   address met earlier in the audience (a duplicate, never written again).
+   request), in rounds of 100 worked four at a time: no conditional put per email, and no
+   one else can write those items meanwhile (parts are worked one after another, and only
+   the lease holder writes a part's emails). An email found tells a retry of the same part
+   (the email's `campaign_slot` is this part: it is ours, and is queued again if still
+   queued; the send claim sends it once) from the same address met earlier in the audience
+   (a duplicate, never written again).
 4. The campaign's position (package, offset, the page's cursor) moves on with the part's
    counts in one conditional write on the position it started from, which also records the
    job that wrote it (`advanced_by`); only then is the next part queued. A crash before the
@@ -38,7 +39,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -446,6 +449,10 @@ def recipient_message_id(campaign: CampaignModel, address: str) -> str:
 
 
 GET_BATCH = 100  # BatchGetItem's most keys
+# A part's rounds of GET_BATCH emails worked at once: each is a few round trips to DynamoDB
+# (one BatchGetItem, up to four BatchWriteItems), so a part of 1,000 waits for three rounds'
+# trips, not ten.
+PART_ROUNDS = 4
 
 
 class PartLeaseLost(RuntimeError):
@@ -461,9 +468,15 @@ class PartLease:
     until: datetime
     seconds: float
     clock: Clock
+    _renewing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def hold(self) -> None:
-        """Before a write of emails: at least half the lease left, or renewed; else PartLeaseLost."""
+        """Before a write of emails: at least half the lease left, or renewed; else PartLeaseLost.
+        The part's rounds call it from their threads: one renewal at a time."""
+        with self._renewing:
+            self._hold()
+
+    def _hold(self) -> None:
         now = self.clock.now()
         if self.until - now > timedelta(seconds=self.seconds / 2):
             return
@@ -519,35 +532,51 @@ def _save_all(messages: list[MessageModel], lease: PartLease | None = None) -> l
     """The fate of each email of the part (point 3; in order of `messages`): "queued" (stored
     now, or by an earlier try of this part and still queued), "done" (ours, already on its way
     or past it) or "duplicate" (composed by another part: the address came earlier in the
-    audience). Per 100: one consistent BatchGetItem, then the missing ones written with
-    BatchWriteItem, the lease checked first. A write that raises fails the part, which SQS then
-    delivers again (all of it is idempotent)."""
+    audience). In rounds of 100, `PART_ROUNDS` at a time: one consistent BatchGetItem, then the
+    missing ones written with BatchWriteItem, the lease checked first. A round that raises
+    fails the part (the rounds not begun are dropped), which SQS then delivers again (all of
+    it is idempotent)."""
+    rounds = [messages[start : start + GET_BATCH] for start in range(0, len(messages), GET_BATCH)]
     fates: dict[str, str] = {}
-    for start in range(0, len(messages), GET_BATCH):
-        chunk = messages[start : start + GET_BATCH]
-        found = {
-            str(stored.message_id): stored
-            for stored in MessageModel.batch_get(
-                [(m.account_id, m.message_id) for m in chunk],
-                consistent_read=True,
-                attributes_to_get=["message_id", "campaign_slot", "status"],
-            )
-        }
-        missing = []
-        for message in chunk:
-            stored = found.get(str(message.message_id))
-            if stored is None:
-                missing.append(message)
-                fates[message.message_id] = "queued"
-            elif stored.campaign_slot != message.campaign_slot:
-                fates[message.message_id] = "duplicate"
-            else:
-                fates[message.message_id] = "queued" if stored.status == state.QUEUED else "done"
-        if missing:
-            if lease is not None:
-                lease.hold()
-            _write(missing)
+    if len(rounds) <= 1:
+        for chunk in rounds:
+            fates.update(_save_round(chunk, lease))
+        return [fates[m.message_id] for m in messages]
+    pool = ThreadPoolExecutor(max_workers=min(PART_ROUNDS, len(rounds)), thread_name_prefix="part")
+    try:
+        for done in [pool.submit(_save_round, chunk, lease) for chunk in rounds]:
+            fates.update(done.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return [fates[m.message_id] for m in messages]
+
+
+def _save_round(chunk: list[MessageModel], lease: PartLease | None) -> dict[str, str]:
+    """One round of `_save_all`: up to 100 emails read, the missing ones written."""
+    found = {
+        str(stored.message_id): stored
+        for stored in MessageModel.batch_get(
+            [(m.account_id, m.message_id) for m in chunk],
+            consistent_read=True,
+            attributes_to_get=["message_id", "campaign_slot", "status"],
+        )
+    }
+    fates: dict[str, str] = {}
+    missing = []
+    for message in chunk:
+        stored = found.get(str(message.message_id))
+        if stored is None:
+            missing.append(message)
+            fates[message.message_id] = "queued"
+        elif stored.campaign_slot != message.campaign_slot:
+            fates[message.message_id] = "duplicate"
+        else:
+            fates[message.message_id] = "queued" if stored.status == state.QUEUED else "done"
+    if missing:
+        if lease is not None:
+            lease.hold()
+        _write(missing)
+    return fates
 
 
 def _write(messages: list[MessageModel]) -> None:

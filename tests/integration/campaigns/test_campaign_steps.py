@@ -393,3 +393,42 @@ def test_one_execution_at_a_time_composes_a_part_and_a_dead_holders_job_takes_it
     assert sorted(str(m.to[0]) for m in emails()) == addresses
     campaign = CampaignModel.get(ACCOUNT, campaign_id)
     assert campaign.part_lease is None and int(campaign.counts["composed"]) == 5
+
+
+def test_a_part_whose_round_of_writes_fails_is_worked_again_and_composes_everyone_once(
+    user: ApiClient,
+    smtp: SmtpTestServer,
+    aws_stack: StackResources,
+    paged_audience: PagedAudience,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a started campaign whose one part holds 350 emails (four rounds of 100, worked
+    # side by side), and a DynamoDB write that fails once, in the third round
+    mailbox = fast_mailbox(user, smtp)
+    addresses = [f"r{n:03d}@example.com" for n in range(350)]
+    campaign_id = new_campaign(user, [mailbox], [addresses])
+    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    real_write = expansion._write
+    failed: list[str] = []
+
+    def flaky(messages: list[MessageModel]) -> None:
+        if not failed and any(str(m.to[0]) == "r250@example.com" for m in messages):
+            failed.append(str(messages[0].to[0]))
+            raise RuntimeError("DynamoDB said no")
+        real_write(messages)
+
+    monkeypatch.setattr(expansion, "_write", flaky)
+    job = CampaignJob(ACCOUNT, campaign_id, "package", 0, 0, job_id="first")
+    clock = FakeClock(current=datetime.now(UTC))
+
+    # WHEN the part fails, and SQS delivers its job again
+    with pytest.raises(RuntimeError, match="DynamoDB said no"):
+        expansion.Expander(clock=clock).part(job)
+    outcome = expansion.Expander(clock=clock).part(job)
+
+    # THEN the second try composes the part: every address has one email, counted once
+    assert failed and outcome == "part composed"
+    emails = list(MessageModel.by_campaign.query(campaign_state.campaign_key(ACCOUNT, campaign_id)))
+    assert sorted(str(m.to[0]) for m in emails) == addresses
+    campaign = CampaignModel.get(ACCOUNT, campaign_id)
+    assert int(campaign.counts["composed"]) == 350 and "excluded_duplicate" not in campaign.counts
