@@ -9,9 +9,10 @@ processes (bench/servers.py), so memory and CPU measured here are this process's
    `mailer_core.audiences.lists_api.add_members`; setup, not measured) is the audience of a
    campaign started through `campaigns.lifecycle.start`; then its parts are worked one after
    the other through `campaigns.worker.process` (the Expander: the package read from the list
-   and kept in S3, one conditional put per email, the send jobs queued on the bulk queue, the
-   position moved on). The jobs are driven directly with a fake clock moved on by each part's
-   duration: the queue's delays are the campaign's pace, not expansion. Peak memory is the
+   and kept in S3, the part's emails read and written in rounds of 100 side by side, the send
+   jobs queued on the bulk queue in bundles, the position moved on). The jobs are driven
+   directly with a fake clock moved on by each part's duration: the queue's delays are the
+   campaign's pace, not expansion. Peak memory is the
    process's peak resident set (`resource.getrusage`, ru_maxrss), printed at 10 % of the
    audience and at the end: equal figures mean memory does not grow with the audience.
 2. Kommo requests per email: a campaign to 1,000 leads of the Kommo stand-in (its limit lifted),
@@ -43,6 +44,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -241,28 +243,47 @@ class AwsMeter:
         from mailer_core.adapters.sqs import send_bodies
 
         self.calls = 0
-        self.seconds = 0.0
+        self.seconds = 0.0  # wall time with at least one call waiting for its answer
         self.send_jobs = 0
-        self.by_operation: dict[str, list[float]] = {}  # operation: [calls, seconds]
+        self.by_operation: dict[str, list[float]] = {}  # operation: [calls, seconds summed]
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._since = 0.0
         original = getattr(BaseClient, "_make_api_call")  # noqa: B009
         meter = self
 
         def counted(client: Any, operation: str, params: Any) -> Any:
-            meter.calls += 1
+            jobs = 0
             if operation == "SendMessageBatch" and "BulkSend" in str(params.get("QueueUrl")):
                 entries = params.get("Entries") or []
-                meter.send_jobs += sum(len(send_bodies(e["MessageBody"])) for e in entries)
-            began = time.perf_counter()
+                jobs = sum(len(send_bodies(e["MessageBody"])) for e in entries)
+            began = meter._begin(jobs)
             try:
                 return original(client, operation, params)
             finally:
-                took = time.perf_counter() - began
-                meter.seconds += took
-                seen = meter.by_operation.setdefault(operation, [0, 0.0])
-                seen[0] += 1
-                seen[1] += took
+                meter._end(operation, began)
 
         setattr(BaseClient, "_make_api_call", counted)  # noqa: B010
+
+    def _begin(self, jobs: int) -> float:
+        with self._lock:
+            self.calls += 1
+            self.send_jobs += jobs
+            began = time.perf_counter()
+            if self._waiting == 0:
+                self._since = began
+            self._waiting += 1
+            return began
+
+    def _end(self, operation: str, began: float) -> None:
+        with self._lock:
+            now = time.perf_counter()
+            self._waiting -= 1
+            if self._waiting == 0:
+                self.seconds += now - self._since
+            seen = self.by_operation.setdefault(operation, [0, 0.0])
+            seen[0] += 1
+            seen[1] += now - began
 
 
 def expansion(args: argparse.Namespace) -> str:
@@ -333,11 +354,13 @@ def expansion(args: argparse.Namespace) -> str:
             f"  {parts} parts, {meter.send_jobs} send jobs queued, {n / measured:.0f} recipients/s; "
             f"{calls / n:.2f} AWS requests per recipient"
         )
+        print("  by operation (the time each waited, summed: a part's rounds wait side by side):")
         for operation, (number, seconds) in sorted(meter.by_operation.items(), key=lambda kv: -kv[1][1]):
             print(f"    {operation:<22} {int(number):>7} requests, {seconds:6.1f} s")
         print(
-            f"  of the {measured:.1f} s, {in_aws:.1f} s waiting for AWS (moto) and {measured - in_aws:.1f} s "
-            "Mailer's own (the Expander's work and the requests' making and reading)"
+            f"  of the {measured:.1f} s, {in_aws:.1f} s with a request to AWS (moto) waiting for its "
+            f"answer and {measured - in_aws:.1f} s without (the Expander's work, the requests' making "
+            "and reading)"
         )
     return f"campaign expansion: {n} recipients in {measured:.1f} s, peak memory {peak_rss_mb():.0f} MB"
 
@@ -432,8 +455,6 @@ class Worker:
         self.point = point
         self.busy = False
         self.done = 0  # batches finished
-        import threading
-
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -495,8 +516,6 @@ def arm_crash_point(point: str, nth: int) -> None:
 
 def work_forever(function: str) -> None:
     """`--worker campaigns|send`: poll the function's queue until killed or stdin closes."""
-    import threading
-
     from tests.support.api_client import load_handler
 
     if function == "campaigns":
