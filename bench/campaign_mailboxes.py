@@ -43,6 +43,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -316,16 +317,41 @@ def windows_above(times: list[float], rate: float) -> int:
     return sum(1 for k in range(len(times) - step) if times[k + step] - times[k] < seconds)
 
 
+REQUEUED = "waiting for the mailbox; re-queued"  # the send worker's log line
+
+
 def late_tokens(log_dir: str) -> int:
     return sum(p.read_text().count("rate token too late to use") for p in Path(log_dir).glob("*.log"))
 
 
 def requeued_jobs(log_dir: str) -> int:
-    return sum(
-        line.count("waiting for the mailbox; re-queued")
-        for p in Path(log_dir).glob("*.log")
-        for line in open(p)
-    )
+    return sum(line.count(REQUEUED) for p in Path(log_dir).glob("*.log") for line in open(p))
+
+
+def returns_waited(log_dir: str) -> list[float]:
+    """For each job sent back to wait: the seconds from when it was visible again (its re-queue
+    plus the delay) to when a container had worked it next, from the containers' log lines."""
+    events: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+    for path in Path(log_dir).glob("*.log"):
+        for line in path.read_text().splitlines():
+            if not line.startswith('{"level"'):
+                continue
+            entry = json.loads(line)
+            if "message_id" in entry and entry.get("message") in ("send job done", REQUEUED):
+                at = datetime.strptime(entry["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z").timestamp()
+                events[entry["message_id"]].append((at, entry))
+    waited = []
+    for entries in events.values():
+        entries.sort(key=lambda e: e[0])
+        for n, (at, entry) in enumerate(entries):
+            if entry["message"] != REQUEUED:
+                continue
+            visible = at + float(entry["delay"])
+            # (the deferral's own line comes at once; the job's next try at least a second later)
+            worked = [t for t, e in entries[n + 1 :] if e["message"] == "send job done" and t > at + 0.5]
+            if worked:
+                waited.append(worked[0] - visible)
+    return sorted(waited)
 
 
 def held_reasons(message_to_mailbox: dict[str, str], capped: set[str]) -> Counter[str]:
@@ -487,6 +513,13 @@ def report(
         f"invocations {totals['invocations']}, records {totals['records']}; "
         f"tokens given back, too late to use: {late_tokens(log_dir)}"
     )
+    waited = returns_waited(log_dir)
+    if waited:
+        print(
+            "jobs sent back, from visible again to worked (the queue's lag): median "
+            f"{waited[len(waited) // 2]:.1f} s, 10 % under {waited[len(waited) // 10]:.1f} s, "
+            f"10 % over {waited[len(waited) * 9 // 10]:.1f} s"
+        )
     print(
         f"send function billed: {billed:.0f} s in all, {billed / sent * 1000:.0f} s per 1,000 emails (1 GB)"
     )
