@@ -244,6 +244,9 @@ class SendWorker:
     _next: int | None = None  # the plan's index `_look_ahead` may prepare
     _preparer: ThreadPoolExecutor | None = None
     _batch_reads: Future[None] | None = None  # `prefetch`'s reads, until the first render waits for them
+    # The moment (epoch seconds) of the rate token the current job's email went out on, for its
+    # "send job done" line: with the server's receipt it tells pacing from a slow envelope.
+    _token_at: float | None = None
 
     def close(self) -> None:
         try:
@@ -277,11 +280,13 @@ class SendWorker:
             logger.thread_safe_append_keys(**keys)
         else:
             logger.append_keys(**keys)
+        self._token_at = None
         ready = self._take_ready(job)
         outcome = ready if isinstance(ready, str) else self._deliver(ready)
         if outcome != "sent":  # no email of this job went out: nothing to wait for
             self.records.start()
-        logger.info("send job done", extra={"outcome": outcome})
+        token: dict[str, float] = {} if self._token_at is None else {"token_at": round(self._token_at, 3)}
+        logger.info("send job done", extra={"outcome": outcome, **token})
         return outcome
 
     def process_batch(self, bodies: list[str]) -> list[Outcome | Exception]:
@@ -610,6 +615,7 @@ class SendWorker:
                 late = self.clock.timestamp() - at  # a slow answer, or a sleep that overslept
                 if late <= LATE_TOLERANCE_SECONDS:
                     _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+                    self._token_at = at
                     return None
                 lead = lead_seconds(rate)
                 later = self.clock.timestamp() + lead
@@ -619,6 +625,7 @@ class SendWorker:
                     self.clock.sleep(at - answered)
                     if self.clock.timestamp() - at <= LATE_TOLERANCE_SECONDS:
                         _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+                        self._token_at = at
                         return None
                 logger.info("rate token too late to use; given back", extra={"late": late})
                 self._give_back(key, at, rate)

@@ -463,3 +463,25 @@ def test_a_late_token_that_cannot_move_is_given_back_and_the_next_one_used(
     assert len(asked) == 2
     [(_, arrived)] = handler.arrivals
     assert arrived == pytest.approx(asked[1], abs=1e-6)
+
+
+def test_the_send_job_line_names_the_moment_of_the_token_the_email_went_out_on(
+    user: ApiClient, aws_stack: StackResources, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN two emails of a 1/s mailbox, and a server that notes when each one's data came
+    clock = FakeClock()
+    handler = TimedHandler(clock=clock)
+    with smtp_server(handler, authenticator=Credentials(LOGIN, PASSWORD), auth_require_tls=False) as server:
+        mailbox = add_mailbox(user, server, "moments@example.com", rate_per_second=1)
+        compose_bulk(user, mailbox, 1)
+        compose_bulk(user, mailbox, 2)
+
+        # WHEN the send function works them
+        with caplog.at_level("INFO", logger="mailer"), SendWorker(clock=clock) as worker:
+            worker.process_batch(bulk_bodies(aws_stack))
+
+    # THEN each "send job done" line carries its token's moment: here, when its data came
+    done = [r for r in caplog.records if r.getMessage() == "send job done"]
+    assert [getattr(r, "token_at", None) for r in done] == pytest.approx(
+        handler.times("moments@example.com"), abs=1e-3
+    )
