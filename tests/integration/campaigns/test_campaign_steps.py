@@ -26,6 +26,14 @@ from tests.support.fixtures.core import ACCOUNT
 from tests.support.smtp_servers import SmtpTestServer
 
 
+def started_campaign(user: ApiClient, smtp: SmtpTestServer, pages: list[list[str]], **extra: Any) -> str:
+    """A campaign to `pages` from one fast mailbox, started; its id."""
+    campaign_id = new_campaign(user, [fast_mailbox(user, smtp)], pages, **extra)
+    reply = user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    assert reply.status == 200, reply.body
+    return campaign_id
+
+
 def test_a_worker_that_dies_after_composing_a_part_repeats_it_without_repeating_anyone(
     user: ApiClient,
     smtp: SmtpTestServer,
@@ -217,10 +225,8 @@ def test_report_csv_and_send_test(
 def test_a_per_day_portion_stops_the_campaign_until_the_next_day(
     user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
 ) -> None:
-    mailbox = fast_mailbox(user, smtp)
     addresses = [f"d{n}@example.com" for n in range(3)]
-    campaign_id = new_campaign(user, [mailbox], [addresses], options={"per_day": 2})
-    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_id = started_campaign(user, smtp, [addresses], options={"per_day": 2})
     work_queues(aws_stack, timeout=5)
     campaign = CampaignModel.get(ACCOUNT, campaign_id)
     assert delivered_to(smtp) == addresses[:2]
@@ -233,9 +239,7 @@ def test_a_per_day_portion_stops_the_campaign_until_the_next_day(
 def test_the_log_becomes_a_target_list_of_those_in_one_state(
     user: ApiClient, smtp: SmtpTestServer, aws_stack: StackResources, paged_audience: PagedAudience
 ) -> None:
-    mailbox = fast_mailbox(user, smtp)
-    campaign_id = new_campaign(user, [mailbox], [["k1@example.com", "k2@example.com", "k3@example.com"]])
-    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_id = started_campaign(user, smtp, [["k1@example.com", "k2@example.com", "k3@example.com"]])
     work_queues(aws_stack, until=lambda: status_of(user, campaign_id) == "sent")
     clicked = next(
         m for m in MessageModel.by_campaign.query(f"{ACCOUNT}#{campaign_id}") if m.to[0] == "k2@example.com"
@@ -318,10 +322,8 @@ def test_a_resume_right_after_a_pause_leaves_no_email_held(
     from mailer_core.campaigns import lifecycle
 
     monkeypatch.setattr(lifecycle, "SETTLE_AGAIN_SECONDS", 2)
-    mailbox = fast_mailbox(user, smtp)
     addresses = [f"h{n}@example.com" for n in range(4)]
-    campaign_id = new_campaign(user, [mailbox], [addresses])
-    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_id = started_campaign(user, smtp, [addresses])
     work_queues(aws_stack, send=False, timeout=5)
     user.post(f"/v1/campaigns/{campaign_id}/pause")
     campaign_state.forget_statuses()
@@ -359,10 +361,8 @@ def test_one_execution_at_a_time_composes_a_part_and_a_dead_holders_job_takes_it
 ) -> None:
     # GIVEN a started campaign whose first part's worker dies (killed: nothing given back)
     # while it holds the part's lease, before it wrote a single email
-    mailbox = fast_mailbox(user, smtp)
     addresses = [f"l{n}@example.com" for n in range(5)]
-    campaign_id = new_campaign(user, [mailbox], [addresses])
-    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_id = started_campaign(user, smtp, [addresses])
     clock = FakeClock(current=datetime.now(UTC))
     holders_job = CampaignJob(ACCOUNT, campaign_id, "package", 0, 0, job_id="holder")
     real_write = expansion._write
@@ -404,10 +404,8 @@ def test_a_part_whose_round_of_writes_fails_is_worked_again_and_composes_everyon
 ) -> None:
     # GIVEN a started campaign whose one part holds 350 emails (four rounds of 100, worked
     # side by side), and a DynamoDB write that fails once, in the third round
-    mailbox = fast_mailbox(user, smtp)
     addresses = [f"r{n:03d}@example.com" for n in range(350)]
-    campaign_id = new_campaign(user, [mailbox], [addresses])
-    user.post(f"/v1/campaigns/{campaign_id}/start", {})
+    campaign_id = started_campaign(user, smtp, [addresses])
     real_write = expansion._write
     failed: list[str] = []
 
