@@ -614,8 +614,7 @@ class SendWorker:
                 self.clock.sleep(at - answered)
                 late = self.clock.timestamp() - at  # a slow answer, or a sleep that overslept
                 if late <= LATE_TOLERANCE_SECONDS:
-                    _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
-                    self._token_at = at
+                    self._hand_over(key, at, rate, cap)
                     return None
                 lead = lead_seconds(rate)
                 later = self.clock.timestamp() + lead
@@ -624,8 +623,7 @@ class SendWorker:
                     at, answered = later, self.clock.timestamp()
                     self.clock.sleep(at - answered)
                     if self.clock.timestamp() - at <= LATE_TOLERANCE_SECONDS:
-                        _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
-                        self._token_at = at
+                        self._hand_over(key, at, rate, cap)
                         return None
                 logger.info("rate token too late to use; given back", extra={"late": late})
                 self._give_back(key, at, rate)
@@ -634,6 +632,12 @@ class SendWorker:
             turn = rate_buckets.NextTurn(at + decision.retry_after, decision.reason or "rate")
             _remember(key, turn, cap)
         return self._wait_later(job, mailbox, turn, claimed=ready.message)
+
+    def _hand_over(self, key: str, at: float, rate: float, cap: int) -> None:
+        """The token of moment `at` is used now: the container's next turn of the mailbox is one
+        interval on, and the job's log line names the moment."""
+        _remember(key, rate_buckets.NextTurn(at + 1.0 / rate), cap, handed_over=at)
+        self._token_at = at
 
     def _move_later(self, key: str, at: float, to: float, rate: float) -> bool:
         try:
