@@ -414,7 +414,7 @@ def run(args: argparse.Namespace) -> None:
         for worker in workers:
             worker.start()
         cold = time.perf_counter()
-        for _ in workers:  # Lambda's containers start in a second or two; ten here take a minute
+        for _ in workers:  # the cold starts (imports, clients) stay out of the figures, as in Lambda
             ready.get(timeout=300)
         print(f"containers started in {time.perf_counter() - cold:.0f} s; the feed starts now", flush=True)
         if args.paced:
